@@ -1,0 +1,306 @@
+"""Encode and decode protocol v1 messages, enforcing size limits and schema versions.
+
+Decoding never raises anything but :class:`~protocol.errors.ProtocolError`, whose
+``reason`` says why (malformed, too large, unknown schema, invalid, unknown category,
+topic mismatch, bad topic). That is what the hub stores in its dead-letter table.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from pydantic import TypeAdapter, ValidationError
+
+from . import limits
+from .errors import ProtocolError, Refusal
+from .messages import (
+    Ack,
+    DesiredConfig,
+    Event,
+    Message,
+    SnapshotHeader,
+    Status,
+    Telemetry,
+)
+from .taxonomy import taxonomy
+from .topics import Channel, ParsedTopic, parse_topic
+
+__all__ = [
+    "Decoded",
+    "decode_ack",
+    "decode_desired_config",
+    "decode_events",
+    "decode_message",
+    "decode_snapshot",
+    "decode_status",
+    "decode_telemetry",
+    "encode",
+    "encode_events",
+    "encode_snapshot",
+]
+
+T = TypeVar("T", bound=Message)
+
+_WIRE = {"wire": True}
+_EVENT = TypeAdapter(Event)
+_EVENTS = TypeAdapter(list[Event])
+
+
+# -- encoding ----------------------------------------------------------------------
+
+
+def encode(message: Message, *, limit: int | None = None) -> bytes:
+    """JSON bytes of one message (by alias, without nulls). Raises TOO_LARGE over ``limit``."""
+    data = message.model_dump_json(by_alias=True, exclude_none=True).encode()
+    limit = limit if limit is not None else _LIMITS.get(type(message), limits.MAX_CONFIG_BYTES)
+    if len(data) > limit:
+        raise ProtocolError(
+            Refusal.TOO_LARGE,
+            f"{type(message).__name__} is {len(data)} bytes, over the {limit}-byte limit",
+        )
+    return data
+
+
+def encode_events(events: Sequence[Event]) -> bytes:
+    """One event as a JSON object, several as a JSON array (outbox replay batches)."""
+    if not events:
+        raise ValueError("encode_events needs at least one event")
+    if len(events) > limits.MAX_EVENTS_PER_MESSAGE:
+        raise ProtocolError(
+            Refusal.TOO_LARGE,
+            f"{len(events)} events in one message, over the limit of {limits.MAX_EVENTS_PER_MESSAGE}",
+        )
+    parts = [encode(e, limit=limits.MAX_EVENT_BYTES) for e in events]
+    if len(parts) == 1:
+        return parts[0]
+    data = b"[" + b",".join(parts) + b"]"
+    if len(data) > limits.MAX_EVENTS_MESSAGE_BYTES:
+        raise ProtocolError(
+            Refusal.TOO_LARGE,
+            f"events message is {len(data)} bytes, over the {limits.MAX_EVENTS_MESSAGE_BYTES}-byte limit",
+        )
+    return data
+
+
+def encode_snapshot(header: SnapshotHeader, jpeg: bytes) -> bytes:
+    """A snapshot message: the JSON header, a newline, the JPEG bytes."""
+    if len(jpeg) > limits.MAX_SNAPSHOT_BYTES:
+        raise ProtocolError(
+            Refusal.TOO_LARGE,
+            f"snapshot is {len(jpeg)} bytes, over the {limits.MAX_SNAPSHOT_BYTES}-byte limit",
+        )
+    if hashlib.sha256(jpeg).hexdigest() != header.sha256:
+        raise ValueError("snapshot header sha256 does not match the JPEG bytes")
+    return encode(header, limit=limits.MAX_SNAPSHOT_HEADER_BYTES) + b"\n" + jpeg
+
+
+# -- decoding ----------------------------------------------------------------------
+
+
+_LIMITS: dict[type, int] = {
+    Event: limits.MAX_EVENT_BYTES,
+    Status: limits.MAX_STATUS_BYTES,
+    Telemetry: limits.MAX_TELEMETRY_BYTES,
+    Ack: limits.MAX_ACK_BYTES,
+    DesiredConfig: limits.MAX_CONFIG_BYTES,
+    SnapshotHeader: limits.MAX_SNAPSHOT_HEADER_BYTES,
+}
+_SCHEMAS: dict[type, str] = {
+    Event: "cityops.event/1",
+    Status: "cityops.status/1",
+    Telemetry: "cityops.telemetry/1",
+    Ack: "cityops.ack/1",
+    DesiredConfig: "cityops.config/1",
+    SnapshotHeader: "cityops.snapshot/1",
+}
+
+
+def _check_size(payload: bytes, limit: int, what: str) -> None:
+    if len(payload) > limit:
+        raise ProtocolError(
+            Refusal.TOO_LARGE, f"{what} is {len(payload)} bytes, over the {limit}-byte limit"
+        )
+
+
+def _summarise(exc: ValidationError, expected_schema: str, payload: bytes) -> ProtocolError:
+    errors = exc.errors(include_url=False, include_context=False)
+    for err in errors:
+        if err["type"] in ("json_invalid", "json_type"):
+            return ProtocolError(Refusal.MALFORMED, f"not valid JSON: {err['msg']}")
+    for err in errors:
+        loc = [p for p in err["loc"] if not isinstance(p, int)]
+        if loc[:1] == ["schema"] and err["type"] == "literal_error":
+            got = err.get("input")
+            return ProtocolError(
+                Refusal.UNKNOWN_SCHEMA,
+                f"schema {got!r} is not supported here; this side speaks {expected_schema!r}",
+                field="schema",
+            )
+        if err["type"] == "value_error" and "'schema' field is missing" in err["msg"]:
+            return ProtocolError(
+                Refusal.UNKNOWN_SCHEMA, f"the 'schema' field is missing; expected {expected_schema!r}",
+                field="schema",
+            )
+    for err in errors:
+        if err["type"] in ("model_type", "model_attributes_type", "list_type") and len(err["loc"]) <= 1:
+            return ProtocolError(Refusal.MALFORMED, f"expected a JSON object: {err['msg']}")
+    parts = []
+    for err in errors[:3]:
+        where = ".".join(str(p) for p in err["loc"]) or "(message)"
+        got = err.get("input")
+        got_text = ""
+        if not isinstance(got, dict | list):
+            got_text = f" (got {str(got)[:40]!r})"
+        parts.append(f"{where}: {err['msg']}{got_text}")
+    more = f" (+{len(errors) - 3} more)" if len(errors) > 3 else ""
+    first = ".".join(str(p) for p in errors[0]["loc"]) if errors else None
+    return ProtocolError(Refusal.INVALID, "; ".join(parts) + more, field=first)
+
+
+def _decode_one(model: type[T], payload: bytes, limit: int | None = None) -> T:
+    _check_size(payload, limit or _LIMITS[model], model.__name__)
+    try:
+        return model.model_validate_json(payload, context=_WIRE)
+    except ValidationError as exc:
+        raise _summarise(exc, _SCHEMAS[model], payload) from None
+
+
+def _check_agent(agent_id: str | None, found: str, what: str) -> None:
+    if agent_id is not None and found != agent_id:
+        raise ProtocolError(
+            Refusal.TOPIC_MISMATCH,
+            f"{what} says agent_id {found!r} but was published on agent {agent_id!r}'s topic",
+            field="agent_id",
+        )
+
+
+def decode_events(payload: bytes, *, agent_id: str | None = None) -> list[Event]:
+    """Decode an events message (one object or an array). All or nothing: one bad event
+    refuses the message, with the index of the culprit in the detail."""
+    head = payload[:64].lstrip()
+    if head.startswith(b"["):
+        _check_size(payload, limits.MAX_EVENTS_MESSAGE_BYTES, "events message")
+        try:
+            events = _EVENTS.validate_json(payload, context=_WIRE)
+        except ValidationError as exc:
+            raise _summarise(exc, _SCHEMAS[Event], payload) from None
+        if not events:
+            raise ProtocolError(Refusal.INVALID, "events message is an empty array")
+        if len(events) > limits.MAX_EVENTS_PER_MESSAGE:
+            raise ProtocolError(
+                Refusal.TOO_LARGE,
+                f"{len(events)} events in one message, over the limit of {limits.MAX_EVENTS_PER_MESSAGE}",
+            )
+    elif head.startswith(b"{"):
+        _check_size(payload, limits.MAX_EVENT_BYTES, "event")
+        try:
+            events = [_EVENT.validate_json(payload, context=_WIRE)]
+        except ValidationError as exc:
+            raise _summarise(exc, _SCHEMAS[Event], payload) from None
+    else:
+        raise ProtocolError(Refusal.MALFORMED, "an events message is a JSON object or array")
+    tax = taxonomy()
+    for i, ev in enumerate(events):
+        _check_agent(agent_id, ev.agent_id, f"event {i}")
+        if not tax.is_valid_pair(ev.category, ev.subcategory):
+            raise ProtocolError(
+                Refusal.UNKNOWN_CATEGORY,
+                f"event {i}: {ev.category}/{ev.subcategory} is not in taxonomy v{tax.version}",
+                field="subcategory",
+            )
+    return events
+
+
+def decode_status(payload: bytes, *, agent_id: str | None = None) -> Status:
+    msg = _decode_one(Status, payload)
+    _check_agent(agent_id, msg.agent_id, "status")
+    return msg
+
+
+def decode_telemetry(payload: bytes, *, agent_id: str | None = None) -> Telemetry:
+    msg = _decode_one(Telemetry, payload)
+    _check_agent(agent_id, msg.agent_id, "telemetry")
+    return msg
+
+
+def decode_ack(payload: bytes, *, agent_id: str | None = None) -> Ack:
+    msg = _decode_one(Ack, payload)
+    _check_agent(agent_id, msg.agent_id, "ack")
+    return msg
+
+
+def decode_desired_config(payload: bytes, *, agent_id: str | None = None) -> DesiredConfig:
+    msg = _decode_one(DesiredConfig, payload)
+    _check_agent(agent_id, msg.agent_id, "config")
+    return msg
+
+
+def decode_snapshot(
+    payload: bytes, *, agent_id: str | None = None, event_id: str | None = None
+) -> tuple[SnapshotHeader, bytes]:
+    """Split and check a snapshot message: header line, JPEG bytes, hash and JPEG magic."""
+    _check_size(
+        payload, limits.MAX_SNAPSHOT_BYTES + limits.MAX_SNAPSHOT_HEADER_BYTES + 1, "snapshot message"
+    )
+    newline = payload.find(b"\n", 0, limits.MAX_SNAPSHOT_HEADER_BYTES + 1)
+    if newline < 0:
+        raise ProtocolError(Refusal.MALFORMED, "snapshot message has no JSON header line")
+    header = _decode_one(SnapshotHeader, payload[:newline])
+    jpeg = payload[newline + 1 :]
+    _check_size(jpeg, limits.MAX_SNAPSHOT_BYTES, "snapshot image")
+    _check_agent(agent_id, header.agent_id, "snapshot")
+    if event_id is not None and header.event_id != event_id:
+        raise ProtocolError(
+            Refusal.TOPIC_MISMATCH,
+            f"snapshot header names event {header.event_id!r} but the topic names {event_id!r}",
+            field="event_id",
+        )
+    if not jpeg.startswith(b"\xff\xd8"):
+        raise ProtocolError(Refusal.INVALID, "snapshot is not a JPEG (no FF D8 start marker)")
+    if hashlib.sha256(jpeg).hexdigest() != header.sha256:
+        raise ProtocolError(Refusal.INVALID, "snapshot bytes do not match the header's sha256")
+    return header, jpeg
+
+
+@dataclass(frozen=True)
+class Decoded:
+    topic: ParsedTopic
+    message: Any  # list[Event] | Status | Telemetry | Ack | DesiredConfig | (SnapshotHeader, bytes)
+
+
+def decode_message(topic: str, payload: bytes) -> Decoded:
+    """Parse the topic and decode the payload that belongs to it. Raises ProtocolError
+    (with ``.topic`` set) for anything that is not a valid protocol v1 message."""
+    try:
+        parsed = parse_topic(topic)
+        aid = parsed.agent_id
+        match parsed.channel:
+            case Channel.EVENTS:
+                message: Any = decode_events(payload, agent_id=aid)
+            case Channel.STATUS:
+                message = decode_status(payload, agent_id=aid)
+            case Channel.TELEMETRY:
+                message = decode_telemetry(payload, agent_id=aid)
+            case Channel.ACKS:
+                message = decode_ack(payload, agent_id=aid)
+            case Channel.CONFIG:
+                message = decode_desired_config(payload, agent_id=aid)
+            case Channel.SNAPSHOTS:
+                message = decode_snapshot(payload, agent_id=aid, event_id=parsed.event_id)
+    except ProtocolError as exc:
+        if exc.topic is None:
+            exc.topic = topic
+        raise
+    return Decoded(parsed, message)
+
+
+def loads_lenient(payload: bytes) -> Any:
+    """Best-effort JSON for showing a refused payload to people (never raises)."""
+    try:
+        return json.loads(payload)
+    except (ValueError, UnicodeDecodeError):
+        return None

@@ -1,0 +1,39 @@
+"""Size limits of protocol v1. Both sides enforce them; the broker config is derived
+from them (``message_size_limit``), so an oversized message is refused as early as
+possible and never half-processed."""
+
+from __future__ import annotations
+
+__all__ = [
+    "BROKER_MESSAGE_SIZE_LIMIT",
+    "MAX_CONFIG_BYTES",
+    "MAX_EVENTS_MESSAGE_BYTES",
+    "MAX_EVENTS_PER_MESSAGE",
+    "MAX_EVENT_BYTES",
+    "MAX_SNAPSHOT_BYTES",
+    "MAX_SNAPSHOT_HEADER_BYTES",
+    "MAX_STATUS_BYTES",
+    "MAX_TELEMETRY_BYTES",
+    "MAX_ACK_BYTES",
+]
+
+KIB = 1024
+
+MAX_EVENT_BYTES = 8 * KIB  # one event, encoded as JSON
+MAX_EVENTS_PER_MESSAGE = 500  # events in one batched events message
+MAX_EVENTS_MESSAGE_BYTES = 256 * KIB  # a batched events message
+MAX_SNAPSHOT_BYTES = 256 * KIB  # the JPEG inside a snapshot message
+MAX_SNAPSHOT_HEADER_BYTES = 2 * KIB  # its JSON header line
+MAX_STATUS_BYTES = 8 * KIB
+MAX_TELEMETRY_BYTES = 64 * KIB
+MAX_ACK_BYTES = 64 * KIB
+MAX_CONFIG_BYTES = 128 * KIB
+
+# The broker refuses anything larger than the largest legal message.
+BROKER_MESSAGE_SIZE_LIMIT = max(
+    MAX_EVENTS_MESSAGE_BYTES,
+    MAX_SNAPSHOT_BYTES + MAX_SNAPSHOT_HEADER_BYTES + 1,
+    MAX_TELEMETRY_BYTES,
+    MAX_ACK_BYTES,
+    MAX_CONFIG_BYTES,
+)

@@ -1,0 +1,275 @@
+"""Protocol v1 messages.
+
+Each message names its schema (``cityops.event/1`` ...). Models are tolerant of unknown
+fields (a newer peer of the same major version may add some) and strict about the schema
+name itself, which the codec checks first.
+
+Events carry their full current state (Frigate's lesson): ``kind`` says where in its
+lifecycle the event is (``new`` → ``update``* → ``end``), ``event_id`` names the
+lifecycle, and ``seq`` names this one message of it. A message is identified by
+``(agent_id, event_id, seq)``; redelivering it is harmless.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import AwareDatetime, Field, ValidationInfo, field_validator, model_validator
+
+from .base import WireModel
+from .ids import Id
+
+__all__ = [
+    "ACK_SCHEMA",
+    "CONFIG_SCHEMA",
+    "EVENT_SCHEMA",
+    "SNAPSHOT_SCHEMA",
+    "STATUS_SCHEMA",
+    "TELEMETRY_SCHEMA",
+    "Ack",
+    "AgentState",
+    "CameraTelemetry",
+    "DesiredConfig",
+    "Event",
+    "EventKind",
+    "Evidence",
+    "Location",
+    "Message",
+    "OutboxTelemetry",
+    "Reading",
+    "Rejection",
+    "SnapshotHeader",
+    "SnapshotRef",
+    "Status",
+    "Telemetry",
+]
+
+EVENT_SCHEMA = "cityops.event/1"
+STATUS_SCHEMA = "cityops.status/1"
+TELEMETRY_SCHEMA = "cityops.telemetry/1"
+ACK_SCHEMA = "cityops.ack/1"
+CONFIG_SCHEMA = "cityops.config/1"
+SNAPSHOT_SCHEMA = "cityops.snapshot/1"
+
+ShortText = Annotated[str, Field(max_length=200)]
+Code = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*(\.[a-z0-9_]+)?$", max_length=64)]
+Unit = Annotated[float, Field(ge=0.0, le=1.0)]
+Sha256 = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
+AttrValue = Annotated[str, Field(max_length=200)] | int | float | bool | None
+
+
+class Message(WireModel):
+    """A top-level message. On the wire (validation context ``{"wire": True}``, as the
+    codec validates) the ``schema`` field must be present; in Python it defaults."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _schema_present_on_wire(cls, data: Any, info: ValidationInfo) -> Any:
+        wire = bool(info.context and info.context.get("wire"))
+        if wire and isinstance(data, dict) and "schema" not in data:
+            raise ValueError("the 'schema' field is missing")
+        return data
+
+
+class EventKind(StrEnum):
+    NEW = "new"
+    UPDATE = "update"
+    END = "end"
+
+
+class Location(WireModel):
+    lat: float = Field(ge=-90, le=90)
+    lon: float = Field(ge=-180, le=180)
+    grid_id: Id | None = None
+    place: ShortText | None = None
+
+
+class Reading(WireModel):
+    """A sensor value that backs an event (the evidence of sensor rules)."""
+
+    name: Id
+    value: float
+    unit: Annotated[str, Field(max_length=16)] = ""
+
+    @field_validator("value")
+    @classmethod
+    def _finite(cls, v: float) -> float:
+        if not math.isfinite(v):
+            raise ValueError("reading value must be a finite number")
+        return v
+
+
+class SnapshotRef(WireModel):
+    """Points from an event to its snapshot, sent separately through the same outbox."""
+
+    sha256: Sha256
+    content_type: Literal["image/jpeg"] = "image/jpeg"
+    bytes: int = Field(gt=0)
+    width: int = Field(gt=0, le=8192)
+    height: int = Field(gt=0, le=8192)
+
+
+class Evidence(WireModel):
+    bbox: tuple[Unit, Unit, Unit, Unit] | None = Field(
+        None, description="x1, y1, x2, y2, normalised to 0..1 of the frame"
+    )
+    reading: Reading | None = None
+    snapshot: SnapshotRef | None = None
+    zone: Id | None = None
+    frames: int | None = Field(None, ge=0, description="frames the object was seen in")
+
+    @field_validator("bbox")
+    @classmethod
+    def _ordered(cls, v: tuple[float, float, float, float] | None):
+        if v is not None and not (v[0] < v[2] and v[1] < v[3]):
+            raise ValueError("bbox must be x1 < x2 and y1 < y2")
+        return v
+
+
+class Event(Message):
+    schema_: Literal["cityops.event/1"] = Field(EVENT_SCHEMA, alias="schema")
+    event_id: Id
+    agent_id: Id
+    seq: int = Field(ge=1, description="per-agent message sequence, survives restarts")
+    kind: EventKind
+    category: Code
+    subcategory: Code
+    source: Id = Field(description="camera or device id on the agent")
+    observed_at: AwareDatetime
+    started_at: AwareDatetime | None = None
+    location: Location
+    confidence: Unit = 1.0
+    evidence: Evidence = Field(default_factory=Evidence)
+    attributes: dict[Annotated[str, Field(max_length=64)], AttrValue] = Field(
+        default_factory=dict, max_length=32
+    )
+
+    @model_validator(mode="after")
+    def _subcategory_in_category(self) -> Event:
+        if not self.subcategory.startswith(self.category + "."):
+            raise ValueError(
+                f"subcategory {self.subcategory!r} does not belong to category {self.category!r}"
+            )
+        return self
+
+
+class AgentState(StrEnum):
+    ONLINE = "online"
+    OFFLINE = "offline"
+
+
+class Status(Message):
+    """Birth (``online``, retained) and death (``offline``, the LWT or a clean goodbye)."""
+
+    schema_: Literal["cityops.status/1"] = Field(STATUS_SCHEMA, alias="schema")
+    agent_id: Id
+    state: AgentState
+    boot_id: Id
+    at: AwareDatetime
+    version: ShortText = ""
+    config_version: int | None = Field(None, ge=0)
+    config_error: Annotated[str, Field(max_length=2000)] | None = None
+    capabilities: list[Id] = Field(default_factory=list, max_length=64)
+    reason: ShortText | None = None  # for offline: "shutdown", "connection lost", ...
+
+
+class OutboxTelemetry(WireModel):
+    depth: int = Field(ge=0)
+    oldest_age_s: float = Field(0.0, ge=0)
+    dropped: int = Field(0, ge=0, description="events dropped by the cap, since install")
+    dropped_by_kind: dict[str, int] = Field(default_factory=dict)
+    in_flight: int = Field(0, ge=0)
+
+
+class CameraTelemetry(WireModel):
+    state: Literal["up", "down"]
+    fps: float = Field(0.0, ge=0)
+    inference_ms: float = Field(0.0, ge=0)
+    motion_ratio: float = Field(0.0, ge=0, le=1)
+
+
+class Telemetry(Message):
+    """Heartbeat, QoS 0: losing one is fine, the next one carries the full state."""
+
+    schema_: Literal["cityops.telemetry/1"] = Field(TELEMETRY_SCHEMA, alias="schema")
+    agent_id: Id
+    boot_id: Id
+    at: AwareDatetime
+    uptime_s: float = Field(ge=0)
+    outbox: OutboxTelemetry
+    devices: dict[Id, Literal["up", "down", "unknown"]] = Field(default_factory=dict)
+    cameras: dict[Id, CameraTelemetry] = Field(default_factory=dict)
+    readings: dict[Id, float] = Field(
+        default_factory=dict, description="latest reading per device.register, for vital signs"
+    )
+    rejected_readings: int = Field(0, ge=0)
+    rss_mb: float | None = Field(None, ge=0)
+    cpu_percent: float | None = Field(None, ge=0)
+    config_version: int | None = Field(None, ge=0)
+
+
+class Rejection(WireModel):
+    seq: int = Field(ge=1)
+    event_id: str = Field(max_length=200)
+    reason: ShortText
+
+
+class Ack(Message):
+    """The hub's receipt: these messages are durably stored (or durably refused).
+
+    The agent deletes every outbox row whose seq is ``<= upto`` or inside one of
+    ``ranges``. ``upto`` is the highest seq below which the hub has everything;
+    ``ranges`` covers what was stored beyond a gap (e.g. after the agent's outbox
+    dropped updates under its cap).
+    """
+
+    schema_: Literal["cityops.ack/1"] = Field(ACK_SCHEMA, alias="schema")
+    agent_id: Id
+    upto: int = Field(0, ge=0)
+    ranges: list[tuple[int, int]] = Field(default_factory=list, max_length=2000)
+    rejected: list[Rejection] = Field(default_factory=list, max_length=500)
+    at: AwareDatetime
+
+    @field_validator("ranges")
+    @classmethod
+    def _ranges_ordered(cls, v: list[tuple[int, int]]) -> list[tuple[int, int]]:
+        for lo, hi in v:
+            if lo < 1 or hi < lo:
+                raise ValueError(f"range ({lo}, {hi}) must satisfy 1 <= lo <= hi")
+        return v
+
+    def covers(self, seq: int) -> bool:
+        if seq <= self.upto:
+            return True
+        return any(lo <= seq <= hi for lo, hi in self.ranges)
+
+
+class DesiredConfig(Message):
+    """Desired configuration pushed by the hub (retained). ``config`` is an overlay that
+    the agent deep-merges onto its local file, validates and applies atomically; it then
+    reports ``config_version`` (or ``config_error``) in its status."""
+
+    schema_: Literal["cityops.config/1"] = Field(CONFIG_SCHEMA, alias="schema")
+    agent_id: Id
+    version: int = Field(ge=1)
+    config: dict[str, Any] = Field(default_factory=dict)
+    issued_at: AwareDatetime
+    issued_by: ShortText = "hub"
+    reason: ShortText = ""
+
+
+class SnapshotHeader(Message):
+    """The JSON line in front of a snapshot's JPEG bytes."""
+
+    schema_: Literal["cityops.snapshot/1"] = Field(SNAPSHOT_SCHEMA, alias="schema")
+    agent_id: Id
+    event_id: Id
+    seq: int = Field(ge=1)
+    sha256: Sha256
+    content_type: Literal["image/jpeg"] = "image/jpeg"
+    width: int = Field(gt=0, le=8192)
+    height: int = Field(gt=0, le=8192)
+    taken_at: datetime | None = None

@@ -1,0 +1,175 @@
+"""The managed Mosquitto: config, credentials, ACL and limits as the protocol says."""
+
+from __future__ import annotations
+
+import threading
+
+import paho.mqtt.client as mqtt
+import pytest
+
+from hub.broker import BrokerError, BrokerSettings, MosquittoBroker, hash_password, verify_password
+from protocol.limits import BROKER_MESSAGE_SIZE_LIMIT
+from protocol.topics import Channel, agent_topic
+
+
+class Client:
+    """A tiny synchronous MQTT v5 client for probing the broker."""
+
+    def __init__(self, broker: MosquittoBroker, user: str, password: str):
+        self.c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+        self.c.username_pw_set(user, password)
+        self.connected = threading.Event()
+        self.connect_rc = None
+        self.messages: list[mqtt.MQTTMessage] = []
+        self.got = threading.Event()
+        self.acks: dict[int, object] = {}
+        self.acked = threading.Condition()
+        self.c.on_connect = self._on_connect
+        self.c.on_message = self._on_message
+        self.c.on_publish = self._on_publish
+        self.c.on_subscribe = self._on_subscribe
+        self.granted = threading.Event()
+        self.c.connect(broker.host, broker.port)
+        self.c.loop_start()
+        assert self.connected.wait(5)
+
+    def _on_connect(self, c, u, flags, rc, props):
+        self.connect_rc = rc
+        self.connected.set()
+
+    def _on_message(self, c, u, msg):
+        self.messages.append(msg)
+        self.got.set()
+
+    def _on_publish(self, c, u, mid, rc, props):
+        with self.acked:
+            self.acks[mid] = rc
+            self.acked.notify_all()
+
+    def _on_subscribe(self, c, u, mid, rcs, props):
+        self.granted.set()
+
+    def publish(self, topic, payload, qos=1):
+        info = self.c.publish(topic, payload, qos=qos)
+        with self.acked:
+            assert self.acked.wait_for(lambda: info.mid in self.acks, 5)
+            return self.acks[info.mid]
+
+    def subscribe(self, topic):
+        self.granted.clear()
+        self.c.subscribe(topic, qos=1)
+        assert self.granted.wait(5)
+
+    def close(self):
+        self.c.disconnect()
+        self.c.loop_stop()
+
+
+def test_password_hashes_are_mosquitto_compatible():
+    h = hash_password("secret123", salt=b"\x9e'\x8c\xdd/\xd29L\xda\x82\xff\xf7")
+    # Produced by `mosquitto_passwd -b` for the same password and salt.
+    assert h == ("$7$101$nieM3S/SOUzagv/3$USt0gjpRpp1STGzaAuBSmNoXJThD+UrYzlL+MYqnBNYVtn92apqnZd2"
+                 "LNN3lWDRvCWgGSLixQdd6w+FLuzImyA==")
+    assert verify_password("secret123", h)
+    assert not verify_password("secret124", h)
+
+
+def test_anonymous_and_wrong_password_are_refused(broker):
+    anon = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+    done = threading.Event()
+    result = {}
+
+    def on_connect(c, u, f, rc, p):
+        result["rc"] = rc
+        done.set()
+
+    anon.on_connect = on_connect
+    anon.connect(broker.host, broker.port)
+    anon.loop_start()
+    assert done.wait(5)
+    anon.loop_stop()
+    assert result["rc"].is_failure
+    broker.auth.set_user("agent-1", "right-password-0123")
+    broker.reload()
+    bad = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+    bad.username_pw_set("agent-1", "wrong")
+    done.clear()
+    bad.on_connect = on_connect
+    bad.connect(broker.host, broker.port)
+    bad.loop_start()
+    assert done.wait(5)
+    bad.loop_stop()
+    assert result["rc"].value == 135  # not authorised
+
+
+def test_agent_may_publish_only_on_its_own_topics(broker):
+    broker.auth.set_users({"agent-1": "pw-agent-1-0123456", "agent-2": "pw-agent-2-0123456"})
+    broker.reload()
+    hub = Client(broker, broker.settings.hub_user, broker.settings.hub_password)
+    hub.subscribe("cityops/#")
+    a1 = Client(broker, "agent-1", "pw-agent-1-0123456")
+    own = a1.publish(agent_topic("agent-1", Channel.EVENTS), b"{}")
+    spoof = a1.publish(agent_topic("agent-2", Channel.EVENTS), b"{}")
+    acks = a1.publish(agent_topic("agent-1", Channel.ACKS), b"{}")
+    assert not own.is_failure
+    assert spoof.value == 135 and acks.value == 135  # MQTT 5 tells us: not authorised
+    assert hub.got.wait(5)
+    topics = [m.topic for m in hub.messages]
+    assert topics == [agent_topic("agent-1", Channel.EVENTS)]
+    a1.close()
+    hub.close()
+
+
+def test_agent_reads_only_its_own_acks_and_config(broker):
+    broker.auth.set_users({"agent-1": "pw-agent-1-0123456"})
+    broker.reload()
+    a1 = Client(broker, "agent-1", "pw-agent-1-0123456")
+    a1.subscribe(agent_topic("agent-2", Channel.ACKS))
+    a1.subscribe(agent_topic("agent-1", Channel.ACKS))
+    hub = Client(broker, broker.settings.hub_user, broker.settings.hub_password)
+    hub.publish(agent_topic("agent-2", Channel.ACKS), b"for agent 2")
+    hub.publish(agent_topic("agent-1", Channel.ACKS), b"for agent 1")
+    assert a1.got.wait(5)
+    hub.publish(agent_topic("agent-1", Channel.ACKS), b"marker")
+    deadline = threading.Event()
+    deadline.wait(0.3)
+    assert [m.payload for m in a1.messages] == [b"for agent 1", b"marker"]
+    a1.close()
+    hub.close()
+
+
+def test_oversized_publish_is_dropped_by_the_broker(broker):
+    """The broker is the backstop behind the codec's own limits: it drops an oversized
+    publish (Mosquitto answers PUBACK 149, which paho 2.x treats as a protocol error and
+    disconnects; agents therefore never send one, see protocol/codec.py)."""
+    hub = Client(broker, broker.settings.hub_user, broker.settings.hub_password)
+    hub.subscribe("cityops/#")
+    sender = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv311)
+    sender.username_pw_set(broker.settings.hub_user, broker.settings.hub_password)
+    sender.connect(broker.host, broker.port)
+    sender.loop_start()
+    info = sender.publish(agent_topic("a1", Channel.EVENTS), b"x" * (BROKER_MESSAGE_SIZE_LIMIT + 1), qos=1)
+    info.wait_for_publish(5)
+    hub.publish(agent_topic("a1", Channel.EVENTS), b"marker")
+    assert hub.got.wait(5)
+    assert [m.payload for m in hub.messages] == [b"marker"]
+    sender.loop_stop()
+    hub.close()
+
+
+def test_broker_that_cannot_start_reports_its_log(tmp_path):
+    settings = BrokerSettings(data_dir=tmp_path / "b", extra_lines=["this_is_not_an_option 1"])
+    with pytest.raises(BrokerError) as info:
+        MosquittoBroker(settings).start(timeout=5)
+    assert "this_is_not_an_option" in str(info.value) or "Unknown configuration" in str(info.value)
+
+
+def test_kill_and_restart_keeps_the_port_and_credentials(broker):
+    port = broker.port
+    broker.kill()
+    assert not broker.running
+    broker.start()
+    assert broker.port == port
+    hub = Client(broker, broker.settings.hub_user, broker.settings.hub_password)
+    assert not hub.connect_rc.is_failure
+    hub.close()
