@@ -173,3 +173,43 @@ def test_kill_and_restart_keeps_the_port_and_credentials(broker):
     hub = Client(broker, broker.settings.hub_user, broker.settings.hub_password)
     assert not hub.connect_rc.is_failure
     hub.close()
+
+
+def test_tls_listener_works_end_to_end_with_generated_certificates(tmp_path):
+    import ssl
+
+    from hub.tls import ensure_tls_files
+
+    files = ensure_tls_files(tmp_path / "tls", ["localhost", "127.0.0.1"])
+    assert oct(files.ca_key.stat().st_mode & 0o777) == "0o600"
+    settings = BrokerSettings(
+        data_dir=tmp_path / "b", tls_port=0, tls_certfile=files.server_cert,
+        tls_keyfile=files.server_key, tls_cafile=files.ca_cert,
+    )
+    with MosquittoBroker(settings) as b:
+        c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+        c.tls_set(ca_certs=str(files.ca_cert))
+        c.username_pw_set(settings.hub_user, settings.hub_password)
+        done = threading.Event()
+        result = {}
+        c.on_connect = lambda cl, u, f, rc, p: (result.setdefault("rc", rc), done.set())
+        c.connect("127.0.0.1", settings.tls_port)
+        c.loop_start()
+        assert done.wait(5)
+        c.loop_stop()
+        assert not result["rc"].is_failure
+        # A client that does not trust our CA is refused at the TLS handshake.
+        other_ca = ensure_tls_files(tmp_path / "other", ["localhost"]).ca_cert
+        stranger = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+        stranger.tls_set(ca_certs=str(other_ca))
+        with pytest.raises(ssl.SSLError):
+            stranger.connect("127.0.0.1", settings.tls_port)
+
+
+def test_tls_files_are_kept_across_restarts(tmp_path):
+    from hub.tls import ensure_tls_files
+
+    first = ensure_tls_files(tmp_path, ["localhost"])
+    ca = first.ca_cert.read_bytes()
+    second = ensure_tls_files(tmp_path, ["localhost"])
+    assert second.ca_cert.read_bytes() == ca
