@@ -186,7 +186,7 @@ def test_tls_listener_works_end_to_end_with_generated_certificates(tmp_path):
         data_dir=tmp_path / "b", tls_port=0, tls_certfile=files.server_cert,
         tls_keyfile=files.server_key, tls_cafile=files.ca_cert,
     )
-    with MosquittoBroker(settings) as b:
+    with MosquittoBroker(settings):
         c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
         c.tls_set(ca_certs=str(files.ca_cert))
         c.username_pw_set(settings.hub_user, settings.hub_password)
