@@ -169,3 +169,41 @@ class PahoHub:
     def close(self):
         self.client.disconnect()
         self.client.loop_stop()
+
+
+class AgentProcess:
+    """``cityops-agent run --config FILE`` as a child process (``python -m edge_agent``)."""
+
+    def __init__(self, config: Path, log_path: Path):
+        self.config = config
+        self.log_path = log_path
+        self.proc = None
+
+    def start(self) -> AgentProcess:
+        import subprocess
+        import sys
+
+        log = open(self.log_path, "ab")  # noqa: SIM115
+        self.proc = subprocess.Popen(  # noqa: S603
+            [sys.executable, "-m", "edge_agent", "run", "--config", str(self.config)],
+            stdout=log, stderr=log, cwd=str(ROOT))
+        log.close()
+        return self
+
+    def terminate(self, timeout: float = 15.0) -> int:
+        self.proc.terminate()
+        return self.proc.wait(timeout)
+
+    def kill9(self) -> None:
+        self.proc.kill()
+        self.proc.wait(10)
+
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def ensure_stopped(self) -> None:
+        if self.running():
+            self.kill9()
