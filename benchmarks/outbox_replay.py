@@ -148,7 +148,12 @@ def fill(outbox, n: int) -> float:
 
 
 async def replay(outbox, broker, password: str, n: int, timeout: float) -> dict:
-    from edge_agent.config.sections import MqttConfig, OutboxConfig, ReconnectConfig, TelemetryConfig
+    from edge_agent.config.sections import (
+        MqttConfig,
+        OutboxConfig,
+        ReconnectConfig,
+        TelemetryConfig,
+    )
     from edge_agent.session import Session
     from edge_agent.transport import MqttTransport
 

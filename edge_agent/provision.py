@@ -73,11 +73,13 @@ async def enroll(hub: str, token: str, *, timeout_s: float = 15.0, hostname: str
         raise ProvisioningError("the token is malformed (expected 16-200 characters); copy it "
                                 "again from `cityops-hub enroll`", hub=hub) from None
     try:
-        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout_s)) as http:
-            async with http.post(url, data=request.model_dump_json(),
-                                 headers={"Content-Type": "application/json"}) as resp:
-                body = await resp.text()
-                status = resp.status
+        async with (
+            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout_s)) as http,
+            http.post(url, data=request.model_dump_json(),
+                      headers={"Content-Type": "application/json"}) as resp,
+        ):
+            body = await resp.text()
+            status = resp.status
     except aiohttp.InvalidURL:
         raise ProvisioningError(f"{hub!r} is not a URL; use e.g. https://hub.example:8443", hub=hub) from None
     except (aiohttp.ClientConnectionError, TimeoutError) as exc:

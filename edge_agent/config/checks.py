@@ -86,11 +86,14 @@ def _check_overlaps(regmap: RegisterMap, doc: Document) -> list[ConfigProblem]:
         by_function[spec.function].append((spec.address, spec.address + spec.width - 1, name))
     for function, ranges in by_function.items():
         ranges.sort()
-        for (lo1, hi1, n1), (lo2, hi2, n2) in zip(ranges, ranges[1:], strict=False):
-            if lo2 <= hi1:
-                out.append(doc.problem(("registers", n2, "address"),
-                    f"overlaps register {n1!r} (function {function}, addresses {lo1}..{hi1}) "
-                    f"at address {lo2}; each address belongs to one register"))
+        reach = None  # the register reaching furthest so far: (lo, hi, name)
+        for lo, hi, name in ranges:
+            if reach is not None and lo <= reach[1]:
+                out.append(doc.problem(("registers", name, "address"),
+                    f"overlaps register {reach[2]!r} (function {function}, addresses "
+                    f"{reach[0]}..{reach[1]}) at address {lo}; each address belongs to one register"))
+            if reach is None or hi > reach[1]:
+                reach = (lo, hi, name)
     return out
 
 

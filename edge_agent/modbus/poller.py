@@ -35,7 +35,14 @@ from edge_agent.config.registers import DataType, RegisterMap
 from edge_agent.emit import EventDraft, EventSink
 from edge_agent.errors import DeviceError, OutboxError
 from edge_agent.rules.base import Sample
-from edge_agent.rules.engine import DeviceRuleSet, Lifecycle, Step, closing_draft, state_key, to_location
+from edge_agent.rules.engine import (
+    DeviceRuleSet,
+    Lifecycle,
+    Step,
+    closing_draft,
+    state_key,
+    to_location,
+)
 from edge_agent.rules.state import RuleStore, rule_store_for
 from protocol.clock import Clock, SystemClock
 from protocol.ids import new_event_id

@@ -142,6 +142,9 @@ registers:
   f: {address: 21, type: bitfield, scale: 2, bits: {x: 0, y: 0}}
   g: {address: 22, type: uint16, scale: 0, valid: {min: 5, max: 1}}
   h: {address: 1, type: int16, function: 4}
+  i: {address: 30, type: float64}
+  j: {address: 31, type: uint16}
+  k: {address: 33, type: uint16}
 """
 
 
@@ -160,7 +163,9 @@ def test_register_map_checks_list_every_impossible_thing(tmp_path, write_config)
     assert "registers.g.scale: scale 0" in got
     assert "registers.g.valid: valid.min (5.0) is above valid.max (1.0)" in got
     assert "registers.h" not in got  # function 4 is another table: no overlap
-    assert len(info.value.problems) == 8
+    assert "registers.j.address: overlaps register 'i'" in got
+    assert "registers.k.address: overlaps register 'i' (function 3, addresses 30..33)" in got
+    assert len(info.value.problems) == 10
 
 
 def test_unknown_data_type_names_the_choices(tmp_path, write_config):
