@@ -375,18 +375,20 @@ class Session:
     async def _heartbeat(self, transport: Transport) -> None:
         warned = False
         while transport.connected:
-            tele = self.telemetry()
             try:
-                payload = encode(tele)
-            except ProtocolError:
-                if not warned:
-                    log.warning("telemetry over the size limit: sending it without readings")
-                    warned = True
-                payload = encode(tele.model_copy(update={"readings": {}}))
-            try:
+                tele = self.telemetry()
+                try:
+                    payload = encode(tele)
+                except ProtocolError:
+                    if not warned:
+                        log.warning("telemetry over the size limit: sending it without readings")
+                        warned = True
+                    payload = encode(tele.model_copy(update={"readings": {}}))
                 transport.publish(self._topic(Channel.TELEMETRY), payload, qos=0)
             except TransportError as exc:
                 log.debug("telemetry not sent: %s", exc)
+            except Exception:  # a bad part must not take the session down
+                log.exception("could not build the telemetry message")
             await asyncio.sleep(self.telemetry_config.interval_s)
 
     # -- inspection ----------------------------------------------------------------------

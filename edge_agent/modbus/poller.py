@@ -45,7 +45,7 @@ from edge_agent.rules.engine import (
 )
 from edge_agent.rules.state import RuleStore, rule_store_for
 from protocol.clock import Clock, SystemClock
-from protocol.ids import new_event_id
+from protocol.ids import is_safe_id, new_event_id
 from protocol.messages import EventKind, Location
 
 from .decode import check_valid, decode
@@ -135,7 +135,9 @@ class ModbusComponent:
         if self.config.telemetry.include_readings:
             for dev in self.devices.values():
                 for name, value in dev.readings.items():
-                    readings[f"{dev.id}.{name}"] = value
+                    key = f"{dev.id}.{name}"
+                    if is_safe_id(key):  # an id of 60+ characters leaves no room for the name
+                        readings[key] = value
         return {
             "devices": {d.id: d.health.state.value for d in self.devices.values()},
             "readings": readings,

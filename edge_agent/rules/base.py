@@ -18,7 +18,7 @@ from typing import Any, Protocol
 
 from protocol.messages import EventKind
 
-__all__ = ["Decision", "Rule", "Sample", "State"]
+__all__ = ["Decision", "Rule", "Sample", "SingleSignalRule", "State"]
 
 State = dict[str, Any]
 
@@ -57,3 +57,20 @@ class Rule(Protocol):
     def step(self, state: State, sample: Sample) -> tuple[State, Decision | None]:
         """Pure: the next state and, when the lifecycle moves, a decision."""
         ...
+
+
+class SingleSignalRule:
+    """Base of rules that watch one signal (``config.signal``): a sample without it (not
+    read this time, or rejected as implausible) changes nothing; the others go to
+    ``advance(state_copy, value, t)``."""
+
+    config: Any
+
+    def step(self, state: State, sample: Sample) -> tuple[State, Decision | None]:
+        value = sample.values.get(self.config.signal)
+        if value is None:
+            return state, None
+        return self.advance(dict(state), value, sample.t)
+
+    def advance(self, s: State, value: float, t: float) -> tuple[State, Decision | None]:
+        raise NotImplementedError

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from edge_agent.config.rules import LevelConfig
 from protocol.messages import EventKind
 
-from .base import Decision, Sample, State
+from .base import Decision, SingleSignalRule, State
 
 __all__ = ["LevelRule", "rate_per_hour"]
 
@@ -26,7 +26,7 @@ def rate_per_hour(window: list[list[float]], min_span_s: float) -> float | None:
 
 
 @dataclass(frozen=True)
-class LevelRule:
+class LevelRule(SingleSignalRule):
     """Opens at ``level >= high`` or, with ``rate_of_rise``, when the level rose faster
     than that over ``rate_window_min``. Updates when the level moved ``update_delta``
     since the last message or the trigger changed; ends once the level is below
@@ -44,13 +44,8 @@ class LevelRule:
     def initial(self) -> State:
         return {"window": [], "active": False, "trigger": None, "sent": None, "peak": None}
 
-    def step(self, state: State, sample: Sample) -> tuple[State, Decision | None]:
+    def advance(self, s: State, v: float, t: float) -> tuple[State, Decision | None]:
         cfg = self.config
-        v = sample.values.get(cfg.signal)
-        if v is None:
-            return state, None
-        t = sample.t
-        s = dict(state)
         window_s = cfg.rate_window_min * 60
         window = [p for p in s["window"] if t - p[0] <= window_s]
         if len(window) >= 2 and t - window[-2][0] < window_s / _MAX_WINDOW_SAMPLES:

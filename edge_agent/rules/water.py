@@ -8,13 +8,13 @@ from dataclasses import dataclass
 from edge_agent.config.rules import ContinuousFlowConfig, WaterNoUseConfig
 from protocol.messages import EventKind
 
-from .base import Decision, Sample, State
+from .base import Decision, SingleSignalRule, State
 
 __all__ = ["ContinuousFlowRule", "WaterNoUseRule"]
 
 
 @dataclass(frozen=True)
-class WaterNoUseRule:
+class WaterNoUseRule(SingleSignalRule):
     """No increase of the cumulative volume for ``hours`` → alarm, then escalate.
 
     Tier 1 notifies the first contact (the grid worker); while the alarm is not
@@ -33,13 +33,8 @@ class WaterNoUseRule:
         return {"base": None, "last_use": None, "active": False, "tier": 0, "opened": None,
                 "acked": False}
 
-    def step(self, state: State, sample: Sample) -> tuple[State, Decision | None]:
+    def advance(self, s: State, v: float, t: float) -> tuple[State, Decision | None]:
         cfg = self.config
-        v = sample.values.get(cfg.signal)
-        if v is None:
-            return state, None
-        t = sample.t
-        s = dict(state)
         if s["base"] is None or v < s["base"]:
             s["base"] = v
             s["last_use"] = s["last_use"] if s["last_use"] is not None else t
@@ -78,7 +73,7 @@ class WaterNoUseRule:
 
 
 @dataclass(frozen=True)
-class ContinuousFlowRule:
+class ContinuousFlowRule(SingleSignalRule):
     """Flow above ``min_flow`` in every reading for ``hours`` → suspected leak.
 
     While open, an ``update`` every ``update_every_min`` reports how long it has been
@@ -94,13 +89,8 @@ class ContinuousFlowRule:
     def initial(self) -> State:
         return {"since": None, "below": None, "active": False, "updated": None, "peak": 0.0}
 
-    def step(self, state: State, sample: Sample) -> tuple[State, Decision | None]:
+    def advance(self, s: State, f: float, t: float) -> tuple[State, Decision | None]:
         cfg = self.config
-        f = sample.values.get(cfg.signal)
-        if f is None:
-            return state, None
-        t = sample.t
-        s = dict(state)
         if f > cfg.min_flow:
             s["below"] = None
             s["since"] = s["since"] if s["since"] is not None else t
