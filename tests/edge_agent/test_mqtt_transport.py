@@ -103,18 +103,24 @@ async def test_unreachable_broker_is_a_transient_error():
     assert "cannot connect" in str(info.value)
 
 
-async def test_the_acl_stops_an_agent_publishing_as_another(broker, hub, tmp_path, draft):
-    """MQTT v5: the broker answers PUBACK 135 (not authorised) and nothing arrives."""
+@pytest.mark.parametrize("protocol", ["5", "3.1.1"])
+async def test_the_acl_stops_an_agent_publishing_as_another(broker, hub, tmp_path, draft, protocol):
+    """MQTT v5: the broker answers PUBACK 135 (not authorised). MQTT 3.1.1 (Mosquitto 2.0):
+    it acknowledges and drops the message. Either way nothing arrives at the hub, and an
+    outbox would keep the row, because only the hub's ack deletes it."""
     password = add_agent(broker, "agent-a")
     add_agent(broker, "agent-b")
-    t = factory(broker, "agent-a", password)(Will(agent_topic("agent-a", Channel.STATUS), b""))
+    t = factory(broker, "agent-a", password, protocol)(Will(agent_topic("agent-a", Channel.STATUS), b""))
     await t.connect()
     victim = Outbox(tmp_path / "b.sqlite", "agent-b")  # an event claiming to be agent-b's
     victim.emit(draft("new", "forged"))
     (row,) = victim.take_backlog(1, 1 << 20)
     fut = t.publish(agent_topic("agent-b", Channel.EVENTS), row.payload, qos=1)
-    with pytest.raises(TransportError, match="135"):
-        await asyncio.wait_for(fut, 5)
+    if protocol == "5":
+        with pytest.raises(TransportError, match="135"):
+            await asyncio.wait_for(fut, 5)
+    else:
+        await asyncio.wait_for(fut, 5)  # acknowledged, silently dropped
     ok = t.publish(agent_topic("agent-a", Channel.TELEMETRY), b"{}", qos=1)
     await asyncio.wait_for(ok, 5)  # its own topics are fine
     await asyncio.sleep(0.2)
