@@ -106,7 +106,7 @@ class ModbusComponent:
         self.polls = 0
         self.failed_polls = 0
         self.emit_errors = 0
-        self.lateness: deque[float] = deque(maxlen=100_000)
+        self.lateness: deque[float] = deque(maxlen=20_000)  # seconds late, recent polls
         self._store: RuleStore | None = None
         self._dirty: dict[str, dict[str, Any] | None] = {}
         self._links: dict[str, ModbusLink] = {}

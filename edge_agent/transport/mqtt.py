@@ -135,6 +135,9 @@ class MqttTransport:
         except TimeoutError:
             self._teardown()
             raise TransportError("no CONNACK from the broker", host=host, port=port) from None
+        except TransportError:
+            self._teardown()
+            raise
         if reason.is_failure:
             self._teardown()
             if reason.value in AUTH_REASONS:
@@ -282,9 +285,12 @@ class MqttTransport:
         if self._client is None:
             return
         if self._connected:
-            self._client.disconnect()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._closed.wait(), 5)
+            rc = self._client.disconnect()
+            if rc == mqtt.MQTT_ERR_SUCCESS:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._closed.wait(), 5)
+            else:
+                log.debug("disconnect: %s", mqtt.error_string(rc))
         self._teardown()
 
     # -- helpers -----------------------------------------------------------------------
