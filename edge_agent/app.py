@@ -117,6 +117,7 @@ class AgentApp:
         self._running: _Running | None = None
         self._cpu = CpuMeter()
         self._apply_lock = asyncio.Lock()
+        self._overlay: dict[str, Any] | None = None  # the desired config applied on the file
 
     # -- lifecycle ---------------------------------------------------------------------
     async def run(self, stop: asyncio.Event) -> None:
@@ -197,9 +198,10 @@ class AgentApp:
             self._refuse(desired.version, "; ".join(
                 f"{p.path}: {p.message}" if p.path else p.message for p in exc.problems))
             return
-        await self._switch(candidate, f"desired config v{desired.version}")
-        self.config_version = desired.version
-        self.config_error = None
+        if await self._switch(candidate, f"desired config v{desired.version}"):
+            self.config_version = desired.version
+            self.config_error = None
+            self._overlay = dict(desired.config)
 
     async def reload_file(self) -> bool:
         """SIGHUP: read the config file again (the desired overlay, if any, on top)."""
@@ -212,34 +214,35 @@ class AgentApp:
                 raise ConfigError([ConfigProblem(str(path), None, None, "agent.id",
                                                  "cannot change while the agent runs; restart it")])
             candidate = fresh
-            if self.loaded.version is not None:
-                overlay = _overlay_of(self.loaded)
-                candidate = apply_overlay(fresh, overlay, self.loaded.version)
+            if self._overlay is not None and self.config_version is not None:
+                candidate = apply_overlay(fresh, self._overlay, self.config_version)
         except ConfigError as exc:
             log.error("config file not reloaded, the running config stays: %s", exc)
             return False
+        if not await self._switch(candidate, f"config file {path}"):
+            return False
         self.file_loaded = fresh
-        await self._switch(candidate, f"config file {path}")
         return True
 
     def _refuse(self, version: int, reason: str) -> None:
         self.config_error = f"desired config v{version} refused: {reason}"[:2000]
         log.error("%s; the running config stays", self.config_error)
 
-    async def _switch(self, candidate: LoadedConfig, what: str) -> None:
+    async def _switch(self, candidate: LoadedConfig, what: str) -> bool:
         async with self._apply_lock:
             try:
                 components = self._build(candidate)
             except Exception as exc:  # a component that cannot be built: refuse, keep the old
                 log.exception("cannot build components for %s", what)
                 self.config_error = f"{what} refused: {exc}"[:2000]
-                return
+                return False
             if self._running is not None:
                 await self._stop(self._running)
             self._retune(candidate)
             self.loaded = candidate
             self._running = self._start(components)
             log.info("applied %s: %d component(s)", what, len(components))
+            return True
 
     def _retune(self, loaded: LoadedConfig) -> None:
         cfg = loaded.config
@@ -279,23 +282,4 @@ class AgentApp:
     @property
     def components(self) -> list[Component]:
         return list(self._running.components) if self._running else []
-
-
-def _overlay_of(loaded: LoadedConfig) -> dict[str, Any]:
-    """The difference between a loaded config's document and its file (as a merge patch)."""
-    return _diff(loaded.file_data, loaded.data)
-
-
-def _diff(base: Any, new: Any) -> Any:
-    if not (isinstance(base, dict) and isinstance(new, dict)):
-        return new
-    out: dict[str, Any] = {}
-    for key in base.keys() - new.keys():
-        out[key] = None
-    for key, value in new.items():
-        if key not in base:
-            out[key] = value
-        elif base[key] != value:
-            out[key] = _diff(base[key], value)
-    return out
 
