@@ -70,10 +70,9 @@ async def hub_endpoint(broker):
     app.router.add_post(ENROLL_PATH, endpoint.handle)
     runner = web.AppRunner(app)
     await runner.setup()
-    port = free_port()
-    site = web.TCPSite(runner, "127.0.0.1", port)
+    site = web.TCPSite(runner, "127.0.0.1", 0)  # the OS picks the port: no race
     await site.start()
-    endpoint.url = f"http://127.0.0.1:{port}"
+    endpoint.url = f"http://127.0.0.1:{runner.addresses[0][1]}"
     yield endpoint
     await runner.cleanup()
 
