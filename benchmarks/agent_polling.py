@@ -34,7 +34,7 @@ from edge_agent.app import AgentApp  # noqa: E402
 from edge_agent.config import load_agent_config  # noqa: E402
 from edge_agent.modbus import ModbusComponent  # noqa: E402
 from edge_agent.sysinfo import rss_mb  # noqa: E402
-from hub.broker import BrokerSettings, MosquittoBroker, free_port  # noqa: E402
+from hub.broker import BrokerSettings, MosquittoBroker  # noqa: E402
 
 MAPS = ROOT / "firmware_configs" / "register_maps"
 PER_GATEWAY = 64
@@ -44,17 +44,16 @@ def start_gateways(n_devices: int) -> tuple[list[subprocess.Popen], list[int]]:
     procs, ports = [], []
     for first in range(1, n_devices + 1, PER_GATEWAY):
         last = min(first + PER_GATEWAY - 1, n_devices)
-        port = free_port()
         units = f"{1}-{last - first + 1}"
         procs.append(subprocess.Popen(  # noqa: S603
-            [sys.executable, "-m", "simulators.modbus", "--port", str(port), "--device",
+            [sys.executable, "-m", "simulators.modbus", "--port", "0", "--device",
              f"water_meter:{units}", "--flow", "0.0"],
             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True))
-        ports.append(port)
     for p in procs:
-        line = p.stdout.readline()
+        line = p.stdout.readline()  # "serving N simulated device(s) on HOST:PORT"
         if "serving" not in line:
             raise SystemExit(f"simulator did not start: {line!r}")
+        ports.append(int(line.rsplit(":", 1)[1]))
     return procs, ports
 
 

@@ -89,12 +89,12 @@ class ModbusSimServer:
                 sims, port=self.serial_port, baudrate=self.baudrate, ignore_missing_devices=True
             )
         else:
-            if self.port == 0:
-                self.port = _free_port(self.host)
             self._server = ModbusTcpServer(
                 sims, address=(self.host, self.port), ignore_missing_devices=True
             )
         await self._server.serve_forever(background=True)
+        if self.serial_port is None and self.port == 0:  # the OS picked a free port
+            self.port = self._server.transport.sockets[0].getsockname()[1]
         log.info("modbus simulator serving %d devices on %s", len(self.devices),
                  self.serial_port or f"{self.host}:{self.port}")
         return self
@@ -111,10 +111,3 @@ class ModbusSimServer:
     async def __aexit__(self, *exc: object) -> None:
         await self.stop()
 
-
-def _free_port(host: str) -> int:
-    import socket
-
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
