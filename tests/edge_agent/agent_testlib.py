@@ -23,18 +23,6 @@ async def until(cond: Callable[[], object], timeout: float = 10.0, every: float 
         await asyncio.sleep(every)
 
 
-def wait_until(cond: Callable[[], object], timeout: float = 10.0, every: float = 0.01, what: str = ""):
-    """The same, for threads and synchronous tests."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = cond()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what or cond}")
-        time.sleep(every)
-
-
 class StandInHub:
     """The hub's side of the protocol, for tests: decodes what agents publish (with the
     protocol codec) and acknowledges events and snapshots per protocol.
