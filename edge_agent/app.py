@@ -1,0 +1,285 @@
+"""The agent process: the outbox, the MQTT session and a set of components, run together.
+
+Components are built from the config by the factories in :data:`COMPONENT_FACTORIES`
+(the Modbus poller here; the camera side adds its own), run side by side, and their
+telemetry parts are merged into the heartbeat. A desired config from the hub (or a
+SIGHUP re-reading the file) is checked completely first; only then are the old
+components stopped and the new set started (atomic from the outside). A config that
+fails is refused with its reason in the status, and the old one keeps running.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from edge_agent import __version__
+from edge_agent.component import Component
+from edge_agent.config.loader import LoadedConfig, apply_overlay, load_agent_config
+from edge_agent.credentials import read_credentials
+from edge_agent.errors import AuthError, OutboxError
+from edge_agent.modbus import ModbusComponent
+from edge_agent.outbox import Outbox
+from edge_agent.session import Hooks, Session
+from edge_agent.sysinfo import CpuMeter, rss_mb
+from edge_agent.transport.base import Transport, TransportFactory, Will
+from edge_agent.transport.mqtt import MqttTransport
+from protocol.clock import Clock, SystemClock
+from protocol.errors import ConfigError, ConfigProblem
+from protocol.messages import DesiredConfig
+
+__all__ = ["COMPONENT_FACTORIES", "AgentApp", "ComponentFactory", "mqtt_transport_factory"]
+
+log = logging.getLogger(__name__)
+
+ComponentFactory = Callable[[LoadedConfig, Clock], list[Component]]
+
+
+def modbus_components(loaded: LoadedConfig, clock: Clock) -> list[Component]:
+    if not any(d.enabled for d in loaded.config.devices):
+        return []
+    return [ModbusComponent(loaded, clock=clock)]
+
+
+# Every source of events registers a factory here (cameras: one more entry).
+COMPONENT_FACTORIES: list[ComponentFactory] = [modbus_components]
+
+
+def mqtt_transport_factory(loaded: LoadedConfig) -> TransportFactory:
+    """Transports built from the config; the credentials file is read at every attempt."""
+    cfg = loaded.config.mqtt
+    agent_id = loaded.config.agent.id
+
+    def make(will: Will) -> Transport:
+        username, password = agent_id, None
+        if loaded.credentials_path is not None:
+            creds = read_credentials(loaded.credentials_path)
+            username, password = creds.username, creds.password
+        tls = cfg.tls
+        return MqttTransport(
+            cfg, will, client_id=agent_id, username=username, password=password,
+            ca_file=loaded.resolve(tls.ca_file) if tls and tls.ca_file else None,
+            cert_file=loaded.resolve(tls.cert_file) if tls and tls.cert_file else None,
+            key_file=loaded.resolve(tls.key_file) if tls and tls.key_file else None,
+        )
+
+    return make
+
+
+class _DeferredAuthTransport:
+    """Stands in when the credentials cannot be read, so the session reports the problem
+    as refused credentials (no retry storm) instead of crashing."""
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+        self.on_message = None
+        self.on_disconnect = None
+        self.connected = False
+
+    async def connect(self) -> None:
+        raise self.error
+
+    def publish(self, *a: Any, **k: Any) -> Any:  # pragma: no cover - never connected
+        raise self.error
+
+    async def subscribe(self, topics: list[tuple[str, int]]) -> None:  # pragma: no cover
+        raise self.error
+
+    async def disconnect(self) -> None:
+        return None
+
+
+@dataclass
+class _Running:
+    components: list[Component]
+    tasks: list[asyncio.Task[None]]
+    stop: asyncio.Event
+
+
+class AgentApp:
+    def __init__(
+        self, loaded: LoadedConfig, *, transport_factory: TransportFactory | None = None,
+        clock: Clock | None = None, factories: list[ComponentFactory] | None = None,
+    ) -> None:
+        self.file_loaded = loaded
+        self.loaded = loaded
+        self.clock = clock or SystemClock()
+        self.factories = factories if factories is not None else COMPONENT_FACTORIES
+        self._transport_factory = transport_factory or mqtt_transport_factory(loaded)
+        self.config_version: int | None = None
+        self.config_error: str | None = None
+        self.outbox: Outbox | None = None
+        self.session: Session | None = None
+        self._running: _Running | None = None
+        self._cpu = CpuMeter()
+        self._apply_lock = asyncio.Lock()
+        self._overlay: dict[str, Any] | None = None  # the desired config applied on the file
+
+    # -- lifecycle ---------------------------------------------------------------------
+    async def run(self, stop: asyncio.Event) -> None:
+        cfg = self.loaded.config
+        self.outbox = Outbox(
+            self.loaded.outbox_path, cfg.agent.id, max_events=cfg.outbox.max_events,
+            max_bytes=cfg.outbox.max_bytes, synchronous=cfg.outbox.synchronous, clock=self.clock,
+        )
+        self.session = Session(
+            cfg.agent.id, self.outbox, self._make_transport, outbox_config=cfg.outbox,
+            telemetry=cfg.telemetry, reconnect=cfg.mqtt.reconnect, version=__version__,
+            hooks=Hooks(self._status_fields, self._telemetry_parts, self.apply_desired),
+            clock=self.clock, credentials_path=self.loaded.credentials_path,
+        )
+        log.info("agent %s starting: %d device(s), outbox %s (depth %d)", cfg.agent.id,
+                 len(cfg.devices), self.loaded.outbox_path, self.outbox.depth)
+        try:
+            self._running = self._start(self._build(self.loaded))
+            session_stop = asyncio.Event()
+            session_task = asyncio.create_task(self.session.run(session_stop), name="session")
+            await stop.wait()
+            log.info("stopping: components first, then the session (outbox kept)")
+            await self._stop(self._running)
+            session_stop.set()
+            await session_task
+        finally:
+            self.outbox.close()
+            log.info("agent stopped; outbox depth %d kept in %s", self.outbox.depth,
+                     self.loaded.outbox_path)
+
+    def _make_transport(self, will: Will) -> Transport:
+        try:
+            return self._transport_factory(will)
+        except Exception as exc:  # an unreadable credentials file: reported, not retried
+            error = exc if isinstance(exc, AuthError) else AuthError(str(exc))
+            return _DeferredAuthTransport(error)
+
+    def _build(self, loaded: LoadedConfig) -> list[Component]:
+        components: list[Component] = []
+        for factory in self.factories:
+            components.extend(factory(loaded, self.clock))
+        return components
+
+    def _start(self, components: list[Component]) -> _Running:
+        assert self.outbox is not None
+        stop = asyncio.Event()
+        tasks = [asyncio.create_task(self._guard(c, stop), name=f"component:{c.name}") for c in components]
+        return _Running(components, tasks, stop)
+
+    async def _guard(self, component: Component, stop: asyncio.Event) -> None:
+        """Run a component; if it crashes (a bug), log it and start it again."""
+        assert self.outbox is not None
+        delay = 1.0
+        while not stop.is_set():
+            try:
+                await component.run(self.outbox, stop)
+                return
+            except OutboxError as exc:
+                log.error("component %s: %s", component.name, exc)
+            except Exception:
+                log.exception("component %s crashed; restarting it in %.0f s", component.name, delay)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), delay)
+            delay = min(delay * 2, 60.0)
+
+    async def _stop(self, running: _Running) -> None:
+        running.stop.set()
+        await asyncio.gather(*running.tasks, return_exceptions=True)
+
+    # -- config changes ----------------------------------------------------------------
+    async def apply_desired(self, desired: DesiredConfig) -> None:
+        """Apply a desired config from the hub, or refuse it and keep the running one."""
+        if desired.version == self.config_version:
+            return
+        try:
+            candidate = apply_overlay(self.file_loaded, desired.config, desired.version)
+        except ConfigError as exc:
+            self._refuse(desired.version, "; ".join(
+                f"{p.path}: {p.message}" if p.path else p.message for p in exc.problems))
+            return
+        if await self._switch(candidate, f"desired config v{desired.version}"):
+            self.config_version = desired.version
+            self.config_error = None
+            self._overlay = dict(desired.config)
+
+    async def reload_file(self) -> bool:
+        """SIGHUP: read the config file again (the desired overlay, if any, on top)."""
+        path = self.file_loaded.path
+        if path is None:
+            return False
+        try:
+            fresh = load_agent_config(path)
+            if fresh.config.agent.id != self.file_loaded.config.agent.id:
+                raise ConfigError([ConfigProblem(str(path), None, None, "agent.id",
+                                                 "cannot change while the agent runs; restart it")])
+            candidate = fresh
+            if self._overlay is not None and self.config_version is not None:
+                candidate = apply_overlay(fresh, self._overlay, self.config_version)
+        except ConfigError as exc:
+            log.error("config file not reloaded, the running config stays: %s", exc)
+            return False
+        if not await self._switch(candidate, f"config file {path}"):
+            return False
+        self.file_loaded = fresh
+        return True
+
+    def _refuse(self, version: int, reason: str) -> None:
+        self.config_error = f"desired config v{version} refused: {reason}"[:2000]
+        log.error("%s; the running config stays", self.config_error)
+
+    async def _switch(self, candidate: LoadedConfig, what: str) -> bool:
+        async with self._apply_lock:
+            try:
+                components = self._build(candidate)
+            except Exception as exc:  # a component that cannot be built: refuse, keep the old
+                log.exception("cannot build components for %s", what)
+                self.config_error = f"{what} refused: {exc}"[:2000]
+                return False
+            if self._running is not None:
+                await self._stop(self._running)
+            self._retune(candidate)
+            self.loaded = candidate
+            self._running = self._start(components)
+            log.info("applied %s: %d component(s)", what, len(components))
+            return True
+
+    def _retune(self, loaded: LoadedConfig) -> None:
+        cfg = loaded.config
+        if self.outbox is not None:
+            self.outbox.max_events, self.outbox.max_bytes = cfg.outbox.max_events, cfg.outbox.max_bytes
+        if self.session is not None:
+            self.session.outbox_config = cfg.outbox
+            self.session.telemetry_config = cfg.telemetry
+
+    # -- session hooks -----------------------------------------------------------------
+    def _status_fields(self) -> dict[str, Any]:
+        caps = sorted({c.name for c in (self._running.components if self._running else [])}
+                      | {f"rule.{name}" for d in self.loaded.config.devices
+                         for name in d.rules.configured()})
+        return {"config_version": self.config_version, "config_error": self.config_error,
+                "capabilities": caps[:64]}
+
+    def _telemetry_parts(self) -> dict[str, Any]:
+        merged: dict[str, Any] = {"devices": {}, "cameras": {}, "readings": {}, "rejected_readings": 0}
+        for component in self._running.components if self._running else []:
+            try:
+                part = component.telemetry()
+            except Exception:
+                log.exception("telemetry of %s failed", component.name)
+                continue
+            for key, value in part.items():
+                if isinstance(value, dict):
+                    merged.setdefault(key, {}).update(value)
+                elif isinstance(value, int | float) and isinstance(merged.get(key), int | float):
+                    merged[key] += value
+                else:
+                    merged[key] = value
+        merged.update(rss_mb=rss_mb(), cpu_percent=self._cpu.percent(),
+                      config_version=self.config_version)
+        return merged
+
+    @property
+    def components(self) -> list[Component]:
+        return list(self._running.components) if self._running else []
+

@@ -1,0 +1,197 @@
+"""Plain helpers for the edge agent's tests (importable: this directory is on sys.path)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+MAPS = ROOT / "firmware_configs" / "register_maps"
+
+
+async def until(cond: Callable[[], object], timeout: float = 10.0, every: float = 0.01, what: str = ""):
+    """Await ``cond()`` becoming truthy (polling, with a deadline); return its value."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = cond()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what or cond}")
+        await asyncio.sleep(every)
+
+
+class StandInHub:
+    """The hub's side of the protocol, for tests: decodes what agents publish (with the
+    protocol codec) and acknowledges events and snapshots per protocol.
+
+    ``publish(topic, payload, retain)`` is how it talks back (a MemoryBroker's publish
+    or a paho client's). ``auto_ack`` False holds acks until ``ack_all()``.
+    """
+
+    def __init__(self, publish, *, auto_ack: bool = True):
+        self.publish = publish
+        self.auto_ack = auto_ack
+        self.events = []  # every Event received, duplicates included
+        self.snapshots = []  # (header, jpeg)
+        self.status = []  # Status messages
+        self.telemetry = []
+        self.bad = []
+        self.messages = 0
+        self._unacked: dict[str, set[int]] = {}
+
+    def on_message(self, topic: str, payload: bytes) -> None:
+        from protocol.codec import decode_message
+        from protocol.errors import ProtocolError
+        from protocol.topics import Channel
+
+        try:
+            decoded = decode_message(topic, payload)
+        except ProtocolError as exc:
+            self.bad.append((topic, exc))
+            return
+        channel, agent = decoded.topic.channel, decoded.topic.agent_id
+        if channel == Channel.EVENTS:
+            self.messages += 1
+            self.events.extend(decoded.message)
+            self._unacked.setdefault(agent, set()).update(e.seq for e in decoded.message)
+        elif channel == Channel.SNAPSHOTS:
+            self.snapshots.append(decoded.message)
+            self._unacked.setdefault(agent, set()).add(decoded.message[0].seq)
+        elif channel == Channel.STATUS:
+            self.status.append(decoded.message)
+            return
+        elif channel == Channel.TELEMETRY:
+            self.telemetry.append(decoded.message)
+            return
+        else:
+            return
+        if self.auto_ack:
+            self.ack_all()
+
+    def ack_all(self) -> None:
+        from datetime import UTC, datetime
+
+        from protocol.codec import encode
+        from protocol.messages import Ack
+        from protocol.topics import Channel, agent_topic
+
+        for agent, seqs in list(self._unacked.items()):
+            if not seqs:
+                continue
+            ranges = _ranges(sorted(seqs))
+            seqs.clear()
+            ack = Ack(agent_id=agent, ranges=ranges[:2000], at=datetime.now(UTC))
+            self.publish(agent_topic(agent, Channel.ACKS), encode(ack), False)
+
+    def keys(self):
+        return [(e.event_id, e.seq) for e in self.events]
+
+    def unique(self):
+        return set(self.keys())
+
+
+def _ranges(seqs):
+    out = []
+    for s in seqs:
+        if out and s == out[-1][1] + 1:
+            out[-1] = (out[-1][0], s)
+        else:
+            out.append((s, s))
+    return out
+
+
+class PahoHub:
+    """A stand-in hub over a real broker: a paho client logged in as the hub user that
+    subscribes to every agent's channels and acks per protocol (see StandInHub)."""
+
+    def __init__(self, broker, *, auto_ack: bool = True, client_id: str = "standin-hub"):
+        import threading
+
+        import paho.mqtt.client as mqtt
+
+        from protocol.topics import Channel, subscription
+
+        self.lock = threading.Lock()
+        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id,
+                                  protocol=mqtt.MQTTv5)
+        self.client.username_pw_set(broker.settings.hub_user, broker.settings.hub_password)
+        self.hub = StandInHub(self._publish, auto_ack=auto_ack)
+        self.ready = threading.Event()
+        topics = [(subscription(c), 1) for c in (Channel.EVENTS, Channel.SNAPSHOTS, Channel.STATUS,
+                                                 Channel.TELEMETRY)]
+
+        def on_connect(c, u, flags, rc, props):
+            c.subscribe(topics)
+
+        def on_subscribe(c, u, mid, rcs, props):
+            self.ready.set()
+
+        def on_message(c, u, msg):
+            with self.lock:
+                self.hub.on_message(msg.topic, bytes(msg.payload))
+
+        self.client.on_connect = on_connect
+        self.client.on_subscribe = on_subscribe
+        self.client.on_message = on_message
+        self.client.connect(broker.host, broker.port)
+        self.client.loop_start()
+        assert self.ready.wait(10), "stand-in hub could not subscribe"
+
+    def _publish(self, topic, payload, retain):
+        info = self.client.publish(topic, payload, qos=1, retain=retain)
+        assert info.rc == 0, info.rc
+
+    def publish(self, topic, payload, retain=False):
+        self._publish(topic, payload, retain)
+
+    def ack_all(self):
+        with self.lock:
+            self.hub.ack_all()
+
+    def __getattr__(self, name):
+        return getattr(self.hub, name)
+
+    def close(self):
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+class AgentProcess:
+    """``cityops-agent run --config FILE`` as a child process (``python -m edge_agent``)."""
+
+    def __init__(self, config: Path, log_path: Path):
+        self.config = config
+        self.log_path = log_path
+        self.proc = None
+
+    def start(self) -> AgentProcess:
+        import subprocess
+        import sys
+
+        log = open(self.log_path, "ab")  # noqa: SIM115
+        self.proc = subprocess.Popen(  # noqa: S603
+            [sys.executable, "-m", "edge_agent", "run", "--config", str(self.config)],
+            stdout=log, stderr=log, cwd=str(ROOT))
+        log.close()
+        return self
+
+    def terminate(self, timeout: float = 15.0) -> int:
+        self.proc.terminate()
+        return self.proc.wait(timeout)
+
+    def kill9(self) -> None:
+        self.proc.kill()
+        self.proc.wait(10)
+
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def ensure_stopped(self) -> None:
+        if self.running():
+            self.kill9()
