@@ -1,0 +1,190 @@
+"""The one writer: a thread that owns the database's write connection.
+
+Two kinds of work reach it:
+
+* raw MQTT messages (``submit``), drained in batches of up to ``batch_max``: decoded,
+  applied in one ``BEGIN IMMEDIATE`` transaction, committed, and only then acknowledged
+  to the agents (one ack per agent per batch);
+* commands (``call``/``run``): any function of the repository, run in its own
+  transaction — operator actions, the SLA tick, enrollment, retention.
+
+A batch that fails (a bug, never bad input: bad input is refused item by item) is rolled
+back and retried one message per transaction, so one poison message becomes a dead
+letter instead of blocking everything behind it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from protocol.codec import encode
+from protocol.errors import Refusal
+from protocol.messages import Ack
+from protocol.topics import Channel, agent_topic
+
+from .engine.ingest import BatchResult, Ingestor, IngestStats
+from .ingest.decode import Item, classify, refused
+from .store.repo import Repository
+
+__all__ = ["Writer"]
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+Raw = tuple[str, bytes]
+
+
+class Writer:
+    def __init__(
+        self,
+        repo: Repository,
+        ingestor: Ingestor,
+        publish: Callable[[str, bytes, int], bool],
+        *,
+        batch_max: int = 2000,
+        batch_wait_s: float = 0.01,
+        max_buffered: int = 100_000,
+        on_batch: Callable[[BatchResult], None] | None = None,
+    ) -> None:
+        self.repo = repo
+        self.ingestor = ingestor
+        self.publish = publish
+        self.batch_max = batch_max
+        self.batch_wait_s = batch_wait_s
+        self.max_buffered = max_buffered
+        self.on_batch = on_batch
+        self.stats = IngestStats()
+        self._inbox: deque[Raw] = deque()
+        self._commands: deque[tuple[Callable[[Repository], Any], concurrent.futures.Future]] = deque()
+        lock = threading.Lock()
+        self._cond = threading.Condition(lock)
+        self._space = threading.Condition(lock)
+        self._stop = False
+        self._thread = threading.Thread(target=self._run, name="hub-writer", daemon=True)
+        self.last_commit_monotonic = 0.0
+
+    # -- feeding --------------------------------------------------------------------------------
+    def start(self) -> None:
+        self._thread.start()
+
+    def submit(self, messages: list[Raw]) -> None:
+        """Queue raw messages. Blocks while ``max_buffered`` are waiting (backpressure)."""
+        with self._cond:
+            while len(self._inbox) >= self.max_buffered and not self._stop:
+                self._space.wait(0.5)
+            self._inbox.extend(messages)
+            self._cond.notify_all()
+
+    def backlog(self) -> int:
+        return len(self._inbox)
+
+    def call(self, fn: Callable[[Repository], T]) -> concurrent.futures.Future[T]:
+        future: concurrent.futures.Future[T] = concurrent.futures.Future()
+        with self._cond:
+            if self._stop:
+                future.set_exception(RuntimeError("the hub writer is stopped"))
+                return future
+            self._commands.append((fn, future))
+            self._cond.notify_all()
+        return future
+
+    async def run(self, fn: Callable[[Repository], T]) -> T:
+        return await asyncio.wrap_future(self.call(fn))
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Finish what is queued, then stop."""
+        with self._cond:
+            self._stop = True
+            self._cond.notify_all()
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+
+    # -- the thread --------------------------------------------------------------------------------
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._inbox and not self._commands and not self._stop:
+                    self._cond.wait()
+                if self._stop and not self._inbox and not self._commands:
+                    return
+                commands = list(self._commands)
+                self._commands.clear()
+                if self._inbox and len(self._inbox) < self.batch_max and self.batch_wait_s > 0 \
+                        and not commands and not self._stop:
+                    self._cond.wait(self.batch_wait_s)  # let a batch fill, bounded latency
+                take = min(len(self._inbox), self.batch_max)
+                raw = [self._inbox.popleft() for _ in range(take)]
+                self._space.notify_all()
+            for fn, future in commands:
+                self._command(fn, future)
+            if raw:
+                self._ingest(raw)
+
+    def _command(self, fn: Callable[[Repository], Any], future: concurrent.futures.Future) -> None:
+        if not future.set_running_or_notify_cancel():
+            return
+        try:
+            with self.repo.transaction():
+                value = fn(self.repo)
+        except BaseException as exc:  # handed to the caller, who decides
+            future.set_exception(exc)
+        else:
+            future.set_result(value)
+
+    def _ingest(self, raw: list[Raw]) -> None:
+        items: list[Item] = [classify(topic, payload) for topic, payload in raw]
+        try:
+            result = self._apply(items)
+        except Exception:
+            self.stats.batch_failures += 1
+            log.exception("batch of %d failed; retrying one message at a time", len(items))
+            self.ingestor.forget()
+            for (topic, payload), item in zip(raw, items, strict=True):
+                try:
+                    self._finish(self._apply([item]))
+                except Exception as exc:
+                    self.ingestor.forget()
+                    log.exception("message on %s could not be stored", topic)
+                    poison = refused(topic, payload, Refusal.INVALID.value,
+                                     f"the hub failed on this message: {exc!r}"[:500])
+                    self._finish(self._apply([poison]))
+            return
+        self._finish(result)
+
+    def _apply(self, items: list[Item]) -> BatchResult:
+        with self.repo.transaction():
+            result = self.ingestor.apply(self.repo, items)
+        self.ingestor.installed(result)
+        self.last_commit_monotonic = time.monotonic()
+        return result
+
+    def _finish(self, result: BatchResult) -> None:
+        for name, value in vars(result.counts).items():
+            setattr(self.stats, name, getattr(self.stats, name) + value)
+        self.stats.batches += 1
+        for ack in result.acks:
+            self._send_ack(ack)
+        if self.on_batch is not None:
+            try:
+                self.on_batch(result)
+            except Exception:
+                log.exception("on_batch hook failed")
+
+    def _send_ack(self, ack: Ack) -> None:
+        try:
+            ok = self.publish(agent_topic(ack.agent_id, Channel.ACKS), encode(ack), 1)
+        except Exception:
+            log.exception("ack for %s could not be encoded or published", ack.agent_id)
+            ok = False
+        if ok:
+            self.stats.acks_sent += 1
+        else:
+            # The agent resends after its ack timeout; the hub dedupes and acks again.
+            self.stats.acks_failed += 1
