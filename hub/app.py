@@ -17,6 +17,7 @@ transaction on the writer.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import secrets
 import threading
@@ -100,6 +101,9 @@ class Hub:
             self._tasks.append(asyncio.create_task(self._scheduler_loop(), name="hub-scheduler"))
             self._tasks.append(asyncio.create_task(self._retention_loop(), name="hub-retention"))
         self._verify_wakeup.set()
+        _, g1, g2 = gc.get_threshold()
+        gc.set_threshold(cfg.ingest.gc_threshold, g1, g2)
+        gc.freeze()  # what exists now (config, grids, caches) is never garbage: stop scanning it
         self.started = True
         log.info("hub ready: web %s, broker %s:%s", self.web_url, self.broker_host, self.broker_port)
         return self

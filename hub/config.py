@@ -85,6 +85,10 @@ class IngestConfig(StrictModel):
     batch_wait_ms: float = Field(10, ge=0, le=1000, description="wait for more before committing")
     max_buffered: int = Field(100_000, ge=100, description="received, not yet stored (backpressure)")
     client_id: Id = Field("cityops-hub", description="prefix of the hub's MQTT client ids")
+    gc_threshold: int = Field(
+        50_000, ge=700,
+        description="Python's gen-0 GC threshold in the hub process: decoding allocates many "
+                    "short-lived objects, and the default (700) spends a third of ingest in GC")
 
 
 class SlaConfig(StrictModel):

@@ -34,8 +34,11 @@ def group_key(rule: CaseRule, agent_id: str, source: str, lat: float, lon: float
     return f"{rule.subcategory}|cell|{x}:{y}"
 
 
-def search_box(rule: CaseRule, lat: float, lon: float) -> tuple[float, float, float, float]:
-    """(min_lat, max_lat, min_lon, max_lon) that holds every point within the radius."""
+def search_box(rule: CaseRule, lat: float, lon: float) -> tuple[float, float, float, float] | None:
+    """(min_lat, max_lat, min_lon, max_lon) that holds every point within the radius;
+    None for source scope, where only the grouping key can match."""
+    if rule.merge_scope is MergeScope.SOURCE or rule.merge_radius_m <= 0:
+        return None
     r = max(rule.merge_radius_m, 1.0) * 1.01
     dlat = r / _M_PER_DEG_LAT
     dlon = r / (_M_PER_DEG_LON_EQ * max(math.cos(math.radians(lat)), 0.01))

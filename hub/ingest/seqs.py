@@ -71,6 +71,9 @@ class SeqState:
                 merged.append([lo, hi])
         self.ranges = merged
 
+    def covers(self, seq: int) -> bool:
+        return seq <= self.upto or any(lo <= seq <= hi for lo, hi in self.ranges)
+
     def missing(self) -> int:
         """Seqs between upto and highest that the hub has not seen."""
         have = sum(hi - lo + 1 for lo, hi in self.ranges)

@@ -22,10 +22,12 @@ from typing import Any, Protocol
 __all__ = [
     "AgentRow",
     "AuditRow",
+    "CandidateRow",
     "CaseRow",
     "DeadLetterRow",
     "InsertOutcome",
     "LifecycleRow",
+    "LifecycleUpdate",
     "Repository",
     "SnapshotRow",
     "TokenRow",
@@ -112,6 +114,37 @@ class LifecycleRow:
     bbox: list[float] | None = None
     reading: dict[str, Any] | None = None
     attributes: dict[str, Any] | None = None
+
+
+@dataclass
+class LifecycleUpdate:
+    """``messages`` more messages of lifecycle ``id``; ``latest`` fields are set only when
+    one of them is newer than what is stored (``seq`` greater than ``last_seq``)."""
+
+    id: int
+    messages: int
+    ended_at: datetime | None = None
+    seq: int | None = None  # None: no newer message
+    kind: str = ""
+    observed_at: datetime | None = None
+    confidence: float = 0.0
+    snapshot_sha256: str | None = None
+    bbox: list[float] | None = None
+    reading: dict[str, Any] | None = None
+
+
+@dataclass
+class CandidateRow:
+    """The few columns merging needs."""
+
+    id: int
+    state: str
+    group_key: str
+    lat: float
+    lon: float
+    last_event_at: datetime
+    closed_at: datetime | None
+    before_sha256: str | None
 
 
 @dataclass
@@ -213,9 +246,19 @@ class Repository(Protocol):
     # -- messages and lifecycles ----------------------------------------------------------
     def insert_message(self, agent_id: str, seq: int, event_id: str, kind: str,
                        observed_at: datetime, received_at: datetime, body: str) -> InsertOutcome: ...
+    def insert_messages(self, rows: Sequence[tuple[str, int, str, str, datetime, datetime, str]]) -> None:
+        """Store messages known to be new: (agent_id, seq, event_id, kind, observed_at,
+        received_at, body). A row that exists already is an error (the batch rolls back)."""
+        ...
     def get_lifecycle(self, agent_id: str, event_id: str) -> LifecycleRow | None: ...
+    def lifecycle_state(self, agent_id: str, event_id: str) -> tuple[int, int | None, int, bool] | None:
+        """(id, case_id, last_seq, ended) of a lifecycle: the ingest hot path's lookup."""
+        ...
     def insert_lifecycle(self, row: LifecycleRow) -> int: ...
     def update_lifecycle(self, lifecycle_id: int, **fields: Any) -> None: ...
+    def note_lifecycle_messages(self, updates: Sequence[LifecycleUpdate]) -> None:
+        """Fold more messages into known lifecycles (one update per lifecycle per batch)."""
+        ...
     def lifecycles_for_case(self, case_id: int) -> list[LifecycleRow]: ...
     def move_lifecycles(self, from_case: int, to_case: int) -> int: ...
 
@@ -225,11 +268,18 @@ class Repository(Protocol):
         ...
     def get_case(self, case_id: int) -> CaseRow | None: ...
     def update_case(self, case_id: int, **fields: Any) -> None: ...
-    def touch_case(self, case_id: int, last_event_at: datetime, events: int, at: datetime) -> None: ...
-    def open_cases_near(self, subcategory: str, group_key: str,
-                        box: tuple[float, float, float, float]) -> list[CaseRow]: ...
-    def closed_cases_near(self, subcategory: str, group_key: str,
-                          box: tuple[float, float, float, float], since: datetime) -> list[CaseRow]: ...
+    def add_case_activity(self, case_id: int, last_event_at: datetime, events: int,
+                          active_delta: int, ended: bool, at: datetime) -> tuple[int, datetime | None]:
+        """Fold a batch's events into a case: last event, count, active sources; the case is
+        cleared (``cleared_at``) when no source is active after an end, and un-cleared when
+        one is. Returns (active_sources, cleared_at) after."""
+        ...
+    def merge_candidates(self, subcategory: str, group_key: str,
+                         box: tuple[float, float, float, float] | None,
+                         closed_since: datetime | None) -> list[CandidateRow]:
+        """Open cases holding ``group_key`` or (with a box) of ``subcategory`` inside it,
+        and cases of either kind closed since ``closed_since``."""
+        ...
     def count_false_alarms(self, agent_id: str, source: str, subcategory: str,
                            since: datetime) -> int: ...
     def cases_sla_due(self, now: datetime, limit: int = 500) -> list[CaseRow]: ...

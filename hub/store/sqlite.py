@@ -26,11 +26,13 @@ from ..errors import StoreError
 from .repo import (
     AgentRow,
     AuditRow,
+    CandidateRow,
     CaseRow,
     DeadLetterRow,
     GroupKeyTaken,
     InsertOutcome,
     LifecycleRow,
+    LifecycleUpdate,
     SnapshotRow,
     TokenRow,
 )
@@ -65,22 +67,28 @@ def _to_db(name: str, value: Any) -> Any:
     return value
 
 
-def _from_db(name: str, value: Any) -> Any:
-    if value is None:
-        return None
+def _converter(name: str) -> Any:
     if name.endswith("_at") or name == "last_seen":
-        return datetime.fromisoformat(value)
+        return datetime.fromisoformat
     if name in _JSON_COLUMNS:
-        return json.loads(value)
+        return json.loads
     if name in _BOOL_COLUMNS:
-        return bool(value)
-    return value
+        return bool
+    return None
+
+
+_PLANS: dict[tuple[type, tuple[str, ...]], list[tuple[int, str, Any]]] = {}
 
 
 def _row(cls, row: sqlite3.Row):
-    names = {f.name for f in dc_fields(cls)}
-    data = {k: _from_db(k, row[k]) for k in row.keys() if k in names}  # noqa: SIM118
-    return cls(**data)
+    """A dataclass from a row; the column → converter plan is computed once per shape."""
+    keys = tuple(row.keys())
+    plan = _PLANS.get((cls, keys))
+    if plan is None:
+        names = {f.name for f in dc_fields(cls)}
+        plan = [(i, k, _converter(k)) for i, k in enumerate(keys) if k in names]
+        _PLANS[(cls, keys)] = plan
+    return cls(**{k: (v if (v := row[i]) is None or f is None else f(v)) for i, k, f in plan})
 
 
 def _agent(row: sqlite3.Row) -> AgentRow:
@@ -101,6 +109,7 @@ class SqliteRepository:
         self.path = str(path)
         self.writer = writer
         self._lock_fd: int | None = None
+        self._last_time: tuple[datetime | None, str] = (None, "")
         memory = self.path == ":memory:"
         if writer and take_lock and not memory:
             self._take_lock()
@@ -123,6 +132,15 @@ class SqliteRepository:
             migrations.apply(Database(self.conn))
         else:
             self.conn.execute("PRAGMA query_only = ON")
+
+    def _t(self, value: datetime) -> str:
+        """to_db_time, remembering the last value: a batch converts its "now" many times."""
+        last = self._last_time
+        if value is last[0]:
+            return last[1]
+        text = to_db_time(value)
+        self._last_time = (value, text)
+        return text
 
     @classmethod
     def memory(cls) -> SqliteRepository:
@@ -177,7 +195,7 @@ class SqliteRepository:
         cur = self._x(
             "INSERT INTO messages (agent_id, seq, event_id, kind, observed_at, received_at, body)"
             " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (agent_id, seq) DO NOTHING",
-            (agent_id, seq, event_id, kind, to_db_time(observed_at), to_db_time(received_at), body),
+            (agent_id, seq, event_id, kind, self._t(observed_at), self._t(received_at), body),
         )
         if cur.rowcount == 1:
             return InsertOutcome("stored")
@@ -189,18 +207,54 @@ class SqliteRepository:
             return InsertOutcome("duplicate", row["event_id"], row["body"])
         return InsertOutcome("conflict", row["event_id"], row["body"])
 
+    def insert_messages(self, rows: Sequence[tuple[str, int, str, str, datetime, datetime, str]]) -> None:
+        t = self._t
+        self.conn.executemany(
+            "INSERT INTO messages (agent_id, seq, event_id, kind, observed_at, received_at, body)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            [(a, s, e, k, t(o), t(r), b) for a, s, e, k, o, r, b in rows])
+
     def get_lifecycle(self, agent_id: str, event_id: str) -> LifecycleRow | None:
         row = self._x("SELECT * FROM events WHERE agent_id = ? AND event_id = ?",
                       (agent_id, event_id)).fetchone()
         return None if row is None else _row(LifecycleRow, row)
 
+    def lifecycle_state(self, agent_id: str, event_id: str) -> tuple[int, int | None, int, bool] | None:
+        row = self.conn.execute(
+            "SELECT id, case_id, last_seq, ended_at IS NOT NULL FROM events "
+            "WHERE agent_id = ? AND event_id = ?", (agent_id, event_id)).fetchone()
+        return None if row is None else (row[0], row[1], row[2], bool(row[3]))
+
+    _LIFECYCLE_COLUMNS = tuple(f.name for f in dc_fields(LifecycleRow) if f.name != "id")
+    _INSERT_LIFECYCLE = (f"INSERT INTO events ({', '.join(_LIFECYCLE_COLUMNS)}) "  # noqa: S608
+                         f"VALUES ({', '.join('?' for _ in _LIFECYCLE_COLUMNS)})")
+
     def insert_lifecycle(self, row: LifecycleRow) -> int:
-        data = {f.name: getattr(row, f.name) for f in dc_fields(row) if f.name != "id"}
-        cols = ", ".join(data)
-        marks = ", ".join("?" for _ in data)
-        cur = self._x(f"INSERT INTO events ({cols}) VALUES ({marks})",  # noqa: S608
-                      [_to_db(k, v) for k, v in data.items()])
+        t = self._t
+        cur = self.conn.execute(self._INSERT_LIFECYCLE, (
+            row.agent_id, row.event_id, row.case_id, row.kind, row.category, row.subcategory,
+            row.source, row.lat, row.lon, row.grid_id, row.confidence, row.first_seq, row.last_seq,
+            row.messages, t(row.started_at), t(row.observed_at),
+            None if row.ended_at is None else t(row.ended_at), row.snapshot_sha256,
+            _to_db("bbox", row.bbox), _to_db("reading", row.reading),
+            _to_db("attributes", row.attributes)))
         return int(cur.lastrowid)
+
+    def note_lifecycle_messages(self, updates: Sequence[LifecycleUpdate]) -> None:
+        t = self._t
+        self.conn.executemany(
+            "UPDATE events SET messages = messages + ?,"
+            " kind = CASE WHEN coalesce(ended_at, ?) IS NOT NULL THEN 'end'"
+            "   WHEN ? IS NOT NULL THEN ? ELSE kind END,"
+            " last_seq = max(last_seq, coalesce(?, 0)),"
+            " observed_at = coalesce(?, observed_at), confidence = coalesce(?, confidence),"
+            " snapshot_sha256 = coalesce(?, snapshot_sha256), bbox = coalesce(?, bbox),"
+            " reading = coalesce(?, reading), ended_at = coalesce(ended_at, ?) WHERE id = ?",
+            [(u.messages, None if u.ended_at is None else t(u.ended_at), u.seq, u.kind, u.seq,
+              None if u.observed_at is None else t(u.observed_at),
+              None if u.seq is None else u.confidence, u.snapshot_sha256,
+              _to_db("bbox", u.bbox), _to_db("reading", u.reading),
+              None if u.ended_at is None else t(u.ended_at), u.id) for u in updates])
 
     def update_lifecycle(self, lifecycle_id: int, **fields: Any) -> None:
         self._update("events", "id", lifecycle_id, fields)
@@ -237,33 +291,43 @@ class SqliteRepository:
                 raise GroupKeyTaken(str(fields.get("group_key", ""))) from None
             raise
 
-    def touch_case(self, case_id: int, last_event_at: datetime, events: int, at: datetime) -> None:
-        self._x(
+    def add_case_activity(self, case_id: int, last_event_at: datetime, events: int,
+                          active_delta: int, ended: bool, at: datetime) -> tuple[int, datetime | None]:
+        # SQLite evaluates every SET expression against the row as it was before.
+        now = to_db_time(at)
+        row = self.conn.execute(
             "UPDATE cases SET last_event_at = max(last_event_at, ?), event_count = event_count + ?,"
-            " updated_at = ? WHERE id = ?",
-            (to_db_time(last_event_at), events, to_db_time(at), case_id),
-        )
+            " active_sources = max(0, active_sources + ?),"
+            " cleared_at = CASE WHEN max(0, active_sources + ?) > 0 THEN NULL"
+            "   WHEN ? THEN coalesce(cleared_at, ?) ELSE cleared_at END,"
+            " updated_at = ? WHERE id = ? RETURNING active_sources, cleared_at",
+            (to_db_time(last_event_at), events, active_delta, active_delta, int(ended), now, now,
+             case_id)).fetchone()
+        if row is None:
+            return (0, None)
+        return (row[0], from_db_time(row[1]))
 
-    def open_cases_near(self, subcategory: str, group_key: str,
-                        box: tuple[float, float, float, float]) -> list[CaseRow]:
-        lat0, lat1, lon0, lon1 = box
-        rows = self._x(
-            f"SELECT * FROM cases WHERE state IN {OPEN_STATES_SQL} AND group_key = ? "  # noqa: S608
-            f"UNION SELECT * FROM cases WHERE state IN {OPEN_STATES_SQL} AND subcategory = ? "
-            "AND lat BETWEEN ? AND ? AND lon BETWEEN ? AND ?",
-            (group_key, subcategory, lat0, lat1, lon0, lon1),
-        )
-        return [_row(CaseRow, r) for r in rows]
-
-    def closed_cases_near(self, subcategory: str, group_key: str,
-                          box: tuple[float, float, float, float], since: datetime) -> list[CaseRow]:
-        lat0, lat1, lon0, lon1 = box
-        rows = self._x(
-            "SELECT * FROM cases WHERE state = 'closed' AND subcategory = ? AND closed_at >= ? "
-            "AND (group_key = ? OR (lat BETWEEN ? AND ? AND lon BETWEEN ? AND ?))",
-            (subcategory, to_db_time(since), group_key, lat0, lat1, lon0, lon1),
-        )
-        return [_row(CaseRow, r) for r in rows]
+    def merge_candidates(self, subcategory: str, group_key: str,
+                         box: tuple[float, float, float, float] | None,
+                         closed_since: datetime | None) -> list[CandidateRow]:
+        cols = "id, state, group_key, lat, lon, last_event_at, closed_at, before_sha256"
+        sql = f"SELECT {cols} FROM cases WHERE group_key = ? AND state IN {OPEN_STATES_SQL}"
+        params: list[Any] = [group_key]
+        if box is not None:
+            sql += (f" UNION SELECT {cols} FROM cases WHERE state IN {OPEN_STATES_SQL}"
+                    " AND subcategory = ? AND lat BETWEEN ? AND ? AND lon BETWEEN ? AND ?")
+            params += [subcategory, *box]
+        if closed_since is not None:
+            sql += (f" UNION SELECT {cols} FROM cases WHERE state = 'closed' AND subcategory = ?"
+                    " AND closed_at >= ? AND group_key = ?")
+            params += [subcategory, to_db_time(closed_since), group_key]
+            if box is not None:
+                sql += (f" UNION SELECT {cols} FROM cases WHERE state = 'closed' AND subcategory = ?"
+                        " AND closed_at >= ? AND lat BETWEEN ? AND ? AND lon BETWEEN ? AND ?")
+                params += [subcategory, to_db_time(closed_since), *box]
+        return [CandidateRow(r[0], r[1], r[2], r[3], r[4], datetime.fromisoformat(r[5]),
+                             from_db_time(r[6]), r[7])
+                for r in self.conn.execute(sql, params)]
 
     def count_false_alarms(self, agent_id: str, source: str, subcategory: str,
                            since: datetime) -> int:
@@ -299,11 +363,11 @@ class SqliteRepository:
     def append_audit(self, case_id: int, at: datetime, action: str, from_state: str | None,
                      to_state: str | None, actor: str, detail: str = "",
                      data: dict[str, Any] | None = None) -> None:
-        self._x(
+        self.conn.execute(
             "INSERT INTO case_audit (case_id, at, action, from_state, to_state, actor, detail, data)"
             " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (case_id, to_db_time(at), action, from_state, to_state, actor, detail,
-             _to_db("data", data)),
+            (case_id, self._t(at), action, from_state, to_state, actor, detail,
+             None if data is None else _to_db("data", data)),
         )
 
     def audit_for_case(self, case_id: int) -> list[AuditRow]:
