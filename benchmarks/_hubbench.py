@@ -118,21 +118,22 @@ class Publisher:
         self.client.loop_stop()
 
 
-def hub_config(tmp: Path, broker: MosquittoBroker, **ingest) -> HubConfig:
+def hub_config(tmp: Path, broker: MosquittoBroker, synchronous: str = "FULL", **ingest) -> HubConfig:
     for name in ("grids.geojson", "routing.yaml"):
         shutil.copy(EXAMPLES / name, tmp / name)
     return HubConfig.model_validate({
         "broker": {"managed": False, "host": broker.host, "port": broker.port,
                    "password": broker.settings.hub_password},
         "database": str(tmp / "hub.sqlite"), "snapshots_dir": str(tmp / "snaps"),
+        "database_synchronous": synchronous,
         "web": {"port": 0}, "grids": str(tmp / "grids.geojson"), "routing": str(tmp / "routing.yaml"),
         "screening": {"rules": {"elderly_care": {"merge_scope": "source"}}},
         "ingest": {"batch_max": 5000, "batch_wait_ms": 5, "max_buffered": 400_000, **ingest},
     })
 
 
-def build(tmp: Path, broker: MosquittoBroker, **ingest):
-    return build_setup(hub_config(tmp, broker, **ingest))
+def build(tmp: Path, broker: MosquittoBroker, **kw):
+    return build_setup(hub_config(tmp, broker, **kw))
 
 
 class NullSubscriber:

@@ -83,7 +83,7 @@ class Hub:
         self._loop = asyncio.get_running_loop()
         self._verify_wakeup = asyncio.Event()
         await asyncio.to_thread(self._start_broker)
-        self.repo = SqliteRepository(cfg.database, writer=True)
+        self.repo = SqliteRepository(cfg.database, writer=True, synchronous=cfg.database_synchronous)
         ingestor = Ingestor(self.engine, self.files)
         self.writer = Writer(self.repo, ingestor, self._publish,
                              batch_max=cfg.ingest.batch_max,
@@ -200,7 +200,8 @@ class Hub:
         for i in range(max(n, 1)):
             settings = ReceiverSettings(self._mqtt_settings(f"recv-{i}", session_expiry_s=86400),
                                         shared_group=ing.shared_group,
-                                        max_buffered=ing.max_buffered)
+                                        max_buffered=ing.max_buffered,
+                                        decode=ing.decode_in_receivers)
             if n == 0:
                 receiver: Receiver | ReceiverProcess = Receiver(settings, writer.submit)
             else:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
 from pydantic import Field, field_validator, model_validator
@@ -85,6 +85,8 @@ class IngestConfig(StrictModel):
     batch_wait_ms: float = Field(10, ge=0, le=1000, description="wait for more before committing")
     max_buffered: int = Field(100_000, ge=100, description="received, not yet stored (backpressure)")
     client_id: Id = Field("cityops-hub", description="prefix of the hub's MQTT client ids")
+    decode_in_receivers: Literal["batches", "all", "none"] = Field(
+        "batches", description="what receiver processes validate themselves before handing over")
     gc_threshold: int = Field(
         50_000, ge=700,
         description="Python's gen-0 GC threshold in the hub process: decoding allocates many "
@@ -120,6 +122,9 @@ class EnrollmentConfig(StrictModel):
 class HubConfig(StrictModel):
     broker: BrokerConfig = Field(default_factory=BrokerConfig)
     database: Path = Path("var/hub.sqlite")
+    database_synchronous: Literal["FULL", "NORMAL"] = Field(
+        "FULL", description="FULL: a commit survives power loss; NORMAL (WAL): survives a crash "
+                            "of the hub process, not of the machine")
     snapshots_dir: Path = Path("var/snapshots")
     web: WebConfig = Field(default_factory=WebConfig)
     grids: Path = Field(description="GeoJSON FeatureCollection of the grids")

@@ -39,6 +39,7 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 Raw = tuple[str, bytes]
+Entry = Raw | Item  # a raw MQTT message, or one a receiver process already decoded
 
 
 class Writer:
@@ -61,7 +62,8 @@ class Writer:
         self.max_buffered = max_buffered
         self.on_batch = on_batch
         self.stats = IngestStats()
-        self._inbox: deque[Raw] = deque()
+        self._inbox: deque[Entry] = deque()
+        self._weight = 0  # events waiting in the inbox
         self._commands: deque[tuple[Callable[[Repository], Any], concurrent.futures.Future]] = deque()
         lock = threading.Lock()
         self._cond = threading.Condition(lock)
@@ -75,18 +77,21 @@ class Writer:
     def start(self) -> None:
         self._thread.start()
 
-    def submit(self, messages: list[Raw]) -> None:
-        """Queue raw messages. Blocks while ``max_buffered`` are waiting (backpressure)."""
+    def submit(self, messages: list[Entry]) -> None:
+        """Queue messages. Blocks while ``max_buffered`` are waiting (backpressure)."""
         if self.first_submit_monotonic is None and messages:
             self.first_submit_monotonic = time.monotonic()
+        weight = sum(_weight(m) for m in messages)
         with self._cond:
-            while len(self._inbox) >= self.max_buffered and not self._stop:
+            while self._weight >= self.max_buffered and not self._stop:
                 self._space.wait(0.5)
             self._inbox.extend(messages)
+            self._weight += weight
             self._cond.notify_all()
 
     def backlog(self) -> int:
-        return len(self._inbox)
+        """Events waiting for the writer (a decoded batch counts each of its events)."""
+        return self._weight
 
     def call(self, fn: Callable[[Repository], T]) -> concurrent.futures.Future[T]:
         future: concurrent.futures.Future[T] = concurrent.futures.Future()
@@ -119,11 +124,16 @@ class Writer:
                     return
                 commands = list(self._commands)
                 self._commands.clear()
-                if self._inbox and len(self._inbox) < self.batch_max and self.batch_wait_s > 0 \
+                if self._inbox and self._weight < self.batch_max and self.batch_wait_s > 0 \
                         and not commands and not self._stop:
                     self._cond.wait(self.batch_wait_s)  # let a batch fill, bounded latency
-                take = min(len(self._inbox), self.batch_max)
-                raw = [self._inbox.popleft() for _ in range(take)]
+                raw = []
+                taken = 0
+                while self._inbox and taken < self.batch_max:
+                    entry = self._inbox.popleft()
+                    raw.append(entry)
+                    taken += _weight(entry)
+                self._weight -= taken
                 self._space.notify_all()
             for fn, future in commands:
                 self._command(fn, future)
@@ -141,19 +151,20 @@ class Writer:
         else:
             future.set_result(value)
 
-    def _ingest(self, raw: list[Raw]) -> None:
-        items: list[Item] = [classify(topic, payload) for topic, payload in raw]
+    def _ingest(self, raw: list[Entry]) -> None:
+        items: list[Item] = [classify(*e) if type(e) is tuple else e for e in raw]  # type: ignore[misc]
         try:
             result = self._apply(items)
         except Exception:
             self.stats.batch_failures += 1
             log.exception("batch of %d failed; retrying one message at a time", len(items))
             self.ingestor.forget()
-            for (topic, payload), item in zip(raw, items, strict=True):
+            for entry, item in zip(raw, items, strict=True):
                 try:
                     self._finish(self._apply([item]))
                 except Exception as exc:
                     self.ingestor.forget()
+                    topic, payload = _describe(entry, item)
                     log.exception("message on %s could not be stored", topic)
                     poison = refused(topic, payload, Refusal.INVALID.value,
                                      f"the hub failed on this message: {exc!r}"[:500])
@@ -191,3 +202,18 @@ class Writer:
         else:
             # The agent resends after its ack timeout; the hub dedupes and acks again.
             self.stats.acks_failed += 1
+
+
+def _describe(entry: Entry, item: Item) -> Raw:
+    """Topic and payload of a message, for its dead letter."""
+    if type(entry) is tuple:
+        return entry  # type: ignore[return-value]
+    agent = getattr(item, "agent_id", None) or "unknown"
+    records = getattr(item, "records", None)
+    payload = ("[" + ",".join(r.body for r in records) + "]").encode() if records else repr(item).encode()
+    return agent_topic(agent, Channel.EVENTS), payload
+
+
+def _weight(entry: Entry) -> int:
+    records = getattr(entry, "records", None)
+    return len(records) if records is not None else 1

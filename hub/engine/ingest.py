@@ -16,9 +16,18 @@ import logging
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from protocol.messages import Ack, Event, Rejection, Status, Telemetry
+from protocol.messages import Ack, Rejection, Status, Telemetry
 
-from ..ingest.decode import EventsItem, Item, RefusedItem, SnapshotItem, StatusItem, TelemetryItem
+from ..ingest.decode import (
+    EventRecord,
+    EventsItem,
+    Item,
+    RefusedItem,
+    SnapshotItem,
+    StatusItem,
+    TelemetryItem,
+    record_from_body,
+)
 from ..ingest.seqs import SeqState, build_ack
 from ..store.files import SnapshotFiles
 from ..store.repo import InsertOutcome, Repository
@@ -107,7 +116,7 @@ class Ingestor:
         handled: dict[str, list[int]] = {}
         batch = self.placer.begin()
         new_rows: list[tuple] = []
-        pending: dict[tuple[str, int], Event] = {}  # stored in this batch, not yet written
+        pending: dict[tuple[str, int], EventRecord] = {}  # stored in this batch, not yet written
         telemetry: dict[str, Telemetry] = {}
         seen: set[str] = set()
         for item in items:
@@ -116,39 +125,40 @@ class Ingestor:
                 seen.add(item.agent_id)
                 seqs = handled.setdefault(item.agent_id, [])
                 tracker = self._seq(repo, result, item.agent_id)
-                for ev, body in zip(item.events, item.bodies, strict=True):
+                for rec in item.records:
                     c.events_received += 1
-                    seqs.append(ev.seq)
-                    key = (ev.agent_id, ev.seq)
+                    seqs.append(rec.seq)
+                    key = (rec.agent_id, rec.seq)
                     earlier = pending.get(key)
-                    if earlier is None and not tracker.covers(ev.seq):
+                    observed = datetime.fromisoformat(rec.observed_at)
+                    if earlier is None and not tracker.covers(rec.seq):
                         # New for sure (the sequence state says so): written in bulk below.
-                        pending[key] = ev
-                        new_rows.append((ev.agent_id, ev.seq, ev.event_id, ev.kind.value,
-                                         ev.observed_at, now, body))
+                        pending[key] = rec
+                        new_rows.append((rec.agent_id, rec.seq, rec.event_id, rec.kind,
+                                         observed, now, rec.body))
                         c.events_stored += 1
-                        self.placer.apply(repo, ev, now, batch, result)
+                        self.placer.apply(repo, rec, observed, now, batch, result)
                         continue
                     if earlier is not None:
-                        outcome = InsertOutcome("duplicate" if earlier == ev else "conflict",
-                                                earlier.event_id, None)
+                        outcome = InsertOutcome("duplicate" if earlier.same_content(rec) else "conflict",
+                                                earlier.event_id, earlier.body)
                     else:
-                        outcome = repo.insert_message(ev.agent_id, ev.seq, ev.event_id,
-                                                      ev.kind.value, ev.observed_at, now, body)
+                        outcome = repo.insert_message(rec.agent_id, rec.seq, rec.event_id,
+                                                      rec.kind, observed, now, rec.body)
                     if outcome.status == "stored":  # handled before (refused), now valid
                         c.events_stored += 1
-                        self.placer.apply(repo, ev, now, batch, result)
-                    elif outcome.existing_event_id == ev.event_id and (
-                        outcome.status == "duplicate" or _same_event(outcome.existing_body, ev)
+                        self.placer.apply(repo, rec, observed, now, batch, result)
+                    elif outcome.existing_event_id == rec.event_id and (
+                        outcome.status == "duplicate" or _same_event(outcome.existing_body, rec)
                     ):
                         c.duplicates += 1
                     else:
                         c.conflicts += 1
-                        detail = (f"seq {ev.seq} is already stored as event "
+                        detail = (f"seq {rec.seq} is already stored as event "
                                   f"{outcome.existing_event_id} with other content")
-                        self._dead_letter(repo, item.agent_id, "conflict", detail, body, now)
+                        self._dead_letter(repo, item.agent_id, "conflict", detail, rec.body, now)
                         rejections.setdefault(item.agent_id, []).append(
-                            Rejection(seq=ev.seq, event_id=ev.event_id, reason=f"conflict: {detail}"[:200]))
+                            Rejection(seq=rec.seq, event_id=rec.event_id, reason=f"conflict: {detail}"[:200]))
             elif isinstance(item, RefusedItem):
                 c.refused += 1
                 repo.add_dead_letter(item.fingerprint, item.topic, item.agent_id, item.reason,
@@ -230,13 +240,11 @@ class Ingestor:
                           h.height, h.taken_at if h.taken_at and h.taken_at.tzinfo else None, now)
 
 
-def _same_event(existing_body: str | None, ev: Event) -> bool:
+def _same_event(existing_body: str | None, rec: EventRecord) -> bool:
     if existing_body is None:
         return False
-    try:
-        return Event.model_validate_json(existing_body) == ev
-    except ValueError:
-        return False
+    stored = record_from_body(existing_body)
+    return stored is not None and stored.same_content(rec)
 
 
 def apply_batch(ingestor: Ingestor, repo: Repository, items: list[Item]) -> BatchResult:

@@ -12,17 +12,18 @@ a batch rolls back, when :meth:`LifecyclePlacer.forget` drops it).
 
 from __future__ import annotations
 
+import json
 from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from protocol.messages import Event, EventKind
 from protocol.taxonomy import CloseMode
 
 from ..cases.merging import Candidate, MergeFacts, decide_merge, group_key, search_box
 from ..cases.screening import ScreenFacts, screen
 from ..cases.states import OPEN_STATES, CaseState
 from ..geo import Grid
+from ..ingest.decode import EventRecord
 from ..store.repo import GroupKeyTaken, LifecycleRow, LifecycleUpdate, Repository
 from .core import Actor, CaseEngine
 
@@ -68,7 +69,9 @@ class LifecyclePlacer:
     def begin() -> BatchState:
         return BatchState({}, {})
 
-    def apply(self, repo: Repository, ev: Event, now: datetime, batch: BatchState, result) -> None:
+    def apply(self, repo: Repository, ev: EventRecord, observed: datetime, now: datetime,
+              batch: BatchState, result) -> None:
+        """Fold one stored message (``observed``: its observed_at as a datetime)."""
         key = (ev.agent_id, ev.event_id)
         state = self._cache.get(key)
         if state is None:
@@ -77,23 +80,22 @@ class LifecyclePlacer:
                 state = list(found)
                 self._remember(key, state)
         if state is None:
-            self._first_message(repo, ev, now, batch.activity, result)
+            self._first_message(repo, ev, observed, now, batch.activity, result)
             return
         lifecycle_id, case_id, last_seq, was_ended = state
-        ended = ev.kind is EventKind.END
+        ended = ev.kind == "end"
         newly_ended = ended and not was_ended
         upd = batch.lifecycles.get(lifecycle_id)
         if upd is None:
             upd = batch.lifecycles[lifecycle_id] = LifecycleUpdate(lifecycle_id, 0)
         upd.messages += 1
-        e = ev.evidence
         if ev.seq > last_seq:
             state[2] = ev.seq
-            upd.seq, upd.kind, upd.observed_at, upd.confidence = (ev.seq, ev.kind.value,
-                                                                  ev.observed_at, ev.confidence)
-            upd.snapshot_sha256 = e.snapshot.sha256 if e.snapshot else None
-            upd.bbox = list(e.bbox) if e.bbox else None
-            upd.reading = e.reading.model_dump() if e.reading else None
+            upd.seq, upd.kind, upd.observed_at, upd.confidence = (ev.seq, ev.kind, observed,
+                                                                  ev.confidence)
+            upd.snapshot_sha256 = ev.snapshot_sha256
+            upd.bbox = list(ev.bbox) if ev.bbox else None
+            upd.reading = ev.reading
         if newly_ended:
             state[3] = True
             upd.ended_at = now
@@ -102,14 +104,14 @@ class LifecyclePlacer:
         activity = batch.activity
         act = activity.get(case_id)
         if act is None:
-            act = activity[case_id] = Activity(ev.observed_at)
+            act = activity[case_id] = Activity(observed)
         act.events += 1
-        if ev.observed_at > act.last_at:
-            act.last_at = ev.observed_at
+        if observed > act.last_at:
+            act.last_at = observed
         if newly_ended:
-            if e.snapshot is not None and self.rules[ev.subcategory].close is CloseMode.PHOTO:
+            if ev.snapshot_sha256 is not None and self.rules[ev.subcategory].close is CloseMode.PHOTO:
                 self.flush_case(repo, activity, case_id, now)
-                self._photo_end(repo, case_id, ev, now, result)
+                self._photo_end(repo, case_id, ev, observed, now, result)
             else:
                 act.active_delta -= 1
                 act.ended = True
@@ -137,16 +139,15 @@ class LifecyclePlacer:
             self.flush_case(repo, activity, case_id, now)
 
     # -- the first message of a lifecycle -----------------------------------------------------------
-    def _first_message(self, repo: Repository, ev: Event, now: datetime,
+    def _first_message(self, repo: Repository, ev: EventRecord, observed: datetime, now: datetime,
                        activity: dict[int, Activity], result) -> None:
-        grid = self.setup.grids.locate(ev.location.lat, ev.location.lon)
+        grid = self.setup.grids.locate(ev.lat, ev.lon)
         rule = self.rules[ev.subcategory]
         engine = self.engine
-        ended = ev.kind is EventKind.END
-        facts = MergeFacts(ev.subcategory, ev.agent_id, ev.source, ev.location.lat,
-                           ev.location.lon, ev.observed_at)
-        key = group_key(rule, ev.agent_id, ev.source, ev.location.lat, ev.location.lon)
-        box = search_box(rule, ev.location.lat, ev.location.lon)
+        ended = ev.kind == "end"
+        facts = MergeFacts(ev.subcategory, ev.agent_id, ev.source, ev.lat, ev.lon, observed)
+        key = group_key(rule, ev.agent_id, ev.source, ev.lat, ev.lon)
+        box = search_box(rule, ev.lat, ev.lon)
         window = engine.recurrence_window
         for _attempt in range(3):
             rows = repo.merge_candidates(ev.subcategory, key, box,
@@ -164,29 +165,28 @@ class LifecyclePlacer:
             decision = decide_merge(facts, rule, open_c, closed_c, recurrence_window=window)
             if decision.action == "join":
                 case_id = decision.case_id
-                lifecycle_id = self._insert(repo, ev, grid, now, case_id)
+                lifecycle_id = self._insert(repo, ev, observed, grid, now, case_id)
                 repo.append_audit(case_id, now, "event_joined", None, None, Actor.AUTO,
-                                  f"{ev.agent_id}/{ev.source} event {ev.event_id} ({decision.detail})",
-                                  {"agent_id": ev.agent_id, "event_id": ev.event_id})
+                                  f"{ev.agent_id}/{ev.source} event {ev.event_id} ({decision.detail})")
                 act = activity.get(case_id)
                 if act is None:
-                    act = activity[case_id] = Activity(ev.observed_at)
+                    act = activity[case_id] = Activity(observed)
                 act.events += 1
-                act.last_at = max(act.last_at, ev.observed_at)
+                act.last_at = max(act.last_at, observed)
                 if not ended:
                     act.active_delta += 1
-                if by_id[case_id].before_sha256 is None and ev.evidence.snapshot is not None:
-                    repo.update_case(case_id, before_sha256=ev.evidence.snapshot.sha256,
-                                     before_bbox=list(ev.evidence.bbox) if ev.evidence.bbox else None)
+                if by_id[case_id].before_sha256 is None and ev.snapshot_sha256 is not None:
+                    repo.update_case(case_id, before_sha256=ev.snapshot_sha256,
+                                     before_bbox=list(ev.bbox) if ev.bbox else None)
                 result.counts.cases_joined += 1
             elif decision.action == "reopen":
                 case_id = decision.case_id
                 self.flush_case(repo, activity, case_id, now)
-                lifecycle_id = self._insert(repo, ev, grid, now, case_id)
+                lifecycle_id = self._insert(repo, ev, observed, grid, now, case_id)
                 case = repo.get_case(case_id)
                 assert case is not None
                 case = engine.update(repo, case, event_count=case.event_count + 1,
-                                     last_event_at=max(case.last_event_at, ev.observed_at),
+                                     last_event_at=max(case.last_event_at, observed),
                                      active_sources=0 if ended else 1,
                                      cleared_at=now if ended else None)
                 try:
@@ -197,57 +197,54 @@ class LifecyclePlacer:
                 result.counts.cases_reopened += 1
             else:
                 try:
-                    case_id = self._open_case(repo, ev, grid, key, now)
+                    case_id = self._open_case(repo, ev, observed, grid, key, now)
                 except GroupKeyTaken:
                     continue  # an open case holds this key after all: decide again, it joins
-                lifecycle_id = self._insert(repo, ev, grid, now, case_id)
-                self._screen_and_accept(repo, ev, grid, case_id, now)
+                lifecycle_id = self._insert(repo, ev, observed, grid, now, case_id)
+                self._screen_and_accept(repo, ev, observed, grid, case_id, now)
                 result.counts.cases_opened += 1
             self._remember((ev.agent_id, ev.event_id), [lifecycle_id, case_id, ev.seq, ended])
             return
         raise RuntimeError(f"could not place event {ev.event_id} in a case")  # pragma: no cover
 
-    def _insert(self, repo: Repository, ev: Event, grid: Grid | None, now: datetime,
-                case_id: int) -> int:
-        e = ev.evidence
+    def _insert(self, repo: Repository, ev: EventRecord, observed: datetime, grid: Grid | None,
+                now: datetime, case_id: int) -> int:
         return repo.insert_lifecycle(LifecycleRow(
             id=0, agent_id=ev.agent_id, event_id=ev.event_id, case_id=case_id,
-            kind=ev.kind.value, category=ev.category, subcategory=ev.subcategory,
-            source=ev.source, lat=ev.location.lat, lon=ev.location.lon,
+            kind=ev.kind, category=ev.category, subcategory=ev.subcategory,
+            source=ev.source, lat=ev.lat, lon=ev.lon,
             grid_id=grid.grid_id if grid else None, confidence=ev.confidence,
             first_seq=ev.seq, last_seq=ev.seq, messages=1,
-            started_at=ev.started_at or ev.observed_at, observed_at=ev.observed_at,
-            ended_at=now if ev.kind is EventKind.END else None,
-            snapshot_sha256=e.snapshot.sha256 if e.snapshot else None,
-            bbox=list(e.bbox) if e.bbox else None,
-            reading=e.reading.model_dump() if e.reading else None,
-            attributes=dict(ev.attributes) or None,
+            started_at=datetime.fromisoformat(ev.started_at) if ev.started_at else observed,
+            observed_at=observed, ended_at=now if ev.kind == "end" else None,
+            snapshot_sha256=ev.snapshot_sha256, bbox=list(ev.bbox) if ev.bbox else None,
+            reading=json.loads(ev.reading) if ev.reading else None,
+            attributes=json.loads(ev.attributes) if ev.attributes else None,
         ))
 
-    def _open_case(self, repo: Repository, ev: Event, grid: Grid | None, key: str,
-                   now: datetime) -> int:
+    def _open_case(self, repo: Repository, ev: EventRecord, observed: datetime, grid: Grid | None,
+                   key: str, now: datetime) -> int:
         rule = self.rules[ev.subcategory]
-        ended = ev.kind is EventKind.END
-        snap = ev.evidence.snapshot
+        ended = ev.kind == "end"
         case_id = repo.insert_case({
             "state": CaseState.NEW.value, "category": ev.category, "subcategory": ev.subcategory,
-            "group_key": key, "lat": ev.location.lat, "lon": ev.location.lon,
+            "group_key": key, "lat": ev.lat, "lon": ev.lon,
             "grid_id": grid.grid_id if grid else None, "town": grid.town if grid else None,
-            "district": grid.district if grid else None, "place": ev.location.place,
+            "district": grid.district if grid else None, "place": ev.place,
             "origin_agent": ev.agent_id, "origin_source": ev.source, "origin_event": ev.event_id,
             "close_mode": rule.close.value, "created_at": now, "updated_at": now,
-            "first_event_at": ev.observed_at, "last_event_at": ev.observed_at, "event_count": 1,
+            "first_event_at": observed, "last_event_at": observed, "event_count": 1,
             "active_sources": 0 if ended else 1, "cleared_at": now if ended else None,
-            "before_sha256": snap.sha256 if snap else None,
-            "before_bbox": list(ev.evidence.bbox) if ev.evidence.bbox else None,
+            "before_sha256": ev.snapshot_sha256,
+            "before_bbox": list(ev.bbox) if ev.bbox else None,
         })
         repo.append_audit(case_id, now, "opened", None, CaseState.NEW.value, Actor.AUTO,
                           f"from {ev.agent_id}/{ev.source} event {ev.event_id}",
                           {"agent_id": ev.agent_id, "event_id": ev.event_id, "seq": ev.seq})
         return case_id
 
-    def _screen_and_accept(self, repo: Repository, ev: Event, grid: Grid | None, case_id: int,
-                           now: datetime) -> None:
+    def _screen_and_accept(self, repo: Repository, ev: EventRecord, observed: datetime,
+                           grid: Grid | None, case_id: int, now: datetime) -> None:
         setup, engine = self.setup, self.engine
         cfg = setup.config.screening
         recent_false = 0
@@ -255,14 +252,13 @@ class LifecyclePlacer:
             recent_false = repo.count_false_alarms(
                 ev.agent_id, ev.source, ev.subcategory,
                 now - timedelta(hours=cfg.repeat_offender.window_h))
-        e = ev.evidence
         evidence = frozenset(name for name, present in
-                             (("snapshot", e.snapshot), ("bbox", e.bbox), ("reading", e.reading))
-                             if present is not None)
+                             (("snapshot", ev.snapshot_sha256), ("bbox", ev.bbox),
+                              ("reading", ev.reading)) if present is not None)
         facts = ScreenFacts(
             subcategory=ev.subcategory, agent_id=ev.agent_id, source=ev.source,
-            observed_at=ev.observed_at, confidence=ev.confidence, evidence=evidence,
-            in_service_area=setup.in_service_area(ev.location.lat, ev.location.lon),
+            observed_at=observed, confidence=ev.confidence, evidence=evidence,
+            in_service_area=setup.in_service_area(ev.lat, ev.lon),
             grid_id=grid.grid_id if grid else None, recent_false=recent_false,
         )
         screening = screen(facts, self.rules[ev.subcategory], cfg.maintenance,
@@ -279,20 +275,21 @@ class LifecyclePlacer:
                               data={"reasons": screening.codes})
 
     # -- an end that brings an after-photo ------------------------------------------------------------
-    def _photo_end(self, repo: Repository, case_id: int, ev: Event, now: datetime, result) -> None:
+    def _photo_end(self, repo: Repository, case_id: int, ev: EventRecord, observed: datetime,
+                   now: datetime, result) -> None:
         case = repo.get_case(case_id)
         if case is None:
             return
         active = max(0, case.active_sources - 1)
         fields: dict = {"active_sources": active, "event_count": case.event_count + 1,
-                        "last_event_at": max(case.last_event_at, ev.observed_at)}
+                        "last_event_at": max(case.last_event_at, observed)}
         detail = f"{ev.agent_id}/{ev.source} sent end"
         if active == 0:
             fields["cleared_at"] = now
             detail += "; every source is clear"
-        snap = ev.evidence.snapshot
-        if case.state in OPEN_STATES and snap is not None and snap.sha256 != case.before_sha256:
-            fields.update(after_sha256=snap.sha256, verify_pending=True)
+        snap = ev.snapshot_sha256
+        if case.state in OPEN_STATES and snap is not None and snap != case.before_sha256:
+            fields.update(after_sha256=snap, verify_pending=True)
             result.verify_cases.add(case.id)
             detail += "; after-photo from the agent"
         case = self.engine.update(repo, case, **fields)

@@ -10,8 +10,11 @@ does not resend it forever).
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import NamedTuple
 
 from protocol.codec import decode_message, loads_lenient
 from protocol.errors import ProtocolError, Refusal
@@ -19,6 +22,7 @@ from protocol.messages import Event, Rejection, SnapshotHeader, Status, Telemetr
 from protocol.topics import Channel, parse_topic
 
 __all__ = [
+    "EventRecord",
     "EventsItem",
     "Item",
     "RefusedItem",
@@ -34,11 +38,63 @@ log = logging.getLogger(__name__)
 PAYLOAD_KEEP = 1024  # bytes of a refused payload kept in the dead-letter table
 
 
+class EventRecord(NamedTuple):
+    """A validated event flattened to plain values: what the writer needs, cheap to pickle
+    from a receiver process. Times are ISO 8601 UTC strings in the store's format; reading
+    and attributes are JSON text (stored as they are)."""
+
+    agent_id: str
+    event_id: str
+    seq: int
+    kind: str
+    category: str
+    subcategory: str
+    source: str
+    observed_at: str
+    started_at: str | None
+    lat: float
+    lon: float
+    place: str | None
+    confidence: float
+    snapshot_sha256: str | None
+    bbox: tuple[float, float, float, float] | None
+    reading: str | None
+    attributes: str | None
+    body: str  # the JSON stored for the message (the raw payload when it came alone)
+
+    def same_content(self, other: EventRecord) -> bool:
+        return self[:-1] == other[:-1]
+
+
+def _iso(value: datetime) -> str:
+    return value.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+def event_record(ev: Event, body: str) -> EventRecord:
+    e = ev.evidence
+    return EventRecord(
+        ev.agent_id, ev.event_id, ev.seq, ev.kind.value, ev.category, ev.subcategory, ev.source,
+        _iso(ev.observed_at), None if ev.started_at is None else _iso(ev.started_at),
+        ev.location.lat, ev.location.lon, ev.location.place, ev.confidence,
+        e.snapshot.sha256 if e.snapshot else None, tuple(e.bbox) if e.bbox else None,
+        None if e.reading is None else e.reading.model_dump_json(),
+        json.dumps(ev.attributes, separators=(",", ":"), ensure_ascii=False) if ev.attributes else None,
+        body,
+    )
+
+
+def record_from_body(body: str) -> EventRecord | None:
+    """The record of a stored body (to compare a replay with what was stored)."""
+    try:
+        return event_record(Event.model_validate_json(body), body)
+    except ValueError:
+        return None
+
+
 @dataclass(frozen=True)
 class EventsItem:
     agent_id: str
-    events: list[Event]
-    bodies: list[str]  # the JSON stored for each event (the raw payload when alone)
+    records: list[EventRecord]
 
 
 @dataclass(frozen=True)
@@ -129,10 +185,9 @@ def classify(topic: str, payload: bytes) -> Item:
         case Channel.EVENTS:
             events: list[Event] = decoded.message
             if len(events) == 1 and payload.lstrip()[:1] == b"{":
-                bodies = [payload.decode("utf-8")]
-            else:
-                bodies = [e.model_dump_json(by_alias=True, exclude_none=True) for e in events]
-            return EventsItem(agent_id, events, bodies)
+                return EventsItem(agent_id, [event_record(events[0], payload.decode("utf-8"))])
+            return EventsItem(agent_id, [
+                event_record(e, e.model_dump_json(by_alias=True, exclude_none=True)) for e in events])
         case Channel.STATUS:
             return StatusItem(agent_id, decoded.message)
         case Channel.TELEMETRY:

@@ -171,6 +171,7 @@ class ReceiverSettings:
     shared_group: str | None = "hub"
     max_buffered: int = 100_000
     flush_s: float = 0.002
+    decode: str = "batches"  # in a receiver process: "all", "batches" or "none"
 
 
 class Receiver:
@@ -214,8 +215,8 @@ class Receiver:
                 self.sink(batch)
             except Exception:
                 log.exception("receiver sink failed; %d messages not handed over", len(batch))
-            if self.settings.flush_s:
-                time.sleep(self.settings.flush_s)  # let a few more arrive: fewer, larger hand-overs
+            if self.settings.flush_s and len(batch) < 100:
+                time.sleep(self.settings.flush_s)  # a trickle: let a few more arrive first
 
     def start(self, timeout: float = 10.0) -> None:
         self._forwarder.start()

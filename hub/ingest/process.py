@@ -2,8 +2,11 @@
 
 A paho client spends most of a CPU core on its network loop at full rate, so the hub
 runs its receivers in their own processes (``ingest.receivers: N``): each child owns
-one MQTT connection on ``$share/{group}/...`` and ships raw ``(topic, payload)`` batches
-to the hub process over a pipe; the hub's one writer decodes, stores and acks. With
+one MQTT connection on ``$share/{group}/...`` and ships batches to the hub process over a
+pipe; the hub's one writer stores and acks. What a child decodes itself is set by
+``ingest.decode_in_receivers``: ``batches`` (default: replay messages of many events,
+whose validation would otherwise dominate the writer), ``all``, or ``none`` (the writer
+decodes everything). Decoded messages travel as plain records, cheap to unpickle. With
 ``receivers: 0`` the receiver is a thread in the hub process instead (tests, tiny hubs).
 
 The child stops on SIGTERM: it disconnects, hands over what it holds, closes the pipe.
@@ -22,6 +25,7 @@ import threading
 from collections.abc import Callable
 
 from ..broker import BrokerError
+from .decode import classify
 from .mqtt import Raw, Receiver, ReceiverSettings
 
 __all__ = ["ReceiverProcess", "receiver_main"]
@@ -39,9 +43,15 @@ def receiver_main(settings: ReceiverSettings, conn: multiprocessing.connection.C
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the hub process decides when we stop
     parent = os.getppid()
 
+    decode_all = settings.decode == "all"
+    decode_batches = settings.decode in ("all", "batches")
+
     def sink(batch: list[Raw]) -> None:
         if broken.is_set():
             return
+        if decode_batches:
+            # Validate here, in parallel with the writer: the writer gets plain records.
+            batch = [classify(t, p) if decode_all or p[:1] == b"[" else (t, p) for t, p in batch]
         try:
             conn.send_bytes(pickle.dumps(batch, protocol=pickle.HIGHEST_PROTOCOL))
         except (OSError, EOFError):
