@@ -81,7 +81,7 @@ class IngestConfig(StrictModel):
         description="receiver processes on a shared subscription; 0: a thread in the hub process",
     )
     shared_group: Id = Field("hub", description="MQTT shared subscription group ($share/...)")
-    batch_max: int = Field(2000, ge=1, le=50_000, description="messages per transaction at most")
+    batch_max: int = Field(2000, ge=1, le=50_000, description="events per transaction at most")
     batch_wait_ms: float = Field(10, ge=0, le=1000, description="wait for more before committing")
     max_buffered: int = Field(100_000, ge=100, description="received, not yet stored (backpressure)")
     client_id: Id = Field("cityops-hub", description="prefix of the hub's MQTT client ids")

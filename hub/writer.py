@@ -39,6 +39,7 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 Raw = tuple[str, bytes]
+_TRICKLE = 100  # below this many waiting events the writer waits batch_wait_s for more
 Entry = Raw | Item  # a raw MQTT message, or one a receiver process already decoded
 
 
@@ -124,9 +125,9 @@ class Writer:
                     return
                 commands = list(self._commands)
                 self._commands.clear()
-                if self._inbox and self._weight < self.batch_max and self.batch_wait_s > 0 \
+                if self._inbox and self._weight < _TRICKLE and self.batch_wait_s > 0 \
                         and not commands and not self._stop:
-                    self._cond.wait(self.batch_wait_s)  # let a batch fill, bounded latency
+                    self._cond.wait(self.batch_wait_s)  # a trickle: let a batch fill a little
                 raw = []
                 taken = 0
                 while self._inbox and taken < self.batch_max:

@@ -215,7 +215,7 @@ class Receiver:
                 self.sink(batch)
             except Exception:
                 log.exception("receiver sink failed; %d messages not handed over", len(batch))
-            if self.settings.flush_s and len(batch) < 100:
+            if self.settings.flush_s and len(batch) < 100 and sum(len(p) for _, p in batch) < 65536:
                 time.sleep(self.settings.flush_s)  # a trickle: let a few more arrive first
 
     def start(self, timeout: float = 10.0) -> None:

@@ -15,6 +15,8 @@ It also stops when the hub process goes away (the pipe breaks).
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import logging
 import multiprocessing
 import multiprocessing.connection
@@ -72,6 +74,15 @@ def receiver_main(settings: ReceiverSettings, conn: multiprocessing.connection.C
     conn.close()
 
 
+_F_SETPIPE_SZ = 1031  # Linux
+
+
+def _grow_pipe(fd: int, size: int = 1 << 20) -> None:
+    """A 1 MiB pipe lets a receiver hand over a batch without waiting for the hub to read."""
+    with contextlib.suppress(OSError):  # not Linux, or over pipe-max-size: the default works
+        fcntl.fcntl(fd, _F_SETPIPE_SZ, size)
+
+
 class ReceiverProcess:
     """The hub-side handle of one receiver child: starts it, reads its pipe into ``sink``."""
 
@@ -79,6 +90,7 @@ class ReceiverProcess:
                  log_level: str = "WARNING") -> None:
         ctx = multiprocessing.get_context("spawn")
         self._recv, send = ctx.Pipe(duplex=False)
+        _grow_pipe(self._recv.fileno())
         self._ready_recv, ready_send = ctx.Pipe(duplex=False)
         self.process = ctx.Process(target=receiver_main, args=(settings, send, ready_send, log_level),
                                    name=f"cityops-hub-receiver-{settings.mqtt.client_id}",
