@@ -1,12 +1,11 @@
 from __future__ import annotations
 
 import pytest
+from hubtest import T0, make_setup
 
 from hub.app import Hub
 from hub.store.sqlite import SqliteRepository
 from protocol.clock import FakeClock
-
-from hubtest import T0, make_setup
 
 
 @pytest.fixture

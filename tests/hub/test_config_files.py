@@ -7,14 +7,13 @@ from datetime import datetime
 from zoneinfo import ZoneInfo
 
 import pytest
+from hubtest import EXAMPLES, G01, G05
 
 from hub.config import load_config, load_setup
 from hub.geo import GridIndex, parse_grids, point_in_polygon
 from hub.routing import on_duty, parse_routing, route
 from protocol.errors import ConfigError
 from protocol.taxonomy import taxonomy
-
-from hubtest import EXAMPLES, G01, G05
 
 SH = ZoneInfo("Asia/Shanghai")
 

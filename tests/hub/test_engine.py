@@ -8,6 +8,7 @@ import sqlite3
 from datetime import timedelta
 
 import pytest
+from hubtest import G01, G05, OUTSIDE, T0, event, jpeg, make_setup, sensor_event
 
 from hub.cases.closure import Outcome, Verdict
 from hub.engine.core import CaseEngine
@@ -20,8 +21,6 @@ from hub.store.repo import GroupKeyTaken
 from protocol.codec import encode, encode_events
 from protocol.messages import Status, Telemetry
 from protocol.topics import Channel, agent_topic
-
-from hubtest import G01, G05, OUTSIDE, T0, event, jpeg, make_setup, sensor_event
 
 
 class World:

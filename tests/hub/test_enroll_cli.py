@@ -9,14 +9,13 @@ from datetime import timedelta
 import aiohttp
 import paho.mqtt.client as mqtt
 import pytest
+from hubtest import EXAMPLES, TestAgent, await_for, make_config, sensor_event
 
 from hub.cli import main
 from hub.enroll import issue_token, parse_ttl
 from hub.errors import EnrollmentError
 from protocol.provisioning import ENROLL_PATH, EnrollResponse
 from protocol.topics import Channel, agent_topic
-
-from hubtest import EXAMPLES, TestAgent, await_for, make_config, sensor_event
 
 
 async def post(hub, body):

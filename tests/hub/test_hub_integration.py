@@ -10,13 +10,12 @@ from datetime import UTC, datetime, timedelta
 
 import aiohttp
 import pytest
+from hubtest import G05, TestAgent, await_for, event, jpeg, make_setup, sensor_event
 
 from hub.app import Hub
 from protocol.codec import encode
 from protocol.messages import Status
 from protocol.topics import Channel
-
-from hubtest import G05, TestAgent, await_for, event, jpeg, make_setup, sensor_event
 
 
 @pytest.fixture

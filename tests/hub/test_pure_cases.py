@@ -5,18 +5,17 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+from hubtest import T0, later
 
 from hub.cases import sla
 from hub.cases.closure import Outcome, Verdict, decide_on_verdict, sensor_close_due
 from hub.cases.merging import Candidate, MergeFacts, decide_merge, group_key
 from hub.cases.screening import Reason, ScreenFacts, screen
-from hub.cases.states import OPEN_STATES, CaseState, check_transition
+from hub.cases.states import OPEN_STATES, check_transition
 from hub.errors import IllegalTransition
 from hub.rules import MaintenanceWindow, RuleOverride, ScreeningConfig, resolve_rules
 from hub.store.schema import OPEN_STATE_NAMES
 from protocol.taxonomy import taxonomy
-
-from hubtest import T0, later
 
 RULES = resolve_rules(taxonomy(), ScreeningConfig(rules={"elderly_care": RuleOverride(merge_scope="source")}))
 WATERLOG = RULES["flood.road_waterlogging"]  # radius 200 m, window 360 min, min conf 0.5

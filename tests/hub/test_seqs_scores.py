@@ -5,11 +5,11 @@ from __future__ import annotations
 from datetime import timedelta
 from zoneinfo import ZoneInfo
 
+from hubtest import T0
+
 from hub.ingest.seqs import SeqState, build_ack
 from hub.scores import month_bounds, score_cases, to_csv
 from hub.store.repo import CaseRow
-
-from hubtest import T0
 
 
 def test_contiguous_seqs_advance_upto():
