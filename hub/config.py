@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, model_validator
 
 from protocol.base import StrictModel
 from protocol.config import Document, parse_yaml, validate_document
@@ -27,7 +27,7 @@ from protocol.ids import Id
 from protocol.taxonomy import Taxonomy, taxonomy
 
 from .geo import GridIndex, load_grids
-from .routing import RoutingTable, load_routing
+from .routing import RoutingTable, TimeZoneName, load_routing
 from .rules import CaseRule, ScreeningConfig, resolve_rules
 
 __all__ = ["ENV_OVERRIDES", "HubConfig", "Setup", "load_config", "load_setup"]
@@ -130,7 +130,7 @@ class HubConfig(StrictModel):
     grids: Path = Field(description="GeoJSON FeatureCollection of the grids")
     routing: Path | None = Field(None, description="routing table YAML; none: taxonomy defaults")
     service_area: Path | None = Field(None, description="GeoJSON; none: the union of the grids")
-    timezone: str = Field("Asia/Shanghai", description="months for scores, shifts")
+    timezone: TimeZoneName = Field("Asia/Shanghai", description="months for scores")
     screening: ScreeningConfig = Field(default_factory=ScreeningConfig)
     sla: SlaConfig = Field(default_factory=SlaConfig)
     closure: ClosureConfig = Field(default_factory=ClosureConfig)
@@ -138,15 +138,6 @@ class HubConfig(StrictModel):
     ingest: IngestConfig = Field(default_factory=IngestConfig)
     agents: AgentsConfig = Field(default_factory=AgentsConfig)
     enrollment: EnrollmentConfig = Field(default_factory=EnrollmentConfig)
-
-    @field_validator("timezone")
-    @classmethod
-    def _tz(cls, v: str) -> str:
-        try:
-            ZoneInfo(v)
-        except Exception:
-            raise ValueError(f"unknown time zone {v!r}; use an IANA name like Asia/Shanghai") from None
-        return v
 
     def resolve_paths(self, base: Path) -> HubConfig:
         """Make relative paths relative to ``base`` (the config file's folder)."""

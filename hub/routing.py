@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Annotated
 from zoneinfo import ZoneInfo
 
-from pydantic import Field, field_validator
+from pydantic import AfterValidator, Field
 
 from protocol.base import StrictModel
 from protocol.config import Document, parse_yaml, validate_document
@@ -41,8 +41,17 @@ from protocol.taxonomy import Names, Taxonomy
 
 from .geo import GridIndex
 
-__all__ = ["Fallback", "RouteDecision", "RoutingTable", "load_routing", "parse_routing", "route"]
+__all__ = ["Fallback", "TimeZoneName", "RouteDecision", "RoutingTable", "load_routing", "parse_routing", "route"]
 
+def _check_zone(v: str) -> str:
+    try:
+        ZoneInfo(v)
+    except Exception:
+        raise ValueError(f"unknown time zone {v!r}; use an IANA name like Asia/Shanghai") from None
+    return v
+
+
+TimeZoneName = Annotated[str, AfterValidator(_check_zone)]
 Clock = Annotated[str, Field(pattern=r"^([01]\d|2[0-3]):[0-5]\d$", description="HH:MM, local time")]
 Weekday = Annotated[str, Field(pattern=r"^(mon|tue|wed|thu|fri|sat|sun)$")]
 _DAYS = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
@@ -101,22 +110,13 @@ class Route(StrictModel):
 
 class RoutingTable(StrictModel):
     version: int = Field(1, ge=1, le=1)
-    timezone: str = Field("Asia/Shanghai", description="for duty shifts")
+    timezone: TimeZoneName = Field("Asia/Shanghai", description="for duty shifts")
     fallback: Fallback = Fallback.TAXONOMY
     departments: dict[Id, Names] = Field(
         default_factory=dict, description="departments beyond the taxonomy's"
     )
     duty: dict[str, list[Shift]] = Field(default_factory=dict)
     routes: list[Route] = Field(default_factory=list)
-
-    @field_validator("timezone")
-    @classmethod
-    def _tz(cls, v: str) -> str:
-        try:
-            ZoneInfo(v)
-        except Exception:
-            raise ValueError(f"unknown time zone {v!r}; use an IANA name like Asia/Shanghai") from None
-        return v
 
     def zone(self) -> ZoneInfo:
         return ZoneInfo(self.timezone)

@@ -60,6 +60,17 @@ def make_config(tmp: Path, **over: Any) -> HubConfig:
     return HubConfig.model_validate(data)
 
 
+def write_hub_yaml(tmp: Path, extra: str = "") -> Path:
+    """A hub.yaml on disk (for the CLI) using the example grids and routing."""
+    cfg = make_config(tmp)
+    path = tmp / "hub.yaml"
+    path.write_text(
+        f"grids: {cfg.grids}\nrouting: {cfg.routing}\ndatabase: {cfg.database}\n"
+        f"snapshots_dir: {tmp / 'snaps'}\nbroker: {{data_dir: {tmp / 'broker'}, port: 0}}\n"
+        f"web: {{port: 0}}\n{extra}")
+    return path
+
+
 def make_setup(tmp: Path, **over: Any) -> Setup:
     return build_setup(make_config(tmp, **over))
 

@@ -9,7 +9,7 @@ from datetime import timedelta
 import aiohttp
 import paho.mqtt.client as mqtt
 import pytest
-from hubtest import EXAMPLES, TestAgent, await_for, make_config, sensor_event
+from hubtest import EXAMPLES, TestAgent, await_for, sensor_event, write_hub_yaml
 
 from hub.cli import main
 from hub.enroll import issue_token, parse_ttl
@@ -94,13 +94,7 @@ def test_ttl_parsing():
 # -- CLI -----------------------------------------------------------------------------------------
 
 def write_config(tmp_path):
-    cfg = make_config(tmp_path)
-    path = tmp_path / "hub.yaml"
-    path.write_text(
-        f"grids: {cfg.grids}\nrouting: {cfg.routing}\ndatabase: {cfg.database}\n"
-        f"broker: {{data_dir: {tmp_path / 'broker'}, port: 0}}\n"
-        "web: {port: 0}\ningest: {receivers: 0}\n")
-    return path
+    return write_hub_yaml(tmp_path, "ingest: {receivers: 0}\n")
 
 
 def test_cli_check_config(tmp_path, capsys):

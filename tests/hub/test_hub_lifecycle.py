@@ -84,14 +84,9 @@ async def test_retention_removes_old_messages_but_keeps_cases(hub, clock):
 
 
 def test_serve_runs_as_a_process_and_stops_on_sigterm(tmp_path):
-    from hubtest import make_config
+    from hubtest import write_hub_yaml
 
-    cfg = make_config(tmp_path)
-    path = tmp_path / "hub.yaml"
-    path.write_text(
-        f"grids: {cfg.grids}\nrouting: {cfg.routing}\ndatabase: {cfg.database}\n"
-        f"snapshots_dir: {tmp_path / 'snaps'}\nbroker: {{data_dir: {tmp_path / 'broker'}, port: 0}}\n"
-        "web: {port: 0}\n")
+    path = write_hub_yaml(tmp_path)
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen([sys.executable, "-m", "hub.cli", "serve", "--config", str(path)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
