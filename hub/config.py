@@ -26,7 +26,7 @@ from protocol.errors import ConfigError, ConfigProblem
 from protocol.ids import Id
 from protocol.taxonomy import Taxonomy, taxonomy
 
-from .geo import GridIndex, load_grids
+from .geo import GridIndex, load_grids, read_config_text
 from .routing import RoutingTable, TimeZoneName, load_routing
 from .rules import CaseRule, ScreeningConfig, resolve_rules
 
@@ -170,13 +170,7 @@ def _apply_env(data: dict[str, Any], env: dict[str, str]) -> None:
 
 def load_config(path: str | Path, env: dict[str, str] | None = None) -> tuple[HubConfig, Document]:
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(
-            [ConfigProblem(str(path), None, None, "", f"cannot read hub config: {exc}")]
-        ) from None
-    doc = parse_yaml(text, str(path))
+    doc = parse_yaml(read_config_text(path, "hub config"), str(path))
     if isinstance(doc.data, dict):
         _apply_env(doc.data, dict(os.environ) if env is None else env)
     config = validate_document(HubConfig, doc)

@@ -211,12 +211,16 @@ def parse_grids(text: str, filename: str) -> GridIndex:
     return GridIndex([_grid_from_feature(f) for f in collection.features])
 
 
-def load_grids(path: str | Path) -> GridIndex:
-    path = Path(path)
+def read_config_text(path: str | Path, what: str) -> str:
+    """The text of a file people wrote, or a ConfigError naming the file (shared by the
+    hub's loaders)."""
     try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
+        return Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(
-            [ConfigProblem(str(path), None, None, "", f"cannot read grids file: {exc}")]
+            [ConfigProblem(str(path), None, None, "", f"cannot read {what}: {exc}")]
         ) from None
-    return parse_grids(text, str(path))
+
+
+def load_grids(path: str | Path) -> GridIndex:
+    return parse_grids(read_config_text(path, "grids file"), str(path))

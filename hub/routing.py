@@ -39,7 +39,7 @@ from protocol.errors import ConfigError, ConfigProblem
 from protocol.ids import Id
 from protocol.taxonomy import Names, Taxonomy
 
-from .geo import GridIndex
+from .geo import GridIndex, read_config_text
 
 __all__ = ["Fallback", "TimeZoneName", "RouteDecision", "RoutingTable", "load_routing", "parse_routing", "route"]
 
@@ -216,11 +216,4 @@ def parse_routing(text: str, filename: str, tax: Taxonomy, grids: GridIndex) -> 
 
 
 def load_routing(path: str | Path, tax: Taxonomy, grids: GridIndex) -> RoutingTable:
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(
-            [ConfigProblem(str(path), None, None, "", f"cannot read routing table: {exc}")]
-        ) from None
-    return parse_routing(text, str(path), tax, grids)
+    return parse_routing(read_config_text(path, "routing table"), str(path), tax, grids)
