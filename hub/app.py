@@ -200,7 +200,6 @@ class Hub:
         for i in range(max(n, 1)):
             settings = ReceiverSettings(self._mqtt_settings(f"recv-{i}", session_expiry_s=86400),
                                         shared_group=ing.shared_group,
-                                        max_buffered=ing.max_buffered,
                                         decode=ing.decode_in_receivers)
             if n == 0:
                 receiver: Receiver | ReceiverProcess = Receiver(settings, writer.submit)
@@ -231,10 +230,10 @@ class Hub:
         return f"http://{host}:{self.web_port}/"
 
     # -- the store -----------------------------------------------------------------------------
-    async def write(self, fn: Callable[[Repository], T]) -> T:
+    async def write(self, fn: Callable[[Repository], T], *, moves_events: bool = False) -> T:
         """Run ``fn(repo)`` in one transaction on the writer."""
         assert self.writer is not None, "the hub is not started"
-        return await self.writer.run(fn)
+        return await self.writer.run(fn, moves_events=moves_events)
 
     def _reader(self) -> SqliteRepository:
         repo = getattr(self._readers, "repo", None)
@@ -380,7 +379,8 @@ class Hub:
         return await self.write(lambda repo: self.engine.reopen(repo, case_id, actor=actor, reason=reason))
 
     async def merge(self, source_id: int, into_id: int, *, actor: str) -> CaseRow:
-        return await self.write(lambda repo: self.engine.merge(repo, source_id, into_id, actor=actor))
+        return await self.write(lambda repo: self.engine.merge(repo, source_id, into_id, actor=actor),
+                                moves_events=True)
 
     async def review(self, case_id: int, *, fixed: bool, actor: str, note: str = "") -> CaseRow:
         return await self.write(lambda repo: self.engine.review_verification(

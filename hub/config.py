@@ -82,7 +82,7 @@ class IngestConfig(StrictModel):
     )
     shared_group: Id = Field("hub", description="MQTT shared subscription group ($share/...)")
     batch_max: int = Field(2000, ge=1, le=50_000, description="events per transaction at most")
-    batch_wait_ms: float = Field(10, ge=0, le=1000, description="wait for more before committing")
+    batch_wait_ms: float = Field(0, ge=0, le=1000, description="with fewer than 100 events waiting, wait this long for more before a batch")
     max_buffered: int = Field(100_000, ge=100, description="received, not yet stored (backpressure)")
     client_id: Id = Field("cityops-hub", description="prefix of the hub's MQTT client ids")
     decode_in_receivers: Literal["batches", "all", "none"] = Field(

@@ -65,7 +65,7 @@ class Writer:
         self.stats = IngestStats()
         self._inbox: deque[Entry] = deque()
         self._weight = 0  # events waiting in the inbox
-        self._commands: deque[tuple[Callable[[Repository], Any], concurrent.futures.Future]] = deque()
+        self._commands: deque[tuple[Callable[[Repository], Any], concurrent.futures.Future, bool]] = deque()
         lock = threading.Lock()
         self._cond = threading.Condition(lock)
         self._space = threading.Condition(lock)
@@ -94,18 +94,21 @@ class Writer:
         """Events waiting for the writer (a decoded batch counts each of its events)."""
         return self._weight
 
-    def call(self, fn: Callable[[Repository], T]) -> concurrent.futures.Future[T]:
+    def call(self, fn: Callable[[Repository], T], *,
+             moves_events: bool = False) -> concurrent.futures.Future[T]:
+        """Run ``fn(repo)`` in its own transaction on the writer. ``moves_events``: it
+        re-links lifecycles to other cases (a merge), so ingest caches are dropped after."""
         future: concurrent.futures.Future[T] = concurrent.futures.Future()
         with self._cond:
             if self._stop:
                 future.set_exception(RuntimeError("the hub writer is stopped"))
                 return future
-            self._commands.append((fn, future))
+            self._commands.append((fn, future, moves_events))
             self._cond.notify_all()
         return future
 
-    async def run(self, fn: Callable[[Repository], T]) -> T:
-        return await asyncio.wrap_future(self.call(fn))
+    async def run(self, fn: Callable[[Repository], T], *, moves_events: bool = False) -> T:
+        return await asyncio.wrap_future(self.call(fn, moves_events=moves_events))
 
     def stop(self, timeout: float = 30.0) -> None:
         """Finish what is queued, then stop."""
@@ -136,8 +139,10 @@ class Writer:
                     taken += _weight(entry)
                 self._weight -= taken
                 self._space.notify_all()
-            for fn, future in commands:
+            for fn, future, moves_events in commands:
                 self._command(fn, future)
+                if moves_events:
+                    self.ingestor.forget()
             if raw:
                 self._ingest(raw)
 

@@ -217,6 +217,11 @@ class CaseEngine:
         now = self.clock.now()
         deadline_min = case.deadline_min or self.rule(case).deadline_min
         plan = sla.plan_deadline(now, deadline_min, self.warn_fraction)
+        holder = next((r for r in repo.merge_candidates(case.subcategory, case.group_key, None, None)
+                       if r.id != case.id and is_open(r.state)), None)
+        if holder is not None:
+            raise CaseError(case.id, f"open case {holder.id} now covers this place; "
+                                     "work on that one (or merge them)")
         case = self.transition(
             repo, case, S.REOPENED, actor, reason, reopen_count=case.reopen_count + 1,
             closed_at=None, closed_by=None, resolution=None, resolved_at=None,

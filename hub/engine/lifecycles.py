@@ -163,6 +163,16 @@ class LifecyclePlacer:
                     closed_c.append(Candidate(r.id, r.group_key, r.lat, r.lon, r.last_event_at,
                                               r.closed_at))
             decision = decide_merge(facts, rule, open_c, closed_c, recurrence_window=window)
+            if decision.action == "reopen":
+                # Reopening puts the closed case's own key back among the open ones: if
+                # another open case holds that key now, the event joins that one instead.
+                holder = next((r for r in repo.merge_candidates(
+                    ev.subcategory, by_id[decision.case_id].group_key, None, None)
+                    if r.state in OPEN_STATES), None)
+                if holder is not None:
+                    by_id[holder.id] = holder
+                    decision = type(decision)("join", holder.id, decision.group_key,
+                                              f"open case {holder.id} holds the place now")
             if decision.action == "join":
                 case_id = decision.case_id
                 lifecycle_id = self._insert(repo, ev, observed, grid, now, case_id)
@@ -189,11 +199,8 @@ class LifecyclePlacer:
                                      last_event_at=max(case.last_event_at, observed),
                                      active_sources=0 if ended else 1,
                                      cleared_at=now if ended else None)
-                try:
-                    engine._reopen(repo, case, Actor.AUTO,
-                                   f"problem recurred: {ev.agent_id}/{ev.source} event {ev.event_id}")
-                except GroupKeyTaken:  # pragma: no cover - an open case took the key meanwhile
-                    raise
+                engine._reopen(repo, case, Actor.AUTO,
+                               f"problem recurred: {ev.agent_id}/{ev.source} event {ev.event_id}")
                 result.counts.cases_reopened += 1
             else:
                 try:

@@ -169,13 +169,20 @@ class ReceiverSettings:
     channels: list[str] = field(default_factory=lambda: [
         Channel.EVENTS.value, Channel.TELEMETRY.value, Channel.SNAPSHOTS.value])
     shared_group: str | None = "hub"
-    max_buffered: int = 100_000
-    flush_s: float = 0.002
+    handover: int = 500  # messages per hand-over under load
+    flush_s: float = 0.003  # a message waits at most about this long before a hand-over
     decode: str = "batches"  # in a receiver process: "all", "batches" or "none"
 
 
 class Receiver:
-    """Receive agent messages and hand them to ``sink`` in batches, from its own thread."""
+    """Receive agent messages and hand them to ``sink`` in batches.
+
+    paho's network thread appends each message to a buffer and hands the buffer over
+    itself once it holds ``handover`` messages; a flusher thread hands over whatever
+    waited longer than ``flush_s``. When ``sink`` blocks (the writer is full), paho's
+    loop blocks with it and stops reading the socket: TCP pushes back on the broker.
+    Hand-overs keep arrival order.
+    """
 
     def __init__(self, settings: ReceiverSettings, sink: Callable[[list[Raw]], None]) -> None:
         self.settings = settings
@@ -185,48 +192,47 @@ class Receiver:
         self.mqtt = MqttClient(settings.mqtt, subscriptions=subs)
         self.mqtt.client.on_message = self._on_raw  # the hot path: no wrapper
         self._buf: list[Raw] = []
-        lock = threading.Lock()
-        self._ready = threading.Condition(lock)
-        self._space = threading.Condition(lock)
-        self._stop = False
+        self._buf_lock = threading.Lock()
+        self._send_lock = threading.Lock()
+        self._oldest = 0.0
+        self._stop = threading.Event()
         self.received = 0
-        self._forwarder = threading.Thread(target=self._forward, name="hub-receiver-forward",
-                                           daemon=True)
+        self._flusher = threading.Thread(target=self._flush_loop, name="hub-receiver-flush",
+                                         daemon=True)
 
     def _on_raw(self, client, userdata, msg) -> None:
-        with self._ready:
-            while len(self._buf) >= self.settings.max_buffered and not self._stop:
-                self._space.wait(0.5)  # backpressure: paho stops reading the socket
+        with self._buf_lock:
+            if not self._buf:
+                self._oldest = time.monotonic()
             self._buf.append((msg.topic, msg.payload))
             self.received += 1
-            if len(self._buf) == 1:
-                self._ready.notify()
+            full = len(self._buf) >= self.settings.handover
+        if full:
+            self._hand_over()
 
-    def _forward(self) -> None:
-        while True:
-            with self._ready:
-                while not self._buf and not self._stop:
-                    self._ready.wait(0.5)
-                if not self._buf and self._stop:
-                    return
+    def _hand_over(self) -> None:
+        with self._send_lock:
+            with self._buf_lock:
                 batch, self._buf = self._buf, []
-                self._space.notify_all()
+            if not batch:
+                return
             try:
                 self.sink(batch)
             except Exception:
                 log.exception("receiver sink failed; %d messages not handed over", len(batch))
-            if self.settings.flush_s and len(batch) < 100 and sum(len(p) for _, p in batch) < 65536:
-                time.sleep(self.settings.flush_s)  # a trickle: let a few more arrive first
+
+    def _flush_loop(self) -> None:
+        while not self._stop.wait(self.settings.flush_s):
+            if self._buf and time.monotonic() - self._oldest >= self.settings.flush_s:
+                self._hand_over()
+        self._hand_over()
 
     def start(self, timeout: float = 10.0) -> None:
-        self._forwarder.start()
+        self._flusher.start()
         self.mqtt.start(timeout)
 
     def stop(self) -> None:
         """Stop receiving, then hand over what is buffered."""
         self.mqtt.stop()
-        with self._ready:
-            self._stop = True
-            self._ready.notify_all()
-            self._space.notify_all()
-        self._forwarder.join(10)
+        self._stop.set()
+        self._flusher.join(10)

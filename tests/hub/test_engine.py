@@ -335,3 +335,22 @@ def test_snapshot_is_stored_by_the_hubs_own_hash(world):
     assert path.read_bytes() == data and path.parent.parent.name == sha[:2]
     assert [s.sha256 for s in world.repo.snapshots_for_case(1)] == [sha]
     assert world.case().before_sha256 == sha
+
+
+def test_reopen_yields_to_an_open_case_that_holds_the_place(world):
+    world.ingest(event(snapshot=SNAP))
+    world.do(world.engine.close, 1, actor="op")
+    c = world.case(1)
+    fields = {k: getattr(c, k) for k in ("category", "subcategory", "group_key", "lat", "lon",
+                                         "origin_agent", "origin_source", "origin_event", "close_mode",
+                                         "created_at", "updated_at", "first_event_at", "last_event_at")}
+    # Case 2 holds case 1's key now, quiet for a day (outside the merge window).
+    with world.repo.transaction():
+        world.repo.insert_case({**fields, "state": "dispatched",
+                                "last_event_at": T0 - timedelta(days=1)})
+    with pytest.raises(CaseError, match="open case 2 now covers this place"):
+        world.do(world.engine.reopen, 1, actor="op", reason="again")
+    # ~166 m away, another cell: by distance it would reopen case 1; case 2 takes it.
+    world.ingest(event(seq=2, event_id="ev-2", snapshot=SNAP, where=(G01[0] + 0.0015, G01[1])))
+    assert world.case(1).state == "closed" and world.case(2).event_count == 1
+    assert "open case 2 holds the place now" in world.repo.audit_for_case(2)[-1].detail

@@ -195,3 +195,15 @@ async def test_status_with_lwt_json_is_valid_protocol(agent):
     # speaks the same protocol the hub decodes (guards the tests above).
     s = Status(agent_id="agent-1", state="offline", boot_id="b", at=datetime.now(UTC))
     assert json.loads(encode(s))["schema"] == "cityops.status/1"
+
+
+async def test_after_a_merge_later_messages_follow_the_events_to_the_surviving_case(hub, agent):
+    far = (G05[0] + 0.004, G05[1])
+    agent.send(event(seq=1, event_id="a", where=G05, snapshot=jpeg(1)),
+               event(seq=2, event_id="b", where=far, snapshot=jpeg(1)))
+    await await_for(lambda: agent.acked(2), what="two cases")
+    await hub.merge(2, 1, actor="op")
+    agent.send(event(seq=3, event_id="b", kind="update", where=far))
+    await await_for(lambda: agent.acked(3), what="update acked")
+    c1, c2 = await hub.read(lambda r: (r.get_case(1), r.get_case(2)))
+    assert (c1.event_count, c2.state) == (3, "merged")
