@@ -130,24 +130,23 @@ class Ingestor:
                     seqs.append(rec.seq)
                     key = (rec.agent_id, rec.seq)
                     earlier = pending.get(key)
-                    observed = datetime.fromisoformat(rec.observed_at)
                     if earlier is None and not tracker.covers(rec.seq):
                         # New for sure (the sequence state says so): written in bulk below.
                         pending[key] = rec
                         new_rows.append((rec.agent_id, rec.seq, rec.event_id, rec.kind,
-                                         observed, now, rec.body))
+                                         rec.observed_at, now, rec.body))
                         c.events_stored += 1
-                        self.placer.apply(repo, rec, observed, now, batch, result)
+                        self.placer.apply(repo, rec, now, batch, result)
                         continue
                     if earlier is not None:
                         outcome = InsertOutcome("duplicate" if earlier.same_content(rec) else "conflict",
                                                 earlier.event_id, earlier.body)
                     else:
                         outcome = repo.insert_message(rec.agent_id, rec.seq, rec.event_id,
-                                                      rec.kind, observed, now, rec.body)
+                                                      rec.kind, rec.observed_at, now, rec.body)
                     if outcome.status == "stored":  # handled before (refused), now valid
                         c.events_stored += 1
-                        self.placer.apply(repo, rec, observed, now, batch, result)
+                        self.placer.apply(repo, rec, now, batch, result)
                     elif outcome.existing_event_id == rec.event_id and (
                         outcome.status == "duplicate" or _same_event(outcome.existing_body, rec)
                     ):

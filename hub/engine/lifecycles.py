@@ -34,7 +34,7 @@ __all__ = ["Activity", "BatchState", "LifecyclePlacer"]
 class Activity:
     """What one batch did to one case, written once at the end of the batch."""
 
-    last_at: datetime
+    last_at: str  # ISO UTC, as stored
     events: int = 0
     active_delta: int = 0
     ended: bool = False
@@ -69,9 +69,10 @@ class LifecyclePlacer:
     def begin() -> BatchState:
         return BatchState({}, {})
 
-    def apply(self, repo: Repository, ev: EventRecord, observed: datetime, now: datetime,
-              batch: BatchState, result) -> None:
-        """Fold one stored message (``observed``: its observed_at as a datetime)."""
+    def apply(self, repo: Repository, ev: EventRecord, now: datetime, batch: BatchState,
+              result) -> None:
+        """Fold one stored message. The hot path keeps times as the store's ISO strings
+        (they compare in time order); the first message of a lifecycle parses them."""
         key = (ev.agent_id, ev.event_id)
         state = self._cache.get(key)
         if state is None:
@@ -80,7 +81,8 @@ class LifecyclePlacer:
                 state = list(found)
                 self._remember(key, state)
         if state is None:
-            self._first_message(repo, ev, observed, now, batch.activity, result)
+            self._first_message(repo, ev, datetime.fromisoformat(ev.observed_at), now,
+                                batch.activity, result)
             return
         lifecycle_id, case_id, last_seq, was_ended = state
         ended = ev.kind == "end"
@@ -91,8 +93,8 @@ class LifecyclePlacer:
         upd.messages += 1
         if ev.seq > last_seq:
             state[2] = ev.seq
-            upd.seq, upd.kind, upd.observed_at, upd.confidence = (ev.seq, ev.kind, observed,
-                                                                  ev.confidence)
+            upd.seq, upd.kind, upd.observed_at, upd.confidence = (ev.seq, ev.kind,
+                                                                  ev.observed_at, ev.confidence)
             upd.snapshot_sha256 = ev.snapshot_sha256
             upd.bbox = list(ev.bbox) if ev.bbox else None
             upd.reading = ev.reading
@@ -104,14 +106,15 @@ class LifecyclePlacer:
         activity = batch.activity
         act = activity.get(case_id)
         if act is None:
-            act = activity[case_id] = Activity(observed)
+            act = activity[case_id] = Activity(ev.observed_at)
         act.events += 1
-        if observed > act.last_at:
-            act.last_at = observed
+        if ev.observed_at > act.last_at:
+            act.last_at = ev.observed_at
         if newly_ended:
             if ev.snapshot_sha256 is not None and self.rules[ev.subcategory].close is CloseMode.PHOTO:
                 self.flush_case(repo, activity, case_id, now)
-                self._photo_end(repo, case_id, ev, observed, now, result)
+                self._photo_end(repo, case_id, ev, datetime.fromisoformat(ev.observed_at), now,
+                                result)
             else:
                 act.active_delta -= 1
                 act.ended = True
@@ -157,7 +160,8 @@ class LifecyclePlacer:
             for r in rows:
                 if r.state in OPEN_STATES:
                     act = activity.get(r.id)
-                    last = max(r.last_event_at, act.last_at) if act else r.last_event_at
+                    last = (max(r.last_event_at, datetime.fromisoformat(act.last_at)) if act
+                            else r.last_event_at)
                     open_c.append(Candidate(r.id, r.group_key, r.lat, r.lon, last))
                 elif r.state == CaseState.CLOSED:
                     closed_c.append(Candidate(r.id, r.group_key, r.lat, r.lon, r.last_event_at,
@@ -180,9 +184,9 @@ class LifecyclePlacer:
                                   f"{ev.agent_id}/{ev.source} event {ev.event_id} ({decision.detail})")
                 act = activity.get(case_id)
                 if act is None:
-                    act = activity[case_id] = Activity(observed)
+                    act = activity[case_id] = Activity(ev.observed_at)
                 act.events += 1
-                act.last_at = max(act.last_at, observed)
+                act.last_at = max(act.last_at, ev.observed_at)
                 if not ended:
                     act.active_delta += 1
                 if by_id[case_id].before_sha256 is None and ev.snapshot_sha256 is not None:

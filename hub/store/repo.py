@@ -126,7 +126,7 @@ class LifecycleUpdate:
     ended_at: datetime | None = None
     seq: int | None = None  # None: no newer message
     kind: str = ""
-    observed_at: datetime | None = None
+    observed_at: datetime | str | None = None  # a string: ISO UTC in the store's format
     confidence: float = 0.0
     snapshot_sha256: str | None = None
     bbox: list[float] | None = None
@@ -246,7 +246,7 @@ class Repository(Protocol):
     # -- messages and lifecycles ----------------------------------------------------------
     def insert_message(self, agent_id: str, seq: int, event_id: str, kind: str,
                        observed_at: datetime, received_at: datetime, body: str) -> InsertOutcome: ...
-    def insert_messages(self, rows: Sequence[tuple[str, int, str, str, datetime, datetime, str]]) -> None:
+    def insert_messages(self, rows: Sequence[tuple[str, int, str, str, datetime | str, datetime, str]]) -> None:
         """Store messages known to be new: (agent_id, seq, event_id, kind, observed_at,
         received_at, body). A row that exists already is an error (the batch rolls back)."""
         ...
@@ -268,7 +268,7 @@ class Repository(Protocol):
         ...
     def get_case(self, case_id: int) -> CaseRow | None: ...
     def update_case(self, case_id: int, **fields: Any) -> None: ...
-    def add_case_activity(self, case_id: int, last_event_at: datetime, events: int,
+    def add_case_activity(self, case_id: int, last_event_at: datetime | str, events: int,
                           active_delta: int, ended: bool, at: datetime) -> tuple[int, datetime | None]:
         """Fold a batch's events into a case: last event, count, active sources; the case is
         cleared (``cleared_at``) when no source is active after an end, and un-cleared when

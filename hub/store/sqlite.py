@@ -133,8 +133,11 @@ class SqliteRepository:
         else:
             self.conn.execute("PRAGMA query_only = ON")
 
-    def _t(self, value: datetime) -> str:
-        """to_db_time, remembering the last value: a batch converts its "now" many times."""
+    def _t(self, value: datetime | str) -> str:
+        """to_db_time, remembering the last value (a batch converts its "now" many times);
+        a string is taken as already in the store's format."""
+        if type(value) is str:
+            return value
         last = self._last_time
         if value is last[0]:
             return last[1]
@@ -191,7 +194,7 @@ class SqliteRepository:
 
     # -- messages and lifecycles ------------------------------------------------------------
     def insert_message(self, agent_id: str, seq: int, event_id: str, kind: str,
-                       observed_at: datetime, received_at: datetime, body: str) -> InsertOutcome:
+                       observed_at: datetime | str, received_at: datetime, body: str) -> InsertOutcome:
         cur = self._x(
             "INSERT INTO messages (agent_id, seq, event_id, kind, observed_at, received_at, body)"
             " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (agent_id, seq) DO NOTHING",
@@ -207,7 +210,7 @@ class SqliteRepository:
             return InsertOutcome("duplicate", row["event_id"], row["body"])
         return InsertOutcome("conflict", row["event_id"], row["body"])
 
-    def insert_messages(self, rows: Sequence[tuple[str, int, str, str, datetime, datetime, str]]) -> None:
+    def insert_messages(self, rows: Sequence[tuple[str, int, str, str, datetime | str, datetime, str]]) -> None:
         t = self._t
         self.conn.executemany(
             "INSERT INTO messages (agent_id, seq, event_id, kind, observed_at, received_at, body)"
@@ -291,17 +294,17 @@ class SqliteRepository:
                 raise GroupKeyTaken(str(fields.get("group_key", ""))) from None
             raise
 
-    def add_case_activity(self, case_id: int, last_event_at: datetime, events: int,
+    def add_case_activity(self, case_id: int, last_event_at: datetime | str, events: int,
                           active_delta: int, ended: bool, at: datetime) -> tuple[int, datetime | None]:
         # SQLite evaluates every SET expression against the row as it was before.
-        now = to_db_time(at)
+        now = self._t(at)
         row = self.conn.execute(
             "UPDATE cases SET last_event_at = max(last_event_at, ?), event_count = event_count + ?,"
             " active_sources = max(0, active_sources + ?),"
             " cleared_at = CASE WHEN max(0, active_sources + ?) > 0 THEN NULL"
             "   WHEN ? THEN coalesce(cleared_at, ?) ELSE cleared_at END,"
             " updated_at = ? WHERE id = ? RETURNING active_sources, cleared_at",
-            (to_db_time(last_event_at), events, active_delta, active_delta, int(ended), now, now,
+            (self._t(last_event_at), events, active_delta, active_delta, int(ended), now, now,
              case_id)).fetchone()
         if row is None:
             return (0, None)

@@ -354,3 +354,17 @@ def test_reopen_yields_to_an_open_case_that_holds_the_place(world):
     world.ingest(event(seq=2, event_id="ev-2", snapshot=SNAP, where=(G01[0] + 0.0015, G01[1])))
     assert world.case(1).state == "closed" and world.case(2).event_count == 1
     assert "open case 2 holds the place now" in world.repo.audit_for_case(2)[-1].detail
+
+
+def test_snapshot_retention_keeps_what_open_cases_need(world):
+    keep, old = "a" * 64, "b" * 64
+    with world.repo.transaction():
+        for sha in (keep, old):
+            world.repo.add_snapshot("agent-1", f"e-{sha[0]}", 1, sha, 100, 64, 48, None,
+                                    T0 - timedelta(days=400))
+    world.ingest(event(snapshot=SNAP))
+    with world.repo.transaction():
+        world.repo.update_case(1, before_sha256=keep)
+        gone = world.repo.purge_snapshots(T0 - timedelta(days=180), 100)
+    assert gone == [old]
+    assert world.repo.has_snapshot(keep) and not world.repo.has_snapshot(old)
