@@ -76,6 +76,7 @@ class Hub:
         self._verifying: set[int] = set()
         self.hub_password = self.config.broker.password or secrets.token_urlsafe(24)
         self.started = False
+        self.receiver_restarts = 0
 
     # -- life ----------------------------------------------------------------------------------
     async def start(self) -> Hub:
@@ -97,6 +98,7 @@ class Hub:
             await self.stop()
             raise
         self._tasks.append(asyncio.create_task(self._verification_loop(), name="hub-verify"))
+        self._tasks.append(asyncio.create_task(self._supervise_loop(), name="hub-supervise"))
         if self.run_scheduler:
             self._tasks.append(asyncio.create_task(self._scheduler_loop(), name="hub-scheduler"))
             self._tasks.append(asyncio.create_task(self._retention_loop(), name="hub-retention"))
@@ -246,6 +248,15 @@ class Hub:
         """Run ``fn(repo)`` on a read-only connection in a worker thread."""
         return await asyncio.to_thread(lambda: fn(self._reader()))
 
+    def health(self) -> dict[str, Any]:
+        """What /healthz reports: every part that must be alive for events to flow."""
+        writer = self.writer is not None and self.writer.alive()
+        link = self.link is not None and self.link.connected.is_set()
+        receivers = [r.alive() for r in self.receivers]
+        ok = self.started and writer and link and bool(receivers) and all(receivers)
+        return {"ok": ok, "writer": writer, "broker_connected": link, "receivers": receivers,
+                "backlog": self.writer.backlog() if self.writer else None}
+
     def counts(self) -> dict[str, Any]:
         """Figures for the demo's summary: stored rows plus this run's ingest counters."""
         out: dict[str, Any] = dict(self._reader().counts())
@@ -253,6 +264,27 @@ class Hub:
             out["ingest"] = self.writer.stats.as_dict()
             out["backlog"] = self.writer.backlog()
         return out
+
+    async def _supervise_loop(self, every_s: float = 1.0) -> None:
+        """Restart a receiver process that died (its persistent session kept its messages;
+        anything it had taken but not handed over comes back from the agents' outboxes)."""
+        while True:
+            await asyncio.sleep(every_s)
+            for i, r in enumerate(list(self.receivers)):
+                if not isinstance(r, ReceiverProcess) or r.alive():
+                    continue
+                log.error("receiver process %s died (exit %s); restarting it",
+                          r.settings.mqtt.client_id, r.process.exitcode)
+                assert self.writer is not None
+                fresh = ReceiverProcess(r.settings, self.writer.submit, r.log_level)
+                try:
+                    await asyncio.to_thread(r.stop, 2.0)
+                    await asyncio.to_thread(fresh.start)
+                except Exception:
+                    log.exception("could not restart receiver %s", r.settings.mqtt.client_id)
+                    continue
+                self.receivers[i] = fresh
+                self.receiver_restarts += 1
 
     # -- scheduler, retention, verification -----------------------------------------------------
     async def tick(self) -> TickReport:

@@ -90,6 +90,9 @@ class Writer:
             self._weight += weight
             self._cond.notify_all()
 
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
     def backlog(self) -> int:
         """Events waiting for the writer (a decoded batch counts each of its events)."""
         return self._weight

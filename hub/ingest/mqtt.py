@@ -227,6 +227,9 @@ class Receiver:
                 self._hand_over()
         self._hand_over()
 
+    def alive(self) -> bool:
+        return self._flusher.is_alive() and self.mqtt.connected.is_set()
+
     def start(self, timeout: float = 10.0) -> None:
         self._flusher.start()
         self.mqtt.start(timeout)

@@ -88,6 +88,8 @@ class ReceiverProcess:
 
     def __init__(self, settings: ReceiverSettings, sink: Callable[[list[Raw]], None],
                  log_level: str = "WARNING") -> None:
+        self.settings = settings
+        self.log_level = log_level
         ctx = multiprocessing.get_context("spawn")
         self._recv, send = ctx.Pipe(duplex=False)
         _grow_pipe(self._recv.fileno())
@@ -123,6 +125,9 @@ class ReceiverProcess:
             batch = pickle.loads(data)  # noqa: S301 - our own child, over a private pipe
             self.received += len(batch)
             self.sink(batch)
+
+    def alive(self) -> bool:
+        return self.process.is_alive() and self._reader.is_alive()
 
     def stop(self, timeout: float = 15.0) -> None:
         if self.process.is_alive():

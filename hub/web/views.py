@@ -96,11 +96,8 @@ def agent_view(hub: Hub, agent) -> dict[str, Any]:
 
 
 async def healthz(request: web.Request) -> web.Response:
-    hub = _hub(request)
-    ok = hub.started and hub.writer is not None and hub.link is not None and hub.link.connected.is_set()
-    body = {"ok": ok, "broker_connected": bool(hub.link and hub.link.connected.is_set()),
-            "backlog": hub.writer.backlog() if hub.writer else None}
-    return web.json_response(body, status=200 if ok else 503)
+    body = _hub(request).health()
+    return web.json_response(body, status=200 if body["ok"] else 503)
 
 
 async def agents_json(request: web.Request) -> web.Response:

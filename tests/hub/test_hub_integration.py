@@ -116,7 +116,8 @@ async def test_status_page_and_json_show_the_case(hub, agent):
     assert [a["action"] for a in detail["audit"]] == ["opened", "accepted", "dispatched"]
     assert detail["events"][0]["event_id"] == "wm-1"
     assert (await get_json(hub, "/api/v1/cases/999"))[0] == 404
-    assert (await get_json(hub, "/healthz")) == (200, {"ok": True, "broker_connected": True, "backlog": 0})
+    assert (await get_json(hub, "/healthz")) == (200, {"ok": True, "writer": True, "broker_connected": True,
+                                                       "receivers": [True], "backlog": 0})
 
 
 async def test_escalation_on_a_fast_clock(hub, agent, clock):
@@ -177,6 +178,12 @@ async def test_receiver_processes_on_a_shared_subscription(tmp_path, clock):
         counts = hub.counts()
         assert counts["messages_stored"] == 40 and counts["ingest"]["duplicates"] == 0
         assert sum(r.received for r in hub.receivers) == 40
+        hub.receivers[0].process.kill()  # a receiver that dies is restarted
+        await await_for(lambda: hub.receiver_restarts == 1 and hub.health()["ok"], timeout=20,
+                        what="receiver restarted")
+        for s in range(41, 61):
+            agent.send(sensor_event(seq=s, event_id=f"wm-{s}", source=f"m{s % 7}"))
+        await await_for(lambda: agent.acks[-1].upto == 60, timeout=20, what="flowing again")
         agent.close()
 
 
