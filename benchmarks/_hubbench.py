@@ -42,8 +42,8 @@ def cpu_seconds(pid: int) -> float:
     return (int(parts[11]) + int(parts[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def workload(n_events: int, agents: int) -> dict[str, list[Event]]:
-    """Per agent, lifecycles of new → update → update → end. Even agents are cameras
+def workload(n_events: int, agents: int, updates: int = 2) -> dict[str, list[Event]]:
+    """Per agent, lifecycles of new → ``updates`` updates → end. Even agents are cameras
     (waterlogging with a snapshot on ``new``, merged by hotspot), odd agents water meters
     (one case per meter: source scope)."""
     out: dict[str, list[Event]] = {f"bench-{a:04d}": [] for a in range(agents)}
@@ -52,8 +52,8 @@ def workload(n_events: int, agents: int) -> dict[str, list[Event]]:
         a = i % agents
         agent = names[a]
         seq = len(out[agent]) + 1
-        life, step = divmod(seq - 1, 4)
-        kind = ("new", "update", "update", "end")[step]
+        life, step = divmod(seq - 1, updates + 2)
+        kind = "new" if step == 0 else ("end" if step == updates + 1 else "update")
         lat, lon = HOTSPOTS[a % len(HOTSPOTS)]
         at = T0 + timedelta(seconds=i // 100)
         if a % 2 == 0:

@@ -128,6 +128,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch-events", type=int, default=200_000, help="events for the batched phases")
     p.add_argument("--per-message", type=int, default=250, help="events per batched message")
     p.add_argument("--agents", type=int, default=100)
+    p.add_argument("--updates", type=int, default=2,
+                   help="updates per lifecycle (new → updates → end): fewer means more case work")
     p.add_argument("--receivers", default="1,2", help="receiver process counts to measure")
     p.add_argument("--quick", action="store_true", help="20,000 / 40,000 events")
     p.add_argument("--json", type=Path, help="write the results here")
@@ -137,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     receivers = [int(x) for x in args.receivers.split(",")]
 
     def prepare(n_events: int, per_message: int) -> tuple[list, dict[str, int]]:
-        work = workload(n_events, args.agents)
+        work = workload(n_events, args.agents, args.updates)
         # Keep only bytes and per-agent counts: live Event objects would slow the hub's GC.
         return messages(work, per_message), {a: len(evs) for a, evs in work.items()}
 
