@@ -186,18 +186,16 @@ class Ingestor:
         self.placer.finish(repo, batch, now)
         for t in telemetry.values():
             self._apply_telemetry(repo, t, now)
-        for agent_id in seen | set(handled):
-            fields: dict = {"last_seen": now}
-            if agent_id in handled:
-                state = self._seq(repo, result, agent_id)
-                opened = state.add(handled[agent_id])
-                if opened:
-                    c.gaps_opened += opened
-                    log.warning("agent %s: sequence gap (have up to %s, now %s; %s missing)",
-                                agent_id, state.upto, state.highest, state.missing())
-                fields.update(seq_upto=state.upto, seq_ranges=state.ranges,
-                              seq_highest=state.highest, seq_gaps=state.gaps)
-            repo.upsert_agent(agent_id, **fields)
+        seq_rows = []
+        for agent_id in handled:
+            state = self._seq(repo, result, agent_id)
+            opened = state.add(handled[agent_id])
+            if opened:
+                c.gaps_opened += opened
+                log.warning("agent %s: sequence gap (have up to %s, now %s; %s missing)",
+                            agent_id, state.upto, state.highest, state.missing())
+            seq_rows.append((agent_id, state.upto, state.ranges, state.highest, state.gaps))
+        repo.note_agents_seen([a for a in seen if a not in handled], seq_rows, now)
         for agent_id in handled:
             result.acks.append(build_ack(agent_id, result.seq_states[agent_id],
                                          rejections.get(agent_id, []), now))

@@ -12,7 +12,6 @@ a batch rolls back, when :meth:`LifecyclePlacer.forget` drops it).
 
 from __future__ import annotations
 
-import json
 from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -229,8 +228,7 @@ class LifecyclePlacer:
             started_at=datetime.fromisoformat(ev.started_at) if ev.started_at else observed,
             observed_at=observed, ended_at=now if ev.kind == "end" else None,
             snapshot_sha256=ev.snapshot_sha256, bbox=list(ev.bbox) if ev.bbox else None,
-            reading=json.loads(ev.reading) if ev.reading else None,
-            attributes=json.loads(ev.attributes) if ev.attributes else None,
+            reading=ev.reading, attributes=ev.attributes,  # JSON text, stored as it is
         ))
 
     def _open_case(self, repo: Repository, ev: EventRecord, observed: datetime, grid: Grid | None,

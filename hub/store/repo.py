@@ -300,6 +300,12 @@ class Repository(Protocol):
     # -- agents -----------------------------------------------------------------------------
     def get_agent(self, agent_id: str) -> AgentRow | None: ...
     def upsert_agent(self, agent_id: str, **fields: Any) -> None: ...
+    def note_agents_seen(self, agent_ids: Sequence[str],
+                         seq_states: Sequence[tuple[str, int, list[list[int]], int, int]],
+                         at: datetime) -> None:
+        """Agents heard from in a batch: ``last_seen``; with their sequence state
+        ``(agent_id, upto, ranges, highest, gaps)`` for those that sent events."""
+        ...
 
     # -- snapshots and dead letters ----------------------------------------------------------
     def add_snapshot(self, agent_id: str, event_id: str, seq: int, sha256: str, size: int,

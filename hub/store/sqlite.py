@@ -61,6 +61,8 @@ def _to_db(name: str, value: Any) -> Any:
     if isinstance(value, datetime):
         return to_db_time(value)
     if name in _JSON_COLUMNS and value is not None:
+        if isinstance(value, str):  # already JSON text (no JSON column holds a bare string)
+            return value
         return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
     if isinstance(value, bool):
         return int(value)
@@ -409,6 +411,25 @@ class SqliteRepository:
         self._x("INSERT INTO agents (agent_id) VALUES (?) ON CONFLICT (agent_id) DO NOTHING",
                 (agent_id,))
         self._update("agents", "agent_id", agent_id, fields)
+
+    def note_agents_seen(self, agent_ids: Sequence[str],
+                         seq_states: Sequence[tuple[str, int, list[list[int]], int, int]],
+                         at: datetime) -> None:
+        now = self._t(at)
+        if agent_ids:
+            self.conn.executemany(
+                "INSERT INTO agents (agent_id, last_seen) VALUES (?, ?) "
+                "ON CONFLICT (agent_id) DO UPDATE SET last_seen = excluded.last_seen",
+                [(a, now) for a in agent_ids])
+        if seq_states:
+            self.conn.executemany(
+                "INSERT INTO agents (agent_id, last_seen, seq_upto, seq_ranges, seq_highest, seq_gaps)"
+                " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (agent_id) DO UPDATE SET"
+                " last_seen = excluded.last_seen, seq_upto = excluded.seq_upto,"
+                " seq_ranges = excluded.seq_ranges, seq_highest = excluded.seq_highest,"
+                " seq_gaps = excluded.seq_gaps",
+                [(a, now, upto, json.dumps(ranges, separators=(",", ":")), hi, gaps)
+                 for a, upto, ranges, hi, gaps in seq_states])
 
     # -- snapshots and dead letters ---------------------------------------------------------
     def add_snapshot(self, agent_id: str, event_id: str, seq: int, sha256: str, size: int,
