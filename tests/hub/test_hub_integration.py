@@ -214,3 +214,17 @@ async def test_after_a_merge_later_messages_follow_the_events_to_the_surviving_c
     await await_for(lambda: agent.acked(3), what="update acked")
     c1, c2 = await hub.read(lambda r: (r.get_case(1), r.get_case(2)))
     assert (c1.event_count, c2.state) == (3, "merged")
+
+
+async def test_receiver_process_validates_and_hands_over_records(tmp_path, clock):
+    setup = make_setup(tmp_path, ingest={"receivers": 1, "decode_in_receivers": "all"})
+    async with Hub(setup, clock=clock, run_scheduler=False) as hub:
+        agent = await asyncio.to_thread(TestAgent, hub.broker)
+        agent.send(*[sensor_event(seq=s, event_id=f"wm-{s}") for s in range(1, 6)])
+        agent.publish(Channel.EVENTS, b'[{"schema": "cityops.event/1", "seq": 6, "event_id": "x"}]')
+        agent.send(event(seq=7, event_id="cam", snapshot=jpeg(1)))
+        await await_for(lambda: agent.acks and agent.acks[-1].upto == 7, what="all handled")
+        counts = hub.counts()
+        assert counts["messages_stored"] == 6 and counts["dead_letters"] == 1
+        assert [r.seq for r in agent.rejected()] == [6]
+        agent.close()
