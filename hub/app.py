@@ -175,6 +175,10 @@ class Hub:
             self.broker_auth = self.broker.auth
         else:
             self.broker_auth = BrokerAuth(self._broker_settings(), b.reload_command)
+            if not b.reload_command:
+                log.warning("external broker without broker.reload_command: agents enrolled here "
+                            "can connect only after the broker re-reads %s",
+                            self.broker_auth.settings.password_path)
 
     def _mqtt_settings(self, suffix: str, session_expiry_s: int = 0) -> MqttSettings:
         b = self.config.broker
