@@ -9,13 +9,12 @@ from datetime import timedelta
 
 import aiohttp
 import pytest
+from hubtest import TestAgent, await_for, make_setup, sensor_event
 
 from hub.app import Hub
 from hub.broker import BrokerSettings, MosquittoBroker
 from hub.enroll import issue_token
 from protocol.provisioning import ENROLL_PATH, EnrollResponse
-
-from hubtest import TestAgent, await_for, make_setup, sensor_event
 
 pytestmark = pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl is needed to make certificates")
 
