@@ -1,0 +1,181 @@
+"""Hub ingest throughput through a private Mosquitto, next to the raw ceiling.
+
+Every phase drains the same kind of backlog from a fresh broker: the subscriber (or the
+hub) subscribes once with a persistent session, goes away, the benchmark publishes the
+workload (QoS 1), and the subscriber comes back and takes it as fast as it can. The rate
+is events / (last commit − first message handed to the writer) for the hub, and
+messages / (last − first message) for the raw ceiling: a QoS 1 paho subscriber that does
+nothing, same broker, same client library, same shared subscription.
+
+The hub does everything it does in production: decode and validate with the codec,
+dedupe, lifecycle rows, merge into cases (screen, route, dispatch, audit), commit in WAL
+with synchronous=FULL, then publish one ack per agent per batch. After each phase the
+benchmark checks the database: every message stored once (0 lost, 0 duplicates) and
+every agent acknowledged up to its last seq.
+
+    ./dev bench hub_ingest --json benchmarks/results/hub_ingest.json
+    ./dev bench hub_ingest --quick            # smaller, for a smoke run
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import resource
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from _hubbench import (  # noqa: E402
+    NullSubscriber,
+    Publisher,
+    build,
+    cpu_seconds,
+    messages,
+    start_broker,
+    tmpdir,
+    workload,
+)
+
+from hub.app import Hub  # noqa: E402
+from protocol.topics import Channel, subscription  # noqa: E402
+
+
+def raw_phase(name: str, msgs: list, events: int) -> dict:
+    for tmp in tmpdir():
+        broker = start_broker(tmp / "broker")
+        try:
+            null = NullSubscriber(broker, subscription(Channel.EVENTS, shared_group="raw"))
+            null.subscribe_and_leave()
+            pub = Publisher(broker)
+            pub.publish_all(msgs)
+            pub.close()
+            b0 = cpu_seconds(broker.pid)
+            r0 = resource.getrusage(resource.RUSAGE_SELF)
+            secs = null.drain(len(msgs))
+            r1 = resource.getrusage(resource.RUSAGE_SELF)
+            return {
+                "phase": name, "messages": len(msgs), "events": events, "seconds": round(secs, 3),
+                "messages_per_s": round(len(msgs) / secs), "events_per_s": round(events / secs),
+                "subscriber_cpu": round((r1.ru_utime + r1.ru_stime - r0.ru_utime - r0.ru_stime) / secs, 2),
+                "broker_cpu": round((cpu_seconds(broker.pid) - b0) / secs, 2),
+            }
+        finally:
+            broker.stop()
+    raise AssertionError("unreachable")
+
+
+async def hub_phase(name: str, msgs: list, expected: dict[str, int], receivers: int) -> dict:
+    events = sum(n for _, _, n in msgs)
+    for tmp in tmpdir():
+        broker = start_broker(tmp / "broker")
+        try:
+            setup = build(tmp, broker, receivers=receivers, client_id=f"bench-{name.replace(' ', '-')}")
+            async with Hub(setup, run_scheduler=False):
+                pass  # subscribe once: the receivers' persistent sessions now queue for them
+            pub = Publisher(broker)
+            pub.publish_all(msgs)
+            pub.close()
+            hub = Hub(setup, run_scheduler=False)
+            b0 = cpu_seconds(broker.pid)
+            r0 = resource.getrusage(resource.RUSAGE_SELF)
+            await hub.start()
+            recv0 = {r.process.pid: cpu_seconds(r.process.pid) for r in hub.receivers
+                     if hasattr(r, "process")}
+            w = hub.writer
+            deadline = time.monotonic() + 900
+            while w.stats.events_received < events:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"{name}: stored {w.stats.events_received} of {events}")
+                await asyncio.sleep(0.05)
+            secs = w.last_commit_monotonic - w.first_submit_monotonic
+            r1 = resource.getrusage(resource.RUSAGE_SELF)
+            recv_cpu = sum(cpu_seconds(pid) - c for pid, c in recv0.items())
+            broker_cpu = cpu_seconds(broker.pid) - b0
+            counts = await hub.read(lambda r: r.counts())
+            agents = await hub.read(lambda r: r.list_agents(100_000))
+            stats = w.stats.as_dict()
+            await asyncio.sleep(0.5)  # let the last acks leave
+            await hub.stop()
+            unacked = sum(1 for a in agents if a.seq_upto != expected[a.agent_id])
+            unacked += len(expected) - len(agents)
+            return {
+                "phase": name, "receivers": receivers, "messages": len(msgs), "events": events,
+                "seconds": round(secs, 3), "messages_per_s": round(len(msgs) / secs),
+                "events_per_s": round(events / secs),
+                "hub_cpu": round((r1.ru_utime + r1.ru_stime - r0.ru_utime - r0.ru_stime) / secs, 2),
+                "receiver_cpu": round(recv_cpu / secs, 2), "broker_cpu": round(broker_cpu / secs, 2),
+                "stored": counts["messages_stored"], "lost": events - counts["messages_stored"],
+                "duplicates": stats["duplicates"], "conflicts": stats["conflicts"],
+                "dead_letters": counts["dead_letters"], "lifecycles": counts["lifecycles"],
+                "cases": counts["cases_total"], "agents_not_fully_acked": unacked,
+                "batches": stats["batches"], "acks_sent": stats["acks_sent"],
+            }
+        finally:
+            broker.stop()
+    raise AssertionError("unreachable")
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--events", type=int, default=100_000, help="events for the single-event phases")
+    p.add_argument("--batch-events", type=int, default=200_000, help="events for the batched phases")
+    p.add_argument("--per-message", type=int, default=250, help="events per batched message")
+    p.add_argument("--agents", type=int, default=100)
+    p.add_argument("--updates", type=int, default=2,
+                   help="updates per lifecycle (new → updates → end): fewer means more case work")
+    p.add_argument("--receivers", default="1,2", help="receiver process counts to measure")
+    p.add_argument("--quick", action="store_true", help="20,000 / 40,000 events")
+    p.add_argument("--json", type=Path, help="write the results here")
+    args = p.parse_args(argv)
+    if args.quick:
+        args.events, args.batch_events = 20_000, 40_000
+    receivers = [int(x) for x in args.receivers.split(",")]
+
+    def prepare(n_events: int, per_message: int) -> tuple[list, dict[str, int]]:
+        work = workload(n_events, args.agents, args.updates)
+        # Keep only bytes and per-agent counts: live Event objects would slow the hub's GC.
+        return messages(work, per_message), {a: len(evs) for a, evs in work.items()}
+
+    single, single_counts = prepare(args.events, 1)
+    results = [raw_phase("raw single", single, args.events)]
+    for n in receivers:
+        results.append(asyncio.run(hub_phase(f"hub single x{n}", single, single_counts, n)))
+    del single
+    batched, batch_counts = prepare(args.batch_events, args.per_message)
+    results.append(raw_phase("raw batched", batched, args.batch_events))
+    for n in receivers:
+        results.append(asyncio.run(hub_phase(f"hub batched x{n}", batched, batch_counts, n)))
+
+    raw_single = results[0]["messages_per_s"]
+    for r in results:
+        if r["phase"].startswith("hub single"):
+            r["ratio_to_raw"] = round(r["messages_per_s"] / raw_single, 3)
+    head = f"{'phase':<18}{'msgs/s':>9}{'events/s':>10}{'ratio':>7}{'lost':>6}{'dups':>6}" \
+           f"{'hub cpu':>8}{'recv cpu':>9}{'broker':>7}"
+    print(head)
+    for r in results:
+        print(f"{r['phase']:<18}{r['messages_per_s']:>9}{r['events_per_s']:>10}"
+              f"{r.get('ratio_to_raw', ''):>7}{r.get('lost', ''):>6}{r.get('duplicates', ''):>6}"
+              f"{r.get('hub_cpu', r.get('subscriber_cpu', '')):>8}{r.get('receiver_cpu', ''):>9}"
+              f"{r['broker_cpu']:>7}")
+    load = os.getloadavg()
+    out = {"benchmark": "hub_ingest", "results": results,
+           "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
+                       "loadavg_at_end": [round(x, 2) for x in load]},
+           "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}}
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(out, indent=2))
+    bad = [r for r in results if r.get("lost") or r.get("duplicates") or r.get("agents_not_fully_acked")]
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,427 @@
+"""The hub as one object: broker (managed or external), store, writer, MQTT receivers,
+scheduler, verification worker and web — started and stopped together.
+
+::
+
+    setup = load_setup("hub.yaml")
+    async with Hub(setup) as hub:
+        print(hub.web_url)
+        ...
+        print(hub.counts())
+
+``cityops-hub serve`` runs exactly this; the demo and the tests use it in-process.
+Operator actions are async methods here (``dispatch``, ``overturn``, ...), each one
+transaction on the writer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import logging
+import secrets
+import threading
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any, TypeVar
+
+from aiohttp import web
+
+from protocol.clock import Clock, SystemClock
+from protocol.topics import QOS, Channel, subscription
+
+from .broker import BrokerAuth, BrokerSettings, MosquittoBroker
+from .cases.closure import NoVerifier, Outcome, Verdict, Verifier
+from .config import HubConfig, Setup, build_setup
+from .engine.core import CaseEngine
+from .engine.ingest import BatchResult, Ingestor
+from .engine.tick import TickReport, tick
+from .errors import CaseError
+from .ingest.mqtt import MqttClient, MqttSettings, Receiver, ReceiverSettings
+from .ingest.process import ReceiverProcess
+from .store.files import SnapshotFiles
+from .store.repo import CaseRow, Repository
+from .store.sqlite import SqliteRepository
+from .writer import Writer
+
+__all__ = ["Hub"]
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+class Hub:
+    def __init__(self, setup: Setup | HubConfig, *, clock: Clock | None = None,
+                 verifier: Verifier | None = None, run_scheduler: bool = True) -> None:
+        self.setup = setup if isinstance(setup, Setup) else build_setup(setup)
+        self.config = self.setup.config
+        self.clock = clock or SystemClock()
+        self.verifier: Verifier = verifier or NoVerifier()
+        self.run_scheduler = run_scheduler
+        self.files = SnapshotFiles(self.config.snapshots_dir)
+        self.engine = CaseEngine(self.setup, self.clock)
+        self.broker: MosquittoBroker | None = None
+        self.broker_auth: BrokerAuth | None = None
+        self.repo: SqliteRepository | None = None
+        self.writer: Writer | None = None
+        self.link: MqttClient | None = None
+        self.receivers: list[Receiver | ReceiverProcess] = []
+        self._runner: web.AppRunner | None = None
+        self.web_port: int | None = None
+        self._tasks: list[asyncio.Task] = []
+        self._readers = threading.local()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._verify_wakeup: asyncio.Event | None = None
+        self._verifying: set[int] = set()
+        self.hub_password = self.config.broker.password or secrets.token_urlsafe(24)
+        self.started = False
+        self.receiver_restarts = 0
+
+    # -- life ----------------------------------------------------------------------------------
+    async def start(self) -> Hub:
+        cfg = self.config
+        self._loop = asyncio.get_running_loop()
+        self._verify_wakeup = asyncio.Event()
+        await asyncio.to_thread(self._start_broker)
+        self.repo = SqliteRepository(cfg.database, writer=True, synchronous=cfg.database_synchronous)
+        ingestor = Ingestor(self.engine, self.files)
+        self.writer = Writer(self.repo, ingestor, self._publish,
+                             batch_max=cfg.ingest.batch_max,
+                             batch_wait_s=cfg.ingest.batch_wait_ms / 1000,
+                             max_buffered=cfg.ingest.max_buffered, on_batch=self._after_batch)
+        self.writer.start()
+        try:
+            await asyncio.to_thread(self._start_mqtt)
+            await self._start_web()
+        except BaseException:
+            await self.stop()
+            raise
+        self._tasks.append(asyncio.create_task(self._verification_loop(), name="hub-verify"))
+        self._tasks.append(asyncio.create_task(self._supervise_loop(), name="hub-supervise"))
+        if self.run_scheduler:
+            self._tasks.append(asyncio.create_task(self._scheduler_loop(), name="hub-scheduler"))
+            self._tasks.append(asyncio.create_task(self._retention_loop(), name="hub-retention"))
+        self._verify_wakeup.set()
+        _, g1, g2 = gc.get_threshold()
+        gc.set_threshold(cfg.ingest.gc_threshold, g1, g2)
+        gc.freeze()  # what exists now (config, grids, caches) is never garbage: stop scanning it
+        self.started = True
+        log.info("hub ready: web %s, broker %s:%s", self.web_url, self.broker_host, self.broker_port)
+        return self
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            try:
+                await task
+            except asyncio.CancelledError:
+                pass
+            except Exception:
+                log.exception("background task %s failed", task.get_name())
+        self._tasks.clear()
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+        await asyncio.to_thread(self._stop_threads)
+        self.started = False
+
+    def _stop_threads(self) -> None:
+        for receiver in self.receivers:
+            try:
+                receiver.stop()
+            except Exception:
+                log.exception("stopping a receiver failed")
+        self.receivers.clear()
+        if self.writer is not None:
+            self.writer.stop()
+        if self.link is not None:
+            self.link.stop()
+            self.link = None
+        if self.repo is not None:
+            self.repo.close()
+            self.repo = None
+        if self.broker is not None:
+            self.broker.stop()
+            self.broker = None
+
+    async def __aenter__(self) -> Hub:
+        return await self.start()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    # -- broker and MQTT ------------------------------------------------------------------------
+    @property
+    def broker_host(self) -> str:
+        return self.broker.host if self.broker else self.config.broker.host
+
+    @property
+    def broker_port(self) -> int:
+        return self.broker.port if self.broker else self.config.broker.port
+
+    def _broker_settings(self) -> BrokerSettings:
+        b = self.config.broker
+        return BrokerSettings(data_dir=b.data_dir, host=b.host, port=b.port, hub_user=b.username,
+                              hub_password=self.hub_password)
+
+    def _start_broker(self) -> None:
+        b = self.config.broker
+        if b.managed:
+            self.broker = MosquittoBroker(self._broker_settings())
+            self.broker.write_files()
+            self.broker.start()
+            self.broker_auth = self.broker.auth
+        else:
+            self.broker_auth = BrokerAuth(self._broker_settings(), b.reload_command)
+            if not b.reload_command:
+                log.warning("external broker without broker.reload_command: agents enrolled here "
+                            "can connect only after the broker re-reads %s",
+                            self.broker_auth.settings.password_path)
+
+    def _mqtt_settings(self, suffix: str, session_expiry_s: int = 0) -> MqttSettings:
+        b = self.config.broker
+        tls = b.tls
+        return MqttSettings(
+            host=self.broker_host, port=self.broker_port, username=b.username,
+            password=self.hub_password, client_id=f"{self.config.ingest.client_id}-{suffix}",
+            ca_file=str(tls.ca_file) if tls and tls.ca_file else None,
+            cert_file=str(tls.cert_file) if tls and tls.cert_file else None,
+            key_file=str(tls.key_file) if tls and tls.key_file else None,
+            keepalive_s=b.keepalive_s, session_expiry_s=session_expiry_s, tls=tls is not None,
+        )
+
+    def _start_mqtt(self) -> None:
+        assert self.writer is not None
+        writer = self.writer
+        # Status is retained, and retained messages are not sent to shared subscriptions:
+        # the link client (which also publishes the acks) takes it directly.
+        status = [(subscription(Channel.STATUS), QOS[Channel.STATUS])]
+        self.link = MqttClient(self._mqtt_settings("link"), subscriptions=status,
+                               on_message=lambda t, p: writer.submit([(t, p)]))
+        self.link.start()
+        ing = self.config.ingest
+        n = ing.receivers
+        for i in range(max(n, 1)):
+            settings = ReceiverSettings(self._mqtt_settings(f"recv-{i}", session_expiry_s=86400),
+                                        shared_group=ing.shared_group,
+                                        decode=ing.decode_in_receivers)
+            if n == 0:
+                receiver: Receiver | ReceiverProcess = Receiver(settings, writer.submit)
+            else:
+                level = logging.getLevelName(logging.getLogger().getEffectiveLevel())
+                receiver = ReceiverProcess(settings, writer.submit, log_level=str(level))
+            receiver.start()
+            self.receivers.append(receiver)
+
+    def _publish(self, topic: str, payload: bytes, qos: int) -> bool:
+        return self.link is not None and self.link.publish(topic, payload, qos)
+
+    # -- web -----------------------------------------------------------------------------------
+    async def _start_web(self) -> None:
+        from .web.app import create_app
+
+        self._runner = web.AppRunner(create_app(self), access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.config.web.host, self.config.web.port)
+        await site.start()
+        sockets = getattr(site._server, "sockets", None) or []  # noqa: SLF001
+        self.web_port = sockets[0].getsockname()[1] if sockets else self.config.web.port
+
+    @property
+    def web_url(self) -> str:
+        host = self.config.web.host
+        host = "127.0.0.1" if host in ("0.0.0.0", "") else host  # noqa: S104
+        return f"http://{host}:{self.web_port}/"
+
+    # -- the store -----------------------------------------------------------------------------
+    async def write(self, fn: Callable[[Repository], T], *, moves_events: bool = False) -> T:
+        """Run ``fn(repo)`` in one transaction on the writer."""
+        assert self.writer is not None, "the hub is not started"
+        return await self.writer.run(fn, moves_events=moves_events)
+
+    def _reader(self) -> SqliteRepository:
+        repo = getattr(self._readers, "repo", None)
+        if repo is None:
+            repo = SqliteRepository(self.config.database, writer=False)
+            self._readers.repo = repo
+        return repo
+
+    async def read(self, fn: Callable[[Repository], T]) -> T:
+        """Run ``fn(repo)`` on a read-only connection in a worker thread."""
+        return await asyncio.to_thread(lambda: fn(self._reader()))
+
+    def health(self) -> dict[str, Any]:
+        """What /healthz reports: every part that must be alive for events to flow."""
+        writer = self.writer is not None and self.writer.alive()
+        link = self.link is not None and self.link.connected.is_set()
+        receivers = [r.alive() for r in self.receivers]
+        ok = self.started and writer and link and bool(receivers) and all(receivers)
+        return {"ok": ok, "writer": writer, "broker_connected": link, "receivers": receivers,
+                "backlog": self.writer.backlog() if self.writer else None}
+
+    def counts(self) -> dict[str, Any]:
+        """Figures for the demo's summary: stored rows plus this run's ingest counters."""
+        out: dict[str, Any] = dict(self._reader().counts())
+        if self.writer is not None:
+            out["ingest"] = self.writer.stats.as_dict()
+            out["backlog"] = self.writer.backlog()
+        return out
+
+    async def _supervise_loop(self, every_s: float = 1.0) -> None:
+        """Restart a receiver process that died (its persistent session kept its messages;
+        anything it had taken but not handed over comes back from the agents' outboxes)."""
+        while True:
+            await asyncio.sleep(every_s)
+            for i, r in enumerate(list(self.receivers)):
+                if not isinstance(r, ReceiverProcess) or r.alive():
+                    continue
+                log.error("receiver process %s died (exit %s); restarting it",
+                          r.settings.mqtt.client_id, r.process.exitcode)
+                assert self.writer is not None
+                fresh = ReceiverProcess(r.settings, self.writer.submit, r.log_level)
+                try:
+                    await asyncio.to_thread(r.stop, 2.0)
+                    await asyncio.to_thread(fresh.start)
+                except Exception:
+                    log.exception("could not restart receiver %s", r.settings.mqtt.client_id)
+                    continue
+                self.receivers[i] = fresh
+                self.receiver_restarts += 1
+
+    # -- scheduler, retention, verification -----------------------------------------------------
+    async def tick(self) -> TickReport:
+        """One pass of deadlines, escalation and sensor closure, now."""
+        return await self.write(lambda repo: tick(self.engine, repo))
+
+    async def _scheduler_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.sla.tick_s)
+            try:
+                await self.tick()
+            except Exception:
+                log.exception("scheduler tick failed")
+
+    async def sweep(self) -> dict[str, int]:
+        """Apply retention once: old messages, dead letters and unneeded snapshots."""
+        r = self.config.retention
+        now = self.clock.now()
+        total = {"messages": 0, "dead_letters": 0, "snapshots": 0}
+        while True:
+            n = await self.write(lambda repo: repo.purge_messages(now - timedelta(days=r.messages_days), 5000))
+            total["messages"] += n
+            if n < 5000:
+                break
+        total["dead_letters"] = await self.write(
+            lambda repo: repo.purge_dead_letters(now - timedelta(days=r.dead_letters_days), 100_000))
+        while True:
+            shas = await self.write(
+                lambda repo: repo.purge_snapshots(now - timedelta(days=r.snapshots_days), 1000))
+            for sha in shas:
+                self.files.delete(sha)
+            total["snapshots"] += len(shas)
+            if len(shas) < 1000:
+                break
+        return total
+
+    async def _retention_loop(self) -> None:
+        while True:
+            try:
+                await self.sweep()
+            except Exception:
+                log.exception("retention sweep failed")
+            await asyncio.sleep(self.config.retention.sweep_every_min * 60)
+
+    def _after_batch(self, result: BatchResult) -> None:
+        if (result.verify_cases or result.snapshot_arrived) and self._loop and self._verify_wakeup:
+            self._loop.call_soon_threadsafe(self._verify_wakeup.set)
+
+    async def _verification_loop(self) -> None:
+        assert self._verify_wakeup is not None
+        while True:
+            await self._verify_wakeup.wait()
+            self._verify_wakeup.clear()
+            try:
+                await self.verify_pending()
+            except Exception:
+                log.exception("verification pass failed")
+
+    async def verify_pending(self) -> int:
+        """Run the verifier on every case whose before- and after-photos are both here."""
+        cases = await self.read(lambda repo: repo.cases_awaiting_verification())
+        done = 0
+        for case in cases:
+            if case.id in self._verifying or case.after_sha256 is None:
+                continue
+            after = self.files.get(case.after_sha256)
+            if after is None:
+                continue  # the snapshot has not arrived yet; its arrival wakes us
+            if case.before_sha256 is None:
+                verdict = Verdict(Outcome.UNCERTAIN, 0.0, "the case has no before-photo", "hub")
+            else:
+                before = self.files.get(case.before_sha256)
+                if before is None:
+                    continue
+                self._verifying.add(case.id)
+                try:
+                    region = tuple(case.before_bbox) if case.before_bbox else None
+                    verdict = await asyncio.to_thread(self.verifier.verify, before, after, region)
+                except Exception as exc:
+                    log.exception("verifier failed on case %s", case.id)
+                    verdict = Verdict(Outcome.UNCERTAIN, 0.0, f"verifier failed: {exc!r}",
+                                      getattr(self.verifier, "name", "verifier"))
+                finally:
+                    self._verifying.discard(case.id)
+            sha = case.after_sha256
+            await self.write(lambda repo, c=case.id, v=verdict, s=sha:
+                             self.engine.apply_verdict(repo, c, v, s))
+            done += 1
+        return done
+
+    # -- operator actions (the web UI and the API build on these) -------------------------------------
+    async def dispatch(self, case_id: int, *, department: str | None = None,
+                       handler: str | None = None, actor: str = "operator") -> CaseRow:
+        return await self.write(lambda repo: self.engine.dispatch(
+            repo, case_id, department=department, handler=handler, actor=actor))
+
+    async def overturn(self, case_id: int, *, actor: str = "operator", note: str = "") -> CaseRow:
+        return await self.write(lambda repo: self.engine.overturn(repo, case_id, actor=actor, note=note))
+
+    async def reject(self, case_id: int, *, reason: str, actor: str = "operator") -> CaseRow:
+        return await self.write(lambda repo: self.engine.reject(repo, case_id, reason=reason, actor=actor))
+
+    async def start_work(self, case_id: int, *, actor: str) -> CaseRow:
+        return await self.write(lambda repo: self.engine.start(repo, case_id, actor=actor))
+
+    async def resolve(self, case_id: int, *, actor: str, note: str = "",
+                      after_jpeg: bytes | None = None) -> CaseRow:
+        if after_jpeg is None:
+            return await self.write(lambda repo: self.engine.resolve(repo, case_id, actor=actor, note=note))
+        if not after_jpeg.startswith(b"\xff\xd8"):
+            raise CaseError(case_id, "the after-photo is not a JPEG")
+        sha = await asyncio.to_thread(self.files.put, after_jpeg)
+        case = await self.write(lambda repo: self.engine.submit_after_photo(repo, case_id, sha, actor=actor))
+        assert self._verify_wakeup is not None
+        self._verify_wakeup.set()
+        return case
+
+    async def close_case(self, case_id: int, *, actor: str, resolution: str = "fixed",
+                         note: str = "") -> CaseRow:
+        return await self.write(lambda repo: self.engine.close(
+            repo, case_id, actor=actor, resolution=resolution, note=note))
+
+    async def reopen(self, case_id: int, *, actor: str, reason: str) -> CaseRow:
+        return await self.write(lambda repo: self.engine.reopen(repo, case_id, actor=actor, reason=reason))
+
+    async def merge(self, source_id: int, into_id: int, *, actor: str) -> CaseRow:
+        return await self.write(lambda repo: self.engine.merge(repo, source_id, into_id, actor=actor),
+                                moves_events=True)
+
+    async def review(self, case_id: int, *, fixed: bool, actor: str, note: str = "") -> CaseRow:
+        return await self.write(lambda repo: self.engine.review_verification(
+            repo, case_id, fixed=fixed, actor=actor, note=note))
+
+    async def record_satisfaction(self, case_id: int, score: int, *, actor: str) -> CaseRow:
+        return await self.write(lambda repo: self.engine.record_satisfaction(
+            repo, case_id, score, actor=actor))

@@ -1,0 +1,241 @@
+"""The hub's configuration file (``cityops-hub serve --config hub.yaml``).
+
+A strict model (unknown keys are errors with file:line:col and a hint), relative paths
+resolved against the config file's folder, secrets from the environment:
+
+``CITYOPS_HUB_BROKER_USERNAME`` / ``CITYOPS_HUB_BROKER_PASSWORD``
+    the hub's broker credentials for an external broker (they win over the file).
+
+:func:`load_setup` reads the config and everything it names (grids, routing table,
+service area) and cross-checks them; the result is what :class:`hub.app.Hub` runs.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+from zoneinfo import ZoneInfo
+
+from pydantic import Field, model_validator
+
+from protocol.base import StrictModel
+from protocol.config import Document, parse_yaml, validate_document
+from protocol.errors import ConfigError, ConfigProblem
+from protocol.ids import Id
+from protocol.taxonomy import Taxonomy, taxonomy
+
+from .geo import GridIndex, load_grids, read_config_text
+from .routing import RoutingTable, TimeZoneName, load_routing
+from .rules import CaseRule, ScreeningConfig, resolve_rules
+
+__all__ = ["ENV_OVERRIDES", "HubConfig", "Setup", "load_config", "load_setup"]
+
+ENV_OVERRIDES = {
+    "CITYOPS_HUB_BROKER_USERNAME": ("broker", "username"),
+    "CITYOPS_HUB_BROKER_PASSWORD": ("broker", "password"),
+}
+
+
+class BrokerTls(StrictModel):
+    ca_file: Path | None = Field(None, description="CA that signed the broker's certificate")
+    cert_file: Path | None = Field(None, description="client certificate, if the broker wants one")
+    key_file: Path | None = None
+
+
+class BrokerConfig(StrictModel):
+    managed: bool = Field(True, description="true: the hub starts its own Mosquitto")
+    data_dir: Path = Field(Path("var/broker"), description="mosquitto.conf, passwd, acl, persistence")
+    host: str = "127.0.0.1"
+    port: int = Field(1883, ge=0, le=65535, description="0: a free port (managed only)")
+    username: Id = "hub"
+    password: str | None = Field(None, description="external broker: use the environment instead")
+    tls: BrokerTls | None = None
+    public_host: str | None = Field(None, description="broker address given to enrolled agents")
+    public_port: int | None = Field(None, ge=1, le=65535)
+    reload_command: list[str] | None = Field(
+        None, description="external broker: argv that reloads it after enrollment"
+    )
+    keepalive_s: int = Field(30, ge=5, le=3600)
+
+    @model_validator(mode="after")
+    def _external_needs_credentials(self) -> BrokerConfig:
+        if not self.managed and not self.password:
+            raise ValueError(
+                "an external broker needs the hub's password: set CITYOPS_HUB_BROKER_PASSWORD"
+            )
+        if not self.managed and self.port == 0:
+            raise ValueError("an external broker needs its port")
+        return self
+
+
+class WebConfig(StrictModel):
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=0, le=65535, description="0: a free port")
+
+
+class IngestConfig(StrictModel):
+    receivers: int = Field(
+        1, ge=0, le=16,
+        description="receiver processes on a shared subscription; 0: a thread in the hub process",
+    )
+    shared_group: Id = Field("hub", description="MQTT shared subscription group ($share/...)")
+    batch_max: int = Field(2000, ge=1, le=50_000, description="events per transaction at most")
+    batch_wait_ms: float = Field(0, ge=0, le=1000, description="with fewer than 100 events waiting, wait this long for more before a batch")
+    max_buffered: int = Field(100_000, ge=100, description="received, not yet stored (backpressure)")
+    client_id: Id = Field("cityops-hub", description="prefix of the hub's MQTT client ids")
+    decode_in_receivers: Literal["batches", "all", "none"] = Field(
+        "batches", description="what receiver processes validate themselves before handing over")
+    gc_threshold: int = Field(
+        50_000, ge=700,
+        description="Python's gen-0 GC threshold in the hub process: decoding allocates many "
+                    "short-lived objects, and the default (700) spends a third of ingest in GC")
+
+
+class SlaConfig(StrictModel):
+    tick_s: float = Field(5, gt=0, description="how often deadlines and closures are checked")
+    warn_fraction: float = Field(0.2, ge=0, lt=1, description="warn this share of the deadline before it")
+    escalation_step_min: float = Field(60, gt=0, description="time between escalation levels")
+
+
+class ClosureConfig(StrictModel):
+    recurrence_window_h: float = Field(72, ge=0, description="a closed case that recurs within it reopens")
+    verify_min_confidence: float = Field(0.8, ge=0, le=1, description="below it a verdict is uncertain")
+
+
+class RetentionConfig(StrictModel):
+    messages_days: float = Field(90, gt=0, description="raw event messages")
+    snapshots_days: float = Field(180, gt=0, description="snapshots not needed by an open case")
+    dead_letters_days: float = Field(30, gt=0)
+    sweep_every_min: float = Field(60, gt=0)
+
+
+class AgentsConfig(StrictModel):
+    stale_after_s: float = Field(180, gt=0, description="online but silent this long: shown as stale")
+
+
+class EnrollmentConfig(StrictModel):
+    default_ttl_s: int = Field(3600, gt=0, le=30 * 86400)
+
+
+class HubConfig(StrictModel):
+    broker: BrokerConfig = Field(default_factory=BrokerConfig)
+    database: Path = Path("var/hub.sqlite")
+    database_synchronous: Literal["FULL", "NORMAL"] = Field(
+        "FULL", description="FULL: a commit survives power loss; NORMAL (WAL): survives a crash "
+                            "of the hub process, not of the machine")
+    snapshots_dir: Path = Path("var/snapshots")
+    web: WebConfig = Field(default_factory=WebConfig)
+    grids: Path = Field(description="GeoJSON FeatureCollection of the grids")
+    routing: Path | None = Field(None, description="routing table YAML; none: taxonomy defaults")
+    service_area: Path | None = Field(None, description="GeoJSON; none: the union of the grids")
+    timezone: TimeZoneName = Field("Asia/Shanghai", description="months for scores")
+    screening: ScreeningConfig = Field(default_factory=ScreeningConfig)
+    sla: SlaConfig = Field(default_factory=SlaConfig)
+    closure: ClosureConfig = Field(default_factory=ClosureConfig)
+    retention: RetentionConfig = Field(default_factory=RetentionConfig)
+    ingest: IngestConfig = Field(default_factory=IngestConfig)
+    agents: AgentsConfig = Field(default_factory=AgentsConfig)
+    enrollment: EnrollmentConfig = Field(default_factory=EnrollmentConfig)
+
+    def resolve_paths(self, base: Path) -> HubConfig:
+        """Make relative paths relative to ``base`` (the config file's folder)."""
+
+        def fix(p: Path | None) -> Path | None:
+            return p if p is None or p.is_absolute() else (base / p)
+
+        self.database = fix(self.database)
+        self.snapshots_dir = fix(self.snapshots_dir)
+        self.grids = fix(self.grids)
+        self.routing = fix(self.routing)
+        self.service_area = fix(self.service_area)
+        self.broker.data_dir = fix(self.broker.data_dir)
+        if self.broker.tls:
+            t = self.broker.tls
+            t.ca_file, t.cert_file, t.key_file = fix(t.ca_file), fix(t.cert_file), fix(t.key_file)
+        return self
+
+
+def _apply_env(data: dict[str, Any], env: dict[str, str]) -> None:
+    for var, path in ENV_OVERRIDES.items():
+        if env.get(var):
+            node = data
+            for key in path[:-1]:
+                node = node.setdefault(key, {})
+                if not isinstance(node, dict):
+                    return
+            node[path[-1]] = env[var]
+
+
+def load_config(path: str | Path, env: dict[str, str] | None = None) -> tuple[HubConfig, Document]:
+    path = Path(path)
+    doc = parse_yaml(read_config_text(path, "hub config"), str(path))
+    if isinstance(doc.data, dict):
+        _apply_env(doc.data, dict(os.environ) if env is None else env)
+    config = validate_document(HubConfig, doc)
+    return config.resolve_paths(path.parent.resolve()), doc
+
+
+@dataclass
+class Setup:
+    """A validated config with everything it names loaded and cross-checked."""
+
+    config: HubConfig
+    taxonomy: Taxonomy
+    rules: dict[str, CaseRule]
+    grids: GridIndex
+    routing: RoutingTable
+    service_area: GridIndex | None  # None: the grids are the service area
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.config.timezone)
+
+    def in_service_area(self, lat: float, lon: float) -> bool:
+        area = self.service_area or self.grids
+        return area.locate(lat, lon) is not None
+
+
+def _check_screening(config: HubConfig, doc: Document | None, tax: Taxonomy, grids: GridIndex,
+                     routing: RoutingTable) -> None:
+    def problem(path: tuple, message: str) -> ConfigProblem:
+        if doc is not None:
+            return doc.problem(path, message)
+        return ConfigProblem("<config>", None, None, ".".join(map(str, path)), message)
+
+    codes = {c.code for c in tax.categories} | {s.code for s in tax.subcategories()}
+    departments = set(tax.departments) | set(routing.departments)
+    problems = []
+    for code, rule in config.screening.rules.items():
+        if code not in codes:
+            problems.append(problem(("screening", "rules", code),
+                                    f"unknown category {code!r}; see protocol/taxonomy.yaml"))
+        if rule.department and rule.department not in departments:
+            problems.append(problem(("screening", "rules", code, "department"),
+                                    f"unknown department {rule.department!r}"))
+    for i, window in enumerate(config.screening.maintenance):
+        for k, g in enumerate(window.grids):
+            if g not in grids:
+                problems.append(problem(("screening", "maintenance", i, "grids", k),
+                                        f"unknown grid {g!r}; it is not in the grids file"))
+        for k, code in enumerate(window.categories):
+            if code not in codes:
+                problems.append(problem(("screening", "maintenance", i, "categories", k),
+                                        f"unknown category {code!r}"))
+    if problems:
+        raise ConfigError(problems)
+
+
+def build_setup(config: HubConfig, doc: Document | None = None) -> Setup:
+    tax = taxonomy()
+    grids = load_grids(config.grids)
+    routing = load_routing(config.routing, tax, grids) if config.routing else RoutingTable()
+    area = load_grids(config.service_area) if config.service_area else None
+    _check_screening(config, doc, tax, grids, routing)
+    return Setup(config, tax, resolve_rules(tax, config.screening), grids, routing, area)
+
+
+def load_setup(path: str | Path, env: dict[str, str] | None = None) -> Setup:
+    config, doc = load_config(path, env)
+    return build_setup(config, doc)

@@ -1,0 +1,252 @@
+"""Apply one batch of classified messages inside the writer's transaction.
+
+For every event message: store it once (``(agent_id, seq)`` unique; the same message
+again is a duplicate, the same seq with other content a ``conflict`` dead letter), keep
+the lifecycle row ``(agent_id, event_id)`` at its latest state, and for a lifecycle seen
+for the first time find its case: join an open one, reopen a recently closed one, or
+open, screen, accept and dispatch a new one. Refused messages become dead letters and
+rejections in the ack. Status and telemetry update the agent registry (telemetry
+coalesced to the latest per agent). The caller commits, then publishes the acks.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from protocol.messages import Ack, Rejection, Status, Telemetry
+
+from ..ingest.decode import (
+    EventRecord,
+    EventsItem,
+    Item,
+    RefusedItem,
+    SnapshotItem,
+    StatusItem,
+    TelemetryItem,
+    record_from_body,
+)
+from ..ingest.seqs import SeqState, build_ack
+from ..store.files import SnapshotFiles
+from ..store.repo import InsertOutcome, Repository
+from .core import CaseEngine
+from .lifecycles import LifecyclePlacer
+
+__all__ = ["BatchResult", "IngestStats", "Ingestor", "apply_batch"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class IngestStats:
+    """Running counters since the hub started (the demo's summary reads them)."""
+
+    messages: int = 0
+    events_received: int = 0
+    events_stored: int = 0
+    duplicates: int = 0
+    conflicts: int = 0
+    refused: int = 0
+    statuses: int = 0
+    telemetry: int = 0
+    snapshots: int = 0
+    cases_opened: int = 0
+    cases_joined: int = 0
+    cases_reopened: int = 0
+    gaps_opened: int = 0
+    batches: int = 0
+    batch_failures: int = 0
+    acks_sent: int = 0
+    acks_failed: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return dict(vars(self))
+
+
+@dataclass
+class BatchResult:
+    acks: list[Ack] = field(default_factory=list)
+    seq_states: dict[str, SeqState] = field(default_factory=dict)
+    verify_cases: set[int] = field(default_factory=set)
+    snapshot_arrived: bool = False
+    counts: IngestStats = field(default_factory=IngestStats)
+
+
+class Ingestor:
+    """Holds the per-agent sequence states between batches (the writer is the only user)."""
+
+    def __init__(self, engine: CaseEngine, files: SnapshotFiles) -> None:
+        self.engine = engine
+        self.files = files
+        self.setup = engine.setup
+        self.clock = engine.clock
+        self._seqs: dict[str, SeqState] = {}
+        self.placer = LifecyclePlacer(engine)
+
+    def forget(self) -> None:
+        """Drop cached state (after a rolled-back batch, or a command that moved events)."""
+        self._seqs.clear()
+        self.placer.forget()
+
+    def installed(self, result: BatchResult) -> None:
+        """Called after the batch committed."""
+        self._seqs.update(result.seq_states)
+
+    def _seq(self, repo: Repository, result: BatchResult, agent_id: str) -> SeqState:
+        state = result.seq_states.get(agent_id)
+        if state is not None:
+            return state
+        cached = self._seqs.get(agent_id)
+        if cached is None:
+            row = repo.get_agent(agent_id)
+            cached = (SeqState(row.seq_upto, [list(r) for r in row.seq_ranges], row.seq_highest,
+                               row.seq_gaps) if row else SeqState())
+        state = SeqState(cached.upto, [list(r) for r in cached.ranges], cached.highest, cached.gaps)
+        result.seq_states[agent_id] = state
+        return state
+
+    # -- the batch -------------------------------------------------------------------------------
+    def apply(self, repo: Repository, items: list[Item]) -> BatchResult:
+        now = self.clock.now()
+        result = BatchResult()
+        c = result.counts
+        rejections: dict[str, list[Rejection]] = {}
+        handled: dict[str, list[int]] = {}
+        batch = self.placer.begin()
+        new_rows: list[tuple] = []
+        pending: dict[tuple[str, int], EventRecord] = {}  # stored in this batch, not yet written
+        telemetry: dict[str, Telemetry] = {}
+        seen: set[str] = set()
+        for item in items:
+            c.messages += 1
+            if isinstance(item, EventsItem):
+                seen.add(item.agent_id)
+                seqs = handled.setdefault(item.agent_id, [])
+                tracker = self._seq(repo, result, item.agent_id)
+                for rec in item.records:
+                    c.events_received += 1
+                    seqs.append(rec.seq)
+                    key = (rec.agent_id, rec.seq)
+                    earlier = pending.get(key)
+                    if earlier is None and not tracker.covers(rec.seq):
+                        # New for sure (the sequence state says so): written in bulk below.
+                        pending[key] = rec
+                        new_rows.append((rec.agent_id, rec.seq, rec.event_id, rec.kind,
+                                         rec.observed_at, now, rec.body))
+                        c.events_stored += 1
+                        self.placer.apply(repo, rec, now, batch, result)
+                        continue
+                    if earlier is not None:
+                        outcome = InsertOutcome("duplicate" if earlier.same_content(rec) else "conflict",
+                                                earlier.event_id, earlier.body)
+                    else:
+                        outcome = repo.insert_message(rec.agent_id, rec.seq, rec.event_id,
+                                                      rec.kind, rec.observed_at, now, rec.body)
+                    if outcome.status == "stored":  # handled before (refused), now valid
+                        c.events_stored += 1
+                        self.placer.apply(repo, rec, now, batch, result)
+                    elif outcome.existing_event_id == rec.event_id and (
+                        outcome.status == "duplicate" or _same_event(outcome.existing_body, rec)
+                    ):
+                        c.duplicates += 1
+                    else:
+                        c.conflicts += 1
+                        detail = (f"seq {rec.seq} is already stored as event "
+                                  f"{outcome.existing_event_id} with other content")
+                        self._dead_letter(repo, item.agent_id, "conflict", detail, rec.body, now)
+                        rejections.setdefault(item.agent_id, []).append(
+                            Rejection(seq=rec.seq, event_id=rec.event_id, reason=f"conflict: {detail}"[:200]))
+            elif isinstance(item, RefusedItem):
+                c.refused += 1
+                repo.add_dead_letter(item.fingerprint, item.topic, item.agent_id, item.reason,
+                                     item.detail, item.payload_preview, item.payload_bytes, now)
+                log.warning("refused %s on %s: %s", item.reason, item.topic, item.detail,
+                            extra={"payload": item.payload_preview[:120]})
+                if item.agent_id and item.rejections:
+                    rejections.setdefault(item.agent_id, []).extend(item.rejections)
+                    handled.setdefault(item.agent_id, []).extend(r.seq for r in item.rejections)
+            elif isinstance(item, StatusItem):
+                c.statuses += 1
+                self._apply_status(repo, item.status, now)
+            elif isinstance(item, TelemetryItem):
+                c.telemetry += 1
+                seen.add(item.agent_id)
+                last = telemetry.get(item.agent_id)
+                if last is None or item.telemetry.at >= last.at:
+                    telemetry[item.agent_id] = item.telemetry
+            elif isinstance(item, SnapshotItem):
+                c.snapshots += 1
+                seen.add(item.agent_id)
+                self._apply_snapshot(repo, item, now)
+                result.snapshot_arrived = True
+        if new_rows:
+            repo.insert_messages(new_rows)
+        self.placer.finish(repo, batch, now)
+        for t in telemetry.values():
+            self._apply_telemetry(repo, t, now)
+        seq_rows = []
+        for agent_id in handled:
+            state = self._seq(repo, result, agent_id)
+            opened = state.add(handled[agent_id])
+            if opened:
+                c.gaps_opened += opened
+                log.warning("agent %s: sequence gap (have up to %s, now %s; %s missing)",
+                            agent_id, state.upto, state.highest, state.missing())
+            seq_rows.append((agent_id, state.upto, state.ranges, state.highest, state.gaps))
+        repo.note_agents_seen([a for a in seen if a not in handled], seq_rows, now)
+        for agent_id in handled:
+            result.acks.append(build_ack(agent_id, result.seq_states[agent_id],
+                                         rejections.get(agent_id, []), now))
+        return result
+
+    def _dead_letter(self, repo: Repository, agent_id: str, reason: str, detail: str,
+                     body: str, now: datetime) -> None:
+        fp = hashlib.sha256(f"{agent_id}\0{reason}\0{body}".encode()).hexdigest()
+        repo.add_dead_letter(fp, f"agent {agent_id} events", agent_id, reason, detail,
+                             body[:1024], len(body), now)
+
+    # -- agents and snapshots ---------------------------------------------------------------------
+    def _apply_status(self, repo: Repository, status: Status, now: datetime) -> None:
+        row = repo.get_agent(status.agent_id)
+        if row is not None and row.status_at is not None and status.at < row.status_at:
+            return  # an older status (a late LWT of a previous session)
+        repo.upsert_agent(
+            status.agent_id, state=status.state.value, boot_id=status.boot_id,
+            version=status.version, config_version=status.config_version,
+            config_error=status.config_error, capabilities=list(status.capabilities),
+            status_at=status.at, status_reason=status.reason, last_seen=now,
+        )
+
+    def _apply_telemetry(self, repo: Repository, t: Telemetry, now: datetime) -> None:
+        fields: dict = dict(
+            uptime_s=t.uptime_s, outbox_depth=t.outbox.depth,
+            outbox_oldest_age_s=t.outbox.oldest_age_s, outbox_dropped=t.outbox.dropped,
+            devices=dict(t.devices), cameras={k: v.model_dump() for k, v in t.cameras.items()},
+            rss_mb=t.rss_mb, cpu_percent=t.cpu_percent, telemetry_at=t.at, last_seen=now,
+        )
+        if t.config_version is not None:
+            fields["config_version"] = t.config_version
+        repo.upsert_agent(t.agent_id, **fields)
+
+    def _apply_snapshot(self, repo: Repository, item: SnapshotItem, now: datetime) -> None:
+        sha = self.files.put(item.jpeg)  # the hub's own hash names the file
+        h = item.header
+        repo.add_snapshot(item.agent_id, h.event_id, h.seq, sha, len(item.jpeg), h.width,
+                          h.height, h.taken_at if h.taken_at and h.taken_at.tzinfo else None, now)
+
+
+def _same_event(existing_body: str | None, rec: EventRecord) -> bool:
+    if existing_body is None:
+        return False
+    stored = record_from_body(existing_body)
+    return stored is not None and stored.same_content(rec)
+
+
+def apply_batch(ingestor: Ingestor, repo: Repository, items: list[Item]) -> BatchResult:
+    """Apply ``items`` in one transaction; on success the sequence states are installed."""
+    with repo.transaction():
+        result = ingestor.apply(repo, items)
+    ingestor.installed(result)
+    return result

@@ -1,0 +1,140 @@
+"""Receivers as child processes on a shared subscription.
+
+A paho client spends most of a CPU core on its network loop at full rate, so the hub
+runs its receivers in their own processes (``ingest.receivers: N``): each child owns
+one MQTT connection on ``$share/{group}/...`` and ships batches to the hub process over a
+pipe; the hub's one writer stores and acks. What a child decodes itself is set by
+``ingest.decode_in_receivers``: ``batches`` (default: replay messages of many events,
+whose validation would otherwise dominate the writer), ``all``, or ``none`` (the writer
+decodes everything). Decoded messages travel as plain records, cheap to unpickle. With
+``receivers: 0`` the receiver is a thread in the hub process instead (tests, tiny hubs).
+
+The child stops on SIGTERM: it disconnects, hands over what it holds, closes the pipe.
+It also stops when the hub process goes away (the pipe breaks).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import logging
+import multiprocessing
+import multiprocessing.connection
+import os
+import pickle
+import signal
+import threading
+from collections.abc import Callable
+
+from ..broker import BrokerError
+from .decode import classify
+from .mqtt import Raw, Receiver, ReceiverSettings
+
+__all__ = ["ReceiverProcess", "receiver_main"]
+
+log = logging.getLogger(__name__)
+
+
+def receiver_main(settings: ReceiverSettings, conn: multiprocessing.connection.Connection,
+                  ready: multiprocessing.connection.Connection, log_level: str = "WARNING") -> None:
+    """Entry point of a receiver child process."""
+    logging.basicConfig(level=log_level, format="%(asctime)s receiver %(levelname)s %(message)s")
+    stop = threading.Event()
+    broken = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the hub process decides when we stop
+    parent = os.getppid()
+
+    decode_all = settings.decode == "all"
+    decode_batches = settings.decode in ("all", "batches")
+
+    def sink(batch: list[Raw]) -> None:
+        if broken.is_set():
+            return
+        if decode_batches:
+            # Validate here, in parallel with the writer: the writer gets plain records.
+            batch = [classify(t, p) if decode_all or p[:1] == b"[" else (t, p) for t, p in batch]
+        try:
+            conn.send_bytes(pickle.dumps(batch, protocol=pickle.HIGHEST_PROTOCOL))
+        except (OSError, EOFError):
+            broken.set()
+            stop.set()
+
+    receiver = Receiver(settings, sink)
+    try:
+        receiver.start()
+    except Exception as exc:
+        ready.send(f"error: {exc}")
+        return
+    ready.send("ok")
+    while not stop.wait(0.5):
+        if os.getppid() != parent:
+            break
+    receiver.stop()
+    conn.close()
+
+
+_F_SETPIPE_SZ = 1031  # Linux
+
+
+def _grow_pipe(fd: int, size: int = 1 << 20) -> None:
+    """A 1 MiB pipe lets a receiver hand over a batch without waiting for the hub to read."""
+    with contextlib.suppress(OSError):  # not Linux, or over pipe-max-size: the default works
+        fcntl.fcntl(fd, _F_SETPIPE_SZ, size)
+
+
+class ReceiverProcess:
+    """The hub-side handle of one receiver child: starts it, reads its pipe into ``sink``."""
+
+    def __init__(self, settings: ReceiverSettings, sink: Callable[[list[Raw]], None],
+                 log_level: str = "WARNING") -> None:
+        self.settings = settings
+        self.log_level = log_level
+        ctx = multiprocessing.get_context("spawn")
+        self._recv, send = ctx.Pipe(duplex=False)
+        _grow_pipe(self._recv.fileno())
+        self._ready_recv, ready_send = ctx.Pipe(duplex=False)
+        self.process = ctx.Process(target=receiver_main, args=(settings, send, ready_send, log_level),
+                                   name=f"cityops-hub-receiver-{settings.mqtt.client_id}",
+                                   daemon=True)
+        self._send_end = send
+        self._ready_send = ready_send
+        self.sink = sink
+        self.received = 0
+        self._reader = threading.Thread(target=self._read, name="hub-receiver-pipe", daemon=True)
+
+    def start(self, timeout: float = 30.0) -> None:
+        self.process.start()
+        self._send_end.close()  # only the child writes
+        self._ready_send.close()
+        if not self._ready_recv.poll(timeout):
+            self.process.kill()
+            raise RuntimeError("receiver process did not start in time")
+        answer = self._ready_recv.recv()
+        if answer != "ok":
+            self.process.join(5)
+            raise BrokerError(f"receiver process: {answer}")
+        self._reader.start()
+
+    def _read(self) -> None:
+        while True:
+            try:
+                data = self._recv.recv_bytes()
+            except (EOFError, OSError):
+                return
+            batch = pickle.loads(data)  # noqa: S301 - our own child, over a private pipe
+            self.received += len(batch)
+            self.sink(batch)
+
+    def alive(self) -> bool:
+        return self.process.is_alive() and self._reader.is_alive()
+
+    def stop(self, timeout: float = 15.0) -> None:
+        if self.process.is_alive():
+            self.process.terminate()
+        self.process.join(timeout)
+        if self.process.is_alive():
+            self.process.kill()
+            self.process.join(5)
+        self._reader.join(timeout)
+        self._recv.close()

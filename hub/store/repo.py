@@ -1,0 +1,348 @@
+"""The repository interface: everything the engine and the web read or write.
+
+The engine, the web and the scores talk to a :class:`Repository`, never to SQL, so the
+SQLite store (:class:`hub.store.sqlite.SqliteRepository`) can be replaced by PostgreSQL
+without touching them. Rules of use:
+
+* All writes happen inside ``with repo.transaction():`` on the one writer
+  (:class:`hub.writer.Writer`); a transaction is atomic and durable on exit.
+* Reads may run on any number of other instances (``read_only=True``).
+* Times are timezone-aware UTC ``datetime`` objects in and out.
+* Rows are plain dataclasses; ``CaseRow`` mirrors the ``cases`` table.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+
+__all__ = [
+    "AgentRow",
+    "AuditRow",
+    "CandidateRow",
+    "CaseRow",
+    "DeadLetterRow",
+    "InsertOutcome",
+    "LifecycleRow",
+    "LifecycleUpdate",
+    "Repository",
+    "SnapshotRow",
+    "TokenRow",
+]
+
+
+@dataclass
+class CaseRow:
+    id: int
+    state: str
+    category: str
+    subcategory: str
+    group_key: str
+    lat: float
+    lon: float
+    grid_id: str | None
+    town: str | None
+    district: str | None
+    place: str | None
+    department: str | None
+    handler: str | None
+    queue: str | None
+    queue_reason: str | None
+    origin_agent: str
+    origin_source: str
+    origin_event: str
+    close_mode: str
+    created_at: datetime
+    updated_at: datetime
+    accepted_at: datetime | None
+    rejected_at: datetime | None
+    dispatched_at: datetime | None
+    started_at: datetime | None
+    resolved_at: datetime | None
+    closed_at: datetime | None
+    closed_by: str | None
+    resolution: str | None
+    first_event_at: datetime
+    last_event_at: datetime
+    event_count: int
+    active_sources: int
+    cleared_at: datetime | None
+    deadline_min: int | None
+    deadline_at: datetime | None
+    warn_at: datetime | None
+    warned_at: datetime | None
+    escalation_level: int
+    escalated_at: datetime | None
+    sla_due_at: datetime | None
+    reopen_count: int
+    merged_into: int | None
+    screen_reasons: list[list[str]]
+    review_reason: str | None
+    before_sha256: str | None
+    before_bbox: list[float] | None
+    after_sha256: str | None
+    verify_pending: bool
+    satisfaction: int | None
+
+
+@dataclass
+class LifecycleRow:
+    """One event lifecycle (agent_id, event_id) with its latest state."""
+
+    id: int
+    agent_id: str
+    event_id: str
+    case_id: int | None
+    kind: str
+    category: str
+    subcategory: str
+    source: str
+    lat: float
+    lon: float
+    grid_id: str | None
+    confidence: float
+    first_seq: int
+    last_seq: int
+    messages: int
+    started_at: datetime
+    observed_at: datetime
+    ended_at: datetime | None
+    snapshot_sha256: str | None
+    bbox: list[float] | None = None
+    reading: dict[str, Any] | None = None
+    attributes: dict[str, Any] | None = None
+
+
+@dataclass
+class LifecycleUpdate:
+    """``messages`` more messages of lifecycle ``id``; ``latest`` fields are set only when
+    one of them is newer than what is stored (``seq`` greater than ``last_seq``)."""
+
+    id: int
+    messages: int
+    ended_at: datetime | None = None
+    seq: int | None = None  # None: no newer message
+    kind: str = ""
+    observed_at: datetime | str | None = None  # a string: ISO UTC in the store's format
+    confidence: float = 0.0
+    snapshot_sha256: str | None = None
+    bbox: list[float] | None = None
+    reading: dict[str, Any] | None = None
+
+
+@dataclass
+class CandidateRow:
+    """The few columns merging needs."""
+
+    id: int
+    state: str
+    group_key: str
+    lat: float
+    lon: float
+    last_event_at: datetime
+    closed_at: datetime | None
+    before_sha256: str | None
+
+
+@dataclass
+class AuditRow:
+    id: int
+    case_id: int
+    at: datetime
+    action: str
+    from_state: str | None
+    to_state: str | None
+    actor: str
+    detail: str
+    data: dict[str, Any] | None
+
+
+@dataclass
+class AgentRow:
+    agent_id: str
+    state: str
+    boot_id: str | None = None
+    version: str | None = None
+    config_version: int | None = None
+    config_error: str | None = None
+    capabilities: list[str] = field(default_factory=list)
+    status_at: datetime | None = None
+    status_reason: str | None = None
+    last_seen: datetime | None = None
+    uptime_s: float | None = None
+    outbox_depth: int | None = None
+    outbox_oldest_age_s: float | None = None
+    outbox_dropped: int | None = None
+    devices: dict[str, str] = field(default_factory=dict)
+    cameras: dict[str, Any] = field(default_factory=dict)
+    rss_mb: float | None = None
+    cpu_percent: float | None = None
+    telemetry_at: datetime | None = None
+    seq_upto: int = 0
+    seq_ranges: list[list[int]] = field(default_factory=list)
+    seq_highest: int = 0
+    seq_gaps: int = 0
+    grid_id: str | None = None
+    enrolled_at: datetime | None = None
+    hostname: str | None = None
+
+
+@dataclass
+class SnapshotRow:
+    id: int
+    agent_id: str
+    event_id: str
+    seq: int
+    sha256: str
+    bytes: int
+    width: int
+    height: int
+    taken_at: datetime | None
+    received_at: datetime
+
+
+@dataclass
+class DeadLetterRow:
+    id: int
+    topic: str
+    agent_id: str | None
+    reason: str
+    detail: str
+    payload: str
+    payload_bytes: int
+    count: int
+    first_at: datetime
+    last_at: datetime
+
+
+@dataclass
+class TokenRow:
+    agent_id: str
+    grid_id: str | None
+    created_at: datetime
+    expires_at: datetime
+    used_at: datetime | None
+    used_by: str | None
+
+
+@dataclass(frozen=True)
+class InsertOutcome:
+    """What storing one message did: ``stored`` (new), ``duplicate`` (the same message
+    again) or ``conflict`` (same agent and seq, different content; ``existing_body``)."""
+
+    status: str
+    existing_event_id: str | None = None
+    existing_body: str | None = None
+
+
+class Repository(Protocol):
+    # -- transactions ----------------------------------------------------------------
+    def transaction(self) -> AbstractContextManager[None]: ...
+    def close(self) -> None: ...
+
+    # -- messages and lifecycles ----------------------------------------------------------
+    def insert_message(self, agent_id: str, seq: int, event_id: str, kind: str,
+                       observed_at: datetime, received_at: datetime, body: str) -> InsertOutcome: ...
+    def insert_messages(self, rows: Sequence[tuple[str, int, str, str, datetime | str, datetime, str]]) -> None:
+        """Store messages known to be new: (agent_id, seq, event_id, kind, observed_at,
+        received_at, body). A row that exists already is an error (the batch rolls back)."""
+        ...
+    def get_lifecycle(self, agent_id: str, event_id: str) -> LifecycleRow | None: ...
+    def lifecycle_state(self, agent_id: str, event_id: str) -> tuple[int, int | None, int, bool] | None:
+        """(id, case_id, last_seq, ended) of a lifecycle: the ingest hot path's lookup."""
+        ...
+    def insert_lifecycle(self, row: LifecycleRow) -> int: ...
+    def update_lifecycle(self, lifecycle_id: int, **fields: Any) -> None: ...
+    def note_lifecycle_messages(self, updates: Sequence[LifecycleUpdate]) -> None:
+        """Fold more messages into known lifecycles (one update per lifecycle per batch)."""
+        ...
+    def lifecycles_for_case(self, case_id: int) -> list[LifecycleRow]: ...
+    def move_lifecycles(self, from_case: int, to_case: int) -> int: ...
+
+    # -- cases ------------------------------------------------------------------------------
+    def insert_case(self, fields: dict[str, Any]) -> int:
+        """Raises :class:`GroupKeyTaken` when an open case already holds the group key."""
+        ...
+    def get_case(self, case_id: int) -> CaseRow | None: ...
+    def update_case(self, case_id: int, **fields: Any) -> None: ...
+    def add_case_activity(self, case_id: int, last_event_at: datetime | str, events: int,
+                          active_delta: int, ended: bool, at: datetime) -> tuple[int, datetime | None]:
+        """Fold a batch's events into a case: last event, count, active sources; the case is
+        cleared (``cleared_at``) when no source is active after an end, and un-cleared when
+        one is. Returns (active_sources, cleared_at) after."""
+        ...
+    def merge_candidates(self, subcategory: str, group_key: str,
+                         box: tuple[float, float, float, float] | None,
+                         closed_since: datetime | None) -> list[CandidateRow]:
+        """Open cases holding ``group_key`` or (with a box) of ``subcategory`` inside it,
+        and cases of either kind closed since ``closed_since``."""
+        ...
+    def count_false_alarms(self, agent_id: str, source: str, subcategory: str,
+                           since: datetime) -> int: ...
+    def cases_sla_due(self, now: datetime, limit: int = 500) -> list[CaseRow]: ...
+    def cases_cleared(self, before: datetime, limit: int = 500) -> list[CaseRow]: ...
+    def cases_awaiting_verification(self, after_sha256: str | None = None) -> list[CaseRow]: ...
+    def append_audit(self, case_id: int, at: datetime, action: str, from_state: str | None,
+                     to_state: str | None, actor: str, detail: str = "",
+                     data: dict[str, Any] | None = None) -> None: ...
+    def audit_for_case(self, case_id: int) -> list[AuditRow]: ...
+    def add_notification(self, case_id: int, at: datetime, kind: str, target: str,
+                         message: str) -> None: ...
+    def add_verification(self, case_id: int, at: datetime, before_sha256: str | None,
+                         after_sha256: str, outcome: str, confidence: float, verifier: str,
+                         detail: str) -> None: ...
+    def notifications_for_case(self, case_id: int) -> list[dict[str, Any]]: ...
+    def verifications_for_case(self, case_id: int) -> list[dict[str, Any]]: ...
+
+    # -- agents -----------------------------------------------------------------------------
+    def get_agent(self, agent_id: str) -> AgentRow | None: ...
+    def upsert_agent(self, agent_id: str, **fields: Any) -> None: ...
+    def note_agents_seen(self, agent_ids: Sequence[str],
+                         seq_states: Sequence[tuple[str, int, list[list[int]], int, int]],
+                         at: datetime) -> None:
+        """Agents heard from in a batch: ``last_seen``; with their sequence state
+        ``(agent_id, upto, ranges, highest, gaps)`` for those that sent events."""
+        ...
+
+    # -- snapshots and dead letters ----------------------------------------------------------
+    def add_snapshot(self, agent_id: str, event_id: str, seq: int, sha256: str, size: int,
+                     width: int, height: int, taken_at: datetime | None,
+                     received_at: datetime) -> bool: ...
+    def has_snapshot(self, sha256: str) -> bool: ...
+    def snapshots_for_case(self, case_id: int) -> list[SnapshotRow]: ...
+    def add_dead_letter(self, fingerprint: str, topic: str, agent_id: str | None, reason: str,
+                        detail: str, payload: str, payload_bytes: int, at: datetime) -> None: ...
+
+    # -- enrollment ------------------------------------------------------------------------
+    def add_token(self, token_sha256: str, agent_id: str, grid_id: str | None,
+                  created_at: datetime, expires_at: datetime) -> None: ...
+    def get_token(self, token_sha256: str) -> TokenRow | None: ...
+    def use_token(self, token_sha256: str, at: datetime, used_by: str) -> None: ...
+    def release_token(self, token_sha256: str) -> None: ...
+
+    # -- retention ---------------------------------------------------------------------------
+    def purge_messages(self, before: datetime, limit: int) -> int: ...
+    def purge_dead_letters(self, before: datetime, limit: int) -> int: ...
+    def purge_snapshots(self, before: datetime, limit: int) -> list[str]:
+        """Delete old snapshot rows not needed by an open case; return sha256s no row uses."""
+        ...
+
+    # -- reads for the web, the API and the scores ---------------------------------------------
+    def list_agents(self, limit: int = 1000, offset: int = 0) -> list[AgentRow]: ...
+    def list_cases(self, *, states: Sequence[str] | None = None, grid_id: str | None = None,
+                   category: str | None = None, queue: str | None = None,
+                   limit: int = 100, offset: int = 0) -> list[CaseRow]: ...
+    def list_dead_letters(self, limit: int = 100, offset: int = 0) -> list[DeadLetterRow]: ...
+    def cases_accepted_between(self, start: datetime, end: datetime) -> Iterator[CaseRow]: ...
+    def counts(self) -> dict[str, int]: ...
+
+
+class GroupKeyTaken(Exception):
+    """An open case already holds this grouping key (the unique partial index said no)."""
+
+    def __init__(self, group_key: str) -> None:
+        self.group_key = group_key
+        super().__init__(group_key)

@@ -1,0 +1,246 @@
+"""Schema migrations (``sqlite_utils.migrations.Migrations``), applied in order, each in
+its own transaction together with its record in ``_sqlite_migrations``.
+
+Add a new function at the end to change the schema; never edit one that has shipped.
+"""
+
+from __future__ import annotations
+
+from sqlite_utils import Database
+from sqlite_utils.migrations import Migrations
+
+__all__ = ["OPEN_STATES_SQL", "OPEN_STATE_NAMES", "migrations"]
+
+migrations = Migrations("cityops-hub")
+
+# Must match hub.cases.states.OPEN_STATES (a test checks); the partial indices use it verbatim.
+OPEN_STATE_NAMES = ("new", "accepted", "dispatched", "in_progress", "escalated", "resolved",
+                    "reopened")
+OPEN_STATES_SQL = "(" + ",".join(f"'{s}'" for s in OPEN_STATE_NAMES) + ")"
+
+
+@migrations()
+def m001_initial(db: Database) -> None:
+    db.executescript(
+        f"""
+        -- One row per protocol message: identity (agent_id, seq), event_id checked on replay.
+        CREATE TABLE messages (
+            id INTEGER PRIMARY KEY,
+            agent_id TEXT NOT NULL,
+            seq INTEGER NOT NULL,
+            event_id TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            observed_at TEXT NOT NULL,
+            received_at TEXT NOT NULL,
+            body TEXT NOT NULL
+        );
+        CREATE UNIQUE INDEX messages_agent_seq ON messages(agent_id, seq);
+        CREATE INDEX messages_received ON messages(received_at);
+
+        -- One row per event lifecycle (agent_id, event_id): its latest state.
+        CREATE TABLE events (
+            id INTEGER PRIMARY KEY,
+            agent_id TEXT NOT NULL,
+            event_id TEXT NOT NULL,
+            case_id INTEGER,
+            kind TEXT NOT NULL,
+            category TEXT NOT NULL,
+            subcategory TEXT NOT NULL,
+            source TEXT NOT NULL,
+            lat REAL NOT NULL,
+            lon REAL NOT NULL,
+            grid_id TEXT,
+            confidence REAL NOT NULL,
+            first_seq INTEGER NOT NULL,
+            last_seq INTEGER NOT NULL,
+            messages INTEGER NOT NULL DEFAULT 1,
+            started_at TEXT NOT NULL,
+            observed_at TEXT NOT NULL,
+            ended_at TEXT,
+            snapshot_sha256 TEXT,
+            bbox TEXT,
+            reading TEXT,
+            attributes TEXT
+        );
+        CREATE UNIQUE INDEX events_lifecycle ON events(agent_id, event_id);
+        CREATE INDEX events_case ON events(case_id);
+
+        CREATE TABLE cases (
+            id INTEGER PRIMARY KEY,
+            state TEXT NOT NULL,
+            category TEXT NOT NULL,
+            subcategory TEXT NOT NULL,
+            group_key TEXT NOT NULL,
+            lat REAL NOT NULL,
+            lon REAL NOT NULL,
+            grid_id TEXT,
+            town TEXT,
+            district TEXT,
+            place TEXT,
+            department TEXT,
+            handler TEXT,
+            queue TEXT,
+            queue_reason TEXT,
+            origin_agent TEXT NOT NULL,
+            origin_source TEXT NOT NULL,
+            origin_event TEXT NOT NULL,
+            close_mode TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL,
+            accepted_at TEXT,
+            rejected_at TEXT,
+            dispatched_at TEXT,
+            started_at TEXT,
+            resolved_at TEXT,
+            closed_at TEXT,
+            closed_by TEXT,
+            resolution TEXT,
+            first_event_at TEXT NOT NULL,
+            last_event_at TEXT NOT NULL,
+            event_count INTEGER NOT NULL DEFAULT 0,
+            active_sources INTEGER NOT NULL DEFAULT 0,
+            cleared_at TEXT,
+            deadline_min INTEGER,
+            deadline_at TEXT,
+            warn_at TEXT,
+            warned_at TEXT,
+            escalation_level INTEGER NOT NULL DEFAULT 0,
+            escalated_at TEXT,
+            sla_due_at TEXT,
+            reopen_count INTEGER NOT NULL DEFAULT 0,
+            merged_into INTEGER,
+            screen_reasons TEXT,
+            review_reason TEXT,
+            before_sha256 TEXT,
+            before_bbox TEXT,
+            after_sha256 TEXT,
+            verify_pending INTEGER NOT NULL DEFAULT 0,
+            satisfaction INTEGER
+        );
+        -- One open case per grouping key, guaranteed by the database.
+        CREATE UNIQUE INDEX cases_open_key ON cases(group_key) WHERE state IN {OPEN_STATES_SQL};
+        CREATE INDEX cases_open_place ON cases(subcategory, lat) WHERE state IN {OPEN_STATES_SQL};
+        CREATE INDEX cases_closed ON cases(subcategory, closed_at) WHERE state = 'closed';
+        CREATE INDEX cases_state ON cases(state, id);
+        CREATE INDEX cases_sla_due ON cases(sla_due_at) WHERE sla_due_at IS NOT NULL;
+        CREATE INDEX cases_cleared ON cases(cleared_at) WHERE cleared_at IS NOT NULL;
+        CREATE INDEX cases_verify ON cases(after_sha256) WHERE verify_pending = 1;
+        CREATE INDEX cases_origin ON cases(origin_agent, origin_source, subcategory, created_at);
+        CREATE INDEX cases_accepted ON cases(accepted_at);
+        CREATE INDEX cases_grid ON cases(grid_id, id);
+
+        -- Append-only audit trail of every state change and action on a case.
+        CREATE TABLE case_audit (
+            id INTEGER PRIMARY KEY,
+            case_id INTEGER NOT NULL,
+            at TEXT NOT NULL,
+            action TEXT NOT NULL,
+            from_state TEXT,
+            to_state TEXT,
+            actor TEXT NOT NULL,
+            detail TEXT NOT NULL DEFAULT '',
+            data TEXT
+        );
+        CREATE INDEX case_audit_case ON case_audit(case_id, id);
+        CREATE TRIGGER case_audit_no_update BEFORE UPDATE ON case_audit
+            BEGIN SELECT RAISE(ABORT, 'case_audit is append-only'); END;
+        CREATE TRIGGER case_audit_no_delete BEFORE DELETE ON case_audit
+            BEGIN SELECT RAISE(ABORT, 'case_audit is append-only'); END;
+
+        -- Messages for people (department, command level): delivery channels read these.
+        CREATE TABLE notifications (
+            id INTEGER PRIMARY KEY,
+            case_id INTEGER NOT NULL,
+            at TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            target TEXT NOT NULL,
+            message TEXT NOT NULL,
+            delivered_at TEXT
+        );
+        CREATE INDEX notifications_undelivered ON notifications(id) WHERE delivered_at IS NULL;
+
+        CREATE TABLE verifications (
+            id INTEGER PRIMARY KEY,
+            case_id INTEGER NOT NULL,
+            at TEXT NOT NULL,
+            before_sha256 TEXT,
+            after_sha256 TEXT NOT NULL,
+            outcome TEXT NOT NULL,
+            confidence REAL NOT NULL,
+            verifier TEXT NOT NULL,
+            detail TEXT NOT NULL DEFAULT ''
+        );
+        CREATE INDEX verifications_case ON verifications(case_id);
+
+        CREATE TABLE snapshots (
+            id INTEGER PRIMARY KEY,
+            agent_id TEXT NOT NULL,
+            event_id TEXT NOT NULL,
+            seq INTEGER NOT NULL,
+            sha256 TEXT NOT NULL,
+            bytes INTEGER NOT NULL,
+            width INTEGER NOT NULL,
+            height INTEGER NOT NULL,
+            taken_at TEXT,
+            received_at TEXT NOT NULL
+        );
+        CREATE UNIQUE INDEX snapshots_once ON snapshots(agent_id, event_id, sha256);
+        CREATE INDEX snapshots_sha ON snapshots(sha256);
+        CREATE INDEX snapshots_received ON snapshots(received_at);
+
+        CREATE TABLE dead_letters (
+            id INTEGER PRIMARY KEY,
+            fingerprint TEXT NOT NULL UNIQUE,
+            topic TEXT NOT NULL,
+            agent_id TEXT,
+            reason TEXT NOT NULL,
+            detail TEXT NOT NULL,
+            payload TEXT NOT NULL,
+            payload_bytes INTEGER NOT NULL,
+            count INTEGER NOT NULL DEFAULT 1,
+            first_at TEXT NOT NULL,
+            last_at TEXT NOT NULL
+        );
+        CREATE INDEX dead_letters_last ON dead_letters(last_at);
+
+        CREATE TABLE agents (
+            agent_id TEXT PRIMARY KEY,
+            state TEXT NOT NULL DEFAULT 'unknown',
+            boot_id TEXT,
+            version TEXT,
+            config_version INTEGER,
+            config_error TEXT,
+            capabilities TEXT,
+            status_at TEXT,
+            status_reason TEXT,
+            last_seen TEXT,
+            uptime_s REAL,
+            outbox_depth INTEGER,
+            outbox_oldest_age_s REAL,
+            outbox_dropped INTEGER,
+            devices TEXT,
+            cameras TEXT,
+            rss_mb REAL,
+            cpu_percent REAL,
+            telemetry_at TEXT,
+            seq_upto INTEGER NOT NULL DEFAULT 0,
+            seq_ranges TEXT NOT NULL DEFAULT '[]',
+            seq_highest INTEGER NOT NULL DEFAULT 0,
+            seq_gaps INTEGER NOT NULL DEFAULT 0,
+            grid_id TEXT,
+            enrolled_at TEXT,
+            hostname TEXT
+        );
+        CREATE INDEX agents_last_seen ON agents(last_seen);
+
+        CREATE TABLE enrollment_tokens (
+            token_sha256 TEXT PRIMARY KEY,
+            agent_id TEXT NOT NULL,
+            grid_id TEXT,
+            created_at TEXT NOT NULL,
+            expires_at TEXT NOT NULL,
+            used_at TEXT,
+            used_by TEXT
+        );
+        """
+    )

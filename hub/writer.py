@@ -1,0 +1,228 @@
+"""The one writer: a thread that owns the database's write connection.
+
+Two kinds of work reach it:
+
+* raw MQTT messages (``submit``), drained in batches of up to ``batch_max``: decoded,
+  applied in one ``BEGIN IMMEDIATE`` transaction, committed, and only then acknowledged
+  to the agents (one ack per agent per batch);
+* commands (``call``/``run``): any function of the repository, run in its own
+  transaction — operator actions, the SLA tick, enrollment, retention.
+
+A batch that fails (a bug, never bad input: bad input is refused item by item) is rolled
+back and retried one message per transaction, so one poison message becomes a dead
+letter instead of blocking everything behind it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from protocol.codec import encode
+from protocol.errors import Refusal
+from protocol.messages import Ack
+from protocol.topics import Channel, agent_topic
+
+from .engine.ingest import BatchResult, Ingestor, IngestStats
+from .ingest.decode import Item, classify, refused
+from .store.repo import Repository
+
+__all__ = ["Writer"]
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+Raw = tuple[str, bytes]
+_TRICKLE = 100  # below this many waiting events the writer waits batch_wait_s for more
+Entry = Raw | Item  # a raw MQTT message, or one a receiver process already decoded
+
+
+class Writer:
+    def __init__(
+        self,
+        repo: Repository,
+        ingestor: Ingestor,
+        publish: Callable[[str, bytes, int], bool],
+        *,
+        batch_max: int = 2000,
+        batch_wait_s: float = 0.01,
+        max_buffered: int = 100_000,
+        on_batch: Callable[[BatchResult], None] | None = None,
+    ) -> None:
+        self.repo = repo
+        self.ingestor = ingestor
+        self.publish = publish
+        self.batch_max = batch_max
+        self.batch_wait_s = batch_wait_s
+        self.max_buffered = max_buffered
+        self.on_batch = on_batch
+        self.stats = IngestStats()
+        self._inbox: deque[Entry] = deque()
+        self._weight = 0  # events waiting in the inbox
+        self._commands: deque[tuple[Callable[[Repository], Any], concurrent.futures.Future, bool]] = deque()
+        lock = threading.Lock()
+        self._cond = threading.Condition(lock)
+        self._space = threading.Condition(lock)
+        self._stop = False
+        self._thread = threading.Thread(target=self._run, name="hub-writer", daemon=True)
+        self.last_commit_monotonic = 0.0
+        self.first_submit_monotonic: float | None = None  # benchmarks time the drain from here
+
+    # -- feeding --------------------------------------------------------------------------------
+    def start(self) -> None:
+        self._thread.start()
+
+    def submit(self, messages: list[Entry]) -> None:
+        """Queue messages. Blocks while ``max_buffered`` are waiting (backpressure)."""
+        if self.first_submit_monotonic is None and messages:
+            self.first_submit_monotonic = time.monotonic()
+        weight = sum(_weight(m) for m in messages)
+        with self._cond:
+            while self._weight >= self.max_buffered and not self._stop:
+                self._space.wait(0.5)
+            self._inbox.extend(messages)
+            self._weight += weight
+            self._cond.notify_all()
+
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
+    def backlog(self) -> int:
+        """Events waiting for the writer (a decoded batch counts each of its events)."""
+        return self._weight
+
+    def call(self, fn: Callable[[Repository], T], *,
+             moves_events: bool = False) -> concurrent.futures.Future[T]:
+        """Run ``fn(repo)`` in its own transaction on the writer. ``moves_events``: it
+        re-links lifecycles to other cases (a merge), so ingest caches are dropped after."""
+        future: concurrent.futures.Future[T] = concurrent.futures.Future()
+        with self._cond:
+            if self._stop:
+                future.set_exception(RuntimeError("the hub writer is stopped"))
+                return future
+            self._commands.append((fn, future, moves_events))
+            self._cond.notify_all()
+        return future
+
+    async def run(self, fn: Callable[[Repository], T], *, moves_events: bool = False) -> T:
+        return await asyncio.wrap_future(self.call(fn, moves_events=moves_events))
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Finish what is queued, then stop."""
+        with self._cond:
+            self._stop = True
+            self._cond.notify_all()
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+
+    # -- the thread --------------------------------------------------------------------------------
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._inbox and not self._commands and not self._stop:
+                    self._cond.wait()
+                if self._stop and not self._inbox and not self._commands:
+                    return
+                commands = list(self._commands)
+                self._commands.clear()
+                if self._inbox and self._weight < _TRICKLE and self.batch_wait_s > 0 \
+                        and not commands and not self._stop:
+                    self._cond.wait(self.batch_wait_s)  # a trickle: let a batch fill a little
+                raw = []
+                taken = 0
+                while self._inbox and taken < self.batch_max:
+                    entry = self._inbox.popleft()
+                    raw.append(entry)
+                    taken += _weight(entry)
+                self._weight -= taken
+                self._space.notify_all()
+            for fn, future, moves_events in commands:
+                self._command(fn, future)
+                if moves_events:
+                    self.ingestor.forget()
+            if raw:
+                self._ingest(raw)
+
+    def _command(self, fn: Callable[[Repository], Any], future: concurrent.futures.Future) -> None:
+        if not future.set_running_or_notify_cancel():
+            return
+        try:
+            with self.repo.transaction():
+                value = fn(self.repo)
+        except BaseException as exc:  # handed to the caller, who decides
+            future.set_exception(exc)
+        else:
+            future.set_result(value)
+
+    def _ingest(self, raw: list[Entry]) -> None:
+        items: list[Item] = [classify(*e) if type(e) is tuple else e for e in raw]  # type: ignore[misc]
+        try:
+            result = self._apply(items)
+        except Exception:
+            self.stats.batch_failures += 1
+            log.exception("batch of %d failed; retrying one message at a time", len(items))
+            self.ingestor.forget()
+            for entry, item in zip(raw, items, strict=True):
+                try:
+                    self._finish(self._apply([item]))
+                except Exception as exc:
+                    self.ingestor.forget()
+                    topic, payload = _describe(entry, item)
+                    log.exception("message on %s could not be stored", topic)
+                    poison = refused(topic, payload, Refusal.INVALID.value,
+                                     f"the hub failed on this message: {exc!r}"[:500])
+                    self._finish(self._apply([poison]))
+            return
+        self._finish(result)
+
+    def _apply(self, items: list[Item]) -> BatchResult:
+        with self.repo.transaction():
+            result = self.ingestor.apply(self.repo, items)
+        self.ingestor.installed(result)
+        self.last_commit_monotonic = time.monotonic()
+        return result
+
+    def _finish(self, result: BatchResult) -> None:
+        for name, value in vars(result.counts).items():
+            setattr(self.stats, name, getattr(self.stats, name) + value)
+        self.stats.batches += 1
+        for ack in result.acks:
+            self._send_ack(ack)
+        if self.on_batch is not None:
+            try:
+                self.on_batch(result)
+            except Exception:
+                log.exception("on_batch hook failed")
+
+    def _send_ack(self, ack: Ack) -> None:
+        try:
+            ok = self.publish(agent_topic(ack.agent_id, Channel.ACKS), encode(ack), 1)
+        except Exception:
+            log.exception("ack for %s could not be encoded or published", ack.agent_id)
+            ok = False
+        if ok:
+            self.stats.acks_sent += 1
+        else:
+            # The agent resends after its ack timeout; the hub dedupes and acks again.
+            self.stats.acks_failed += 1
+
+
+def _describe(entry: Entry, item: Item) -> Raw:
+    """Topic and payload of a message, for its dead letter."""
+    if type(entry) is tuple:
+        return entry  # type: ignore[return-value]
+    agent = getattr(item, "agent_id", None) or "unknown"
+    records = getattr(item, "records", None)
+    payload = ("[" + ",".join(r.body for r in records) + "]").encode() if records else repr(item).encode()
+    return agent_topic(agent, Channel.EVENTS), payload
+
+
+def _weight(entry: Entry) -> int:
+    records = getattr(entry, "records", None)
+    return len(records) if records is not None else 1
