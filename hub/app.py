@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
-import secrets
 import threading
 from collections.abc import Callable
 from datetime import timedelta
@@ -28,6 +27,7 @@ from typing import Any, TypeVar
 from aiohttp import web
 
 from protocol.clock import Clock, SystemClock
+from protocol.ids import new_secret
 from protocol.topics import QOS, Channel, subscription
 
 from .broker import BrokerAuth, BrokerSettings, MosquittoBroker
@@ -42,6 +42,7 @@ from .ingest.process import ReceiverProcess
 from .store.files import SnapshotFiles
 from .store.repo import CaseRow, Repository
 from .store.sqlite import SqliteRepository
+from .tls import ensure_tls_files
 from .writer import Writer
 
 __all__ = ["Hub"]
@@ -74,7 +75,7 @@ class Hub:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._verify_wakeup: asyncio.Event | None = None
         self._verifying: set[int] = set()
-        self.hub_password = self.config.broker.password or secrets.token_urlsafe(24)
+        self.hub_password = self.config.broker.password or new_secret("mqp")
         self.started = False
         self.receiver_restarts = 0
 
@@ -163,8 +164,19 @@ class Hub:
 
     def _broker_settings(self) -> BrokerSettings:
         b = self.config.broker
-        return BrokerSettings(data_dir=b.data_dir, host=b.host, port=b.port, hub_user=b.username,
-                              hub_password=self.hub_password)
+        settings = BrokerSettings(data_dir=b.data_dir, host=b.host, port=b.port,
+                                  hub_user=b.username, hub_password=self.hub_password)
+        if b.managed and b.managed_tls:
+            files = ensure_tls_files(b.managed_tls.dir, b.managed_tls.names)
+            settings.tls_port = b.managed_tls.port
+            settings.tls_certfile, settings.tls_keyfile = files.server_cert, files.server_key
+            settings.tls_cafile = files.ca_cert
+        return settings
+
+    @property
+    def agent_tls_port(self) -> int | None:
+        """The TLS listener agents use on the managed broker, when there is one."""
+        return self.broker.settings.tls_port if self.broker else None
 
     def _start_broker(self) -> None:
         b = self.config.broker

@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from protocol.errors import CityopsError
-from protocol.ids import is_safe_id
+from protocol.ids import is_safe_id, new_secret
 from protocol.limits import BROKER_MESSAGE_SIZE_LIMIT
 from protocol.topics import acl_lines
 
@@ -103,7 +103,7 @@ class BrokerSettings:
     host: str = "127.0.0.1"
     port: int = 0  # 0: pick a free port when the broker starts
     hub_user: str = "hub"
-    hub_password: str = field(default_factory=lambda: secrets.token_urlsafe(24))
+    hub_password: str = field(default_factory=lambda: new_secret("mqp"))
     persistence: bool = True
     autosave_interval_s: int = 30
     message_size_limit: int = BROKER_MESSAGE_SIZE_LIMIT

@@ -44,6 +44,19 @@ class BrokerTls(StrictModel):
     key_file: Path | None = None
 
 
+class ManagedTls(StrictModel):
+    """A TLS listener on the hub's own Mosquitto, for agents. The hub makes a private CA and
+    a server certificate in ``dir`` (kept across restarts) unless you put your own
+    ``ca.crt``/``server.crt``/``server.key`` there; enrolled agents receive the CA."""
+
+    port: int = Field(8883, ge=0, le=65535, description="0: a free port")
+    dir: Path = Field(Path("var/tls"), description="ca.crt, ca.key, server.crt, server.key")
+    names: list[str] = Field(
+        default_factory=lambda: ["localhost", "127.0.0.1"], min_length=1,
+        description="DNS names and IP addresses agents use to reach the broker",
+    )
+
+
 class BrokerConfig(StrictModel):
     managed: bool = Field(True, description="true: the hub starts its own Mosquitto")
     data_dir: Path = Field(Path("var/broker"), description="mosquitto.conf, passwd, acl, persistence")
@@ -52,6 +65,9 @@ class BrokerConfig(StrictModel):
     username: Id = "hub"
     password: str | None = Field(None, description="external broker: use the environment instead")
     tls: BrokerTls | None = None
+    managed_tls: ManagedTls | None = Field(
+        None, description="managed broker: also listen with TLS for agents (the hub itself "
+        "stays on the loopback listener)")
     public_host: str | None = Field(None, description="broker address given to enrolled agents")
     public_port: int | None = Field(None, ge=1, le=65535)
     reload_command: list[str] | None = Field(
@@ -67,6 +83,9 @@ class BrokerConfig(StrictModel):
             )
         if not self.managed and self.port == 0:
             raise ValueError("an external broker needs its port")
+        if self.managed_tls and not self.managed:
+            raise ValueError("managed_tls is for the hub's own broker; for an external broker "
+                             "configure TLS there and set broker.tls")
         return self
 
 
@@ -151,6 +170,8 @@ class HubConfig(StrictModel):
         self.routing = fix(self.routing)
         self.service_area = fix(self.service_area)
         self.broker.data_dir = fix(self.broker.data_dir)
+        if self.broker.managed_tls:
+            self.broker.managed_tls.dir = fix(self.broker.managed_tls.dir)
         if self.broker.tls:
             t = self.broker.tls
             t.ca_file, t.cert_file, t.key_file = fix(t.ca_file), fix(t.cert_file), fix(t.key_file)

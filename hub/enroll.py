@@ -11,11 +11,10 @@ from __future__ import annotations
 
 import hashlib
 import re
-import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from protocol.ids import is_safe_id
+from protocol.ids import is_safe_id, new_secret
 
 from .errors import EnrollmentError
 from .store.repo import Repository
@@ -43,7 +42,7 @@ def issue_token(repo: Repository, agent_id: str, grid_id: str | None, ttl: timed
     if not is_safe_id(agent_id):
         raise EnrollmentError("bad_agent_id", f"agent id {agent_id!r} is not a valid id "
                               "(1-64 of A-Z a-z 0-9 _ . -)")
-    token = secrets.token_urlsafe(32)
+    token = new_secret("enr", 32)
     repo.add_token(token_hash(token), agent_id, grid_id, now, now + ttl)
     return token
 

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import os
 import re
+import secrets
 import time
 from typing import Annotated
 
 from pydantic import StringConstraints
 
-__all__ = ["ID_PATTERN", "Id", "is_safe_id", "new_boot_id", "new_event_id"]
+__all__ = ["ID_PATTERN", "Id", "is_safe_id", "new_boot_id", "new_event_id", "new_secret"]
 
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$"
 _ID_RE = re.compile(ID_PATTERN)
@@ -40,3 +41,16 @@ def new_event_id() -> str:
 def new_boot_id() -> str:
     """A random id for one run of an agent process."""
     return os.urandom(8).hex()
+
+
+def new_secret(prefix: str, nbytes: int = 24) -> str:
+    """A random secret (enrollment token, broker password) that is safe on a command line.
+
+    The prefix names what the secret is (``enr`` for an enrollment token, ``mqp`` for a
+    broker password), which helps people and secret scanners recognise it, and means it
+    never starts with ``-`` (``token_urlsafe`` alone can, and argparse then reads it as an
+    option).
+    """
+    if not re.fullmatch(r"[a-z]{2,8}", prefix):
+        raise ValueError("prefix must be 2-8 lowercase letters")
+    return f"{prefix}_{secrets.token_urlsafe(nbytes)}"

@@ -181,6 +181,9 @@ class Ingestor:
                 seen.add(item.agent_id)
                 self._apply_snapshot(repo, item, now)
                 result.snapshot_arrived = True
+                # A snapshot is its own outbox row with its own seq: acknowledge it with
+                # the batch, or the agent resends it forever and its seq reads as a gap.
+                handled.setdefault(item.agent_id, []).append(item.header.seq)
         if new_rows:
             repo.insert_messages(new_rows)
         self.placer.finish(repo, batch, now)

@@ -6,13 +6,14 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-import secrets
 from datetime import datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 from pydantic import ValidationError
 
+from protocol.ids import new_secret
 from protocol.provisioning import EnrollRequest, EnrollResponse, MqttEndpoint
 
 from ..cases.states import OPEN_STATES
@@ -187,7 +188,7 @@ async def enroll(request: web.Request) -> web.Response:
     except EnrollmentError as exc:
         status = 401 if exc.code == "unknown_token" else 403
         return problem(status, exc.code, exc.detail)
-    password = secrets.token_urlsafe(24)
+    password = new_secret("mqp")
     auth = hub.broker_auth
     try:
         if auth is None:
@@ -203,13 +204,17 @@ async def enroll(request: web.Request) -> web.Response:
         await hub.write(lambda repo: release_token(repo, claim.token_sha256))
         return problem(503, "broker_unavailable", f"could not add the agent to the broker: {exc}")
     b = hub.config.broker
-    ca_pem = None
-    if b.tls and b.tls.ca_file:
-        ca_pem = await asyncio.to_thread(b.tls.ca_file.read_text)
+    ca_pem, tls, port = None, b.tls is not None, b.public_port or hub.broker_port
+    if b.managed_tls and hub.agent_tls_port:
+        ca_file: Path | None = b.managed_tls.dir / "ca.crt"
+        tls, port = True, b.public_port or hub.agent_tls_port
+    else:
+        ca_file = b.tls.ca_file if b.tls else None
+    if ca_file:
+        ca_pem = await asyncio.to_thread(ca_file.read_text)
     response = EnrollResponse(
         agent_id=claim.agent_id, username=claim.agent_id, password=password,
-        mqtt=MqttEndpoint(host=b.public_host or hub.broker_host,
-                          port=b.public_port or hub.broker_port, tls=b.tls is not None,
+        mqtt=MqttEndpoint(host=b.public_host or hub.broker_host, port=port, tls=tls,
                           ca_pem=ca_pem),
         grid_id=claim.grid_id, issued_at=hub.clock.now(),
     )

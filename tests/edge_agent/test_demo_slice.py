@@ -59,5 +59,5 @@ async def test_demo_config_raises_tiers_and_clears_the_no_use_alarm(tmp_path, br
     assert len({e.event_id for e in no_use}) == 1
     assert [e.attributes["notify"] for e in no_use[:2]] == ["grid_worker", "family"]
     assert no_use[0].attributes["resident"] == "1-101"
-    assert no_use[0].location.grid_id == "grid-01"
+    assert no_use[0].location.grid_id == "g-01"
     assert [s.state for s in hub.status] == ["online", "offline"]

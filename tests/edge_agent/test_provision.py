@@ -1,88 +1,80 @@
-"""`cityops-agent provision` against a stand-in enrollment endpoint that implements the
-`protocol/provisioning.py` contract (aiohttp, in this test) and adds the agent to the
-real broker, as the hub does. The lead switches this to the real hub when the branches
-meet."""
+"""`cityops-agent provision` against the real hub: `POST /api/v1/enroll` served by
+`hub.app.Hub`, tokens issued as `cityops-hub enroll` issues them, broker credentials written
+into the hub's managed Mosquitto. The enrolled agent then really connects."""
 
 from __future__ import annotations
 
 import asyncio
-import secrets
 import stat
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import pytest
 import yaml
 from agent_testlib import PahoHub, until
-from aiohttp import web
 
 from edge_agent.app import AgentApp
 from edge_agent.cli import main
 from edge_agent.config import load_agent_config
+from hub.app import Hub
 from hub.broker import free_port
-from protocol.provisioning import ENROLL_PATH, EnrollRequest, EnrollResponse, MqttEndpoint
+from hub.config import HubConfig, build_setup
+from hub.enroll import issue_token, token_hash
 
 pytestmark = pytest.mark.asyncio
 
+EXAMPLES = __import__("pathlib").Path(__file__).resolve().parents[2] / "hub" / "examples"
 
-class EnrollEndpoint:
-    """Tokens are single-use and expire; a good one gets broker credentials."""
 
-    def __init__(self, broker, *, tls_ca: str | None = None):
-        self.broker = broker
-        self.tls_ca = tls_ca
-        self.tokens: dict[str, dict] = {}
-        self.requests: list[EnrollRequest] = []
+class RealHub:
+    """A running hub and what the tests need of it."""
 
-    def issue(self, agent_id: str, *, ttl_s: float = 600) -> str:
-        token = secrets.token_urlsafe(24)
-        self.tokens[token] = {"agent_id": agent_id, "expires": datetime.now(UTC) + timedelta(seconds=ttl_s),
-                              "used": False}
-        return token
+    def __init__(self, hub: Hub):
+        self.hub = hub
+        self.url = hub.web_url
+        self.broker = hub.broker
 
-    async def handle(self, request: web.Request) -> web.Response:
-        try:
-            req = EnrollRequest.model_validate_json(await request.read())
-        except ValueError as exc:
-            return web.json_response({"title": "bad request", "detail": str(exc)[:200]}, status=400)
-        self.requests.append(req)
-        entry = self.tokens.get(req.token)
-        if entry is None:
-            return web.json_response({"title": "unknown token", "detail": "no such enrollment token"}, status=401)
-        if entry["used"]:
-            return web.json_response({"title": "token used", "detail": "token already used"}, status=403)
-        if entry["expires"] < datetime.now(UTC):
-            return web.json_response({"title": "token expired", "detail": "token expired"}, status=403)
-        entry["used"] = True
-        agent_id, password = entry["agent_id"], secrets.token_urlsafe(24)
-        self.broker.auth.set_user(agent_id, password)
-        self.broker.reload()
-        resp = EnrollResponse(agent_id=agent_id, username=agent_id, password=password,
-                              mqtt=MqttEndpoint(host=self.broker.host, port=self.broker.port,
-                                                tls=self.tls_ca is not None, ca_pem=self.tls_ca),
-                              grid_id="grid-5", issued_at=datetime.now(UTC))
-        return web.Response(body=resp.model_dump_json(), content_type="application/json")
+    async def issue(self, agent_id: str, *, ttl_s: float = 600) -> str:
+        return await self.hub.write(lambda repo: issue_token(
+            repo, agent_id, "g-05", timedelta(seconds=ttl_s), self.hub.clock.now()))
+
+    async def token_row(self, token: str):
+        return await self.hub.read(lambda repo: repo.get_token(token_hash(token)))
+
+
+def _hub_config(tmp, **broker) -> HubConfig:
+    return HubConfig.model_validate({
+        "broker": {"managed": True, "data_dir": str(tmp / "broker"), "port": 0, **broker},
+        "database": str(tmp / "hub.sqlite"), "snapshots_dir": str(tmp / "snapshots"),
+        "web": {"port": 0}, "grids": str(EXAMPLES / "grids.geojson"),
+        "routing": str(EXAMPLES / "routing.yaml"), "ingest": {"receivers": 0},
+    })
 
 
 @pytest.fixture
-async def hub_endpoint(broker):
-    endpoint = EnrollEndpoint(broker)
-    app = web.Application()
-    app.router.add_post(ENROLL_PATH, endpoint.handle)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)  # the OS picks the port: no race
-    await site.start()
-    endpoint.url = f"http://127.0.0.1:{runner.addresses[0][1]}"
-    yield endpoint
-    await runner.cleanup()
+async def hub_endpoint(tmp_path):
+    hub = Hub(build_setup(_hub_config(tmp_path / "hub")), run_scheduler=False)
+    await hub.start()
+    yield RealHub(hub)
+    await hub.stop()
+
+
+@pytest.fixture
+async def tls_hub_endpoint(tmp_path):
+    hub = Hub(build_setup(_hub_config(tmp_path / "hub", managed_tls={
+        "port": 0, "dir": str(tmp_path / "hub" / "tls"), "names": ["127.0.0.1"]})),
+        run_scheduler=False)
+    await hub.start()
+    yield RealHub(hub)
+    await hub.stop()
 
 
 async def cli(*argv: str) -> int:
     return await asyncio.to_thread(main, list(argv))
 
 
-async def test_happy_path_writes_credentials_and_a_config_that_connects(hub_endpoint, broker, tmp_path, capsys):
-    token = hub_endpoint.issue("agent-77")
+async def test_happy_path_writes_credentials_and_a_config_that_connects(hub_endpoint, tmp_path, capsys):
+    broker = hub_endpoint.broker
+    token = await hub_endpoint.issue("agent-77")
     out = tmp_path / "etc"
     rc = await cli("provision", "--hub", hub_endpoint.url, "--token", token, "--out", str(out),
                    "--lat", "31.2", "--lon", "121.5", "--place", "Plant room")
@@ -93,9 +85,9 @@ async def test_happy_path_writes_credentials_and_a_config_that_connects(hub_endp
     assert stat.S_IMODE(creds.stat().st_mode) == 0o600
     assert yaml.safe_load(creds.read_text())["username"] == "agent-77"
     loaded = load_agent_config(out / "agent.yaml")  # the starter config is valid as written
-    assert loaded.config.agent.id == "agent-77" and loaded.config.agent.grid_id == "grid-5"
+    assert loaded.config.agent.id == "agent-77" and loaded.config.agent.grid_id == "g-05"
     assert loaded.config.mqtt.port == broker.port
-    assert hub_endpoint.requests[0].agent_version and hub_endpoint.requests[0].hostname
+    assert (await hub_endpoint.token_row(token)).used_by  # the hub recorded who enrolled
     # The credentials work on the real broker: the agent comes online.
     hub = PahoHub(broker)
     stop = asyncio.Event()
@@ -110,27 +102,27 @@ async def test_happy_path_writes_credentials_and_a_config_that_connects(hub_endp
 
 
 async def test_a_used_token_is_refused(hub_endpoint, tmp_path, capsys):
-    token = hub_endpoint.issue("agent-1")
+    token = await hub_endpoint.issue("agent-1")
     assert await cli("provision", "--hub", hub_endpoint.url, "--token", token, "--out", str(tmp_path / "a")) == 0
     capsys.readouterr()
     assert await cli("provision", "--hub", hub_endpoint.url, "--token", token, "--out", str(tmp_path / "b")) == 1
     err = capsys.readouterr().err
-    assert "refused the token (403: token already used)" in err and "Traceback" not in err
+    assert "refused the token (403: this enrollment token was already used" in err and "Traceback" not in err
     assert not (tmp_path / "b" / "credentials.yaml").exists()
 
 
 async def test_an_expired_token_is_refused(hub_endpoint, tmp_path, capsys):
-    token = hub_endpoint.issue("agent-2", ttl_s=-1)
+    token = await hub_endpoint.issue("agent-2", ttl_s=-1)
     assert await cli("provision", "--hub", hub_endpoint.url, "--token", token, "--out", str(tmp_path)) == 1
-    assert "403: token expired" in capsys.readouterr().err
+    assert "403: this enrollment token expired" in capsys.readouterr().err
 
 
 async def test_a_wrong_token_is_refused(hub_endpoint, tmp_path, capsys):
-    hub_endpoint.issue("agent-3")
+    await hub_endpoint.issue("agent-3")
     assert await cli("provision", "--hub", hub_endpoint.url, "--token", "not-the-right-token-x",
                      "--out", str(tmp_path)) == 1
     err = capsys.readouterr().err
-    assert "401: no such enrollment token" in err and "ask for a new one" in err
+    assert "401: this enrollment token is not known to the hub" in err and "ask for a new one" in err
 
 
 async def test_unreachable_hub_and_malformed_token(tmp_path, capsys):
@@ -143,24 +135,37 @@ async def test_unreachable_hub_and_malformed_token(tmp_path, capsys):
 
 async def test_existing_credentials_are_kept_and_the_token_not_spent(hub_endpoint, tmp_path, capsys):
     (tmp_path / "credentials.yaml").write_text("username: a\npassword: b\n")
-    token = hub_endpoint.issue("agent-4")
+    token = await hub_endpoint.issue("agent-4")
     assert await cli("provision", "--hub", hub_endpoint.url, "--token", token, "--out", str(tmp_path)) == 1
     assert "--force" in capsys.readouterr().err
-    assert hub_endpoint.tokens[token]["used"] is False
+    assert (await hub_endpoint.token_row(token)).used_at is None  # the token is not spent
     assert await cli("provision", "--hub", hub_endpoint.url, "--token", token, "--out", str(tmp_path),
                      "--force") == 0
     assert yaml.safe_load((tmp_path / "credentials.yaml").read_text())["username"] == "agent-4"
 
 
-async def test_tls_hub_sends_its_ca_and_the_config_uses_it(hub_endpoint, tmp_path, capsys):
-    hub_endpoint.tls_ca = "-----BEGIN CERTIFICATE-----\nMIIB...\n-----END CERTIFICATE-----\n"
-    token = hub_endpoint.issue("agent-5")
-    assert await cli("provision", "--hub", hub_endpoint.url, "--token", token, "--out", str(tmp_path)) == 0
-    assert (tmp_path / "ca.pem").read_text() == hub_endpoint.tls_ca
+async def test_tls_hub_sends_its_ca_and_the_agent_connects_over_tls(tls_hub_endpoint, tmp_path, capsys):
+    hub = tls_hub_endpoint
+    token = await hub.issue("agent-5")
+    assert await cli("provision", "--hub", hub.url, "--token", token, "--out", str(tmp_path)) == 0
+    ca = (hub.hub.config.broker.managed_tls.dir / "ca.crt").read_text()
+    assert (tmp_path / "ca.pem").read_text() == ca
     config = yaml.safe_load((tmp_path / "agent.yaml").read_text())
     assert config["mqtt"]["tls"] == {"ca_file": "ca.pem"}
+    assert config["mqtt"]["port"] == hub.hub.agent_tls_port != hub.hub.broker_port
     # No --lat/--lon: the starter config says what is missing, and check-config agrees.
     assert "Set agent.location" in (tmp_path / "agent.yaml").read_text()
     capsys.readouterr()
     assert await cli("check-config", str(tmp_path / "agent.yaml")) == 1
     assert "agent.location: Field required; add it" in capsys.readouterr().err
+    # With a location filled in, the agent connects to the TLS listener and the hub sees it.
+    config["agent"]["location"] = {"lat": 31.215, "lon": 121.415}
+    (tmp_path / "agent.yaml").write_text(yaml.safe_dump(config))
+    stop = asyncio.Event()
+    task = asyncio.create_task(AgentApp(load_agent_config(tmp_path / "agent.yaml")).run(stop))
+    try:
+        await until(lambda: hub.hub.counts()["agents_online"] == 1, timeout=15,
+                    what="the agent online over TLS")
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 10)
