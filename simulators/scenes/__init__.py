@@ -15,9 +15,9 @@ whether it is a problem).
 
 from __future__ import annotations
 
-
-
-from .render import render
+from .clips import Clip, ClipEvent, random_clip, render_clip_frame, write_clip
+from .pairs import PhotoPair, make_pair, write_pairs
+from .render import fire_lane_zone, render
 from .spec import LABELS, GroundTruthBox, SceneObject, SceneSpec, random_scene
 
 __all__ = [
@@ -28,6 +28,7 @@ __all__ = [
     "PhotoPair",
     "SceneObject",
     "SceneSpec",
+    "fire_lane_zone",
     "make_pair",
     "random_clip",
     "random_scene",

@@ -234,7 +234,7 @@ def _garbage(img: np.ndarray, view: View, o: SceneObject, t: float, emissive: np
 
 def _bin(img, view, o, t, emissive):
     _garbage(img, view, o, t, emissive, overflow=False)
-    return None
+    return
 
 
 _CAR_COLOURS = [(235, 235, 235), (30, 30, 30), (180, 180, 185), (40, 40, 170), (160, 80, 30), (40, 190, 230), (60, 110, 60)]
@@ -281,7 +281,7 @@ def _cone(img, view, o, t, emissive):
     pts = np.array([[u - wd / 2, v], [u, v - hgt], [u + wd / 2, v]]).round().astype(np.int32)
     cv2.fillPoly(img, [pts], (0, 110, 250))
     cv2.line(img, (int(u - wd * 0.28), int(v - hgt * 0.45)), (int(u + wd * 0.28), int(v - hgt * 0.45)), (245, 245, 245), max(1, int(hgt * 0.1)))
-    return None
+    return
 
 
 def _lamp(img, view, o, t, emissive):
@@ -292,7 +292,7 @@ def _lamp(img, view, o, t, emissive):
     cv2.line(img, (int(u), int(top)), (int(u + 0.8 * ppm), int(top)), (80, 80, 85), max(1, int(0.12 * ppm)))
     cv2.circle(img, (int(u + 0.8 * ppm), int(top + 0.1 * ppm)), max(1, int(0.2 * ppm)), (200, 240, 255), -1)
     cv2.circle(emissive, (int(u + 0.8 * ppm), int(top + 0.1 * ppm)), max(1, int(0.2 * ppm)), 1.0, -1)
-    return None
+    return
 
 
 def _person(img, view, o, t, emissive):
@@ -304,7 +304,7 @@ def _person(img, view, o, t, emissive):
     cv2.rectangle(img, (int(u - 0.22 * ppm), int(v - hgt * 0.5)), (int(u + 0.22 * ppm), int(v)), (60, 50, 40), -1)
     cv2.rectangle(img, (int(u - 0.25 * ppm), int(v - hgt * 0.85)), (int(u + 0.25 * ppm), int(v - hgt * 0.5)), shirt, -1)
     cv2.circle(img, (int(u), int(v - hgt * 0.92)), max(1, int(0.11 * ppm)), (120, 160, 200), -1)
-    return None
+    return
 
 
 def _bench(img, view, o, t, emissive):
@@ -314,7 +314,7 @@ def _bench(img, view, o, t, emissive):
     cv2.rectangle(img, (int(u - 0.8 * ppm), int(v - 0.9 * ppm)), (int(u + 0.8 * ppm), int(v - 0.7 * ppm)), (40, 80, 120), -1)
     for lx in (-0.7, 0.7):
         cv2.line(img, (int(u + lx * ppm), int(v)), (int(u + lx * ppm), int(v - 0.5 * ppm)), (40, 40, 40), max(1, int(0.06 * ppm)))
-    return None
+    return
 
 
 Painter = Callable[[np.ndarray, View, SceneObject, float, np.ndarray], Box | None]

@@ -77,16 +77,24 @@ _TINT = {"day": (1.0, 1.0, 1.0), "overcast": (0.9, 0.9, 0.92), "dusk": (0.75, 0.
 
 def _light(img: np.ndarray, spec: SceneSpec, emissive: np.ndarray) -> np.ndarray:
     gain = np.array(_TINT[spec.light], np.float32) * spec.brightness
-    f = img.astype(np.float32) * gain
+    lit = cv2.transform(img, np.diag(gain).astype(np.float32))
     if spec.light == "overcast":
-        f = f * 0.85 + f.mean() * 0.15
-    if emissive.any():
-        glow = cv2.GaussianBlur(emissive, (0, 0), sigmaX=max(2.0, img.shape[1] / 160))
+        lit = cv2.convertScaleAbs(lit, alpha=0.85, beta=float(lit.mean()) * 0.15)
+    ys, xs = np.nonzero(emissive > 0)
+    if len(xs):
+        h, w = img.shape[:2]
+        sigma = max(2.0, w / 160)
+        pad = int(sigma * 4)
+        x1, y1 = max(0, xs.min() - pad), max(0, ys.min() - pad)
+        x2, y2 = min(w, xs.max() + pad + 1), min(h, ys.max() + pad + 1)
+        em = emissive[y1:y2, x1:x2]
+        glow = cv2.GaussianBlur(em, (0, 0), sigmaX=sigma)
         strength = 0.25 if spec.light in ("day", "overcast") else 0.6
-        f += glow[..., None] * np.array([40, 120, 255], np.float32) * strength
-        e = emissive[..., None]
-        f = f * (1 - e) + img.astype(np.float32) * e
-    return np.clip(f, 0, 255).astype(np.uint8)
+        roi = lit[y1:y2, x1:x2].astype(np.float32) + glow[..., None] * np.array([40, 120, 255], np.float32) * strength
+        e = em[..., None]
+        roi = roi * (1 - e) + img[y1:y2, x1:x2].astype(np.float32) * e
+        lit[y1:y2, x1:x2] = np.clip(roi, 0, 255).astype(np.uint8)
+    return lit
 
 
 def render(
@@ -134,8 +142,10 @@ def render(
         if spec.blur > 0:
             img = cv2.GaussianBlur(img, (0, 0), sigmaX=spec.blur * view.scale)
         if spec.noise > 0:
-            noise = rng.normal(0, spec.noise, img.shape).astype(np.float32)
-            img = np.clip(img.astype(np.float32) + noise, 0, 255).astype(np.uint8)
+            noise = np.empty(img.shape, np.int16)
+            cv2.setRNGSeed(int(rng.integers(0, 2**31)))
+            cv2.randn(noise, 0, spec.noise)
+            img = cv2.add(img, noise, dtype=cv2.CV_8U)
         ok, enc = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, spec.jpeg_quality])
         if ok:
             img = cv2.imdecode(enc, cv2.IMREAD_COLOR)
