@@ -39,6 +39,9 @@ __all__ = ["CameraStream", "build_app", "main", "parse_camera", "serve"]
 
 log = logging.getLogger("cityops.sim.camera")
 BOUNDARY = "cityopsframe"
+CAMERAS = web.AppKey("cameras", dict)
+TRUTH_LOG = web.AppKey("truth_log", Path)
+TRUTH_TASK = web.AppKey("truth_task", asyncio.Task)
 
 
 class SimulatorError(CityopsError):
@@ -132,7 +135,7 @@ class CameraStream:
 
 
 async def _stream(request: web.Request) -> web.StreamResponse:
-    cam: CameraStream | None = request.app["cameras"].get(request.match_info["id"])
+    cam: CameraStream | None = request.app[CAMERAS].get(request.match_info["id"])
     if cam is None:
         raise web.HTTPNotFound(text="no such camera")
     if cam.is_down:
@@ -172,11 +175,11 @@ async def _list(request: web.Request) -> web.Response:
     base = f"{request.scheme}://{request.host}"
     return web.json_response({cid: {"stream": f"{base}/cameras/{cid}.mjpg", "truth": f"{base}/cameras/{cid}/truth",
                                     "down": cam.is_down, "clients": cam.clients}
-                              for cid, cam in request.app["cameras"].items()})
+                              for cid, cam in request.app[CAMERAS].items()})
 
 
 async def _truth(request: web.Request) -> web.Response:
-    cam = request.app["cameras"].get(request.match_info["id"])
+    cam = request.app[CAMERAS].get(request.match_info["id"])
     if cam is None:
         raise web.HTTPNotFound(text="no such camera")
     return web.json_response({**cam.clip.truth(), "camera": cam.id, "started_at": cam.started_at.isoformat(),
@@ -184,7 +187,7 @@ async def _truth(request: web.Request) -> web.Response:
 
 
 async def _outage(request: web.Request) -> web.Response:
-    cam = request.app["cameras"].get(request.match_info["id"])
+    cam = request.app[CAMERAS].get(request.match_info["id"])
     if cam is None:
         raise web.HTTPNotFound(text="no such camera")
     try:
@@ -199,8 +202,8 @@ async def _outage(request: web.Request) -> web.Response:
 
 async def _truth_log(app: web.Application) -> None:
     """Append appear/disappear entries to the truth log as they happen."""
-    path: Path = app["truth_log"]
-    pending = sorted((e for cam in app["cameras"].values() for e in cam.timeline(loops=1000)), key=lambda r: r["at"])
+    path: Path = app[TRUTH_LOG]
+    pending = sorted((e for cam in app[CAMERAS].values() for e in cam.timeline(loops=1000)), key=lambda r: r["at"])
     for entry in pending:
         delay = (datetime.fromisoformat(entry["at"]) - datetime.now(UTC)).total_seconds()
         if delay > 0:
@@ -211,19 +214,19 @@ async def _truth_log(app: web.Application) -> None:
 
 def build_app(cameras: dict[str, CameraStream], truth_log: Path | None = None) -> web.Application:
     app = web.Application()
-    app["cameras"] = cameras
+    app[CAMERAS] = cameras
     app.router.add_get("/cameras", _list)
     app.router.add_get("/cameras/{id}.mjpg", _stream)
     app.router.add_get("/cameras/{id}/truth", _truth)
     app.router.add_post("/cameras/{id}/outage", _outage)
     if truth_log is not None:
-        app["truth_log"] = truth_log
+        app[TRUTH_LOG] = truth_log
 
         async def start_log(app: web.Application) -> None:
-            app["truth_task"] = asyncio.create_task(_truth_log(app))
+            app[TRUTH_TASK] = asyncio.create_task(_truth_log(app))
 
         async def stop_log(app: web.Application) -> None:
-            app["truth_task"].cancel()
+            app[TRUTH_TASK].cancel()
 
         app.on_startup.append(start_log)
         app.on_cleanup.append(stop_log)

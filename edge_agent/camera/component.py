@@ -68,8 +68,8 @@ class CameraComponent:
                 for task in done:
                     if task is not waiter and task.exception() is not None:
                         raise task.exception()  # type: ignore[misc]
-                if waiter in done or not (pending - {waiter}):
-                    break
+                if waiter in done:
+                    break  # (cameras whose file has played out just stay idle until then)
         finally:
             inner.set()
             waiter.cancel()

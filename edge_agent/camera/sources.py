@@ -25,6 +25,7 @@ from protocol.errors import CityopsError
 from .config import CameraConfig
 
 __all__ = [
+    "EndOfStream",
     "Frame",
     "FrameSource",
     "MjpegSource",
@@ -42,6 +43,10 @@ class SourceError(CityopsError):
         self.camera = camera
         self.detail = detail
         super().__init__(f"camera {camera}: {detail}")
+
+
+class EndOfStream(SourceError):
+    """A video file that is not looped has played to its end: done, not broken."""
 
 
 @dataclass(frozen=True)
@@ -93,8 +98,9 @@ class _Pacer:
     def due(self, t: float) -> bool:
         if t + 1e-6 < self.next_due:
             return False
-        # Stay on the grid, but never build up a backlog after a stall.
-        self.next_due = max(self.next_due + self.period, t + self.period * 0.5)
+        # Stay on the grid, but never build up a backlog after a stall (or at the start).
+        nd = self.next_due + self.period
+        self.next_due = nd if nd > t else t + self.period
         return True
 
 
@@ -240,11 +246,13 @@ class OpenCVSource:
                     self._started += self._file_index / self._file_fps
                     self._file_index = 0
                     continue
-                return None, 0.0, "end of file" if self.is_file else "the stream stopped delivering frames"
+                if self.is_file:
+                    return None, 0.0, "end of file"
+                return None, 0.0, "the stream stopped delivering frames"
             if self.is_file:
                 t_media = self._file_index / self._file_fps
                 self._file_index += 1
-                t = self._started + t_media if self.camera.realtime else time.monotonic()
+                t = self._started + t_media  # media time: as fast as it decodes unless realtime
                 if self.camera.realtime:
                     wait = t - time.monotonic()
                     if wait > 0 and self._pacer.next_due <= t + 1e-6:
@@ -264,6 +272,8 @@ class OpenCVSource:
             raise self._error("not open")
         async with self._lock:
             image, t, error = await asyncio.to_thread(self._next_blocking)
+        if error == "end of file":
+            raise EndOfStream(self.camera.id, error)
         if error:
             raise self._error(error)
         try:

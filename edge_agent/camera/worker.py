@@ -23,7 +23,7 @@ from protocol.messages import CameraTelemetry, EventKind, Evidence, Location
 from .config import CameraConfig, ZoneConfig
 from .motion import MotionGate
 from .snapshot import snapshot_jpeg
-from .sources import Frame, FrameSource, SourceError
+from .sources import EndOfStream, Frame, FrameSource, SourceError
 
 __all__ = ["CameraWorker"]
 
@@ -60,7 +60,7 @@ class CameraWorker:
         self.frames = 0
         self.detections = 0
         self._frame_times: deque[float] = deque(maxlen=32)
-        self._wait = tenacity.wait_exponential_jitter(initial=camera.reconnect_initial_s, max=camera.reconnect_max_s, jitter=camera.reconnect_initial_s)
+        self._wait = tenacity.wait_exponential_jitter(multiplier=camera.reconnect_initial_s, max=camera.reconnect_max_s, jitter=camera.reconnect_initial_s)
 
     # -- telemetry -------------------------------------------------------------------
     def telemetry(self) -> CameraTelemetry:
@@ -198,6 +198,10 @@ class CameraWorker:
             frames_before = self.frames
             try:
                 await self._session(sink, stop)
+            except EndOfStream:
+                log.info("camera %s: the video file has played to its end", self.camera.id)
+                self.state = "down"
+                return
             except SourceError as exc:
                 self.down_reason = exc.detail
                 log.info("%s", exc)

@@ -258,9 +258,15 @@ class Detector:
                                 self.iou_threshold, self.max_detections)
         else:
             b, c, s, k = self._ssd or (0, 1, 2, 3)
-            found = decode_ssd(self._output(b), self._output(c), self._output(s), self._output(k),
-                               self.score_threshold, n)
+            classes, scores = self._output(c), self._output(s)
+            if not _integral(classes) and _integral(scores):  # unnamed outputs in another order
+                classes, scores = scores, classes
+            found = decode_ssd(self._output(b), classes, scores, self._output(k), self.score_threshold, n)
         return [Detection(d.class_id, d.score, d.box, self.labels[d.class_id]) for d in found]
+
+
+def _integral(values: np.ndarray) -> bool:
+    return bool(np.all(np.abs(values - np.round(values)) < 1e-4))
 
 
 def _as_bgr(frame: np.ndarray) -> np.ndarray:

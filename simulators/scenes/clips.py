@@ -3,6 +3,7 @@ the ground-truth log of when (and where) each one was visible."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,7 +12,7 @@ import cv2
 import numpy as np
 
 from .places import FIRE_LANE_XZ
-from .render import fire_lane_zone, render
+from .render import MIN_BOX_FRACTION, fire_lane_zone, render
 from .spec import (
     PROBLEM_KINDS,
     GroundTruthBox,
@@ -49,10 +50,13 @@ class Clip:
     fps: float = 5.0
     size: tuple[int, int] = (1280, 720)
 
-    def scene_at(self, t: float) -> SceneSpec:
+    def present(self, t: float) -> list[int]:
+        """Indices of the scene's objects present at ``t``."""
         timed = {e.index: e for e in self.events}
-        keep = [o for i, o in enumerate(self.scene.objects) if i not in timed or timed[i].visible(t)]
-        return self.scene.with_objects(keep)
+        return [i for i in range(len(self.scene.objects)) if i not in timed or timed[i].visible(t)]
+
+    def scene_at(self, t: float) -> SceneSpec:
+        return self.scene.with_objects([self.scene.objects[i] for i in self.present(t)])
 
     @property
     def fire_lane(self) -> list[tuple[float, float]] | None:
@@ -73,6 +77,15 @@ def _in_lane(rng: np.random.Generator, spec: SceneSpec) -> SceneObject:
     z0 = near_z(spec.camera) + dz
     return SceneObject("vehicle", x=float(rng.uniform(x0 + 0.6, x1 - 0.6)), z=float(rng.uniform(z0 + 3, z0 + length * 0.6)),
                        size=float(rng.uniform(0.9, 1.1)), seed=int(rng.integers(0, 2**31)), angle=float(rng.choice([0.0, np.pi / 2])))
+
+
+def clearly_visible(spec: SceneSpec) -> bool:
+    """Visible at every moment, with room to spare above the renderer's size floor."""
+    for t in (0.0, 0.6, 1.3, 2.2, 3.7):
+        _, seen = render(spec, (320, 180), t, artefacts=False)
+        if not seen or any((g.box[2] - g.box[0]) < 2 * MIN_BOX_FRACTION or (g.box[3] - g.box[1]) < 2 * MIN_BOX_FRACTION for g in seen):
+            return False
+    return True
 
 
 def random_clip(
@@ -101,8 +114,7 @@ def random_clip(
     for kind in picked:
         for _ in range(30):  # a problem the camera can actually see
             obj = _in_lane(rng, base) if kind == "vehicle" else random_object(rng, kind, base.camera)
-            _, seen = render(base.with_objects([obj]), (320, 180), artefacts=False)
-            if seen:
+            if clearly_visible(base.with_objects([obj])):
                 break
         appear = float(rng.uniform(duration_s * 0.1, duration_s * 0.4))
         stays = rng.random() < 0.5
@@ -115,8 +127,11 @@ def random_clip(
 
 
 def render_clip_frame(clip: Clip, t: float, size: tuple[int, int] | None = None) -> tuple[np.ndarray, list[GroundTruthBox]]:
-    """The frame at ``t`` seconds and its ground truth (boxes of what is visible then)."""
-    return render(clip.scene_at(t), size or clip.size, t)
+    """The frame at ``t`` seconds and its ground truth (boxes of what is visible then;
+    ``index`` refers to ``clip.scene.objects``)."""
+    present = clip.present(t)
+    img, truth = render(clip.scene_at(t), size or clip.size, t)
+    return img, [dataclasses.replace(g, index=present[g.index]) for g in truth]
 
 
 def write_clip(clip: Clip, video: Path | str, truth: Path | str | None = None, *, boxes: bool = False) -> Path:

@@ -17,6 +17,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from .clips import clearly_visible
 from .render import render
 from .spec import LABELS, PROBLEM_KINDS, GroundTruthBox, random_object, random_scene
 
@@ -48,27 +49,30 @@ def make_pair(seed: int, fixed: bool | None = None, *, size: tuple[int, int] = (
     kind = kind or str(rng.choice(kinds))
     base = random_scene(seed, problems=0, distractors=int(rng.integers(1, 4)))
     base = base.replace(light=str(rng.choice(["day", "overcast"])), weather="clear" if rng.random() < 0.7 else base.weather)
-    for _ in range(20):  # a problem large enough to see in the before photo
+    for _ in range(30):  # a problem clearly visible in the before photo
         problem = random_object(rng, kind, base.camera)
-        before = base.with_objects([*base.objects, problem])
-        img_before, boxes_before = render(before, size)
-        if boxes_before:
+        if clearly_visible(base.with_objects([problem])):
             break
-    after_objects = list(base.objects)
+    before = base.with_objects([*base.objects, problem])
+    img_before, boxes_before = render(before, size)
+    extra = list(base.objects)
     if rng.random() < 0.4:
-        after_objects.append(random_object(rng, str(rng.choice(["person", "cone", "bench"])), base.camera))
-    if not fixed:
-        changed = dataclasses.replace(problem, size=problem.size * float(rng.uniform(0.75, 1.05)))
-        after_objects.append(changed)
-    after = before.replace(
-        camera=base.camera.moved(rng),
-        brightness=base.brightness * float(rng.uniform(0.8, 1.2)),
-        light=str(rng.choice(["day", "overcast", base.light])),
-        objects=tuple(after_objects),
-        noise=float(rng.uniform(0.5, 4.0)),
-        jpeg_quality=int(rng.integers(60, 95)),
-    )
-    img_after, boxes_after = render(after, size, t=float(rng.uniform(1, 20)))
+        extra.append(random_object(rng, str(rng.choice(["person", "cone", "bench"])), base.camera))
+    for _ in range(10):  # re-take until a problem that is still there is still in view
+        after_objects = list(extra)
+        if not fixed:
+            after_objects.append(dataclasses.replace(problem, size=problem.size * float(rng.uniform(0.8, 1.05))))
+        after = before.replace(
+            camera=base.camera.moved(rng),
+            brightness=base.brightness * float(rng.uniform(0.8, 1.2)),
+            light=str(rng.choice(["day", "overcast", base.light])),
+            objects=tuple(after_objects),
+            noise=float(rng.uniform(0.5, 4.0)),
+            jpeg_quality=int(rng.integers(60, 95)),
+        )
+        img_after, boxes_after = render(after, size, t=float(rng.uniform(1, 20)))
+        if fixed or any(b.label == PROBLEM_KINDS[kind] for b in boxes_after):
+            break
     label = "fixed" if fixed else "not_fixed"
     return PhotoPair(seed, label, PROBLEM_KINDS[kind], img_before, img_after, boxes_before, boxes_after)
 
