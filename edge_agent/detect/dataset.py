@@ -38,7 +38,7 @@ class Sample:
 
 def train_seeds(count: int, seed: int) -> list[int]:
     """The scene seeds of a training run: disjoint from held-out seeds for any ``seed``."""
-    start = TRAIN_SEED_BASE + (seed % 1000) * 10_000
+    start = TRAIN_SEED_BASE + (seed % 999) * 10_000
     if start + count >= HELD_OUT_SEED_BASE:
         raise ValueError("too many training images for the seed space")
     return list(range(start, start + count))
