@@ -11,6 +11,7 @@ stream ended, garbage), which the camera worker's watchdog turns into a reconnec
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -202,7 +203,7 @@ class OpenCVSource:
         self._file_fps = 0.0
         self._file_index = 0
         self._started = 0.0
-        self._lock = asyncio.Lock()
+        self._lock = threading.Lock()  # grab/retrieve and release never overlap
         self.skipped = 0
 
     @property
@@ -237,8 +238,13 @@ class OpenCVSource:
         self._started = time.monotonic()
 
     def _next_blocking(self) -> tuple[np.ndarray | None, float, str | None]:
-        cap = self._cap
-        assert cap is not None  # noqa: S101
+        with self._lock:
+            cap = self._cap
+            if cap is None:
+                return None, 0.0, "closed"
+            return self._next_locked(cap)
+
+    def _next_locked(self, cap: cv2.VideoCapture) -> tuple[np.ndarray | None, float, str | None]:
         while True:
             if not cap.grab():
                 if self.is_file and self.camera.loop and self._file_index > 0:
@@ -270,8 +276,7 @@ class OpenCVSource:
     async def read(self) -> Frame:
         if self._cap is None:
             raise self._error("not open")
-        async with self._lock:
-            image, t, error = await asyncio.to_thread(self._next_blocking)
+        image, t, error = await asyncio.to_thread(self._next_blocking)
         if error == "end of file":
             raise EndOfStream(self.camera.id, error)
         if error:
@@ -283,10 +288,15 @@ class OpenCVSource:
         self._count += 1
         return Frame(image, t, self._count)
 
+    def _release_blocking(self) -> None:
+        with self._lock:  # waits for a grab in flight (bounded by the read timeout)
+            if self._cap is not None:
+                self._cap.release()
+                self._cap = None
+
     async def close(self) -> None:
         if self._cap is not None:
-            cap, self._cap = self._cap, None
-            await asyncio.to_thread(cap.release)
+            await asyncio.to_thread(self._release_blocking)
 
 
 def open_source(camera: CameraConfig) -> FrameSource:

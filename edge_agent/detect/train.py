@@ -41,8 +41,8 @@ BUNDLED_DIR = Path(__file__).resolve().parent / "models"
 class TrainSettings:
     out: Path
     seed: int = 7
-    images: int = 10000
-    epochs: int = 20
+    images: int = 24000
+    epochs: int = 11
     batch: int = 32
     learning_rate: float = 3e-3
     width: float = 1.25  # channel multiplier
@@ -132,7 +132,7 @@ def _loss_fn(num_classes: int):
         hm = -(tf.reduce_sum(pos_loss) + tf.reduce_sum(neg_loss)) / n
         wh = tf.reduce_sum(tf.abs(y_pred[..., num_classes : num_classes + 2] - y_true[..., num_classes : num_classes + 2]) * mask) / n
         off = tf.reduce_sum(tf.abs(y_pred[..., num_classes + 2 : num_classes + 4] - y_true[..., num_classes + 2 : num_classes + 4]) * mask) / n
-        return hm + 5.0 * wh + off
+        return hm + 8.0 * wh + off
 
     return loss
 
@@ -200,7 +200,7 @@ def train(settings: TrainSettings) -> dict:
         return tf.clip_by_value(img, 0.0, 255.0), tgt
 
     data = (tf.data.Dataset.from_tensor_slices((images, targets))
-            .shuffle(len(images), seed=settings.seed, reshuffle_each_iteration=True)
+            .shuffle(min(len(images), 4096), seed=settings.seed, reshuffle_each_iteration=True)
             .batch(settings.batch, drop_remainder=len(images) >= settings.batch)
             .map(augment, num_parallel_calls=1)
             .prefetch(2))

@@ -83,7 +83,7 @@ def clearly_visible(spec: SceneSpec) -> bool:
     """Visible at every moment, with room to spare above the renderer's size floor."""
     for t in (0.0, 0.6, 1.3, 2.2, 3.7):
         _, seen = render(spec, (320, 180), t, artefacts=False)
-        if not seen or any((g.box[2] - g.box[0]) < 2 * MIN_BOX_FRACTION or (g.box[3] - g.box[1]) < 2 * MIN_BOX_FRACTION for g in seen):
+        if not seen or any((g.box[2] - g.box[0]) < 1.5 * MIN_BOX_FRACTION or (g.box[3] - g.box[1]) < 1.5 * MIN_BOX_FRACTION for g in seen):
             return False
     return True
 
@@ -112,8 +112,10 @@ def random_clip(
     objects = [o for o in base.objects if not (base.fire_lane and abs(o.x) < 2.5)]
     events = []
     for kind in picked:
-        for _ in range(30):  # a problem the camera can actually see
+        for attempt in range(40):  # a problem the camera can actually see
             obj = _in_lane(rng, base) if kind == "vehicle" else random_object(rng, kind, base.camera)
+            if attempt >= 20:  # bring it closer, to the middle of the view
+                obj = dataclasses.replace(obj, x=base.camera.pan_m + obj.x * 0.3, z=near_z(base.camera) * 1.05 + (obj.z - near_z(base.camera)) * 0.2, size=max(obj.size, 1.0))
             if clearly_visible(base.with_objects([obj])):
                 break
         appear = float(rng.uniform(duration_s * 0.1, duration_s * 0.4))

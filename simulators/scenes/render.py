@@ -14,7 +14,7 @@ __all__ = ["fire_lane_zone", "render"]
 
 _FLAT = ("puddle", "flood")  # painted on the ground before anything stands on it
 _AIR = ("smoke",)  # painted last, over everything
-MIN_BOX_FRACTION = 0.03  # a labelled object smaller than this (of the frame side) is left out
+MIN_BOX_FRACTION = 0.045  # a labelled object smaller than this (of the frame side) is left out
 MIN_VISIBLE = 0.5  # ...and so is one mostly outside the frame
 
 

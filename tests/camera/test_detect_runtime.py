@@ -11,7 +11,7 @@ from edge_agent.detect.runtime import Detector, DetectorService, ModelError, ins
 from simulators.scenes import SceneObject, SceneSpec, render
 from simulators.scenes.spec import CameraPose, near_z
 
-from .conftest import TINY_LABELS
+TINY_LABELS = ["cat", "dog", "bird"]  # as in conftest.tiny_models
 
 
 def _scene(kind: str, **kw) -> SceneSpec:
