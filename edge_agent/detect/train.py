@@ -205,6 +205,7 @@ def train(settings: TrainSettings) -> dict:
             .map(augment, num_parallel_calls=1)
             .prefetch(2))
     history = model.fit(data, epochs=settings.epochs, verbose=2 if settings.epochs > 1 else 0)
+    model.save_weights(str(out / "cityops_detector.weights.h5"))  # to resume or fine-tune
     calib = images[: settings.calibration_images].astype(np.float32)
     sizes = _export(model, calib, out)
     (out / "labels.txt").write_text("".join(f"{name}\n" for name in LABELS), encoding="utf-8")
