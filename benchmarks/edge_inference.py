@@ -145,6 +145,13 @@ def serve_streams(port: int, streams: int, seconds: float) -> None:
     asyncio.run(main())
 
 
+def _rss_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return round(int(line.split()[1]) / 1024, 1)
+    return 0.0
+
+
 def agent_streams(port: int, streams: int, seconds: float) -> None:
     """(subprocess) One agent process on one core reading the streams; prints JSON."""
     pin(0)
@@ -165,6 +172,7 @@ def agent_streams(port: int, streams: int, seconds: float) -> None:
         sink, stop = MemorySink(), asyncio.Event()
         task = asyncio.create_task(comp.run(sink, stop))
         await asyncio.sleep(5)  # connect and settle
+        rss_start = _rss_mb()
         f0 = {w.camera.id: w.frames for w in comp.workers}
         d0 = sum(w.detections for w in comp.workers)
         cpu0, wall0 = time.process_time(), time.perf_counter()
@@ -180,6 +188,7 @@ def agent_streams(port: int, streams: int, seconds: float) -> None:
                 "fps_per_stream_mean": round(float(np.mean(rates)), 2), "detector_runs_per_s": round(detects / wall, 1),
                 "cpu_core_percent": round(100 * cpu / wall, 1),
                 "rss_peak_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+                "rss_at_start_mb": rss_start, "rss_at_end_mb": _rss_mb(),
                 "cameras_up": sum(1 for c in tel["cameras"].values() if c["state"] == "up"),
                 "events": len(sink.drafts)}
 
@@ -193,6 +202,7 @@ def bench_streams(streams: int, seconds: float) -> dict:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     me = [sys.executable, __file__]
+    env = {**os.environ, "MALLOC_ARENA_MAX": os.environ.get("MALLOC_ARENA_MAX", "2")}
     server = subprocess.Popen([*me, "--role", "serve", "--port", str(port), "--streams", str(streams),
                                "--seconds", str(seconds + 60)], stdout=subprocess.PIPE, text=True)
     try:
@@ -200,7 +210,7 @@ def bench_streams(streams: int, seconds: float) -> dict:
         if "READY" not in line:
             raise RuntimeError("the camera simulator did not start")
         agent = subprocess.run([*me, "--role", "agent", "--port", str(port), "--streams", str(streams),
-                                "--seconds", str(seconds)], capture_output=True, text=True, timeout=seconds + 120)
+                                "--seconds", str(seconds)], capture_output=True, text=True, timeout=seconds + 120, env=env)
         if agent.returncode != 0:
             raise RuntimeError(agent.stderr[-2000:])
         return json.loads(agent.stdout.strip().splitlines()[-1])

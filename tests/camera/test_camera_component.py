@@ -141,9 +141,8 @@ def test_a_bad_model_fails_at_start(tmp_path):
         CameraComponent(sec)
 
 
-@pytest.mark.slow
 def test_fire_lane_clip_reports_a_blocked_lane(tmp_path):
-    """Slow: a parked car in a marked fire lane (rendered clip) → roads.fire_lane_blocked."""
+    """A parked car in a marked fire lane (rendered clip) → roads.fire_lane_blocked."""
     from simulators.scenes import random_clip
 
     clip = random_clip(11, duration_s=20, fps=5, size=(640, 360), problems=1, kinds=("vehicle",))
