@@ -1,0 +1,81 @@
+"""The camera component: every configured camera as a :class:`CameraWorker`, all sharing
+one detector through a :class:`~edge_agent.detect.runtime.DetectorService`.
+
+Building it loads the model and labels, so a bad model fails at start-up with the file
+and the fix named (:class:`~edge_agent.detect.runtime.ModelError`)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from edge_agent.detect.labels import read_labels
+from edge_agent.detect.runtime import Detector, DetectorService
+from edge_agent.emit import EventSink
+from protocol.clock import Clock, SystemClock
+
+from .config import CameraConfig, CameraSection
+from .sources import FrameSource, open_source
+from .worker import CameraWorker
+
+__all__ = ["CameraComponent", "build_detector"]
+
+log = logging.getLogger(__name__)
+
+
+def build_detector(section: CameraSection) -> DetectorService:
+    cfg = section.detector
+    labels = read_labels(cfg.labels)
+    detector = Detector(cfg.model, labels, layout=cfg.layout, threads=cfg.threads, input_order=cfg.input_order,
+                        input_range=cfg.input_range, score_threshold=cfg.score_threshold,
+                        iou_threshold=cfg.iou_threshold, max_detections=cfg.max_detections)
+    return DetectorService(detector)
+
+
+class CameraComponent:
+    name = "camera"
+
+    def __init__(
+        self,
+        section: CameraSection,
+        *,
+        clock: Clock | None = None,
+        detector: DetectorService | None = None,
+        source_factory: Callable[[CameraConfig], FrameSource] = open_source,
+    ) -> None:
+        self.section = section
+        self.clock = clock or SystemClock()
+        self._owns_detector = detector is None
+        self.detector = detector or build_detector(section)
+        class_map = section.detector.class_map(self.detector.detector.labels)
+        self.workers = [
+            CameraWorker(cam, section.zones_for(cam.id), self.detector.detect, class_map, self.clock,
+                         source_factory, inference_ms=lambda: self.detector.inference_ms)
+            for cam in section.cameras if cam.enabled
+        ]
+
+    async def run(self, sink: EventSink, stop: asyncio.Event) -> None:
+        self.detector.start()
+        inner = asyncio.Event()  # ours to set when a worker fails; ``stop`` belongs to the app
+        tasks = [asyncio.create_task(w.run(sink, inner), name=f"camera:{w.camera.id}") for w in self.workers]
+        waiter = asyncio.create_task(stop.wait())
+        try:
+            pending = {waiter, *tasks}
+            while not stop.is_set():
+                done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+                for task in done:
+                    if task is not waiter and task.exception() is not None:
+                        raise task.exception()  # type: ignore[misc]
+                if waiter in done:
+                    break  # (cameras whose file has played out just stay idle until then)
+        finally:
+            inner.set()
+            waiter.cancel()
+            await asyncio.gather(*tasks, waiter, return_exceptions=True)
+            if self._owns_detector:
+                self.detector.stop()
+
+    def telemetry(self) -> dict[str, Any]:
+        return {"cameras": {w.camera.id: w.telemetry().model_dump() for w in self.workers}}

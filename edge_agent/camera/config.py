@@ -1,0 +1,309 @@
+"""Camera and detector configuration: the ``cameras:``, ``zones:`` and ``detector:`` part
+of an agent's firmware config, as one self-contained model, :class:`CameraSection`.
+
+Every field has a default, a description and bounds, so the schema documents itself
+(``CameraSection.model_json_schema()``). Cross-object checks live in
+:meth:`CameraSection._cross_checks` and raise with the key path: a zone names a camera
+that exists, a class maps onto a real camera subcategory of the taxonomy, the model file
+exists and predicts as many classes as its labels file names.
+
+Relative paths resolve against ``base_dir`` in the validation context (the config file's
+folder when loaded with :func:`load_camera_section`), else the working directory.
+"""
+
+from __future__ import annotations
+
+import re
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, ValidationInfo, field_validator, model_validator
+
+from protocol.base import StrictModel
+from protocol.config import Document, parse_yaml, validate_document
+from protocol.errors import ConfigError, ConfigProblem
+from protocol.ids import Id
+from protocol.taxonomy import Source, taxonomy
+
+__all__ = [
+    "BUNDLED_LABELS",
+    "BUNDLED_MODEL",
+    "CameraConfig",
+    "CameraLocation",
+    "CameraSection",
+    "ClassSettings",
+    "DetectorConfig",
+    "MotionConfig",
+    "TrackingConfig",
+    "ZoneConfig",
+    "ZonePurpose",
+    "load_camera_section",
+    "locate_cross_checks",
+]
+
+MODELS_DIR = Path(__file__).resolve().parent.parent / "detect" / "models"
+BUNDLED_MODEL = MODELS_DIR / "cityops_detector_int8.tflite"
+BUNDLED_LABELS = MODELS_DIR / "labels.txt"
+
+Fraction = Annotated[float, Field(ge=0.0, le=1.0)]
+Point = tuple[Fraction, Fraction]
+Polygon = Annotated[list[Point], Field(min_length=3, max_length=64)]
+
+
+def _resolve(value: Path, info: ValidationInfo) -> Path:
+    base = (info.context or {}).get("base_dir")
+    if not value.is_absolute() and base is not None:
+        return Path(base) / value
+    return value
+
+
+class CameraLocation(StrictModel):
+    lat: float = Field(31.2304, ge=-90, le=90, description="latitude of what the camera looks at")
+    lon: float = Field(121.4737, ge=-180, le=180, description="longitude")
+    grid_id: Id | None = Field(None, description="the management grid this view belongs to")
+    place: str | None = Field(None, max_length=200, description="place text shown to operators")
+
+
+class MotionConfig(StrictModel):
+    enabled: bool = Field(True, description="run the detector only on motion (plus the rules below)")
+    width: int = Field(96, ge=16, le=640, description="width of the downscaled gray frame the gate compares")
+    threshold: int = Field(18, ge=1, le=255, description="per-pixel gray difference that counts as change")
+    min_ratio: float = Field(0.004, ge=0.0, le=1.0, description="changed fraction of unmasked pixels that counts as motion")
+    background_rate: float = Field(0.05, gt=0.0, le=1.0, description="how fast the background model follows the scene")
+    idle_detect_s: float = Field(10.0, ge=0.5, le=3600, description="run the detector at least this often without motion (static problems: a puddle growing slowly)")
+
+
+class ClassSettings(StrictModel):
+    min_score: float = Field(0.45, ge=0.0, le=1.0, description="median score a track needs before it is reported")
+    min_frames: int = Field(3, ge=1, le=100, description="frames a track needs before it is reported")
+    subcategory: str | None = Field(None, description="override the detector's class mapping for this camera")
+
+
+class TrackingConfig(StrictModel):
+    match_iou: float = Field(0.25, ge=0.0, le=1.0, description="IoU at which a detection continues a track")
+    match_distance: float = Field(0.12, ge=0.0, le=1.0, description="...or centre distance (fraction of the frame) when IoU is low")
+    end_after_s: float = Field(8.0, ge=0.5, le=3600, description="a track unseen this long ends (event 'end')")
+    update_min_interval_s: float = Field(30.0, ge=0.0, le=86400, description="at most one 'update' per track this often")
+    update_iou: float = Field(0.6, ge=0.0, le=1.0, description="send 'update' when the box's IoU with the last sent box falls below this")
+    update_score_delta: float = Field(0.15, ge=0.0, le=1.0, description="...or the score moves this much")
+    score_window: int = Field(7, ge=1, le=100, description="frames the median score is taken over")
+
+
+class ZonePurpose(StrEnum):
+    FIRE_LANE = "fire_lane"  # a vehicle dwelling here blocks the fire lane
+    NO_PARKING = "no_parking"  # a vehicle dwelling here is parked illegally
+    WATCH = "watch"  # report the listed classes only here (with the zone in the evidence)
+    IGNORE = "ignore"  # never report anything seen here
+
+
+_PURPOSE_SUBCATEGORY = {ZonePurpose.FIRE_LANE: "roads.fire_lane_blocked", ZonePurpose.NO_PARKING: "roads.illegal_parking"}
+
+
+class ZoneConfig(StrictModel):
+    id: Id = Field(description="zone id, shown in the event's evidence")
+    camera: Id = Field(description="the camera this zone is drawn on")
+    polygon: Polygon = Field(description="outline as [x, y] fractions of the frame (0..1), at least 3 points")
+    purpose: ZonePurpose = Field(ZonePurpose.WATCH, description="fire_lane | no_parking | watch | ignore")
+    classes: list[str] = Field(default_factory=list, description="detector labels this zone applies to (empty: vehicle for fire_lane/no_parking, all for watch/ignore)")
+    dwell_s: float = Field(0.0, ge=0.0, le=86400, description="seconds an object must stay inside before it is reported")
+    subcategory: str | None = Field(None, description="what to report (default: roads.fire_lane_blocked / roads.illegal_parking / the class mapping)")
+    min_overlap: float = Field(0.3, ge=0.0, le=1.0, description="fraction of the box's bottom third inside the polygon that counts as inside")
+
+    def applies_to(self, label: str) -> bool:
+        if self.classes:
+            return label in self.classes
+        if self.purpose in _PURPOSE_SUBCATEGORY:
+            return label == "vehicle"
+        return True
+
+    def reported_subcategory(self) -> str | None:
+        return self.subcategory or _PURPOSE_SUBCATEGORY.get(self.purpose)
+
+
+class CameraConfig(StrictModel):
+    id: Id = Field(description="camera id: the event's source")
+    url: str | None = Field(None, max_length=2000, description="rtsp://, http(s):// (MJPEG) URL; never passed through a shell")
+    file: Path | None = Field(None, description="a video file (for tests and demos)")
+    device: int | None = Field(None, ge=0, le=63, description="a local video device index (/dev/videoN)")
+    loop: bool = Field(True, description="play a file again from the start when it ends")
+    realtime: bool = Field(True, description="play a file at its own frame rate (false: as fast as it decodes)")
+    enabled: bool = Field(True, description="false: configured but not run")
+    fps: float = Field(2.0, gt=0.0, le=30.0, description="frames per second analysed; the rest are skipped without decoding where the source allows")
+    resolution: tuple[Annotated[int, Field(ge=16, le=8192)], Annotated[int, Field(ge=16, le=8192)]] | None = Field(
+        None, description="expected [width, height]; frames of another size are resized to it")
+    decode_scale: Literal[1, 2, 4] = Field(2, description="decode MJPEG at 1/N size (cheaper; 720p at 2 is 640x360)")
+    location: CameraLocation = Field(default_factory=CameraLocation, description="where the camera looks")
+    masks: list[Polygon] = Field(default_factory=list, description="areas the motion gate ignores (trees in wind, a clock), [x, y] fractions")
+    motion: MotionConfig = Field(default_factory=MotionConfig)
+    tracking: TrackingConfig = Field(default_factory=TrackingConfig)
+    classes: dict[str, ClassSettings] = Field(default_factory=dict, description="per-class thresholds by detector label")
+    stall_timeout_s: float = Field(10.0, ge=0.5, le=600, description="no frame for this long: reconnect")
+    down_after_s: float = Field(15.0, ge=0.0, le=3600, description="report the camera DOWN after failing this long")
+    reconnect_initial_s: float = Field(1.0, gt=0.0, le=600, description="first reconnect delay (then exponential with jitter)")
+    reconnect_max_s: float = Field(60.0, gt=0.0, le=3600, description="longest reconnect delay")
+    snapshot_width: int = Field(320, ge=64, le=1920, description="longest side of an event's snapshot crop")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> CameraConfig:
+        given = [name for name in ("url", "file", "device") if getattr(self, name) is not None]
+        if len(given) != 1:
+            raise ValueError(f"give exactly one of url, file, device (got {', '.join(given) or 'none'})")
+        if self.url is not None and self.url.split("://", 1)[0].lower() not in ("rtsp", "rtsps", "http", "https", "rtmp"):
+            raise ValueError("url must start with rtsp://, rtsps://, http://, https:// or rtmp://")
+        if any(ch in (self.url or "") for ch in "\r\n\x00"):
+            raise ValueError("url contains control characters")
+        return self
+
+    @field_validator("file")
+    @classmethod
+    def _file_exists(cls, v: Path | None, info: ValidationInfo) -> Path | None:
+        if v is None:
+            return v
+        v = _resolve(v, info)
+        if not v.is_file():
+            raise ValueError(f"video file {v} not found")
+        return v
+
+    def class_settings(self, label: str) -> ClassSettings:
+        return self.classes.get(label) or ClassSettings()
+
+
+class DetectorConfig(StrictModel):
+    model: Path = Field(BUNDLED_MODEL, description="the .tflite model (default: the bundled int8 detector)")
+    labels: Path = Field(BUNDLED_LABELS, description="labels file: one class name per line, in class-id order")
+    layout: Literal["auto", "centernet", "ssd", "yolo"] = Field("auto", description="output layout; auto guesses from the output shapes")
+    threads: int = Field(1, ge=1, le=16, description="interpreter threads (the one shared interpreter serves every camera)")
+    input_order: Literal["rgb", "bgr"] = Field("rgb", description="channel order the model expects")
+    input_range: Literal["0_255", "0_1", "-1_1"] = Field("0_255", description="pixel range a float model expects (quantized models use their own scale)")
+    score_threshold: float = Field(0.3, ge=0.01, le=1.0, description="detections below this are dropped before tracking")
+    iou_threshold: float = Field(0.45, ge=0.0, le=1.0, description="NMS IoU for raw (YOLO) outputs")
+    max_detections: int = Field(50, ge=1, le=500)
+    classes: dict[str, str | None] | None = Field(
+        None, description="label -> taxonomy subcategory (null: report only through zones); default: the bundled model's mapping")
+    check_model: bool = Field(True, description="open the model at validation to check it against the labels")
+
+    @field_validator("model", "labels")
+    @classmethod
+    def _resolve_paths(cls, v: Path, info: ValidationInfo) -> Path:
+        return _resolve(v, info)
+
+    def class_map(self, labels: list[str]) -> dict[str, str | None]:
+        from edge_agent.detect.labels import bundled_class_map
+
+        if self.classes is not None:
+            return {label: self.classes.get(label) for label in labels}
+        bundled = bundled_class_map()
+        return {label: bundled.get(label) for label in labels}
+
+
+def _camera_subcategory(code: str) -> str | None:
+    """None if ``code`` is a live camera subcategory, else the reason it is not."""
+    try:
+        sub = taxonomy().subcategory(code)
+    except KeyError:
+        return f"{code!r} is not a taxonomy subcategory"
+    if sub.retired:
+        return f"{code!r} is retired"
+    if sub.source not in (Source.CAMERA, Source.REPORT):
+        return f"{code!r} is a {sub.source.value} subcategory, not one a camera reports"
+    return None
+
+
+class CameraSection(StrictModel):
+    cameras: list[CameraConfig] = Field(default_factory=list, max_length=256, description="the cameras this agent reads")
+    zones: list[ZoneConfig] = Field(default_factory=list, max_length=1024, description="polygon zones on cameras")
+    detector: DetectorConfig = Field(default_factory=DetectorConfig, description="the shared detector")
+
+    @model_validator(mode="after")
+    def _cross_checks(self, info: ValidationInfo) -> CameraSection:
+        from edge_agent.detect.labels import LabelsError, read_labels
+        from edge_agent.detect.runtime import ModelError, inspect_model
+
+        problems: list[str] = []
+        ids = [c.id for c in self.cameras]
+        for dup in sorted({i for i in ids if ids.count(i) > 1}):
+            problems.append(f"cameras: id {dup!r} is used twice")
+        try:
+            labels = read_labels(self.detector.labels)
+        except LabelsError as exc:
+            problems.append(f"detector.labels: {exc}")
+            labels = None
+        if labels is not None:
+            for label, code in (self.detector.classes or {}).items():
+                if label not in labels:
+                    problems.append(f"detector.classes.{label}: not a label of {self.detector.labels.name} ({', '.join(labels)})")
+                elif code is not None and (why := _camera_subcategory(code)):
+                    problems.append(f"detector.classes.{label}: {why}")
+            for ci, cam in enumerate(self.cameras):
+                for label, cs in cam.classes.items():
+                    if label not in labels:
+                        problems.append(f"cameras[{ci}].classes.{label}: not a detector label ({', '.join(labels)})")
+                    if cs.subcategory and (why := _camera_subcategory(cs.subcategory)):
+                        problems.append(f"cameras[{ci}].classes.{label}.subcategory: {why}")
+            if self.detector.check_model:
+                try:
+                    inspect_model(self.detector.model, labels, self.detector.layout)
+                except ModelError as exc:
+                    problems.append(f"detector.model: {exc}")
+        zone_ids = [z.id for z in self.zones]
+        for zi, zone in enumerate(self.zones):
+            if zone.camera not in ids:
+                problems.append(f"zones[{zi}].camera: no camera {zone.camera!r} (cameras: {', '.join(ids) or 'none'})")
+            if zone_ids.count(zone.id) > 1:
+                problems.append(f"zones[{zi}].id: {zone.id!r} is used twice")
+            if labels is not None:
+                for label in zone.classes:
+                    if label not in labels:
+                        problems.append(f"zones[{zi}].classes: {label!r} is not a detector label ({', '.join(labels)})")
+            if zone.subcategory and (why := _camera_subcategory(zone.subcategory)):
+                problems.append(f"zones[{zi}].subcategory: {why}")
+        if problems:
+            raise ValueError(CROSS_CHECK_SEPARATOR.join(problems))
+        return self
+
+    def zones_for(self, camera_id: str) -> list[ZoneConfig]:
+        return [z for z in self.zones if z.camera == camera_id]
+
+
+CROSS_CHECK_SEPARATOR = " | "
+_PATH_PART = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)|\[(\d+)\]")
+
+
+def _parse_path(text: str) -> tuple[str | int, ...]:
+    parts: list[str | int] = []
+    for name, index in _PATH_PART.findall(text):
+        parts.append(int(index) if index else name)
+    return tuple(parts)
+
+
+def locate_cross_checks(error: ConfigError, doc: Document, prefix: tuple[str | int, ...] = ()) -> ConfigError:
+    """Split the cross-check message of :class:`CameraSection` into one problem per check,
+    each at its own ``file:line:col`` (``prefix``: where the section sits in a bigger doc)."""
+    problems: list[ConfigProblem] = []
+    for p in error.problems:
+        pieces = p.message.split(CROSS_CHECK_SEPARATOR)
+        if len(pieces) == 1 and not re.match(r"^[a-z_]+(\[\d+\])?[.:]", p.message):
+            problems.append(p)
+            continue
+        pieces[-1] = re.sub(r" \(got \{.*$", "", pieces[-1])
+        for piece in pieces:
+            where, _, message = piece.partition(": ")
+            path = (*prefix, *_parse_path(where))
+            problems.append(doc.problem(path, message))
+    return ConfigError(problems)
+
+
+def load_camera_section(path: str | Path, *, context: dict[str, Any] | None = None) -> CameraSection:
+    """Load a YAML file that holds just the camera section (tests, ``check-config``)."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError([ConfigProblem(str(path), None, None, "", f"cannot read file: {exc}")]) from None
+    doc = parse_yaml(text, str(path))
+    ctx = {"base_dir": path.resolve().parent, **(context or {})}
+    try:
+        return validate_document(CameraSection, doc, context=ctx)
+    except ConfigError as exc:
+        raise locate_cross_checks(exc, doc) from None

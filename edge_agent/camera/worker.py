@@ -1,0 +1,220 @@
+"""One camera's loop: connect, read frames at the configured rate, gate on motion, detect,
+track, and emit events; a watchdog reconnects a broken or stalled stream with jittered
+exponential backoff (tenacity's wait strategy) and reports the camera DOWN and UP again as
+a ``device.camera_down`` event (``new`` then ``end``)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from datetime import datetime, timedelta
+
+import tenacity
+
+from edge_agent.emit import EventDraft, EventSink
+from edge_agent.tracking import Lifecycle, Tracker
+from protocol.clock import Clock
+from protocol.ids import new_event_id
+from protocol.messages import CameraTelemetry, EventKind, Evidence, Location
+
+from .config import CameraConfig, ZoneConfig
+from .motion import MotionGate
+from .snapshot import snapshot_jpeg
+from .sources import EndOfStream, Frame, FrameSource, SourceError
+
+__all__ = ["CameraWorker"]
+
+log = logging.getLogger(__name__)
+
+class _Stopped(Exception):
+    pass
+
+
+class CameraWorker:
+    def __init__(
+        self,
+        camera: CameraConfig,
+        zones: Sequence[ZoneConfig],
+        detect: Callable,
+        class_map: dict[str, str | None],
+        clock: Clock,
+        source_factory: Callable[[CameraConfig], FrameSource],
+        *,
+        inference_ms: Callable[[], float] = lambda: 0.0,
+    ) -> None:
+        self.camera = camera
+        self.detect = detect
+        self.clock = clock
+        self.source_factory = source_factory
+        self.inference_ms = inference_ms
+        self.gate = MotionGate(camera.motion, camera.masks)
+        self.tracker = Tracker(camera.tracking, class_map, zones=zones, class_settings=camera.class_settings)
+        self.state = "down"
+        self.down_since: float | None = None
+        self.down_event: str | None = None
+        self.down_reason = ""
+        self.failures = 0
+        self.frames = 0
+        self.detections = 0
+        self._frame_times: deque[float] = deque(maxlen=32)
+        self._wait = tenacity.wait_exponential_jitter(multiplier=camera.reconnect_initial_s, max=camera.reconnect_max_s, jitter=camera.reconnect_initial_s)
+
+    # -- telemetry -------------------------------------------------------------------
+    def telemetry(self) -> CameraTelemetry:
+        times = self._frame_times
+        fps = 0.0
+        if len(times) >= 2 and times[-1] > times[0]:
+            fps = (len(times) - 1) / (times[-1] - times[0])
+            if time.monotonic() - times[-1] > max(5.0, 3 / self.camera.fps):
+                fps = 0.0
+        return CameraTelemetry(state=self.state, fps=round(fps, 2), inference_ms=round(self.inference_ms(), 2),
+                               motion_ratio=round(min(1.0, max(0.0, self.gate.ratio)), 4))
+
+    # -- events ----------------------------------------------------------------------
+    def _location(self) -> Location:
+        loc = self.camera.location
+        return Location(lat=loc.lat, lon=loc.lon, grid_id=loc.grid_id, place=loc.place)
+
+    def _wall(self, t: float) -> datetime:
+        return self.clock.now() - timedelta(seconds=max(0.0, self.clock.monotonic() - t))
+
+    def _draft(self, d: Lifecycle, frame: Frame) -> EventDraft:
+        x1, y1, x2, y2 = (min(1.0, max(0.0, round(v, 4))) for v in d.box)
+        bbox = (x1, y1, x2, y2) if x1 < x2 and y1 < y2 else None
+        jpeg = size = None
+        if d.kind != EventKind.END:
+            jpeg, size = snapshot_jpeg(frame.image, d.box, max_side=self.camera.snapshot_width, label=d.label)
+        return EventDraft(
+            event_id=d.event_id,
+            kind=d.kind,
+            category=d.subcategory.split(".", 1)[0],
+            subcategory=d.subcategory,
+            source=self.camera.id,
+            observed_at=self.clock.now(),
+            location=self._location(),
+            confidence=round(min(1.0, max(0.0, d.score)), 3),
+            evidence=Evidence(bbox=bbox, zone=d.zone, frames=d.frames),
+            attributes={"label": d.label, "track": d.track_id},
+            started_at=self._wall(d.first_seen),
+            snapshot_jpeg=jpeg,
+            snapshot_size=size,
+        )
+
+    def _camera_event(self, kind: EventKind, sink: EventSink) -> None:
+        assert self.down_event is not None  # noqa: S101
+        sink.emit(EventDraft(
+            event_id=self.down_event,
+            kind=kind,
+            category="device",
+            subcategory="device.camera_down",
+            source=self.camera.id,
+            observed_at=self.clock.now(),
+            location=self._location(),
+            confidence=1.0,
+            attributes={"reason": self.down_reason[:200], "failures": self.failures},
+            started_at=self._wall(self.down_since) if self.down_since is not None else None,
+        ))
+
+    def _maybe_report_down(self, sink: EventSink) -> None:
+        if self.down_event is None and self.down_since is not None \
+                and self.clock.monotonic() - self.down_since >= self.camera.down_after_s:
+            self.down_event = new_event_id()
+            log.warning("camera %s DOWN: %s", self.camera.id, self.down_reason)
+            self._camera_event(EventKind.NEW, sink)
+
+    def _up(self, sink: EventSink) -> None:
+        self.state = "up"
+        self.failures = 0
+        if self.down_event is not None:
+            log.info("camera %s UP again", self.camera.id)
+            self._camera_event(EventKind.END, sink)
+        self.down_event = None
+        self.down_since = None
+
+    # -- the loop ----------------------------------------------------------------------
+    async def process(self, frame: Frame, sink: EventSink) -> list[Lifecycle]:
+        """Motion gate → detector → tracker → events for one frame."""
+        self.frames += 1
+        self._frame_times.append(time.monotonic())
+        ratio = self.gate.measure(frame.image)
+        if self.gate.should_detect(ratio, frame.t, tracking=self.tracker.active):
+            found = await self.detect(frame.image)
+            self.detections += 1
+            decisions = self.tracker.step(found, frame.t)
+        else:
+            decisions = self.tracker.tick(frame.t)
+        for d in decisions:
+            sink.emit(self._draft(d, frame))
+        return decisions
+
+    async def _sleep(self, delay: float, sink: EventSink, stop: asyncio.Event) -> None:
+        deadline = self.clock.monotonic() + delay
+        while True:
+            self._maybe_report_down(sink)
+            now = self.clock.monotonic()
+            if now >= deadline:
+                return
+            step = deadline - now
+            if self.down_event is None and self.down_since is not None:
+                step = min(step, max(0.05, self.down_since + self.camera.down_after_s - now))
+            try:
+                await asyncio.wait_for(stop.wait(), timeout=step)
+            except TimeoutError:
+                continue
+            raise _Stopped
+
+    async def _session(self, sink: EventSink, stop: asyncio.Event) -> None:
+        source = self.source_factory(self.camera)
+        try:
+            await asyncio.wait_for(source.open(), timeout=self.camera.stall_timeout_s + 5)
+            while not stop.is_set():
+                reader = asyncio.ensure_future(source.read())
+                stopper = asyncio.ensure_future(stop.wait())
+                done, _ = await asyncio.wait({reader, stopper}, timeout=self.camera.stall_timeout_s,
+                                             return_when=asyncio.FIRST_COMPLETED)
+                stopper.cancel()
+                if reader not in done:
+                    reader.cancel()
+                    if stop.is_set():
+                        return
+                    raise SourceError(self.camera.id, f"no frame for {self.camera.stall_timeout_s:g} s (stalled)")
+                frame = reader.result()
+                if self.state != "up":
+                    self._up(sink)
+                await self.process(frame, sink)
+        except TimeoutError:
+            raise SourceError(self.camera.id, "timed out connecting") from None
+        finally:
+            await source.close()
+
+    async def run(self, sink: EventSink, stop: asyncio.Event) -> None:
+        """Until ``stop``: stream, and on any source failure mark the camera down, back off
+        and reconnect. A camera that never connects is DOWN, never a crash."""
+        attempt = 0
+        while not stop.is_set():
+            frames_before = self.frames
+            try:
+                await self._session(sink, stop)
+            except EndOfStream:
+                log.info("camera %s: the video file has played to its end", self.camera.id)
+                self.state = "down"
+                return
+            except SourceError as exc:
+                self.down_reason = exc.detail
+                log.info("%s", exc)
+            if stop.is_set():
+                return
+            self.state = "down"
+            self.failures += 1
+            if self.down_since is None:
+                self.down_since = self.clock.monotonic()
+            attempt = 1 if self.frames > frames_before else attempt + 1
+            state = tenacity.RetryCallState(retry_object=None, fn=None, args=(), kwargs={})  # type: ignore[arg-type]
+            state.attempt_number = attempt
+            try:
+                await self._sleep(self._wait(state), sink, stop)
+            except _Stopped:
+                return

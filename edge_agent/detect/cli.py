@@ -1,0 +1,79 @@
+"""``train-model`` and ``eval-model``: the detector's commands, for ``cityops-agent``.
+
+The agent CLI adds them with :func:`register`; both also run on their own as
+``python -m edge_agent.detect.train`` and ``python -m edge_agent.detect.eval``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from edge_agent.camera.config import BUNDLED_LABELS, BUNDLED_MODEL
+
+__all__ = ["add_eval_arguments", "register", "run_eval"]
+
+
+def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", type=Path, default=BUNDLED_MODEL, help="the .tflite model (default: bundled int8)")
+    parser.add_argument("--labels", type=Path, default=BUNDLED_LABELS, help="its labels file")
+    parser.add_argument("--images", type=int, default=400, help="held-out scenes for mAP (default 400)")
+    parser.add_argument("--clips", type=int, default=24, help="held-out clips for event recall (0 to skip)")
+    parser.add_argument("--clip-seconds", type=float, default=40.0, help="length of each clip")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--json", nargs="?", const="-", default=None, metavar="PATH",
+                        help="print the report as JSON (or write it to PATH)")
+
+
+def run_eval(args: argparse.Namespace) -> int:
+    from .evaluate import evaluate_boxes, evaluate_events
+    from .labels import read_labels
+    from .runtime import Detector
+
+    labels = read_labels(args.labels)
+    low = Detector(args.model, labels, threads=args.threads, score_threshold=0.05)
+    report: dict = {"model": str(args.model), "boxes": evaluate_boxes(low, args.images)}
+    if args.clips > 0:
+        live = Detector(args.model, labels, threads=args.threads, score_threshold=0.3)
+        report["events"] = evaluate_events(live, args.clips, duration_s=args.clip_seconds)
+    if args.json is None:
+        b = report["boxes"]
+        print(f"mAP@0.5 {b['map50']:.3f} on {b['images']} held-out scenes")
+        for name, c in b["per_class"].items():
+            print(f"  {name:12s} AP {c['ap50']:.3f}  P {c['precision']}  R {c['recall']}  ({c['objects']} objects)")
+        if "events" in report:
+            e = report["events"]
+            print(f"events: recall {e['recall']:.3f} ({e['found']}/{e['events']}), "
+                  f"false {e['false_per_camera_hour']}/camera-hour, median delay {e['median_delay_s']} s")
+    elif args.json == "-":
+        print(json.dumps(report, indent=2))
+    else:
+        Path(args.json).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``train-model`` and ``eval-model`` to a CLI's subparsers. Each sets
+    ``func(args) -> int``; the caller runs it inside ``protocol.cliutil.run_main``."""
+    from . import train
+
+    p = subparsers.add_parser("train-model", help="train the bundled detector from rendered scenes (needs the train extra)")
+    train.add_arguments(p)
+    p.set_defaults(func=train.run)
+    p = subparsers.add_parser("eval-model", help="mAP@0.5 and event recall of a detector on held-out rendered scenes")
+    add_eval_arguments(p)
+    p.set_defaults(func=run_eval)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """A stand-alone runner of both commands (the lead wires them into cityops-agent)."""
+    from protocol.cliutil import run_main
+
+    parser = argparse.ArgumentParser(prog="cityops-detect")
+    register(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    return run_main(lambda: args.func(args), parser.prog)

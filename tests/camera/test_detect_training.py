@@ -1,0 +1,70 @@
+"""Training runs end to end in its reduced mode (so it cannot rot), the evaluation CLI
+reports what it promises, and held-out seeds never meet training seeds."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import numpy as np
+
+from edge_agent.detect import cli as detect_cli
+from edge_agent.detect.dataset import HELD_OUT_SEED_BASE, Sample, train_seeds
+from edge_agent.detect.evaluate import CLIP_SEED_BASE, average_precision
+from edge_agent.detect.labels import read_labels
+from edge_agent.detect.runtime import Detector
+from edge_agent.detect.train import TrainSettings, encode_targets, train
+
+
+def test_reduced_training_produces_a_working_int8_model(tmp_path):
+    summary = train(TrainSettings.quick(tmp_path, seed=3))
+    assert summary["int8_bytes"] > 10_000 and summary["params"] > 1000
+    labels = read_labels(tmp_path / "labels.txt")
+    det = Detector(tmp_path / "cityops_detector_int8.tflite", labels, score_threshold=0.01)
+    assert det.info.layout == "centernet" and det.info.input_dtype == "int8" and det.info.input_size == (256, 160)
+    assert isinstance(det.detect(np.zeros((360, 640, 3), np.uint8)), list)
+    float_det = Detector(tmp_path / "cityops_detector_float.tflite", labels)
+    assert float_det.info.input_dtype == "float32"
+    assert json.loads((tmp_path / "training.json").read_text())["labels"] == labels
+
+
+def test_targets_put_a_peak_and_the_box_at_the_centre_cell():
+    sample = Sample(np.zeros((160, 256, 3), np.uint8), np.array([2]), np.array([[0.25, 0.5, 0.5, 1.0]], np.float32))
+    t = encode_targets(sample, 6)
+    assert t.shape == (20, 32, 11)
+    y, x = np.unravel_index(np.argmax(t[..., 2]), t.shape[:2])
+    assert (y, x) == (15, 12) and t[y, x, 2] == 1.0
+    assert np.allclose(t[y, x, 6:], [0.25, 0.5, 0.0, 0.0, 1.0])
+    assert t[..., 10].sum() == 1
+
+
+def test_training_and_held_out_seeds_never_overlap():
+    for seed in (0, 7, 999):
+        assert max(train_seeds(10_000, seed)) < HELD_OUT_SEED_BASE
+    assert CLIP_SEED_BASE > HELD_OUT_SEED_BASE + 100_000
+
+
+def test_average_precision_of_perfect_and_half_right_rankings():
+    assert average_precision(np.array([0.5, 1.0]), np.array([1.0, 1.0])) == 1.0
+    assert average_precision(np.array([0.5, 0.5]), np.array([1.0, 0.5])) == 0.5
+
+
+def test_eval_model_reports_map_and_per_class_precision_recall(bundled_model, tmp_path, capsys):
+    model, labels = bundled_model
+    out = tmp_path / "eval.json"
+    args = ["--model", str(model), "--labels", str(labels), "--images", "12", "--clips", "1", "--clip-seconds", "8"]
+    assert detect_cli.main(["eval-model", *args, "--json", str(out)]) == 0
+    report = json.loads(out.read_text())
+    boxes = report["boxes"]
+    assert 0.0 <= boxes["map50"] <= 1.0 and set(boxes["per_class"]) == set(read_labels(labels))
+    assert {"ap50", "precision", "recall", "objects"} <= set(boxes["per_class"]["flame"])
+    assert {"recall", "false_per_camera_hour", "found", "events"} <= set(report["events"])
+
+
+def test_commands_register_on_a_cli():
+    parser = argparse.ArgumentParser()
+    detect_cli.register(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["train-model", "--quick", "--out", "/tmp/x"])
+    assert args.quick and callable(args.func)
+    args = parser.parse_args(["eval-model", "--json"])
+    assert args.json == "-" and args.func is detect_cli.run_eval
