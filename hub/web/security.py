@@ -32,7 +32,9 @@ if TYPE_CHECKING:
 __all__ = ["PRINCIPAL", "SecurityState", "csrf_ok", "pre_login_token", "principal_of",
            "security_middleware", "session_cookie_name"]
 
-PRINCIPAL = "cityops.principal"
+# aiohttp 3.12+ types request storage keys; older versions take a string.
+PRINCIPAL: Any = (web.RequestKey("principal", object) if hasattr(web, "RequestKey")
+                  else "cityops.principal")
 PRE_LOGIN_COOKIE = "cityops_login"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 TOUCH_EVERY_S = 60.0

@@ -157,3 +157,30 @@ class Client:
             headers["X-CSRF-Token"] = self.csrf
         return await self.request(method, path, token=token, headers=headers,
                                   json=body if body is not None else None)
+
+
+async def open_case(hub, agent, n: int = 1, sub: str = "flood.road_waterlogging",
+                    where: tuple[float, float] | None = None, photo: bool = True,
+                    confidence: float = 0.9) -> int:
+    """An agent reports a problem (with a real before-photo); returns the case id once it
+    is stored. ``n`` keeps seqs and event ids apart between calls."""
+    from hubtest import G01, T0, await_for, event
+
+    seq = n * 10
+    eid = f"ev-{n}"
+    snap = real_jpeg(n) if photo else None
+    if snap is not None:
+        agent.send_snapshot(eid, seq, snap)
+    agent.send(event(seq=seq + 1, event_id=eid, sub=sub, where=where or G01, at=T0,
+                     snapshot=snap, source=f"cam-{n}", confidence=confidence))
+    await await_for(lambda: agent.acked(seq + 1), what="the hub's ack")
+
+    def find(repo):
+        row = repo.get_lifecycle(agent.agent_id, eid)
+        return row.case_id if row else None
+
+    return await await_for(lambda: hub.read(find), what="the case")
+
+
+async def audit_len(hub, case_id: int) -> int:
+    return len(await hub.read(lambda repo: repo.audit_for_case(case_id)))
