@@ -161,7 +161,7 @@ class CaseEngine:
 
     def reject(self, repo: Repository, case_id: int, *, reason: str, actor: str) -> CaseRow:
         case = self._get(repo, case_id)
-        reasons = [*case.screen_reasons, ["operator", reason]]
+        reasons = [*(case.screen_reasons or []), ["operator", reason]]
         return self.transition(repo, case, S.REJECTED, actor, reason, rejected_at=self.clock.now(),
                                screen_reasons=reasons, queue=None)
 

@@ -128,7 +128,6 @@ async def login(request: web.Request) -> web.StreamResponse:
     response = web.HTTPSeeOther(target)
     set_cookie(response, session_cookie_name(tls), new.cookie_value, tls=tls,
                max_age=int(ttl.total_seconds()))
-    response.del_cookie(PRE_LOGIN_COOKIE, path="/")
     raise response
 
 

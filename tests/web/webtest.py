@@ -133,7 +133,8 @@ class Client:
 
     async def login_form_token(self) -> str:
         page = await self.get("/login")
-        return re.search(r'name="csrf_token" value="([^"]+)"', page.text).group(1)
+        form = page.text[page.text.index('action="/login"'):]
+        return re.search(r'name="csrf_token" value="([^"]+)"', form).group(1)
 
     async def login(self, username: str, password: str = PASSWORD) -> Reply:
         token = await self.login_form_token()
