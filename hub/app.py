@@ -451,7 +451,8 @@ class Hub:
         if not after_jpeg.startswith(b"\xff\xd8"):
             raise CaseError(case_id, "the after-photo is not a JPEG")
         sha = await asyncio.to_thread(self.files.put, after_jpeg)
-        case = await self.write(lambda repo: self.engine.submit_after_photo(repo, case_id, sha, actor=actor))
+        case = await self.write(lambda repo: self.engine.submit_after_photo(repo, case_id, sha,
+                                                                            actor=actor, note=note))
         assert self._verify_wakeup is not None
         self._verify_wakeup.set()
         return case

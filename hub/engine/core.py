@@ -298,16 +298,16 @@ class CaseEngine:
 
     # -- photo verification --------------------------------------------------------------------
     def submit_after_photo(self, repo: Repository, case_id: int, sha256: str, *,
-                           actor: str) -> CaseRow:
+                           actor: str, note: str = "") -> CaseRow:
         """A handler's after-photo (already stored as a file): resolve and verify."""
         case = self._get(repo, case_id)
         if case.state == S.RESOLVED:
             case = self.update(repo, case, after_sha256=sha256, verify_pending=True,
                                review_reason=None)
-            self.note(repo, case, "after_photo", actor, "new after-photo submitted")
+            self.note(repo, case, "after_photo", actor, note or "new after-photo submitted")
             return case
-        return self.resolve(repo, case_id, actor=actor, note="resolved with an after-photo",
-                            after_sha256=sha256)
+        return self.resolve(repo, case_id, actor=actor,
+                            note=note or "resolved with an after-photo", after_sha256=sha256)
 
     def apply_verdict(self, repo: Repository, case_id: int, verdict: Verdict,
                       after_sha256: str) -> CaseRow:

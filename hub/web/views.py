@@ -290,9 +290,8 @@ async def metrics(request: web.Request) -> web.Response:
          [({}, a["outbox_depth"])]),
         ("cityops_live_watchers", g, "Browsers on the live feed.", [({}, feed.watchers)]),
     ]
-    return web.Response(text=render(samples, request.app[METRICS_KEY]),
-                        content_type="text/plain", charset="utf-8",
-                        headers={"X-Content-Type": "text/plain; version=0.0.4"})
+    return web.Response(body=render(samples, request.app[METRICS_KEY]).encode(),
+                        headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"})
 
 
 async def enroll(request: web.Request) -> web.Response:

@@ -122,5 +122,12 @@
     }, 10000);
   }
 
+  // A flash belongs to the page it was redirected to; live refreshes should not repeat it.
+  if (location.search.includes("done=") && window.history.replaceState) {
+    const u = new URL(location.href);
+    u.searchParams.delete("done");
+    window.history.replaceState(null, "", u.pathname + u.search + u.hash);
+  }
+
   if (body.dataset.live) connect();
 })();
