@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 import ssl
-from datetime import timedelta
 
 import aiohttp
 import pytest
