@@ -80,14 +80,18 @@ class Renderer:
 
     def page(self, request: web.Request, template: str, *, status: int = 200,
              title: str = "", **context: Any) -> web.Response:
+        from .app import LIVE_KEY
+
         who = principal_of(request)
         now = self.hub.clock.now()
+        live_version = request.app[LIVE_KEY].version  # the live feed's data this page has seen
         ctx = {
             "who": who, "csrf": who.csrf if who else "", "now": now,
             "rel": lambda v: reltime(v, now), "path": request.path, "title": title,
             "wall": request.query.get("wall") == "1", "static_version": self.static_version,
             "map_viewbox": self.map_viewbox, "map_shapes": self.map_shapes,
             "zone": self.hub.config.timezone, "errors": {}, "values": {}, "flash": None,
+            "live_version": live_version,
             **context,
         }
         html = self.env.get_template(template).render(**ctx)

@@ -56,8 +56,9 @@
   }
 
   let refreshing = false;
+  let again = false;
   async function refreshRegions() {
-    if (refreshing) return;
+    if (refreshing) { again = true; return; }  // one more pass when this one ends
     refreshing = true;
     try {
       const res = await fetch(location.href, { headers: { "X-Requested-With": "cityops-live" },
@@ -79,20 +80,24 @@
       setDot("off");
     } finally {
       refreshing = false;
+      if (again) { again = false; refreshRegions(); }
     }
   }
 
   function connect() {
     if (!window.EventSource) return;
     const source = new EventSource("/api/v1/live");
-    let first = true;
+    // The feed's version the server had when it rendered this page: newer data means
+    // something changed since (even between the render and this stream's first event).
+    let seen = Number(body.dataset.liveVersion || 0);
     source.addEventListener("overview", (ev) => {
       setDot("on");
       let data = null;
       try { data = JSON.parse(ev.data); } catch (e) { return; }
       applyOverview(data);
       window.cityopsLive = { version: data.version, at: Date.now() };
-      if (first) { first = false; return; }
+      if (data.version <= seen) return;
+      seen = data.version;
       if (body.dataset.refresh) refreshRegions();
     });
     source.onerror = () => setDot("off");
