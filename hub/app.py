@@ -328,10 +328,11 @@ class Hub:
                 log.exception("scheduler tick failed")
 
     async def sweep(self) -> dict[str, int]:
-        """Apply retention once: old messages, dead letters and unneeded snapshots."""
+        """Apply retention once: old messages, dead letters, unneeded snapshots, expired
+        sign-in sessions."""
         r = self.config.retention
         now = self.clock.now()
-        total = {"messages": 0, "dead_letters": 0, "snapshots": 0}
+        total = {"messages": 0, "dead_letters": 0, "snapshots": 0, "sessions": 0}
         while True:
             n = await self.write(lambda repo: repo.purge_messages(now - timedelta(days=r.messages_days), 5000))
             total["messages"] += n
@@ -339,6 +340,7 @@ class Hub:
                 break
         total["dead_letters"] = await self.write(
             lambda repo: repo.purge_dead_letters(now - timedelta(days=r.dead_letters_days), 100_000))
+        total["sessions"] = await self.write(lambda repo: repo.purge_sessions(now))
         while True:
             shas = await self.write(
                 lambda repo: repo.purge_snapshots(now - timedelta(days=r.snapshots_days), 1000))

@@ -221,3 +221,10 @@ async def test_unauthenticated_api_calls_change_nothing(hub, client, agent):
         r = await client.api("POST", f"/api/v1/cases/{case_id}/{action}", body)
         assert r.status == 401, action
     assert await audit_len(hub, case_id) == before
+
+
+async def test_retention_removes_expired_sessions(hub, client, clock):
+    await client.login("op")
+    clock.advance(hours=hub.config.web.session_ttl_h + 1)
+    assert (await hub.sweep())["sessions"] == 1
+    assert (await client.get("/api/v1/me")).status == 401
