@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import ssl
 import threading
 from collections.abc import Callable
 from datetime import timedelta
@@ -35,8 +36,9 @@ from .cases.closure import NoVerifier, Outcome, Verdict, Verifier
 from .config import HubConfig, Setup, build_setup
 from .engine.core import CaseEngine
 from .engine.ingest import BatchResult, Ingestor
+from .engine.reports import Report, ReportOutcome, apply_report
 from .engine.tick import TickReport, tick
-from .errors import CaseError
+from .errors import CaseError, HubError
 from .ingest.mqtt import MqttClient, MqttSettings, Receiver, ReceiverSettings
 from .ingest.process import ReceiverProcess
 from .store.files import SnapshotFiles
@@ -236,7 +238,16 @@ class Hub:
 
         self._runner = web.AppRunner(create_app(self), access_log=None)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.config.web.host, self.config.web.port)
+        ssl_context = None
+        if self.config.web.tls is not None:
+            tls = self.config.web.tls
+            ssl_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            try:
+                ssl_context.load_cert_chain(tls.cert_file, tls.key_file)
+            except (OSError, ssl.SSLError) as exc:
+                raise HubError(f"web.tls: cannot load {tls.cert_file} / {tls.key_file}: {exc}") from None
+        site = web.TCPSite(self._runner, self.config.web.host, self.config.web.port,
+                           ssl_context=ssl_context)
         await site.start()
         sockets = getattr(site._server, "sockets", None) or []  # noqa: SLF001
         self.web_port = sockets[0].getsockname()[1] if sockets else self.config.web.port
@@ -245,7 +256,8 @@ class Hub:
     def web_url(self) -> str:
         host = self.config.web.host
         host = "127.0.0.1" if host in ("0.0.0.0", "") else host  # noqa: S104
-        return f"http://{host}:{self.web_port}/"
+        scheme = "https" if self.config.web.tls else "http"
+        return f"{scheme}://{host}:{self.web_port}/"
 
     # -- the store -----------------------------------------------------------------------------
     async def write(self, fn: Callable[[Repository], T], *, moves_events: bool = False) -> T:
@@ -316,10 +328,11 @@ class Hub:
                 log.exception("scheduler tick failed")
 
     async def sweep(self) -> dict[str, int]:
-        """Apply retention once: old messages, dead letters and unneeded snapshots."""
+        """Apply retention once: old messages, dead letters, unneeded snapshots, expired
+        sign-in sessions."""
         r = self.config.retention
         now = self.clock.now()
-        total = {"messages": 0, "dead_letters": 0, "snapshots": 0}
+        total = {"messages": 0, "dead_letters": 0, "snapshots": 0, "sessions": 0}
         while True:
             n = await self.write(lambda repo: repo.purge_messages(now - timedelta(days=r.messages_days), 5000))
             total["messages"] += n
@@ -327,6 +340,7 @@ class Hub:
                 break
         total["dead_letters"] = await self.write(
             lambda repo: repo.purge_dead_letters(now - timedelta(days=r.dead_letters_days), 100_000))
+        total["sessions"] = await self.write(lambda repo: repo.purge_sessions(now))
         while True:
             shas = await self.write(
                 lambda repo: repo.purge_snapshots(now - timedelta(days=r.snapshots_days), 1000))
@@ -397,6 +411,32 @@ class Hub:
         return await self.write(lambda repo: self.engine.dispatch(
             repo, case_id, department=department, handler=handler, actor=actor))
 
+    async def accept(self, case_id: int, *, actor: str, note: str = "") -> CaseRow:
+        """Accept a held (``new``) or rejected case; it is dispatched by the routing table."""
+        return await self.write(lambda repo: self.engine.accept_case(repo, case_id, actor=actor, note=note))
+
+    async def return_case(self, case_id: int, *, actor: str, reason: str) -> CaseRow:
+        """A department returns a wrongly dispatched case to the operator queue."""
+        return await self.write(lambda repo: self.engine.return_to_operators(
+            repo, case_id, actor=actor, reason=reason))
+
+    async def add_note(self, case_id: int, *, actor: str, text: str) -> CaseRow:
+        return await self.write(lambda repo: self.engine.add_note(repo, case_id, actor=actor, text=text))
+
+    async def report(self, report: Report, *, actor: str, photo_jpeg: bytes | None = None) -> ReportOutcome:
+        """An event that did not come over MQTT (Open311, one-key reports): stored and
+        placed like an agent's event: screening, merging, routing, dispatch."""
+        assert self.writer is not None, "the hub is not started"
+        if photo_jpeg is not None and report.photo is not None:
+            await asyncio.to_thread(self.files.put, photo_jpeg)
+        ingestor = self.writer.ingestor
+        outcome = await self.write(lambda repo: apply_report(ingestor, repo, report,
+                                                             self.clock.now(), actor),
+                                   moves_events=True)
+        if report.photo is not None and self._verify_wakeup is not None:
+            self._verify_wakeup.set()
+        return outcome
+
     async def overturn(self, case_id: int, *, actor: str = "operator", note: str = "") -> CaseRow:
         return await self.write(lambda repo: self.engine.overturn(repo, case_id, actor=actor, note=note))
 
@@ -413,7 +453,8 @@ class Hub:
         if not after_jpeg.startswith(b"\xff\xd8"):
             raise CaseError(case_id, "the after-photo is not a JPEG")
         sha = await asyncio.to_thread(self.files.put, after_jpeg)
-        case = await self.write(lambda repo: self.engine.submit_after_photo(repo, case_id, sha, actor=actor))
+        case = await self.write(lambda repo: self.engine.submit_after_photo(repo, case_id, sha,
+                                                                            actor=actor, note=note))
         assert self._verify_wakeup is not None
         self._verify_wakeup.set()
         return case

@@ -8,6 +8,14 @@
                                                          print a single-use enrollment token
     cityops-hub scores --config hub.yaml --month 2026-07 [--by grid|department] [--csv]
     cityops-hub broker write-config --config hub.yaml    write mosquitto.conf, passwd, acl
+    cityops-hub user add --config hub.yaml USER --role operator [--department D] [--name N]
+    cityops-hub user passwd|disable|enable --config hub.yaml USER
+    cityops-hub user list --config hub.yaml
+    cityops-hub token create --config hub.yaml --role handler --department D [--name N]
+    cityops-hub token list|revoke --config hub.yaml [ID]
+
+Passwords are read from the terminal (twice), or from standard input with
+``--password-stdin``. Tokens are printed once; only their hashes are stored.
 
 Expected errors print one line (``cityops-hub: error: ...``) and exit 1.
 """
@@ -16,9 +24,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import getpass
 import json
 import signal
 import sys
+from contextlib import contextmanager
 from dataclasses import asdict
 from datetime import datetime
 from pathlib import Path
@@ -28,6 +38,7 @@ from protocol.clock import SystemClock
 from protocol.errors import CityopsError
 from protocol.logsetup import configure_logging
 
+from .auth.roles import TOKEN_ROLES, USER_ROLES
 from .config import load_setup
 
 __all__ = ["main"]
@@ -56,6 +67,39 @@ def _parser() -> argparse.ArgumentParser:
     sc.add_argument("--month", required=True, help="YYYY-MM, district local time")
     sc.add_argument("--by", default="grid", choices=["grid", "department"])
     sc.add_argument("--csv", action="store_true", help="CSV instead of a table")
+
+    u = sub.add_parser("user", help="web accounts: add, passwd, list, disable, enable")
+    usub = u.add_subparsers(dest="user_command", required=True)
+    ua = usub.add_parser("add", help="add a user (asks for the password)")
+    ua.add_argument("--config", required=True, type=Path)
+    ua.add_argument("username")
+    ua.add_argument("--role", required=True, choices=[r.value for r in USER_ROLES])
+    ua.add_argument("--department", default=None, help="handlers: their department")
+    ua.add_argument("--name", default="", help="display name")
+    ua.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
+    up = usub.add_parser("passwd", help="set a user's password (ends their sessions)")
+    up.add_argument("--config", required=True, type=Path)
+    up.add_argument("username")
+    up.add_argument("--password-stdin", action="store_true")
+    for name, text in (("disable", "disable a user (ends their sessions)"), ("enable", "enable a user")):
+        ud = usub.add_parser(name, help=text)
+        ud.add_argument("--config", required=True, type=Path)
+        ud.add_argument("username")
+    ul = usub.add_parser("list", help="list users")
+    ul.add_argument("--config", required=True, type=Path)
+
+    t = sub.add_parser("token", help="API tokens for departments, Open311 partners, monitoring")
+    tsub = t.add_subparsers(dest="token_command", required=True)
+    tc = tsub.add_parser("create", help="create a token (printed once)")
+    tc.add_argument("--config", required=True, type=Path)
+    tc.add_argument("--role", required=True, choices=[r.value for r in TOKEN_ROLES])
+    tc.add_argument("--department", default=None, help="handler tokens: the department")
+    tc.add_argument("--name", default=None, help="who uses it (default: role-department)")
+    tl = tsub.add_parser("list", help="list tokens (never their values)")
+    tl.add_argument("--config", required=True, type=Path)
+    tr = tsub.add_parser("revoke", help="revoke a token by id")
+    tr.add_argument("--config", required=True, type=Path)
+    tr.add_argument("token_id", type=int)
 
     b = sub.add_parser("broker", help="broker files for a Mosquitto run by systemd")
     bsub = b.add_subparsers(dest="broker_command", required=True)
@@ -156,11 +200,95 @@ def _broker_files(args: argparse.Namespace) -> int:
     return 0
 
 
+@contextmanager
+def _short_writer(args: argparse.Namespace):
+    """A second, short writer (like ``enroll``): BEGIN IMMEDIATE waits for the hub."""
+    from .store.sqlite import SqliteRepository
+
+    setup = load_setup(args.config)
+    repo = SqliteRepository(setup.config.database, writer=True, take_lock=False)
+    try:
+        yield setup, repo
+    finally:
+        repo.close()
+
+
+def _read_password(args: argparse.Namespace) -> str:
+    if args.password_stdin:
+        return sys.stdin.readline().rstrip("\n")
+    first = getpass.getpass("password: ")
+    if getpass.getpass("again: ") != first:
+        raise CityopsError("the two passwords differ; nothing changed")
+    return first
+
+
+def _departments(setup) -> set[str]:
+    return set(setup.taxonomy.departments) | set(setup.routing.departments)
+
+
+def _user(args: argparse.Namespace) -> int:
+    from .auth import accounts
+
+    now = SystemClock().now()
+    cmd = args.user_command
+    password = _read_password(args) if cmd in ("add", "passwd") else ""
+    with _short_writer(args) as (setup, repo):
+        if cmd == "list":
+            for u in repo.list_users():
+                state = "disabled" if u.disabled else "active"
+                last = f"{u.last_login_at:%Y-%m-%d %H:%M}" if u.last_login_at else "never"
+                print(f"{u.username:<20} {u.role:<10} {u.department or '-':<18} {state:<8} "
+                      f"last sign-in {last}  {u.display_name}")
+            return 0
+        with repo.transaction():
+            if cmd == "add":
+                accounts.add_user(repo, args.username, args.role, password, now,
+                                  departments=_departments(setup), department=args.department,
+                                  display_name=args.name)
+                print(f"cityops-hub: user {args.username} ({args.role}) added", file=sys.stderr)
+            elif cmd == "passwd":
+                n = accounts.set_password(repo, args.username, password, now)
+                print(f"cityops-hub: password of {args.username} changed; {n} session(s) ended",
+                      file=sys.stderr)
+            else:
+                n = accounts.set_disabled(repo, args.username, cmd == "disable")
+                print(f"cityops-hub: {args.username} {cmd}d; {n} session(s) ended", file=sys.stderr)
+    return 0
+
+
+def _token(args: argparse.Namespace) -> int:
+    from .auth import accounts
+
+    now = SystemClock().now()
+    cmd = args.token_command
+    with _short_writer(args) as (setup, repo):
+        if cmd == "list":
+            for t in repo.list_api_tokens():
+                state = f"revoked {t.revoked_at:%Y-%m-%d}" if t.revoked_at else "active"
+                used = f"{t.last_used_at:%Y-%m-%d %H:%M}" if t.last_used_at else "never"
+                print(f"{t.id:>4}  {t.name:<24} {t.role:<10} {t.department or '-':<18} {state:<18} "
+                      f"last used {used}")
+            return 0
+        with repo.transaction():
+            if cmd == "create":
+                name = args.name or "-".join(x for x in (args.role, args.department) if x)
+                token_id, token = accounts.create_api_token(
+                    repo, name, args.role, now, departments=_departments(setup),
+                    department=args.department, created_by="cli")
+                print(token)
+                print(f"cityops-hub: token {token_id} ({name}, {args.role}) created; it is shown "
+                      "only now: send it as 'Authorization: Bearer TOKEN'", file=sys.stderr)
+            else:
+                accounts.revoke_api_token(repo, args.token_id, now)
+                print(f"cityops-hub: token {args.token_id} revoked", file=sys.stderr)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     configure_logging(args.log_level, args.log_format)
     handlers = {"serve": _serve, "check-config": _check, "enroll": _enroll, "scores": _scores,
-                "broker": _broker_files}
+                "broker": _broker_files, "user": _user, "token": _token}
     return run_main(lambda: handlers[args.command](args), "cityops-hub")
 
 

@@ -35,6 +35,12 @@ __all__ = ["ENV_OVERRIDES", "HubConfig", "Setup", "load_config", "load_setup"]
 ENV_OVERRIDES = {
     "CITYOPS_HUB_BROKER_USERNAME": ("broker", "username"),
     "CITYOPS_HUB_BROKER_PASSWORD": ("broker", "password"),
+    "CITYOPS_HUB_DATABASE": ("database",),
+    "CITYOPS_HUB_WEB_HOST": ("web", "host"),
+    "CITYOPS_HUB_WEB_PORT": ("web", "port"),
+    "CITYOPS_HUB_WEB_PUBLIC_URL": ("web", "public_url"),
+    "CITYOPS_HUB_WEB_TLS_CERT": ("web", "tls", "cert_file"),
+    "CITYOPS_HUB_WEB_TLS_KEY": ("web", "tls", "key_file"),
 }
 
 
@@ -89,9 +95,48 @@ class BrokerConfig(StrictModel):
         return self
 
 
+class WebTls(StrictModel):
+    """HTTPS for the web (``hub/tls.py`` makes a private CA and certificate if you need one)."""
+
+    cert_file: Path = Field(description="PEM certificate chain")
+    key_file: Path = Field(description="PEM private key")
+
+
+class LoginLimits(StrictModel):
+    per_account: int = Field(5, ge=1, le=1000, description="failed sign-ins per account per window")
+    per_address: int = Field(20, ge=1, le=100_000, description="failed sign-ins per client address per window")
+    window_min: float = Field(15, gt=0, le=1440)
+
+
+# The seed district's eight AI categories: what residents and partners may see and report.
+OPEN311_DEFAULT_CATEGORIES = ["hazchem", "flood", "construction", "roads", "water", "garbage",
+                              "community_safety", "governance"]
+
+
+class Open311Config(StrictModel):
+    enabled: bool = True
+    categories: list[str] = Field(
+        default_factory=lambda: list(OPEN311_DEFAULT_CATEGORIES),
+        description="categories offered as Open311 services and shown in GET requests; "
+                    "never elderly care, linkage or devices (privacy)")
+    jurisdiction_id: str | None = Field(None, description="accepted when a client sends one")
+    max_days: int = Field(90, ge=1, le=3650, description="widest start_date..end_date window")
+
+
 class WebConfig(StrictModel):
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=0, le=65535, description="0: a free port")
+    tls: WebTls | None = Field(None, description="serve HTTPS; cookies are then Secure")
+    public_url: str | None = Field(None, description="base URL people reach the hub at "
+                                   "(absolute links such as Open311 media_url)")
+    session_ttl_h: float = Field(12, gt=0, le=24 * 30, description="a sign-in lasts at most this long")
+    session_idle_min: float = Field(240, gt=0, description="a session unused this long ends")
+    login_limits: LoginLimits = Field(default_factory=LoginLimits)
+    metrics_public: bool = Field(False, description="serve /metrics without a token")
+    access_log: bool = Field(True, description="one structured log line per request")
+    live_interval_s: float = Field(2, ge=0.2, le=60, description="how often the live page refreshes")
+    near_deadline_min: float = Field(60, gt=0, description="'near deadline' on the overview")
+    open311: Open311Config = Field(default_factory=Open311Config)
 
 
 class IngestConfig(StrictModel):
@@ -172,6 +217,9 @@ class HubConfig(StrictModel):
         self.broker.data_dir = fix(self.broker.data_dir)
         if self.broker.managed_tls:
             self.broker.managed_tls.dir = fix(self.broker.managed_tls.dir)
+        if self.web.tls:
+            self.web.tls.cert_file = fix(self.web.tls.cert_file)
+            self.web.tls.key_file = fix(self.web.tls.key_file)
         if self.broker.tls:
             t = self.broker.tls
             t.ca_file, t.cert_file, t.key_file = fix(t.ca_file), fix(t.cert_file), fix(t.key_file)
@@ -235,6 +283,11 @@ def _check_screening(config: HubConfig, doc: Document | None, tax: Taxonomy, gri
         if rule.department and rule.department not in departments:
             problems.append(problem(("screening", "rules", code, "department"),
                                     f"unknown department {rule.department!r}"))
+    cats = {c.code for c in tax.categories}
+    for i, code in enumerate(config.web.open311.categories):
+        if code not in cats:
+            problems.append(problem(("web", "open311", "categories", i),
+                                    f"unknown category {code!r}; see protocol/taxonomy.yaml"))
     for i, window in enumerate(config.screening.maintenance):
         for k, g in enumerate(window.grids):
             if g not in grids:

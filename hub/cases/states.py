@@ -3,9 +3,10 @@
 ::
 
     new ──▶ accepted ──▶ dispatched ──▶ in_progress ──▶ resolved ──▶ closed
-     │         ▲  │          │  ▲           │              │  │         │
-     ▼         │  │          ▼  │           ▼              │  ▼         ▼
-    rejected ──┘  │       escalated ◀───────┘   (not fixed)┘ dispatched reopened
+     │         ▲  │  ▲       │  ▲           │              │  │         │
+     ▼         │  │  │       ▼  │           ▼              │  ▼         ▼
+    rejected ──┘  │  │    escalated ◀───────┘   (not fixed)┘ dispatched reopened
+                  │  └── returned by the department (wrongly dispatched)
                   └──▶ merged (from any open state)
 
 Every change is checked here and recorded as one append-only audit row by the engine.
@@ -47,9 +48,12 @@ _NEXT: dict[CaseState, frozenset[CaseState]] = {
     S.NEW: frozenset({S.ACCEPTED, S.REJECTED, S.MERGED}),
     S.REJECTED: frozenset({S.ACCEPTED}),  # an operator overturns the screen
     S.ACCEPTED: frozenset({S.DISPATCHED, S.REJECTED, S.ESCALATED, S.RESOLVED, S.MERGED}),
-    S.DISPATCHED: frozenset({S.DISPATCHED, S.IN_PROGRESS, S.ESCALATED, S.RESOLVED, S.MERGED}),
-    S.IN_PROGRESS: frozenset({S.DISPATCHED, S.ESCALATED, S.RESOLVED, S.MERGED}),
-    S.ESCALATED: frozenset({S.ESCALATED, S.DISPATCHED, S.IN_PROGRESS, S.RESOLVED, S.MERGED}),
+    # → accepted: the department says it was sent to the wrong place (back to the operators)
+    S.DISPATCHED: frozenset({S.DISPATCHED, S.IN_PROGRESS, S.ESCALATED, S.RESOLVED, S.MERGED,
+                             S.ACCEPTED}),
+    S.IN_PROGRESS: frozenset({S.DISPATCHED, S.ESCALATED, S.RESOLVED, S.MERGED, S.ACCEPTED}),
+    S.ESCALATED: frozenset({S.ESCALATED, S.DISPATCHED, S.IN_PROGRESS, S.RESOLVED, S.MERGED,
+                            S.ACCEPTED}),
     S.REOPENED: frozenset({S.DISPATCHED, S.IN_PROGRESS, S.ESCALATED, S.RESOLVED, S.MERGED}),
     S.RESOLVED: frozenset({S.CLOSED, S.DISPATCHED, S.MERGED}),
     S.CLOSED: frozenset({S.REOPENED}),

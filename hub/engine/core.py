@@ -161,9 +161,43 @@ class CaseEngine:
 
     def reject(self, repo: Repository, case_id: int, *, reason: str, actor: str) -> CaseRow:
         case = self._get(repo, case_id)
-        reasons = [*case.screen_reasons, ["operator", reason]]
+        reasons = [*(case.screen_reasons or []), ["operator", reason]]
         return self.transition(repo, case, S.REJECTED, actor, reason, rejected_at=self.clock.now(),
                                screen_reasons=reasons, queue=None)
+
+    def accept_case(self, repo: Repository, case_id: int, *, actor: str, note: str = "") -> CaseRow:
+        """An operator accepts a case the screen held (``new``, e.g. ``auto_accept: false``)
+        or rejected (an overturn): it is accepted and dispatched by the routing table."""
+        case = self._get(repo, case_id)
+        if case.state == S.REJECTED:
+            return self.accept(repo, case, actor, note or "rejection overturned by an operator")
+        if case.state != S.NEW:
+            raise CaseError(case_id, f"only a new or rejected case can be accepted (it is {case.state})")
+        return self.accept(repo, case, actor, note or "accepted by an operator")
+
+    def return_to_operators(self, repo: Repository, case_id: int, *, actor: str,
+                            reason: str) -> CaseRow:
+        """A department says the case is not theirs: it goes back to the operator queue
+        (accepted, undispatched) with the reason; the deadline keeps running."""
+        case = self._get(repo, case_id)
+        if not reason.strip():
+            raise CaseError(case_id, "give the reason the case is not yours")
+        department = case.department
+        case = self.transition(repo, case, S.ACCEPTED, actor, reason, action="returned",
+                               data={"department": department, "handler": case.handler},
+                               department=None, handler=None, queue="operator",
+                               queue_reason=f"returned by {department or 'the department'}: {reason}",
+                               started_at=None)
+        self.notify(repo, case, "returned", "operators",
+                    f"case {case.id} returned by {department}: {reason}")
+        return case
+
+    def add_note(self, repo: Repository, case_id: int, *, actor: str, text: str) -> CaseRow:
+        case = self._get(repo, case_id)
+        if not text.strip():
+            raise CaseError(case_id, "a note needs some text")
+        self.note(repo, case, "note", actor, text.strip())
+        return case
 
     def overturn(self, repo: Repository, case_id: int, *, actor: str, note: str = "") -> CaseRow:
         """An operator overturns a screening rejection: the case is accepted and dispatched."""
@@ -264,16 +298,16 @@ class CaseEngine:
 
     # -- photo verification --------------------------------------------------------------------
     def submit_after_photo(self, repo: Repository, case_id: int, sha256: str, *,
-                           actor: str) -> CaseRow:
+                           actor: str, note: str = "") -> CaseRow:
         """A handler's after-photo (already stored as a file): resolve and verify."""
         case = self._get(repo, case_id)
         if case.state == S.RESOLVED:
             case = self.update(repo, case, after_sha256=sha256, verify_pending=True,
                                review_reason=None)
-            self.note(repo, case, "after_photo", actor, "new after-photo submitted")
+            self.note(repo, case, "after_photo", actor, note or "new after-photo submitted")
             return case
-        return self.resolve(repo, case_id, actor=actor, note="resolved with an after-photo",
-                            after_sha256=sha256)
+        return self.resolve(repo, case_id, actor=actor,
+                            note=note or "resolved with an after-photo", after_sha256=sha256)
 
     def apply_verdict(self, repo: Repository, case_id: int, verdict: Verdict,
                       after_sha256: str) -> CaseRow:

@@ -21,7 +21,9 @@ from typing import Any, Protocol
 
 __all__ = [
     "AgentRow",
+    "ApiTokenRow",
     "AuditRow",
+    "CaseFilter",
     "CandidateRow",
     "CaseRow",
     "DeadLetterRow",
@@ -29,8 +31,10 @@ __all__ = [
     "LifecycleRow",
     "LifecycleUpdate",
     "Repository",
+    "SessionRow",
     "SnapshotRow",
     "TokenRow",
+    "UserRow",
 ]
 
 
@@ -228,6 +232,67 @@ class TokenRow:
     used_by: str | None
 
 
+@dataclass
+class UserRow:
+    username: str
+    role: str
+    department: str | None
+    display_name: str
+    password_hash: str
+    disabled: bool
+    created_at: datetime
+    password_changed_at: datetime | None = None
+    last_login_at: datetime | None = None
+
+
+@dataclass
+class SessionRow:
+    """A login session; ``id_sha256`` is the sha256 of the cookie value (never stored)."""
+
+    id_sha256: str
+    username: str
+    csrf: str
+    created_at: datetime
+    expires_at: datetime
+    last_seen_at: datetime
+    remote: str | None = None
+    user_agent: str | None = None
+
+
+@dataclass
+class ApiTokenRow:
+    id: int
+    token_sha256: str
+    name: str
+    role: str
+    department: str | None
+    created_at: datetime
+    created_by: str
+    revoked_at: datetime | None = None
+    last_used_at: datetime | None = None
+
+
+@dataclass
+class CaseFilter:
+    """What the case list, the handler API and Open311 filter by (all optional, ANDed)."""
+
+    states: Sequence[str] | None = None
+    grid_id: str | None = None
+    category: str | None = None  # a category or subcategory code
+    categories: Sequence[str] | None = None  # category codes (Open311's public set)
+    subcategories: Sequence[str] | None = None
+    department: str | None = None
+    queue: str | None = None
+    level: int | None = None  # escalation level
+    overdue_at: datetime | None = None  # open, unresolved, deadline before this time
+    needs_review: bool = False  # resolved and waiting for an operator's verdict
+    origin_agent: str | None = None
+    ids: Sequence[int] | None = None
+    created_from: datetime | None = None
+    created_until: datetime | None = None
+    text: str | None = None  # search: case id, place, subcategory, origin agent/source
+
+
 @dataclass(frozen=True)
 class InsertOutcome:
     """What storing one message did: ``stored`` (new), ``duplicate`` (the same message
@@ -338,6 +403,52 @@ class Repository(Protocol):
     def list_dead_letters(self, limit: int = 100, offset: int = 0) -> list[DeadLetterRow]: ...
     def cases_accepted_between(self, start: datetime, end: datetime) -> Iterator[CaseRow]: ...
     def counts(self) -> dict[str, int]: ...
+    def search_cases(self, f: CaseFilter, *, limit: int = 100, offset: int = 0,
+                     with_total: bool = True) -> tuple[list[CaseRow], int | None]:
+        """Cases matching ``f``, newest first, and (``with_total``) how many match."""
+        ...
+    def case_overview(self, now: datetime, near_until: datetime, lists: int = 12) -> dict[str, Any]:
+        """Open cases by state, category, command level and grid; overdue and
+        near-deadline counts and the most urgent of each (``lists`` rows)."""
+        ...
+    def agent_overview(self, stale_before: datetime, lists: int = 12) -> dict[str, Any]:
+        """Agents online/offline/stale, outbox depth, devices down; the agents that need
+        looking at (offline, stale, deep outbox, a device down)."""
+        ...
+    def search_agents(self, *, state: str | None = None, text: str | None = None,
+                      stale_before: datetime | None = None, limit: int = 100,
+                      offset: int = 0) -> tuple[list[AgentRow], int]: ...
+    def list_enrollment_tokens(self, limit: int = 100) -> list[TokenRow]: ...
+    def counts_dead_letters(self) -> dict[str, Any]:
+        """{rows, total (with repeats), last_at}."""
+        ...
+    def change_marker(self) -> int:
+        """A number that changes whenever another connection commits."""
+        ...
+    def next_message_seq(self, agent_id: str) -> int:
+        """The seq after the highest stored for this agent (for reports the hub makes)."""
+        ...
+    def is_report_media(self, sha256: str, origin_agent: str) -> bool:
+        """True when the snapshot is the before-photo of a case reported by ``origin_agent``."""
+        ...
+
+    # -- accounts, sessions and API tokens ----------------------------------------------------
+    def add_user(self, row: UserRow) -> None: ...
+    def get_user(self, username: str) -> UserRow | None: ...
+    def list_users(self) -> list[UserRow]: ...
+    def update_user(self, username: str, **fields: Any) -> None: ...
+    def add_session(self, row: SessionRow) -> None: ...
+    def get_session(self, id_sha256: str) -> SessionRow | None: ...
+    def touch_session(self, id_sha256: str, at: datetime) -> None: ...
+    def delete_session(self, id_sha256: str) -> None: ...
+    def delete_sessions_for_user(self, username: str) -> int: ...
+    def purge_sessions(self, before: datetime) -> int: ...
+    def add_api_token(self, token_sha256: str, name: str, role: str, department: str | None,
+                      created_at: datetime, created_by: str) -> int: ...
+    def get_api_token(self, token_sha256: str) -> ApiTokenRow | None: ...
+    def list_api_tokens(self) -> list[ApiTokenRow]: ...
+    def revoke_api_token(self, token_id: int, at: datetime) -> bool: ...
+    def touch_api_token(self, token_id: int, at: datetime) -> None: ...
 
 
 class GroupKeyTaken(Exception):

@@ -244,3 +244,57 @@ def m001_initial(db: Database) -> None:
         );
         """
     )
+
+
+@migrations()
+def m002_accounts_and_web(db: Database) -> None:
+    """Web accounts, login sessions, API tokens; indices for the status page's reads."""
+    db.executescript(
+        f"""
+        CREATE TABLE users (
+            username TEXT PRIMARY KEY,
+            role TEXT NOT NULL,
+            department TEXT,
+            display_name TEXT NOT NULL DEFAULT '',
+            password_hash TEXT NOT NULL,
+            disabled INTEGER NOT NULL DEFAULT 0,
+            created_at TEXT NOT NULL,
+            password_changed_at TEXT,
+            last_login_at TEXT
+        );
+
+        -- A login session: only the sha256 of the cookie value is stored.
+        CREATE TABLE sessions (
+            id_sha256 TEXT PRIMARY KEY,
+            username TEXT NOT NULL,
+            csrf TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            expires_at TEXT NOT NULL,
+            last_seen_at TEXT NOT NULL,
+            remote TEXT,
+            user_agent TEXT
+        );
+        CREATE INDEX sessions_user ON sessions(username);
+        CREATE INDEX sessions_expires ON sessions(expires_at);
+
+        -- API tokens for departments' systems, Open311 partners, monitoring: sha256 only.
+        CREATE TABLE api_tokens (
+            id INTEGER PRIMARY KEY,
+            token_sha256 TEXT NOT NULL UNIQUE,
+            name TEXT NOT NULL,
+            role TEXT NOT NULL,
+            department TEXT,
+            created_at TEXT NOT NULL,
+            created_by TEXT NOT NULL,
+            revoked_at TEXT,
+            last_used_at TEXT
+        );
+
+        -- The overview's aggregations read only open cases.
+        CREATE INDEX cases_open_overview ON cases(grid_id, category, escalation_level)
+            WHERE state IN {OPEN_STATES_SQL};
+        CREATE INDEX cases_open_deadline ON cases(deadline_at) WHERE state IN {OPEN_STATES_SQL};
+        CREATE INDEX cases_department ON cases(department, state, id);
+        CREATE INDEX agents_state ON agents(state, last_seen);
+        """
+    )

@@ -1,39 +1,240 @@
-"""App factory and route table. Later layers (operator UI, auth, handler API, Open311)
-add their routes here and their views beside :mod:`hub.web.views`."""
+"""App factory and route table.
+
+Every route names the permission it needs (see :mod:`hub.auth.roles`) and its kind,
+which decides how errors look: ``page`` (HTML for people), ``api`` (JSON problem
+documents) or ``open311`` (GeoReport v2's error array, JSON or XML). The security
+middleware enforces the permission before a view runs.
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, NamedTuple
 
 from aiohttp import web
 
 from protocol.provisioning import ENROLL_PATH
 
-from . import views
+from ..auth.ratelimit import LoginLimiter
+from . import admin, handler_api, open311, pages, views
+from .live import LiveFeed
+from .metrics import HttpMetrics
+from .problems import FieldErrors, WebError, problem
+from .render import Renderer
+from .security import PRINCIPAL, SecurityState, security_middleware
 
 if TYPE_CHECKING:
     from ..app import Hub
 
-__all__ = ["HUB_KEY", "ROUTES", "create_app"]
+__all__ = ["HUB_KEY", "ROUTES", "Route", "create_app"]
+
+log = logging.getLogger(__name__)
+access_log = logging.getLogger("hub.web.access")
 
 HUB_KEY: web.AppKey = web.AppKey("hub", object)
+LIVE_KEY: web.AppKey = web.AppKey("live", LiveFeed)
+METRICS_KEY: web.AppKey = web.AppKey("metrics", HttpMetrics)
+RENDER_KEY: web.AppKey = web.AppKey("render", Renderer)
+SECURITY_KEY: web.AppKey = web.AppKey("security", SecurityState)
 
-ROUTES = [
-    ("GET", "/", views.status_page, "status"),
-    ("GET", "/healthz", views.healthz, "healthz"),
-    ("GET", "/api/v1/agents", views.agents_json, "agents"),
-    ("GET", "/api/v1/cases", views.cases_json, "cases"),
-    ("GET", "/api/v1/cases/{case_id:\\d+}", views.case_json, "case"),
-    ("GET", "/api/v1/dead-letters", views.dead_letters_json, "dead_letters"),
-    ("GET", "/api/v1/stats", views.stats_json, "stats"),
-    ("GET", "/snapshots/{sha256:[0-9a-f]{64}}.jpg", views.snapshot, "snapshot"),
-    ("POST", ENROLL_PATH, views.enroll, "enroll"),
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+CASE = "{case_id:\\d+}"
+FMT = "{fmt:(json|xml)}"
+SHA = "{sha256:[0-9a-f]{64}}"
+
+
+class Route(NamedTuple):
+    method: str
+    path: str
+    handler: Handler
+    name: str
+    permission: str  # "public", or a permission of hub.auth.roles.PERMISSIONS
+    kind: str = "api"  # "page" | "api" | "open311"
+
+
+ROUTES: list[Route] = [
+    # -- pages for people ---------------------------------------------------------------
+    Route("GET", "/", pages.overview, "overview", "signed_in", "page"),
+    Route("GET", "/login", pages.login_form, "login", "public", "page"),
+    Route("POST", "/login", pages.login, "login_post", "public", "page"),
+    Route("POST", "/logout", pages.logout, "logout", "signed_in", "page"),
+    Route("GET", "/cases", pages.cases, "cases_page", "view", "page"),
+    Route("GET", f"/cases/{CASE}", pages.case, "case_page", "signed_in", "page"),
+    Route("POST", f"/cases/{CASE}/{{action:[a-z]+}}", pages.case_action, "case_action_page",
+          "signed_in", "page"),
+    Route("GET", "/my", pages.my_cases, "my_cases", "handler", "page"),
+    Route("GET", "/agents", pages.agents, "agents_page", "view", "page"),
+    Route("GET", "/scores", pages.scores, "scores_page", "view", "page"),
+    Route("GET", "/rejected", pages.rejected, "rejected_page", "view", "page"),
+    Route("GET", "/dead-letters", pages.dead_letters, "dead_letters_page", "view", "page"),
+    Route("GET", "/admin", admin.admin_page, "admin_page", "admin", "page"),
+    Route("POST", "/admin/users", admin.user_add_form, "admin_user_add", "admin", "page"),
+    Route("POST", "/admin/users/{username}/{action:(disable|enable|password)}",
+          admin.user_change_form, "admin_user_change", "admin", "page"),
+    Route("POST", "/admin/tokens", admin.token_create_form, "admin_token_create", "admin", "page"),
+    Route("POST", "/admin/tokens/{token_id:\\d+}/revoke", admin.token_revoke_form,
+          "admin_token_revoke", "admin", "page"),
+    Route("POST", "/admin/enroll", admin.enroll_form, "admin_enroll", "admin", "page"),
+    Route("GET", "/static/{name}", pages.static, "static", "public", "page"),
+    # -- operations -----------------------------------------------------------------------
+    Route("GET", "/healthz", views.healthz, "healthz", "public"),
+    Route("GET", "/metrics", views.metrics, "metrics", "public"),
+    # -- JSON API for the page and for city tools -------------------------------------------
+    Route("GET", "/api/v1/me", views.me, "me", "signed_in"),
+    Route("GET", "/api/v1/overview", views.overview_json, "overview_json", "view"),
+    Route("GET", "/api/v1/live", views.live, "live", "signed_in"),
+    Route("GET", "/api/v1/cases", views.cases_json, "cases", "view"),
+    Route("GET", f"/api/v1/cases/{CASE}", views.case_json, "case", "view"),
+    Route("POST", f"/api/v1/cases/{CASE}/accept", views.case_action, "case_accept", "case.accept"),
+    Route("POST", f"/api/v1/cases/{CASE}/reject", views.case_action, "case_reject", "case.reject"),
+    Route("POST", f"/api/v1/cases/{CASE}/dispatch", views.case_action, "case_dispatch",
+          "case.dispatch"),
+    Route("POST", f"/api/v1/cases/{CASE}/reassign", views.case_action, "case_reassign",
+          "case.reassign"),
+    Route("POST", f"/api/v1/cases/{CASE}/review", views.case_action, "case_review", "case.review"),
+    Route("POST", f"/api/v1/cases/{CASE}/close", views.case_action, "case_close", "case.close"),
+    Route("POST", f"/api/v1/cases/{CASE}/reopen", views.case_action, "case_reopen", "case.reopen"),
+    Route("POST", f"/api/v1/cases/{CASE}/notes", views.case_action, "case_note", "case.note"),
+    Route("GET", "/api/v1/agents", views.agents_json, "agents", "view"),
+    Route("GET", "/api/v1/grids", views.grids_json, "grids", "view"),
+    Route("GET", "/api/v1/scores", views.scores_json, "scores", "view"),
+    Route("GET", "/api/v1/dead-letters", views.dead_letters_json, "dead_letters", "view"),
+    Route("GET", "/api/v1/stats", views.stats_json, "stats", "view"),
+    Route("GET", f"/api/v1/snapshots/{SHA}.jpg", views.snapshot, "snapshot", "snapshot"),
+    Route("GET", f"/snapshots/{SHA}.jpg", views.snapshot, "snapshot_legacy", "snapshot"),
+    Route("POST", ENROLL_PATH, views.enroll, "enroll", "public"),
+    # -- administration --------------------------------------------------------------------------
+    Route("GET", "/api/v1/admin/users", admin.users_json, "admin_users", "admin"),
+    Route("POST", "/api/v1/admin/users", admin.user_add_json, "admin_users_add", "admin"),
+    Route("POST", "/api/v1/admin/users/{username}/{action:(disable|enable|password)}",
+          admin.user_change_json, "admin_users_change", "admin"),
+    Route("GET", "/api/v1/admin/tokens", admin.tokens_json, "admin_tokens", "admin"),
+    Route("POST", "/api/v1/admin/tokens", admin.token_create_json, "admin_tokens_create", "admin"),
+    Route("POST", "/api/v1/admin/tokens/{token_id:\\d+}/revoke", admin.token_revoke_json,
+          "admin_tokens_revoke", "admin"),
+    Route("GET", "/api/v1/admin/enrollment-tokens", admin.enrollment_json, "admin_enrollment",
+          "admin"),
+    Route("POST", "/api/v1/admin/enrollment-tokens", admin.enroll_json, "admin_enrollment_add",
+          "admin"),
+    # -- departments (HANDLER_API.md) ----------------------------------------------------------
+    Route("GET", "/api/v1/handler/cases", handler_api.list_cases, "handler_cases", "handler"),
+    Route("GET", f"/api/v1/handler/cases/{CASE}", handler_api.get_case, "handler_case", "handler"),
+    Route("POST", f"/api/v1/handler/cases/{CASE}/accept", handler_api.accept, "handler_accept",
+          "handler"),
+    Route("POST", f"/api/v1/handler/cases/{CASE}/reject", handler_api.reject, "handler_reject",
+          "handler"),
+    Route("POST", f"/api/v1/handler/cases/{CASE}/notes", handler_api.note, "handler_note",
+          "handler"),
+    Route("POST", f"/api/v1/handler/cases/{CASE}/resolve", handler_api.resolve,
+          "handler_resolve", "handler"),
+    # -- Open311 GeoReport v2 ---------------------------------------------------------------------
+    Route("GET", f"/open311/v2/services.{FMT}", open311.services, "open311_services", "public",
+          "open311"),
+    Route("GET", f"/open311/v2/requests.{FMT}", open311.requests, "open311_requests", "public",
+          "open311"),
+    Route("POST", f"/open311/v2/requests.{FMT}", open311.post_request, "open311_post", "public",
+          "open311"),
+    Route("GET", "/open311/v2/requests/{request_id:\\d+}." + FMT, open311.request, "open311_request",
+          "public", "open311"),
+    Route("GET", f"/open311/v2/media/{SHA}.jpg", open311.media, "open311_media", "public",
+          "open311"),
 ]
+
+# Whole request bodies: a 256 KiB photo plus its form fields.
+CLIENT_MAX_SIZE = 320 * 1024
+
+
+def _error_response(request: web.Request, kind: str, exc: WebError) -> web.StreamResponse:
+    if kind == "open311":
+        return open311.error_response(request, exc.status, exc.detail)
+    if kind == "page":
+        return pages.error_page(request, exc)
+    extra = {"errors": exc.fields} if isinstance(exc, FieldErrors) else None
+    return problem(exc.status, exc.code, exc.detail, extra=extra, headers=exc.headers or None)
+
+
+def _errors_middleware(route_kind: dict[str, str]):
+    @web.middleware
+    async def middleware(request: web.Request, handler):
+        kind = route_kind.get(request.match_info.route.name or "", "api")
+        try:
+            return await handler(request)
+        except WebError as exc:
+            return _error_response(request, kind, exc)
+        except web.HTTPRequestEntityTooLarge:
+            return _error_response(request, kind, WebError(
+                413, "too_large", f"the request is larger than {CLIENT_MAX_SIZE // 1024} KiB; "
+                "photos must be JPEGs of at most 256 KiB"))
+        except web.HTTPException as exc:
+            if exc.status >= 400 and kind != "page":
+                return _error_response(request, kind, WebError(exc.status, exc.reason.lower().replace(" ", "_"),
+                                                               exc.text or exc.reason))
+            raise
+        except Exception:
+            log.exception("error serving %s %s", request.method, request.path)
+            return _error_response(request, kind, WebError(
+                500, "internal_error", "the hub failed on this request; see its log"))
+
+    return middleware
+
+
+def _access_middleware(metrics: HttpMetrics, enabled: bool):
+    @web.middleware
+    async def middleware(request: web.Request, handler):
+        start = time.perf_counter()
+        status = 500
+        try:
+            response = await handler(request)
+            status = response.status
+            return response
+        except web.HTTPException as exc:
+            status = exc.status
+            raise
+        finally:
+            elapsed = time.perf_counter() - start
+            name = request.match_info.route.name or "unmatched"
+            metrics.observe(name, request.method, status, elapsed)
+            if enabled:
+                who = request.get(PRINCIPAL)
+                access_log.info("%s %s %s %.1f ms", request.method, request.path, status,
+                                elapsed * 1000, extra={
+                                    "http_method": request.method, "path": request.path,
+                                    "route": name, "status": status,
+                                    "duration_ms": round(elapsed * 1000, 2),
+                                    "remote": request.remote,
+                                    "principal": who.actor if who else None})
+
+    return middleware
 
 
 def create_app(hub: Hub) -> web.Application:
-    app = web.Application(client_max_size=64 * 1024, middlewares=[views.errors_middleware])
+    cfg = hub.config.web
+    info = {r.name: r for r in ROUTES}
+    security = SecurityState(LoginLimiter(cfg.login_limits.per_account, cfg.login_limits.per_address,
+                                          cfg.login_limits.window_min * 60), {}, {})
+    metrics = HttpMetrics()
+    app = web.Application(client_max_size=CLIENT_MAX_SIZE, middlewares=[
+        _access_middleware(metrics, cfg.access_log),
+        _errors_middleware({r.name: r.kind for r in ROUTES}),
+        security_middleware(hub, security, info),
+    ])
     app[HUB_KEY] = hub
-    for method, path, handler, name in ROUTES:
-        app.router.add_route(method, path, handler, name=name)
+    app[METRICS_KEY] = metrics
+    app[SECURITY_KEY] = security
+    app[RENDER_KEY] = Renderer(hub)
+    live = LiveFeed(hub)
+    app[LIVE_KEY] = live
+    for r in ROUTES:
+        app.router.add_route(r.method, r.path, r.handler, name=r.name)
+
+    async def start_live(_app: web.Application) -> None:
+        await live.start()
+
+    async def stop_live(_app: web.Application) -> None:
+        await live.stop()
+
+    app.on_startup.append(start_live)
+    app.on_shutdown.append(stop_live)
     return app

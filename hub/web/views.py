@@ -1,14 +1,15 @@
-"""Views: read from the repository (read-only connections in worker threads), call the
-hub for actions, render JSON or the status page. No logic of their own."""
+"""JSON views: read from the repository (read-only connections in worker threads), call
+the hub for actions. No logic of their own; shapes come from :mod:`serialize`."""
 
 from __future__ import annotations
 
 import asyncio
-import dataclasses
+import contextlib
+import json
 import logging
-from datetime import datetime
+from datetime import timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from aiohttp import web
 from pydantic import ValidationError
@@ -16,167 +17,285 @@ from pydantic import ValidationError
 from protocol.ids import new_secret
 from protocol.provisioning import EnrollRequest, EnrollResponse, MqttEndpoint
 
-from ..cases.states import OPEN_STATES
+from ..auth.roles import CASE_ACTIONS, case_actions
 from ..enroll import claim_token, release_token
-from ..errors import CaseError, EnrollmentError
-from . import page
+from ..errors import EnrollmentError
+from ..scores import month_bounds, score_cases
+from .actions import load_case_for, parse_action, perform
+from .common import case_filter, hub_of, json_response, principal, query_int
+from .live import overview
+from .metrics import render
+from .problems import FieldErrors, WebError, problem
+from .serialize import agent_json, jsonable, snapshot_url
+from .serialize import case_json as case_view
 
-if TYPE_CHECKING:
-    from ..app import Hub
+__all__ = [
+    "agents_json", "case_action", "case_detail", "case_json", "cases_json", "dead_letters_json",
+    "enroll", "grids_json", "healthz", "live", "me", "metrics", "overview_json",
+    "scores_json", "snapshot", "stats_json",
+]
 
 log = logging.getLogger(__name__)
 
-MAX_LIMIT = 1000
 
+def _live(request: web.Request):
+    from .app import LIVE_KEY
 
-def _hub(request: web.Request) -> Hub:
-    from .app import HUB_KEY
-
-    return request.app[HUB_KEY]  # type: ignore[return-value]
-
-
-def _jsonable(value: Any) -> Any:
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {k: _jsonable(v) for k, v in dataclasses.asdict(value).items()}
-    if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, datetime):
-        return value.isoformat()
-    return value
-
-
-def json_response(data: Any, status: int = 200) -> web.Response:
-    return web.json_response(_jsonable(data), status=status)
-
-
-def problem(status: int, code: str, detail: str) -> web.Response:
-    """An RFC 9457 problem document with a stable ``code``."""
-    return web.json_response({"type": "about:blank", "title": code.replace("_", " "),
-                              "status": status, "code": code, "detail": detail},
-                             status=status, content_type="application/problem+json")
-
-
-@web.middleware
-async def errors_middleware(request: web.Request, handler):
-    try:
-        return await handler(request)
-    except web.HTTPException:
-        raise
-    except CaseError as exc:
-        return problem(409 if exc.case_id is not None else 400, "case_error", str(exc))
-    except Exception:
-        log.exception("error serving %s", request.path)
-        return problem(500, "internal_error", "the hub failed on this request; see its log")
-
-
-def _int(request: web.Request, name: str, default: int, hi: int = MAX_LIMIT) -> int:
-    raw = request.query.get(name)
-    if raw is None:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise web.HTTPBadRequest(text=f"{name} must be an integer") from None
-    return max(0, min(value, hi))
-
-
-def agent_view(hub: Hub, agent) -> dict[str, Any]:
-    """An agent row plus what the page shows: online / offline / stale."""
-    data = _jsonable(agent)
-    now = hub.clock.now()
-    stale = hub.config.agents.stale_after_s
-    shown = agent.state
-    if agent.state == "online" and agent.last_seen and (now - agent.last_seen).total_seconds() > stale:
-        shown = "stale"
-    data["shown_state"] = shown
-    data["missing_seqs"] = max(0, agent.seq_highest - agent.seq_upto
-                               - sum(hi - lo + 1 for lo, hi in agent.seq_ranges))
-    return data
+    return request.app[LIVE_KEY]
 
 
 async def healthz(request: web.Request) -> web.Response:
-    body = _hub(request).health()
+    body = hub_of(request).health()
     return web.json_response(body, status=200 if body["ok"] else 503)
 
 
-async def agents_json(request: web.Request) -> web.Response:
-    hub = _hub(request)
-    limit, offset = _int(request, "limit", 1000, 10_000), _int(request, "offset", 0, 10**9)
-    agents = await hub.read(lambda repo: repo.list_agents(limit, offset))
-    return json_response({"agents": [agent_view(hub, a) for a in agents]})
+async def me(request: web.Request) -> web.Response:
+    who = principal(request)
+    return json_response({"name": who.name, "kind": who.kind, "role": who.role.value,
+                          "department": who.department, "display_name": who.display_name,
+                          "csrf_token": who.csrf})
 
 
-async def _cases(request: web.Request):
-    hub = _hub(request)
-    q = request.query
-    states = [s for s in q.get("state", "").split(",") if s] or None
-    if q.get("open") == "1":
-        states = sorted(OPEN_STATES)
-    limit, offset = _int(request, "limit", 100), _int(request, "offset", 0, 10**9)
-    return await hub.read(lambda repo: repo.list_cases(
-        states=states, grid_id=q.get("grid"), category=q.get("category"), queue=q.get("queue"),
-        limit=limit, offset=offset))
+async def overview_json(request: web.Request) -> web.Response:
+    feed = _live(request)
+    data = feed.latest if feed.latest and feed.watchers else await feed.compute()
+    return json_response(data)
+
+
+async def live(request: web.Request) -> web.StreamResponse:
+    """Server-sent events: ``overview`` whenever the data changed (at most once per
+    ``web.live_interval_s``); a comment line every 15 s keeps proxies from closing it."""
+    who = principal(request)
+    feed = _live(request)
+    response = web.StreamResponse(headers={"Content-Type": "text/event-stream",
+                                           "Cache-Control": "no-cache",
+                                           "X-Accel-Buffering": "no"})
+    await response.prepare(request)
+    queue = feed.subscribe()
+
+    async def send(data: dict[str, Any]) -> None:
+        payload = data if who.can("view") else {"version": data["version"], "now": data["now"]}
+        text = json.dumps(jsonable(payload), separators=(",", ":"), ensure_ascii=False)
+        await response.write(f"event: overview\nid: {data['version']}\ndata: {text}\n\n".encode())
+
+    try:
+        await send(feed.latest or await feed.compute())
+        while True:
+            try:
+                data = await asyncio.wait_for(queue.get(), 15)
+            except TimeoutError:
+                await response.write(b": keep-alive\n\n")
+                continue
+            if data is None:
+                break
+            await send(data)
+    except (ConnectionResetError, asyncio.CancelledError):
+        pass
+    finally:
+        feed.unsubscribe(queue)
+    with contextlib.suppress(ConnectionResetError, RuntimeError):
+        await response.write_eof()
+    return response
 
 
 async def cases_json(request: web.Request) -> web.Response:
-    return json_response({"cases": await _cases(request)})
+    hub = hub_of(request)
+    f = case_filter(request, hub)
+    limit, offset = query_int(request, "limit", 100, 1), query_int(request, "offset", 0, 0, 10**9)
+    cases, total = await hub.read(lambda repo: repo.search_cases(f, limit=limit, offset=offset))
+    now = hub.clock.now()
+    tax, deps = hub.setup.taxonomy, hub.setup.routing.departments
+    return json_response({"cases": [case_view(c, tax, deps, now) for c in cases],
+                          "total": total, "limit": limit, "offset": offset})
 
 
-async def case_json(request: web.Request) -> web.Response:
-    hub = _hub(request)
-    case_id = int(request.match_info["case_id"])
+async def case_detail(request: web.Request, case_id: int) -> dict[str, Any]:
+    """The case and everything about it, as the principal may see it."""
+    hub = hub_of(request)
+    who = principal(request)
+    case = await load_case_for(hub, who, case_id)
 
     def load(repo):
-        case = repo.get_case(case_id)
-        if case is None:
-            return None
-        return {"case": case, "events": repo.lifecycles_for_case(case_id),
+        return {"events": repo.lifecycles_for_case(case_id),
                 "audit": repo.audit_for_case(case_id),
                 "snapshots": repo.snapshots_for_case(case_id),
                 "verifications": repo.verifications_for_case(case_id),
                 "notifications": repo.notifications_for_case(case_id)}
 
     data = await hub.read(load)
-    if data is None:
-        return problem(404, "no_such_case", f"case {case_id} does not exist")
-    return json_response(data)
+    tax = hub.setup.taxonomy
+    snaps = [{**jsonable(s), "url": snapshot_url(s.sha256)} for s in data["snapshots"]]
+    verifs = [{**v, "after_url": snapshot_url(v["after_sha256"]),
+               "before_url": snapshot_url(v["before_sha256"])} for v in data["verifications"]]
+    return {
+        "case": case_view(case, tax, hub.setup.routing.departments, hub.clock.now()),
+        "events": jsonable(data["events"]),
+        "audit": jsonable(data["audit"]),
+        "snapshots": snaps,
+        "verifications": verifs,
+        "notifications": data["notifications"],
+        "actions": case_actions(who, case.state, case.department, case.review_reason),
+    }
+
+
+async def case_json(request: web.Request) -> web.Response:
+    return json_response(await case_detail(request, int(request.match_info["case_id"])))
+
+
+async def _json_body(request: web.Request) -> dict[str, Any]:
+    if not request.can_read_body:
+        return {}
+    try:
+        data = await request.json()
+    except (ValueError, UnicodeDecodeError):
+        raise FieldErrors({"body": "not valid JSON; send an object like {\"reason\": \"...\"}"}) from None
+    if not isinstance(data, dict):
+        raise FieldErrors({"body": "send a JSON object"})
+    return data
+
+
+_ROUTE_ACTION = {"case_accept": "accept", "case_reject": "reject", "case_dispatch": "dispatch",
+                 "case_reassign": "reassign", "case_review": "review", "case_close": "close",
+                 "case_reopen": "reopen", "case_note": "note"}
+
+
+async def case_action(request: web.Request) -> web.Response:
+    """``POST /api/v1/cases/{id}/{action}`` with a JSON body; answers the case."""
+    hub = hub_of(request)
+    action = _ROUTE_ACTION[request.match_info.route.name or ""]
+    assert action in CASE_ACTIONS
+    body = parse_action(action, await _json_body(request))
+    case = await perform(hub, principal(request), int(request.match_info["case_id"]), action, body)
+    return json_response({"case": case_view(case, hub.setup.taxonomy,
+                                            hub.setup.routing.departments, hub.clock.now())})
+
+
+async def agents_json(request: web.Request) -> web.Response:
+    hub = hub_of(request)
+    state = request.query.get("state", "").strip() or None
+    if state and state not in ("online", "offline", "stale", "unknown"):
+        raise FieldErrors({"state": "one of online, offline, stale, unknown"})
+    text = request.query.get("q", "").strip()[:64] or None
+    limit = query_int(request, "limit", 1000, 1, 10_000)
+    offset = query_int(request, "offset", 0, 0, 10**9)
+    now = hub.clock.now()
+    stale_s = hub.config.agents.stale_after_s
+    agents, total = await hub.read(lambda repo: repo.search_agents(
+        state=state, text=text, stale_before=now - timedelta(seconds=stale_s),
+        limit=limit, offset=offset))
+    return json_response({"agents": [agent_json(a, now, stale_s) for a in agents],
+                          "total": total, "limit": limit, "offset": offset})
+
+
+async def grids_json(request: web.Request) -> web.Response:
+    hub = hub_of(request)
+    feed = _live(request)
+    data = feed.latest or await feed.compute()
+    by_grid = data["cases"]["by_grid"]
+    return json_response({"grids": [
+        {"grid_id": g.grid_id, "name": g.name, "town": g.town, "district": g.district,
+         "bbox": list(g.bbox), "open_cases": by_grid.get(g.grid_id, 0)}
+        for g in hub.setup.grids.grids]})
+
+
+def _month(request: web.Request, hub) -> str:
+    month = request.query.get("month", "").strip()
+    if not month:
+        return hub.clock.now().astimezone(hub.setup.zone).strftime("%Y-%m")
+    try:
+        month_bounds(month, hub.setup.zone)
+    except ValueError:
+        raise FieldErrors({"month": f"{month[:20]!r} is not YYYY-MM"}) from None
+    return month
+
+
+async def month_scores(hub, month: str, by: str) -> list[Any]:
+    start, end = month_bounds(month, hub.setup.zone)
+    now = hub.clock.now()
+    return await hub.read(lambda repo: score_cases(month, repo.cases_accepted_between(start, end),
+                                                   now, by=by))
+
+
+async def scores_json(request: web.Request) -> web.Response:
+    hub = hub_of(request)
+    month = _month(request, hub)
+    by = request.query.get("by", "grid")
+    if by not in ("grid", "department"):
+        raise FieldErrors({"by": "grid or department"})
+    return json_response({"month": month, "by": by, "scores": await month_scores(hub, month, by)})
 
 
 async def dead_letters_json(request: web.Request) -> web.Response:
-    hub = _hub(request)
-    limit, offset = _int(request, "limit", 100), _int(request, "offset", 0, 10**9)
+    hub = hub_of(request)
+    limit, offset = query_int(request, "limit", 100, 1), query_int(request, "offset", 0, 0, 10**9)
     rows = await hub.read(lambda repo: repo.list_dead_letters(limit, offset))
-    return json_response({"dead_letters": rows})
+    counts = await hub.read(lambda repo: repo.counts_dead_letters())
+    return json_response({"dead_letters": rows, "total": counts["rows"], "limit": limit,
+                          "offset": offset})
 
 
 async def stats_json(request: web.Request) -> web.Response:
-    hub = _hub(request)
+    hub = hub_of(request)
     return json_response(await asyncio.to_thread(hub.counts))
 
 
 async def snapshot(request: web.Request) -> web.Response:
-    hub = _hub(request)
+    hub = hub_of(request)
     data = await asyncio.to_thread(hub.files.get, request.match_info["sha256"])
     if data is None:
-        raise web.HTTPNotFound(text="no such snapshot")
-    return web.Response(body=data, content_type="image/jpeg")
+        raise WebError(404, "no_such_snapshot", "no snapshot with this hash (never received, "
+                       "or removed by retention)")
+    return web.Response(body=data, content_type="image/jpeg",
+                        headers={"Cache-Control": "private, max-age=86400, immutable"})
 
 
-async def status_page(request: web.Request) -> web.Response:
-    hub = _hub(request)
-    agents = await hub.read(lambda repo: repo.list_agents(500, 0))
-    cases = await _cases(request)
+async def metrics(request: web.Request) -> web.Response:
+    from .app import METRICS_KEY
+
+    hub = hub_of(request)
+    if not hub.config.web.metrics_public:
+        who = principal(request)
+        if not who.can("metrics"):
+            raise WebError(403, "forbidden", "metrics need an operator or monitor token")
+    feed = _live(request)
+    data = await asyncio.to_thread(lambda: overview(hub, hub._reader(), feed.rate))  # noqa: SLF001
     counts = await asyncio.to_thread(hub.counts)
-    html = page.render_status(
-        agents=[agent_view(hub, a) for a in agents], cases=[_jsonable(c) for c in cases],
-        counts=counts, now=hub.clock.now())
-    return web.Response(text=html, content_type="text/html", charset="utf-8")
+    c, a, ingest = data["cases"], data["agents"], counts.get("ingest", {})
+    g = "gauge"
+    samples = [
+        ("cityops_ingest_events_total", "counter", "Events stored since the hub started.",
+         [({}, ingest.get("events_stored", 0))]),
+        ("cityops_ingest_duplicates_total", "counter", "Redelivered messages (deduplicated).",
+         [({}, ingest.get("duplicates", 0))]),
+        ("cityops_ingest_refused_total", "counter", "Messages refused (dead letters) this run.",
+         [({}, ingest.get("refused", 0))]),
+        ("cityops_ingest_events_per_minute", g, "Events stored in the last minute.",
+         [({}, data["events_last_minute"])]),
+        ("cityops_dead_letters", g, "Distinct dead letters kept.", [({}, data["dead_letters"]["rows"])]),
+        ("cityops_dead_letters_received", g, "Dead letters received, with repeats.",
+         [({}, data["dead_letters"]["total"])]),
+        ("cityops_cases_open", g, "Open cases by state.",
+         [({"state": s}, n) for s, n in sorted(c["by_state"].items())
+          if s not in ("closed", "rejected", "merged")]),
+        ("cityops_cases_overdue", g, "Open cases past their deadline.", [({}, c["overdue"])]),
+        ("cityops_cases_near_deadline", g, "Open cases due soon.", [({}, c["near_deadline"])]),
+        ("cityops_cases_needs_review", g, "Resolved cases waiting for an operator.",
+         [({}, c["needs_review"])]),
+        ("cityops_queue_depth", g, "Work waiting: operator queue, writer backlog.",
+         [({"queue": "operator"}, c["operator_queue"]),
+          ({"queue": "writer"}, counts.get("backlog", 0))]),
+        ("cityops_agents", g, "Agents by shown state.",
+         [({"state": k}, a[k]) for k in ("online", "offline", "stale", "unknown")]),
+        ("cityops_agents_outbox_depth", g, "Events waiting in agents' outboxes (sum).",
+         [({}, a["outbox_depth"])]),
+        ("cityops_live_watchers", g, "Browsers on the live feed.", [({}, feed.watchers)]),
+    ]
+    return web.Response(body=render(samples, request.app[METRICS_KEY]).encode(),
+                        headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"})
 
 
 async def enroll(request: web.Request) -> web.Response:
-    hub = _hub(request)
+    hub = hub_of(request)
     try:
         body = await request.read()
         req = EnrollRequest.model_validate_json(body)

@@ -1,0 +1,107 @@
+"""Events that do not come over MQTT: Open311 requests from citizens' and partners'
+apps, and (issue 10) residents' committees' one-key reports.
+
+A report becomes an ordinary protocol event of a pseudo-agent (``open311``) with its own
+sequence, stored as a message and placed exactly like an agent's event: the same
+screening, merging, routing and dispatch. Its photo, if any, is the case's before-photo
+(and, since a person framed it, the whole picture is the evidence box).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from protocol.ids import new_event_id
+from protocol.messages import Event, Evidence, Location, SnapshotRef
+
+from ..errors import CaseError
+from ..ingest.decode import event_record
+from ..store.repo import Repository
+from .ingest import BatchResult, Ingestor
+
+__all__ = ["Photo", "Report", "ReportOutcome", "apply_report", "report_source"]
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9_.\-]+")
+
+
+def report_source(name: str) -> str:
+    """A partner's name as an event source id (the safe id alphabet)."""
+    safe = _UNSAFE.sub("-", name).strip("-.")[:64]
+    return safe or "unknown"
+
+
+@dataclass(frozen=True)
+class Photo:
+    sha256: str
+    size: int
+    width: int
+    height: int
+
+
+@dataclass(frozen=True)
+class Report:
+    agent_id: str  # the channel: "open311", "reporter"
+    source: str  # who sent it (a partner's token name), as a safe id
+    subcategory: str
+    lat: float
+    lon: float
+    place: str | None = None
+    description: str = ""
+    photo: Photo | None = None
+    attributes: dict[str, str | int | float | bool | None] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ReportOutcome:
+    case_id: int
+    event_id: str
+    seq: int
+    state: str
+
+
+def apply_report(ingestor: Ingestor, repo: Repository, report: Report, now: datetime,
+                 actor: str) -> ReportOutcome:
+    """Store the report as an event and place it in a case, inside the caller's
+    transaction. The lifecycle cache is the writer's: run this with ``moves_events``."""
+    tax = ingestor.setup.taxonomy
+    try:
+        sub = tax.subcategory(report.subcategory)
+    except KeyError:
+        raise CaseError(None, f"unknown category {report.subcategory!r}") from None
+    seq = repo.next_message_seq(report.agent_id)
+    evidence = Evidence()
+    if report.photo is not None:
+        p = report.photo
+        evidence = Evidence(bbox=(0.0, 0.0, 1.0, 1.0), snapshot=SnapshotRef(
+            sha256=p.sha256, bytes=p.size, width=p.width, height=p.height))
+    attrs = dict(report.attributes)
+    if report.description:
+        attrs["description"] = report.description[:200]
+    event = Event(event_id=new_event_id(), agent_id=report.agent_id, seq=seq, kind="new",
+                  category=sub.category, subcategory=sub.code, source=report.source,
+                  observed_at=now, location=Location(lat=report.lat, lon=report.lon,
+                                                     place=(report.place or None) and report.place[:200]),
+                  confidence=1.0, evidence=evidence, attributes=attrs)
+    rec = event_record(event, event.model_dump_json(by_alias=True, exclude_none=True))
+    repo.insert_messages([(rec.agent_id, rec.seq, rec.event_id, rec.kind, rec.observed_at, now,
+                           rec.body)])
+    if report.photo is not None:
+        p = report.photo
+        repo.add_snapshot(report.agent_id, event.event_id, seq, p.sha256, p.size, p.width,
+                          p.height, now, now)
+    result = BatchResult()
+    batch = ingestor.placer.begin()
+    ingestor.placer.apply(repo, rec, now, batch, result)
+    ingestor.placer.finish(repo, batch, now)
+    state = repo.lifecycle_state(report.agent_id, event.event_id)
+    if state is None or state[1] is None:  # pragma: no cover - placing always links a case
+        raise CaseError(None, "the report could not be placed in a case")
+    case_id = state[1]
+    case = repo.get_case(case_id)
+    assert case is not None
+    repo.append_audit(case_id, now, "report", None, None, actor,
+                      report.description[:2000] or f"{report.agent_id} report",
+                      {"event_id": event.event_id, "channel": report.agent_id})
+    return ReportOutcome(case_id, event.event_id, seq, case.state)

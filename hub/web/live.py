@@ -1,0 +1,173 @@
+"""The live feed behind the status page: one overview computed per interval (only when
+somebody watches and the database changed), pushed to every browser over server-sent
+events. Pages then refresh their live regions; wall screens never reload.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import deque
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+from ..store.sqlite import SqliteRepository
+from .serialize import agent_json
+
+if TYPE_CHECKING:
+    from ..app import Hub
+
+__all__ = ["EventRate", "LiveFeed", "overview"]
+
+log = logging.getLogger(__name__)
+
+
+class EventRate:
+    """Events stored per minute, from the writer's running counter (this run only)."""
+
+    def __init__(self, minutes: int = 30) -> None:
+        self.minutes = minutes
+        self._samples: deque[tuple[float, int]] = deque()  # (unix time, counter)
+
+    def sample(self, at: float, counter: int) -> None:
+        self._samples.append((at, counter))
+        while self._samples and self._samples[0][0] < at - self.minutes * 60 - 60:
+            self._samples.popleft()
+
+    def _value_at(self, t: float) -> int | None:
+        best = None
+        for at, n in self._samples:
+            if at <= t:
+                best = n
+            else:
+                break
+        return best
+
+    def per_minute(self, now: float) -> list[int]:
+        """Events in each of the last ``minutes`` whole minutes, oldest first."""
+        edge = now - now % 60
+        out = []
+        for i in range(self.minutes, 0, -1):
+            a, b = self._value_at(edge - i * 60), self._value_at(edge - (i - 1) * 60)
+            out.append(0 if a is None or b is None else max(0, b - a))
+        return out
+
+    def last_minute(self, now: float) -> int:
+        a = self._value_at(now - 60)
+        if a is None:
+            a = self._samples[0][1] if self._samples else 0
+        b = self._samples[-1][1] if self._samples else 0
+        return max(0, b - a)
+
+
+def overview(hub: Hub, repo, rate: EventRate) -> dict[str, Any]:
+    """What the status page's live parts show (also ``GET /api/v1/overview``)."""
+    now = hub.clock.now()
+    cfg = hub.config
+    cases = repo.case_overview(now, now + timedelta(minutes=cfg.web.near_deadline_min))
+    agents = repo.agent_overview(now - timedelta(seconds=cfg.agents.stale_after_s))
+    agents["attention"] = [agent_json(a, now, cfg.agents.stale_after_s) for a in agents["attention"]]
+    stats = hub.writer.stats if hub.writer else None
+    dead = repo.counts_dead_letters()
+    t = time.time()
+    return {
+        "now": now.isoformat(),
+        "cases": cases,
+        "agents": agents,
+        "events_per_minute": rate.per_minute(t),
+        "events_last_minute": rate.last_minute(t),
+        "ingest": {
+            "events_stored": stats.events_stored if stats else 0,
+            "duplicates": stats.duplicates if stats else 0,
+            "refused": stats.refused if stats else 0,
+            "backlog": hub.writer.backlog() if hub.writer else 0,
+        },
+        "dead_letters": dead,
+    }
+
+
+class LiveFeed:
+    def __init__(self, hub: Hub) -> None:
+        self.hub = hub
+        self.interval = hub.config.web.live_interval_s
+        self.rate = EventRate()
+        self._subscribers: set[asyncio.Queue] = set()
+        self._task: asyncio.Task | None = None
+        self._repo: SqliteRepository | None = None
+        self._marker: int | None = None
+        self._last_push = 0.0
+        self.latest: dict[str, Any] | None = None
+        self.version = 0
+
+    @property
+    def watchers(self) -> int:
+        return len(self._subscribers)
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="hub-live")
+
+    async def stop(self) -> None:
+        for q in list(self._subscribers):
+            q.put_nowait(None)
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        if self._repo is not None:
+            self._repo.close()
+
+    def subscribe(self) -> asyncio.Queue:
+        q: asyncio.Queue = asyncio.Queue(maxsize=4)
+        self._subscribers.add(q)
+        return q
+
+    def unsubscribe(self, q: asyncio.Queue) -> None:
+        self._subscribers.discard(q)
+
+    def _sample(self) -> None:
+        stats = self.hub.writer.stats if self.hub.writer else None
+        self.rate.sample(time.time(), stats.events_stored if stats else 0)
+
+    async def compute(self) -> dict[str, Any]:
+        """A fresh overview (on the feed's own read connection)."""
+        hub = self.hub
+
+        def work() -> tuple[int, dict[str, Any]]:
+            if self._repo is None:
+                self._repo = SqliteRepository(hub.config.database, writer=False)
+            return self._repo.change_marker(), overview(hub, self._repo, self.rate)
+
+        marker, data = await asyncio.to_thread(work)
+        self._marker = marker
+        self.version += 1
+        data["version"] = self.version
+        self.latest = data
+        return data
+
+    async def _changed(self) -> bool:
+        if self._repo is None:
+            return True
+        marker = await asyncio.to_thread(self._repo.change_marker)
+        return marker != self._marker
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self.interval)
+            try:
+                self._sample()
+                if not self._subscribers:
+                    continue
+                stale = time.monotonic() - self._last_push > 30  # events/min and clocks move
+                if not (stale or await self._changed()):
+                    continue
+                data = await self.compute()
+                self._last_push = time.monotonic()
+                for q in list(self._subscribers):
+                    if q.full():
+                        with contextlib.suppress(asyncio.QueueEmpty):
+                            q.get_nowait()  # a slow browser gets the newest, not a backlog
+                    q.put_nowait(data)
+            except Exception:
+                log.exception("live overview failed")

@@ -1,0 +1,75 @@
+"""Prometheus text exposition (format 0.0.4) without a client library: a few counters
+and one latency histogram kept here, gauges read from the hub at scrape time."""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+__all__ = ["BUCKETS", "HttpMetrics", "render"]
+
+BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+@dataclass
+class _Histogram:
+    counts: list[int] = field(default_factory=lambda: [0] * (len(BUCKETS) + 1))
+    total: float = 0.0
+    n: int = 0
+
+    def observe(self, seconds: float) -> None:
+        self.counts[bisect.bisect_left(BUCKETS, seconds)] += 1
+        self.total += seconds
+        self.n += 1
+
+
+@dataclass
+class HttpMetrics:
+    """Request counts by (route, method, status) and latency by (route, method)."""
+
+    requests: dict[tuple[str, str, int], int] = field(default_factory=dict)
+    latency: dict[tuple[str, str], _Histogram] = field(default_factory=dict)
+
+    def observe(self, route: str, method: str, status: int, seconds: float) -> None:
+        key = (route, method, status)
+        self.requests[key] = self.requests.get(key, 0) + 1
+        h = self.latency.get((route, method))
+        if h is None:
+            h = self.latency[(route, method)] = _Histogram()
+        h.observe(seconds)
+
+    def lines(self) -> Iterable[str]:
+        yield "# HELP cityops_http_requests_total HTTP requests served, by route and status."
+        yield "# TYPE cityops_http_requests_total counter"
+        for (route, method, status), n in sorted(self.requests.items()):
+            yield f'cityops_http_requests_total{{route="{_esc(route)}",method="{method}",status="{status}"}} {n}'
+        yield "# HELP cityops_http_request_duration_seconds Time to answer a request."
+        yield "# TYPE cityops_http_request_duration_seconds histogram"
+        for (route, method), h in sorted(self.latency.items()):
+            labels = f'route="{_esc(route)}",method="{method}"'
+            running = 0
+            for bound, count in zip(BUCKETS, h.counts, strict=False):
+                running += count
+                yield f'cityops_http_request_duration_seconds_bucket{{{labels},le="{bound}"}} {running}'
+            yield f'cityops_http_request_duration_seconds_bucket{{{labels},le="+Inf"}} {h.n}'
+            yield f"cityops_http_request_duration_seconds_sum{{{labels}}} {h.total:.6f}"
+            yield f"cityops_http_request_duration_seconds_count{{{labels}}} {h.n}"
+
+
+def _esc(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def render(samples: list[tuple[str, str, str, list[tuple[dict[str, str], float]]]],
+           http: HttpMetrics) -> str:
+    """``samples``: (name, type, help, [(labels, value)]) for the gauges and counters."""
+    out: list[str] = []
+    for name, kind, help_text, values in samples:
+        out.append(f"# HELP {name} {help_text}")
+        out.append(f"# TYPE {name} {kind}")
+        for labels, value in values:
+            lab = ",".join(f'{k}="{_esc(str(v))}"' for k, v in labels.items())
+            out.append(f"{name}{{{lab}}} {value}" if lab else f"{name} {value}")
+    out.extend(http.lines())
+    return "\n".join(out) + "\n"

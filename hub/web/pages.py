@@ -1,0 +1,331 @@
+"""The operators' pages: server-rendered HTML (templates in ``templates/``), a little
+JavaScript (``static/app.js``) for live regions over server-sent events. Forms post
+back here; bad input re-shows the form with the field marked; success redirects
+(post/redirect/get) with a flash message."""
+
+from __future__ import annotations
+
+import asyncio
+import mimetypes
+import time
+from datetime import timedelta
+from typing import Any
+from urllib.parse import quote, urlencode
+
+from aiohttp import web
+
+from ..auth.accounts import principal_for_user, sha256_hex, start_session
+from ..auth.passwords import verify_password
+from ..auth.roles import Role
+from ..store.repo import CaseFilter
+from .actions import parse_action, perform
+from .common import case_filter, hub_of, principal, query_int
+from .problems import FieldErrors, WebError
+from .render import STATIC_DIR
+from .security import (
+    PRE_LOGIN_COOKIE,
+    csrf_ok,
+    pre_login_token,
+    session_cookie_name,
+    set_cookie,
+)
+from .serialize import agent_json, case_json
+from .uploads import check_jpeg
+from .views import case_detail, month_scores
+
+__all__ = ["agents", "case", "case_action", "cases", "dead_letters", "error_page", "login",
+           "login_form", "logout", "my_cases", "overview", "rejected", "scores", "static"]
+
+FLASH = {
+    "accept": "Accepted and dispatched by the routing table.",
+    "reject": "Rejected; the reason is kept on the case.",
+    "dispatch": "Dispatched.", "reassign": "Reassigned.", "review": "Verdict recorded.",
+    "close": "Closed.", "reopen": "Reopened and dispatched again.", "note": "Note added.",
+    "start": "Accepted: the case is in progress.",
+    "return": "Returned to the operators with your reason.",
+    "resolve": "Resolved: the after-photo goes to verification.",
+}
+
+
+def _render(request: web.Request):
+    from .app import RENDER_KEY
+
+    return request.app[RENDER_KEY]
+
+
+def page(request: web.Request, template: str, **ctx: Any) -> web.Response:
+    return _render(request).page(request, template, **ctx)
+
+
+def error_page(request: web.Request, exc: WebError) -> web.StreamResponse:
+    if exc.status == 401 and request.method == "GET":
+        raise web.HTTPSeeOther(f"/login?next={quote(request.path_qs)}")
+    return page(request, "error.html", status=exc.status, title=f"{exc.status}", error=exc)
+
+
+# -- sign-in --------------------------------------------------------------------------------------
+def _safe_next(value: str | None) -> str:
+    if value and value.startswith("/") and not value.startswith("//") and "\\" not in value:
+        return value
+    return "/"
+
+
+def _login_page(request: web.Request, *, status: int = 200, error: str = "",
+                username: str = "") -> web.Response:
+    token = pre_login_token(request)
+    response = page(request, "login.html", status=status, title="Sign in", login_error=error,
+                    username=username, login_token=token,
+                    next=_safe_next(request.query.get("next")))
+    hub = hub_of(request)
+    set_cookie(response, PRE_LOGIN_COOKIE, token, tls=hub.config.web.tls is not None,
+               max_age=3600)
+    return response
+
+
+async def login_form(request: web.Request) -> web.Response:
+    return _login_page(request)
+
+
+async def login(request: web.Request) -> web.StreamResponse:
+    hub = hub_of(request)
+    form = await request.post()
+    username = str(form.get("username", "")).strip().lower()[:64]
+    password = str(form.get("password", ""))[:256]
+    if not csrf_ok(request.cookies.get(PRE_LOGIN_COOKIE), str(form.get("csrf_token", ""))):
+        return _login_page(request, status=403, username=username,
+                           error="The sign-in form expired. Please try again.")
+    if not username or not password:
+        return _login_page(request, status=400, username=username,
+                           error="Enter your user name and password.")
+    from .app import SECURITY_KEY
+
+    state = request.app[SECURITY_KEY]
+    remote = request.remote or "?"
+    verdict = state.limiter.check(username, remote, time.monotonic())
+    if not verdict.allowed:
+        minutes = max(1, round(verdict.retry_after_s / 60))
+        what = "this account" if verdict.scope == "account" else "your address"
+        return _login_page(request, status=429, username=username,
+                           error=f"Too many failed sign-ins for {what}. Try again in about "
+                                 f"{minutes} min, or ask an administrator.")
+    user = await hub.read(lambda repo: repo.get_user(username))
+    ok = await asyncio.to_thread(verify_password, user.password_hash if user else None, password)
+    if not ok or user is None or user.disabled:
+        state.limiter.failed(username, remote, time.monotonic())
+        return _login_page(request, status=401, username=username,
+                           error="Wrong user name or password (or the account is disabled).")
+    state.limiter.succeeded(username)
+    tls = hub.config.web.tls is not None
+    old = request.cookies.get(session_cookie_name(tls))
+    ttl = timedelta(hours=hub.config.web.session_ttl_h)
+    new = await hub.write(lambda repo: start_session(
+        repo, user, hub.clock.now(), ttl, previous_sha256=sha256_hex(old) if old else None,
+        remote=remote, user_agent=request.headers.get("User-Agent")))
+    who = principal_for_user(user)
+    target = _safe_next(str(form.get("next", "")))
+    if target == "/" and who.role is Role.HANDLER:
+        target = "/my"
+    response = web.HTTPSeeOther(target)
+    set_cookie(response, session_cookie_name(tls), new.cookie_value, tls=tls,
+               max_age=int(ttl.total_seconds()))
+    raise response
+
+
+async def logout(request: web.Request) -> web.StreamResponse:
+    hub = hub_of(request)
+    who = principal(request)
+    if who.session_sha256:
+        await hub.write(lambda repo: repo.delete_session(who.session_sha256))
+    response = web.HTTPSeeOther("/login")
+    response.del_cookie(session_cookie_name(hub.config.web.tls is not None), path="/")
+    raise response
+
+
+# -- overview ---------------------------------------------------------------------------------------
+async def overview(request: web.Request) -> web.StreamResponse:
+    from .app import LIVE_KEY
+
+    who = principal(request)
+    if not who.can("view"):
+        if who.role is Role.HANDLER:
+            raise web.HTTPSeeOther("/my")
+        raise WebError(403, "forbidden", f"your role ({who.role}) has no status page")
+    hub = hub_of(request)
+    feed = request.app[LIVE_KEY]
+    data = feed.latest if feed.latest and feed.watchers else await feed.compute()
+    recent, _ = await hub.read(lambda repo: repo.search_cases(CaseFilter(), limit=12,
+                                                              with_total=False))
+    tax, deps, now = hub.setup.taxonomy, hub.setup.routing.departments, hub.clock.now()
+    by_grid = data["cases"]["by_grid"]
+    return page(request, "overview.html", title="Overview", data=data,
+                recent=[case_json(c, tax, deps, now) for c in recent],
+                grid_max=max(by_grid.values(), default=0))
+
+
+# -- cases ---------------------------------------------------------------------------------------------
+async def _case_list(request: web.Request, f: CaseFilter, template: str, **ctx: Any) -> web.Response:
+    hub = hub_of(request)
+    limit = query_int(request, "limit", 50, 1, 500)
+    offset = query_int(request, "offset", 0, 0, 10**9)
+    cases, total = await hub.read(lambda repo: repo.search_cases(f, limit=limit, offset=offset))
+    tax, deps, now = hub.setup.taxonomy, hub.setup.routing.departments, hub.clock.now()
+    query = {k: v for k, v in request.query.items() if k not in ("offset", "partial")}
+
+    def link(off: int) -> str:
+        return "?" + urlencode({**query, "offset": off})
+
+    return page(request, template, cases=[case_json(c, tax, deps, now) for c in cases],
+                total=total, limit=limit, offset=offset, q=request.query,
+                prev_link=link(max(0, offset - limit)) if offset else None,
+                next_link=link(offset + limit) if total and offset + limit < total else None,
+                **ctx)
+
+
+async def cases(request: web.Request) -> web.Response:
+    hub = hub_of(request)
+    try:
+        f = case_filter(request, hub)
+    except FieldErrors as exc:
+        return page(request, "cases.html", status=400, title="Cases", cases=[], total=0,
+                    limit=50, offset=0, q=request.query, prev_link=None, next_link=None,
+                    errors=exc.fields)
+    return await _case_list(request, f, "cases.html", title="Cases")
+
+
+async def rejected(request: web.Request) -> web.Response:
+    f = CaseFilter(states=["rejected"], text=request.query.get("q", "").strip()[:100] or None)
+    return await _case_list(request, f, "rejected.html", title="Rejected events")
+
+
+async def my_cases(request: web.Request) -> web.Response:
+    who = principal(request)
+    states = ["dispatched", "in_progress", "escalated", "reopened", "resolved"]
+    if request.query.get("closed") == "1":
+        states = ["closed"]
+    f = CaseFilter(states=states, department=who.department)
+    return await _case_list(request, f, "my.html", title="My department's cases")
+
+
+async def _case_page(request: web.Request, case_id: int, *, status: int = 200,
+                     errors: dict[str, dict[str, str]] | None = None,
+                     values: dict[str, Any] | None = None, flash: str | None = None) -> web.Response:
+    detail = await case_detail(request, case_id)
+    hub = hub_of(request)
+    c = detail["case"]
+    return page(request, "case.html", status=status, title=f"Case {case_id}", d=detail, c=c,
+                errors=errors or {}, values=values or {}, flash=flash,
+                rule=hub.engine.rules[c["subcategory"]])
+
+
+async def case(request: web.Request) -> web.Response:
+    case_id = int(request.match_info["case_id"])
+    done = request.query.get("done", "")
+    return await _case_page(request, case_id, flash=FLASH.get(done))
+
+
+async def case_action(request: web.Request) -> web.StreamResponse:
+    hub = hub_of(request)
+    who = principal(request)
+    case_id = int(request.match_info["case_id"])
+    action = request.match_info["action"]
+    form = await request.post()
+    values = {k: v for k, v in form.items() if isinstance(v, str) and k != "csrf_token"}
+    try:
+        data: dict[str, Any] = dict(values)
+        if action == "review":
+            data["fixed"] = data.get("fixed") == "yes"
+        jpeg = None
+        if action == "resolve":
+            photo = form.get("photo")
+            data.pop("photo", None)
+            if photo is not None and not isinstance(photo, str) and photo.filename:
+                jpeg = check_jpeg(photo.file.read()).data
+        body = parse_action(action, data)
+        await perform(hub, who, case_id, action, body, after_jpeg=jpeg)
+    except FieldErrors as exc:
+        return await _case_page(request, case_id, status=exc.status,
+                                errors={action: exc.fields}, values={action: values})
+    except WebError as exc:
+        if exc.status in (404,) and exc.code == "no_such_case":
+            raise
+        return await _case_page(request, case_id, status=exc.status,
+                                errors={action: {"_": exc.detail}}, values={action: values})
+    raise web.HTTPSeeOther(f"/cases/{case_id}?done={action}")
+
+
+# -- agents, scores, dead letters ---------------------------------------------------------------------
+async def agents(request: web.Request) -> web.Response:
+    hub = hub_of(request)
+    state = request.query.get("state", "").strip() or None
+    errors = {}
+    if state and state not in ("online", "offline", "stale", "unknown"):
+        errors["state"] = "one of online, offline, stale, unknown"
+        state = None
+    text = request.query.get("q", "").strip()[:64] or None
+    limit = query_int(request, "limit", 100, 1, 1000)
+    offset = query_int(request, "offset", 0, 0, 10**9)
+    now = hub.clock.now()
+    stale_s = hub.config.agents.stale_after_s
+    rows, total = await hub.read(lambda repo: repo.search_agents(
+        state=state, text=text, stale_before=now - timedelta(seconds=stale_s), limit=limit,
+        offset=offset))
+    summary = await hub.read(lambda repo: repo.agent_overview(now - timedelta(seconds=stale_s), 0))
+    query = {k: v for k, v in request.query.items() if k != "offset"}
+    return page(request, "agents.html", status=400 if errors else 200, title="Agents",
+                agents=[agent_json(a, now, stale_s) for a in rows], total=total, summary=summary,
+                q=request.query, errors=errors, limit=limit, offset=offset,
+                prev_link="?" + urlencode({**query, "offset": max(0, offset - limit)}) if offset else None,
+                next_link="?" + urlencode({**query, "offset": offset + limit})
+                if offset + limit < total else None)
+
+
+async def scores(request: web.Request) -> web.Response:
+    from .svg import bar_chart
+    from .views import _month
+
+    hub = hub_of(request)
+    by = request.query.get("by", "grid")
+    errors = {}
+    if by not in ("grid", "department"):
+        errors["by"] = "grid or department"
+        by = "grid"
+    try:
+        month = _month(request, hub)
+    except FieldErrors as exc:
+        errors.update(exc.fields)
+        month = hub.clock.now().astimezone(hub.setup.zone).strftime("%Y-%m")
+    rows = await month_scores(hub, month, by)
+    groups = [s for s in rows if s.key != "all"]
+    charts = {
+        "cases": bar_chart([(s.key, s.cases) for s in groups]),
+        "on_time": bar_chart([(s.key, s.on_time_rate) for s in groups], top=1.0, percent=True),
+        "closure": bar_chart([(s.key, s.closure_rate) for s in groups], top=1.0, percent=True),
+        "hours": bar_chart([(s.key, s.mean_hours_to_close) for s in groups]),
+    }
+    return page(request, "scores.html", status=400 if errors else 200, title="Grid scoreboard",
+                scores=rows, month=month, by=by, charts=charts, errors=errors)
+
+
+async def dead_letters(request: web.Request) -> web.Response:
+    hub = hub_of(request)
+    limit = query_int(request, "limit", 100, 1, 1000)
+    offset = query_int(request, "offset", 0, 0, 10**9)
+    rows = await hub.read(lambda repo: repo.list_dead_letters(limit, offset))
+    counts = await hub.read(lambda repo: repo.counts_dead_letters())
+    return page(request, "dead_letters.html", title="Dead letters", rows=rows, counts=counts,
+                limit=limit, offset=offset,
+                prev_link=f"?offset={max(0, offset - limit)}" if offset else None,
+                next_link=f"?offset={offset + limit}" if offset + limit < counts["rows"] else None)
+
+
+# -- static files ----------------------------------------------------------------------------------------
+_STATIC = {p.name: p for p in STATIC_DIR.iterdir() if p.is_file()}
+
+
+async def static(request: web.Request) -> web.StreamResponse:
+    path = _STATIC.get(request.match_info["name"])
+    if path is None:
+        raise WebError(404, "not_found", "no such file")
+    kind = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+    return web.FileResponse(path, headers={"Content-Type": kind,
+                                           "Cache-Control": "public, max-age=86400"})
