@@ -18,13 +18,16 @@ from edge_agent.config import load_register_map
 from edge_agent.config.registers import DataType, RegisterMap, RegisterSpec
 from protocol.clock import Clock
 
-from ..modbus import Mode, SimulatedDevice, encode_raw
+from ..modbus import DeviceModel, Mode, SimulatedDevice, encode_raw
 from .model import DeviceSpec, Fault, Household, Scenario, Site
 from .physics import GaugeTimeline, MeterTimeline, Recurring, SwitchTimeline, rain_length
 
 __all__ = [
     "DEFAULT_MAPS",
     "DeviceTimeline",
+    "FaultOverlay",
+    "apply_fault",
+    "garbage_table",
     "ScenarioDeviceModel",
     "build_site_devices",
     "build_timeline",
@@ -125,8 +128,7 @@ class ScenarioDeviceModel:
         self.clock = clock
         self._t: float | None = None
         self._volume = timeline.meter.volume0 if timeline.meter else 0.0
-        self._garbage = {name: w for name, spec in regmap.registers.items()
-                         if (w := garbage_words(spec)) is not None}
+        self._garbage = garbage_table(regmap)
 
     def sim_time(self) -> float:
         return self.clock.monotonic()
@@ -165,18 +167,48 @@ class ScenarioDeviceModel:
         self._apply_fault(device, tl.fault(t))
 
     def _apply_fault(self, device: SimulatedDevice, fault: Fault | None) -> None:
-        device.mode, device.delay_s = Mode.OK, 0.0
-        if fault is None:
-            return
-        if fault.kind == "silent":
-            device.mode = Mode.SILENT
-        elif fault.kind == "exception":
-            device.mode = Mode.EXCEPTION
-        elif fault.kind == "slow":
-            device.mode, device.delay_s = Mode.SLOW, fault.delay_s
-        else:
-            for name in fault.registers or list(self._garbage):
-                device.set_words(name, self._garbage[name])
+        apply_fault(device, fault, self._garbage)
+
+
+def garbage_table(regmap: RegisterMap) -> dict[str, list[int]]:
+    """Garbage words for every register of a map that can be told from data."""
+    return {name: w for name, spec in regmap.registers.items() if (w := garbage_words(spec)) is not None}
+
+
+def apply_fault(device: SimulatedDevice, fault: Fault | None, garbage: dict[str, list[int]]) -> None:
+    """Put a device in the state a fault asks for (``None``: healthy). Call after its
+    values were brought up to date, so garbage overwrites them."""
+    device.mode, device.delay_s = Mode.OK, 0.0
+    if fault is None:
+        return
+    if fault.kind == "silent":
+        device.mode = Mode.SILENT
+    elif fault.kind == "exception":
+        device.mode = Mode.EXCEPTION
+    elif fault.kind == "slow":
+        device.mode, device.delay_s = Mode.SLOW, fault.delay_s
+    else:
+        for name in fault.registers or list(garbage):
+            if name in garbage:
+                device.set_words(name, garbage[name])
+
+
+class FaultOverlay:
+    """Faults on a schedule over any other device model (or none): the command line's
+    ``--fault`` on plain ``--device`` devices."""
+
+    def __init__(self, inner: DeviceModel | None, faults: Recurring[Fault], regmap: RegisterMap,
+                 clock: Clock) -> None:
+        self.inner = inner
+        self.faults = faults
+        self.clock = clock
+        self._garbage = garbage_table(regmap)
+
+    def update(self, device: SimulatedDevice, now: float) -> None:
+        if self.inner is not None:
+            self.inner.update(device, now)
+        active = self.faults.active(self.clock.monotonic())
+        apply_fault(device, active[0] if active else None, self._garbage)
 
 
 def build_site_devices(site: Site, scenario: Scenario, day0_s: float, clock: Clock,

@@ -56,6 +56,10 @@ def parse_duration(value: Any) -> float:
     if not isinstance(value, str):
         raise ValueError("a duration is a number of seconds or text like '3h30m'")
     text = value.strip().replace(" ", "")
+    try:
+        return parse_duration(float(text))
+    except ValueError:
+        pass
     match = _DURATION.match(text)
     if not text or match is None or not any(match.groups()):
         raise ValueError(f"cannot read {value!r} as a duration; write e.g. '45s', '90m', '3h30m', '1d'")
@@ -69,11 +73,13 @@ Model = Literal["water_meter", "water_level_gauge", "smoke_detector", "call_butt
 # -- ordinary days ----------------------------------------------------------------------
 
 class Household(StrictModel):
-    """A resident's daily water use: a draw on waking (05:30-07:00) and before bed
-    (21:30-23:00), ``draws_per_day`` in all, some in the night (``night_use``: the share of
-    nights with one). Deterministic per day from ``seed``."""
+    """A resident's daily water use: a draw on waking (05:30-07:00), at lunch
+    (11:30-13:00), at dinner (17:30-19:00) and before bed (21:30-23:00), ``draws_per_day``
+    in all, some in the night (``night_use``: the share of nights with one). The longest
+    ordinary gap is 9.5 h, so a 10 h no-use rule stays quiet on an ordinary day.
+    Deterministic per day from ``seed``."""
 
-    draws_per_day: int = Field(10, ge=2, le=60)
+    draws_per_day: int = Field(10, ge=4, le=60)
     flow_m3h: tuple[float, float] = Field((0.2, 0.6), description="flow of a draw, min and max")
     draw_minutes: tuple[float, float] = Field((1.0, 8.0), description="length of a draw, min and max")
     night_use: float = Field(0.5, ge=0, le=1)

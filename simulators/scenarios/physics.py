@@ -77,12 +77,16 @@ class Draw:
     flow: float  # m3/h
 
 
+# Every day: on waking, at lunch, at dinner, before bed (local hours). The longest
+# ordinary gap is the night: at most 9.5 h (21:30 to 07:00).
+_ANCHORS = ((5.5, 7.0), (11.5, 13.0), (17.5, 19.0), (21.5, 23.0))
 _SLOTS = ((7 * 3600, 9 * 3600, 0.30), (11 * 3600, 13.5 * 3600, 0.25), (17 * 3600, 21.5 * 3600, 0.45))
 
 
 def household_draws(h: Household, day: int) -> tuple[Draw, ...]:
-    """The draws of one local day: on waking, before bed, maybe one at night, the rest
-    spread over morning, midday and evening. Deterministic in (seed, day)."""
+    """The draws of one local day: on waking, at lunch, at dinner and before bed, maybe
+    one at night, the rest spread over morning, midday and evening. Deterministic in
+    (seed, day)."""
     return _draws((h.seed, h.draws_per_day, h.flow_m3h, h.draw_minutes, h.night_use), day)
 
 
@@ -96,11 +100,11 @@ def _draws(key: tuple, day: int) -> tuple[Draw, ...]:
         minutes = rng.uniform(*draw_minutes)
         return Draw(start, start + minutes * 60.0, rng.uniform(*flow_m3h))
 
-    out = [draw(5.5 * 3600, 7 * 3600), draw(21.5 * 3600, 23 * 3600)]
+    out = [draw(lo * 3600, hi * 3600) for lo, hi in _ANCHORS]
     if rng.random() < night_use:
         out.append(draw(1 * 3600, 4.5 * 3600))
     weights = [w for _, _, w in _SLOTS]
-    for _ in range(per_day - 2):
+    for _ in range(per_day - len(_ANCHORS)):
         lo, hi, _ = rng.choices(_SLOTS, weights)[0]
         out.append(draw(lo, hi))
     return tuple(sorted(out, key=lambda d: d.start))
