@@ -14,14 +14,10 @@ import json
 import sys
 import urllib.request
 
-import pytest
-
 from simulators.demo import run_demo
 from simulators.progress import Progress
 from simulators.scenarios import load_scenario
 from simulators.stack import SimStack, StackOptions
-
-pytestmark = pytest.mark.asyncio
 
 ROOT = __import__("pathlib").Path(__file__).resolve().parents[2]
 

@@ -17,8 +17,6 @@ from edge_agent.modbus import ModbusComponent
 from simulators.scenarios import load_scenario
 from simulators.scenarios.agents import AgentWiring, agent_config_data
 
-pytestmark = pytest.mark.asyncio
-
 SCENARIO = """\
 name: cli-test
 duration: 1h
