@@ -122,6 +122,7 @@ class FleetStats:
     sent: int = 0  # events the broker acknowledged (PUBACK), re-sends included
     acked: int = 0  # events the hub's acks covered
     resent: int = 0
+    ack_s: list[float] = field(default_factory=list)  # first send → hub ack, per event
     reconnects: int = 0
     errors: Counter[str] = field(default_factory=Counter)
 
@@ -138,6 +139,7 @@ class VirtualAgent:
         self.seq = 0
         self.unacked: dict[int, bytes] = {}  # seq -> payload, until the hub's ack covers it
         self.sent_at: dict[int, float] = {}  # seq -> when it was last sent
+        self.first_sent: dict[int, float] = {}  # seq -> when it was first sent
         self.open_event: str | None = None
         self.location = Location(lat=rng.uniform(*_LAT), lon=rng.uniform(*_LON))
         self.transport: MqttTransport | None = None
@@ -274,7 +276,8 @@ class VirtualAgent:
             return
         if resend:
             self.stats.resent += 1
-        self.sent_at[seq] = time.monotonic()
+        self.sent_at[seq] = now = time.monotonic()
+        self.first_sent.setdefault(seq, now)
         fut.add_done_callback(self._on_puback)
 
     def resend_stale(self, now: float) -> None:
@@ -300,12 +303,17 @@ class VirtualAgent:
             return
         for r in ack.rejected:
             self.sent_at.pop(r.seq, None)
+            self.first_sent.pop(r.seq, None)
             if self.unacked.pop(r.seq, None) is not None:
                 self.stats.errors[f"rejected: {r.reason[:60]}"] += 1
         covered = [s for s in self.unacked if ack.covers(s)]
+        now = time.monotonic()
         for s in covered:
             del self.unacked[s]
             self.sent_at.pop(s, None)
+            first = self.first_sent.pop(s, None)
+            if first is not None and len(self.stats.ack_s) < 200_000:
+                self.stats.ack_s.append(now - first)
         self.stats.acked += len(covered)
 
 
@@ -440,8 +448,10 @@ class Fleet:
         for p in parts:
             errors.update(p.errors)
 
-        def ms(q: float) -> float | None:
-            v = percentile(connect, q)
+        acks = [x for p in parts for x in p.ack_s]
+
+        def ms(q: float, values: list[float] = connect) -> float | None:
+            v = percentile(values, q)
             return None if v is None else round(v * 1000, 1)
 
         return {
@@ -455,6 +465,7 @@ class Fleet:
             "events_sent": sum(p.sent for p in parts),
             "events_acked": sum(p.acked for p in parts),
             "events_resent": sum(p.resent for p in parts),
+            "ack_ms": {"p50": ms(50, acks), "p95": ms(95, acks), "p99": ms(99, acks), "n": len(acks)},
             "reconnects": sum(p.reconnects for p in parts),
             "errors": dict(errors.most_common(20)),
             "errors_total": sum(errors.values()),
@@ -578,7 +589,8 @@ def format_result(r: dict[str, Any]) -> str:
         f"agents {r['agents']}, connected {r['connected']}, births {r['births']}, reconnects {r['reconnects']}",
         f"connect ms p50 {c['p50']} p95 {c['p95']} p99 {c['p99']} max {c['max']}; storm {r['connect_storm_s']} s",
         f"events published {r['events_published']}, sent {r['events_sent']}, acked {r['events_acked']}, "
-        f"re-sent {r['events_resent']}; heartbeats {r['heartbeats']}",
+        f"re-sent {r['events_resent']}; heartbeats {r['heartbeats']}; "
+        f"publish → hub ack ms p50 {r['ack_ms']['p50']} p99 {r['ack_ms']['p99']}",
         f"errors {r['errors_total']}" + (f": {r['errors']}" if r["errors"] else ""),
     ]
     for name, u in r.get("processes", {}).items():
