@@ -24,6 +24,7 @@ class Mode(StrEnum):
     OK = "ok"  # answers
     SILENT = "silent"  # never answers (cable cut, device dead): the client times out
     EXCEPTION = "exception"  # answers every request with a Modbus exception (device failure)
+    SLOW = "slow"  # answers after ``delay_s`` (a long RS-485 line, an overloaded gateway)
 
 
 class DeviceModel(Protocol):
@@ -44,6 +45,7 @@ class SimulatedDevice:
         self.model = model
         self.clock = clock or SystemClock()
         self.mode = Mode.OK
+        self.delay_s = 0.0  # how late a SLOW device answers
         self.requests = 0
         self._words: dict[str, list[int]] = {
             name: [0] * spec.width for name, spec in regmap.registers.items()
@@ -87,6 +89,7 @@ class SimulatedDevice:
 
     # -- serving -------------------------------------------------------------------
     def refresh(self) -> None:
+        """Bring values (and, for scenario models, the fault mode) to the current time."""
         if self.model is not None:
             self.model.update(self, self.clock.monotonic())
 

@@ -33,12 +33,14 @@ async def _action(
     current_registers: MutableSequence[int], _set_values: object,
 ) -> ExcCodes | None:
     device.requests += 1
+    device.refresh()  # a scenario model may change the mode with time
     if device.mode == Mode.SILENT:
         # The server is started with ignore_missing_devices: no answer at all.
         raise NoSuchIdException(f"device {device.unit_id} is silent")
     if device.mode == Mode.EXCEPTION:
         return ExcCodes.DEVICE_FAILURE
-    device.refresh()
+    if device.mode == Mode.SLOW and device.delay_s > 0:
+        await asyncio.sleep(device.delay_s)
     table = 3 if function_code in (3, 6, 16, 22, 23) else 4
     device.render(table, start_address, current_registers)
     return None

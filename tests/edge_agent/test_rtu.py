@@ -4,8 +4,6 @@ an RS-485 cable; the simulator serves on one end, the agent polls the other."""
 from __future__ import annotations
 
 import asyncio
-import os
-import tty
 
 import pytest
 from agent_testlib import MAPS, until
@@ -14,6 +12,7 @@ from edge_agent.config import load_agent_config, load_register_map
 from edge_agent.emit import MemorySink
 from edge_agent.modbus import ModbusComponent
 from simulators.modbus import ModbusSimServer, Mode, SimulatedDevice
+from simulators.modbus.serial_line import pty_pair
 
 pytestmark = pytest.mark.asyncio
 
@@ -21,31 +20,8 @@ pytestmark = pytest.mark.asyncio
 @pytest.fixture
 async def serial_line():
     """(server_port, client_port): two ptys whose masters copy bytes to each other."""
-    fds = []
-    ends = []
-    for _ in range(2):
-        master, slave = os.openpty()
-        tty.setraw(slave)
-        fds += [master, slave]
-        ends.append((master, os.ttyname(slave)))
-    loop = asyncio.get_running_loop()
-    (ma, pa), (mb, pb) = ends
-
-    def pump(src, dst):
-        def copy():
-            try:
-                os.write(dst, os.read(src, 4096))
-            except OSError:
-                pass
-        return copy
-
-    loop.add_reader(ma, pump(ma, mb))
-    loop.add_reader(mb, pump(mb, ma))
-    yield pa, pb
-    loop.remove_reader(ma)
-    loop.remove_reader(mb)
-    for fd in fds:
-        os.close(fd)
+    async with pty_pair() as ends:
+        yield ends
 
 
 async def test_rtu_devices_share_a_line_decode_and_go_down(serial_line, tmp_path, write_config):

@@ -1,0 +1,220 @@
+"""``cityops-sim demo``: the whole system on this machine, scored against the ground truth.
+
+Serves people looking at the hub's status page (the URL is printed first) and machines
+reading the scorecard (``--json``). Starts the hub with its managed Mosquitto, one edge
+agent and one simulated Modbus gateway per site of the scenario, on one simulated clock
+(``--time-scale`` simulated seconds per real second), and runs until Ctrl-C,
+``--duration`` real seconds, or the end of one timeline (``--once``). Then it stops
+injecting, waits until every agent's outbox is acknowledged, and reports:
+
+* the first slice's summary: ``events_published`` (the agents' outbox sequence
+  numbers), ``events_stored`` (rows in the hub's store), ``events_acked`` (the agents'
+  ack counts), ``cases_opened``, ``cases_closed``, ``lost`` (published, never stored),
+  ``duplicates`` (stored twice);
+* the scorecard: problems injected, detected, pending, missed; cases dispatched, closed
+  automatically or by the operator, false and duplicate cases; events lost; median and
+  p99 simulated time from a problem's start to its case's dispatch.
+
+Scenarios: ``water-meter`` (default), ``elderly-care``, ``rainstorm``, ``fire``,
+``mixed-day``, or a path to a scenario file. Everything lives in a temporary directory
+(``--work-dir`` to choose one, ``--keep`` to keep it); every port is a free port.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from protocol.cliutil import run_main
+from protocol.errors import CityopsError
+from protocol.logsetup import configure_logging
+
+from .progress import Progress, format_duration
+from .scenarios import load_scenario, scenario_names
+from .scoring import scorecard
+from .stack import SimStack, StackOptions
+
+__all__ = ["DEFAULT_SCENARIO", "build_parser", "main", "run_demo"]
+
+DEFAULT_SCENARIO = "water-meter"
+
+
+async def run_demo(stack: SimStack, *, duration: float | None, progress: Progress,
+                   stop: asyncio.Event | None = None, drain_s: float = 20.0) -> dict[str, Any]:
+    """Run a started-or-not stack until ``duration`` real seconds (None: until ``stop``),
+    then drain and score. The stack is stopped on return."""
+    stop = stop or asyncio.Event()
+    try:
+        await stack.start()
+        _announce(stack, progress, duration)
+        loop = asyncio.get_running_loop()
+        deadline = None if duration is None else loop.time() + duration
+        while not stop.is_set():
+            left = None if deadline is None else deadline - loop.time()
+            if left is not None and left <= 0:
+                break
+            wait = progress.every_s if left is None else min(progress.every_s, left)
+            try:
+                await asyncio.wait_for(stop.wait(), max(wait, 0.01))
+            except TimeoutError:
+                pass
+            if progress.due() and not stop.is_set():
+                progress.report(_live_figures(stack, progress))
+        progress.say("stopping injection; waiting for every outbox to be acknowledged")
+        await stack.quiesce()
+        drained = await stack.drain(drain_s)
+        if not drained:
+            progress.say(f"outboxes not empty after {drain_s:g} s: what is left counts as lost")
+        counters = stack.agent_counters()
+        assert stack.horizon is not None
+        truth = stack.truth(stack.horizon)
+        audit = await asyncio.to_thread(stack.audit)
+        summary = scorecard(truth.problems, counters, audit, stack.clock.start, stack.horizon)
+        summary["run"] = {
+            "scenario": stack.scenario.name, "time_scale": stack.scale,
+            "real_s": round(progress.elapsed(), 1), "simulated_s": round(stack.horizon, 1),
+            "simulated_start": stack.clock.start.isoformat(), "drained": drained,
+            "agents": len(stack.sites), "devices": sum(len(s.devices) for s in stack.sites),
+            "web_url": stack.hub.web_url if stack.hub else None,
+            "work_dir": str(stack.work) if stack.options.keep or stack.options.work_dir else None,
+            "operator_closed": stack.operator_closed,
+        }
+        summary["notes"] = truth.notes
+        return summary
+    finally:
+        await stack.stop()
+
+
+def _announce(stack: SimStack, progress: Progress, duration: float | None) -> None:
+    assert stack.hub is not None
+    sc = stack.scenario
+    local = stack.clock.start.astimezone(ZoneInfo(sc.timezone))
+    timeline_real = sc.duration / stack.scale
+    progress.say(f"status page {stack.hub.web_url}  (broker {stack.hub.broker_host}:"
+                 f"{stack.hub.broker_port}, work dir {stack.work})")
+    for site in stack.sites:
+        progress.say(f"agent {site.agent_id}: {len(site.devices)} Modbus device(s) on 127.0.0.1:"
+                     f"{site.server.port}")
+    progress.say(f"simulated time from {local:%Y-%m-%d %H:%M} {sc.timezone} at x{stack.scale:g}; "
+                 f"timeline {format_duration(sc.duration)} = {format_duration(timeline_real)} real"
+                 + (", repeating" if sc.repeat else "")
+                 + ("; until Ctrl-C" if duration is None else f"; stopping after {format_duration(duration)}"))
+
+
+def _live_figures(stack: SimStack, progress: Progress) -> dict[str, Any]:
+    published = stack.published()
+    try:
+        audit = stack.audit()
+    except Exception as exc:  # noqa: BLE001 - a progress line must not stop the run
+        return {"sim": stack.sim_label(), "events": f"{published} published", "store": f"unreadable ({exc})"}
+    truth = stack.truth(stack.clock.elapsed())
+    card = scorecard(truth.problems, stack.agent_counters(), audit, stack.clock.start,
+                     stack.clock.elapsed())
+    open_cases = sum(1 for c in audit.cases if c.state not in ("closed", "merged", "rejected"))
+    return {
+        "sim": f"{stack.sim_label()} (x{stack.scale:g})",
+        "events": f"{published} published, {card['events_stored']} stored "
+                  f"({progress.rate('events', card['events_stored']):.1f}/s)",
+        "cases": f"{open_cases} open, {card['cases_closed']} closed",
+        "problems": f"{card['problems_detected']}/{card['problems_injected']} detected",
+    }
+
+
+def format_summary(summary: dict[str, Any]) -> str:
+    """The scorecard for people."""
+    run = summary["run"]
+    tt = summary["time_to_dispatch_s"]
+
+    def hm(seconds: float | None) -> str:
+        return "-" if seconds is None else format_duration(seconds)
+
+    lines = [
+        f"scenario {run['scenario']}: {format_duration(run['real_s'])} real = "
+        f"{format_duration(run['simulated_s'])} simulated (x{run['time_scale']:g}), "
+        f"{run['agents']} agent(s), {run['devices']} device(s)",
+        f"  events   published {summary['events_published']}, stored {summary['events_stored']}, "
+        f"acked {summary['events_acked']}, lost {summary['lost']}, duplicates {summary['duplicates']}",
+        f"  problems injected {summary['problems_injected']}, detected {summary['problems_detected']}, "
+        f"missed {summary['missed']}, pending {summary['problems_pending']}",
+        f"  cases    opened {summary['cases_opened']}, dispatched {summary['cases_dispatched']}, "
+        f"closed {summary['cases_closed']} (automatically {summary['closed_automatically']}, "
+        f"by operator {summary['closed_by_operator']}), false {summary['false_cases']}, "
+        f"duplicate {summary['duplicate_cases']}",
+        f"  problem start → dispatch (simulated): median {hm(tt['median'])}, p99 {hm(tt['p99'])} "
+        f"over {tt['n']}",
+    ]
+    for row in summary["problems"]:
+        extra = f", dispatched after {hm(row.get('dispatched_after_s'))}" if "dispatched_after_s" in row else ""
+        lines.append(f"    {row['status']:<8} {row['id']} ({row['subcategory']}){extra}")
+    lines += [f"  note: {n}" for n in summary.get("notes", [])]
+    return "\n".join(lines)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="cityops-sim demo", description=__doc__.split("\n\n")[0])
+    p.add_argument("--scenario", default=DEFAULT_SCENARIO,
+                   help=f"a shipped scenario ({', '.join(scenario_names())}) or a path to a file")
+    p.add_argument("--duration", type=float, default=None, metavar="S",
+                   help="stop after S real seconds (default: until Ctrl-C)")
+    p.add_argument("--once", action="store_true", help="stop when the scenario's timeline ends")
+    p.add_argument("--time-scale", type=float, default=None, metavar="X",
+                   help="simulated seconds per real second (default: the scenario's)")
+    p.add_argument("--json", action="store_true", help="print one JSON object at the end (stdout)")
+    p.add_argument("--web-port", type=int, default=0, help="status page port (default: a free port)")
+    p.add_argument("--work-dir", type=Path, default=None,
+                   help="where the run's files go (default: a temporary directory, removed at the end)")
+    p.add_argument("--keep", action="store_true", help="keep the work directory")
+    p.add_argument("--progress-every", type=float, default=5.0, metavar="S", help="seconds between progress lines")
+    p.add_argument("--quiet", action="store_true", help="no progress lines")
+    p.add_argument("--log-level", default="warning", choices=["debug", "info", "warning", "error"])
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    configure_logging(args.log_level, "text")
+
+    def run() -> int:
+        if args.time_scale is not None and args.time_scale <= 0:
+            raise CityopsError(f"--time-scale must be positive (got {args.time_scale:g})")
+        if args.duration is not None and args.duration <= 0:
+            raise CityopsError(f"--duration must be positive (got {args.duration:g})")
+        loaded = load_scenario(args.scenario)
+        stack = SimStack(loaded, StackOptions(time_scale=args.time_scale, web_port=args.web_port,
+                                              work_dir=args.work_dir, keep=args.keep))
+        duration = args.duration
+        if duration is None and args.once:
+            duration = loaded.scenario.duration / stack.scale
+        progress = Progress(f"demo {loaded.scenario.name}", duration, every_s=args.progress_every,
+                            quiet=args.quiet)
+        summary = asyncio.run(_run_with_signals(stack, duration, progress))
+        if args.json:
+            print(json.dumps(summary, separators=(",", ":"), default=str), flush=True)
+        else:
+            print(format_summary(summary), flush=True)
+        return 0
+
+    return run_main(run, "cityops-sim demo")
+
+
+async def _run_with_signals(stack: SimStack, duration: float | None, progress: Progress) -> dict[str, Any]:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        return await run_demo(stack, duration=duration, progress=progress, stop=stop)
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
