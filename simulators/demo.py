@@ -99,6 +99,7 @@ def _announce(stack: SimStack, progress: Progress, duration: float | None) -> No
     timeline_real = sc.duration / stack.scale
     progress.say(f"status page {stack.hub.web_url}  (broker {stack.hub.broker_host}:"
                  f"{stack.hub.broker_port}, work dir {stack.work})")
+    progress.say(f"sign in as {stack.web_user} / {stack.web_password}")
     for site in stack.sites:
         progress.say(f"agent {site.agent_id}: {len(site.devices)} Modbus device(s) on 127.0.0.1:"
                      f"{site.server.port}")

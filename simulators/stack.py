@@ -144,6 +144,8 @@ class SimStack:
         self.quiesced = asyncio.Event()
         self.horizon: float | None = None  # simulated seconds when injection stopped
         self._operator: asyncio.Task[None] | None = None
+        self.web_user: str | None = None
+        self.web_password: str | None = None
         self.operator_closed = 0
 
     # -- starting -----------------------------------------------------------------------
@@ -172,6 +174,7 @@ class SimStack:
         passwords = {site.id: new_secret("mqp") for site in self.scenario.sites}
         self.hub.broker_auth.set_users(passwords)  # one write for every agent
         await asyncio.to_thread(self.hub.broker_auth.reload)
+        await self._add_web_account()
         # The day starts now: the seconds the hub and broker took to start do not count.
         self.clock.restart()
         for site in self.scenario.sites:
@@ -195,6 +198,21 @@ class SimStack:
             running.task = asyncio.create_task(running.app.run(running.stop), name=f"agent:{site.id}")
         if self.options.operator:
             self._operator = asyncio.create_task(self._duty_operator(), name="duty-operator")
+
+    async def _add_web_account(self) -> None:
+        """A sign-in for the person watching the demo: user ``demo`` (role operator) with a
+        fresh password, printed with the status page URL and kept in the work directory."""
+        from hub.auth.accounts import add_user
+
+        assert self.hub is not None and self.work is not None
+        self.web_user, self.web_password = "demo", new_secret("pw")
+        departments = set(self.hub.setup.taxonomy.departments) | set(self.hub.setup.routing.departments)
+        now = self.clock.now()
+        await self.hub.write(lambda repo: add_user(repo, self.web_user, "operator", self.web_password, now,
+                                                   departments=departments, display_name="Demo operator"))
+        path = self.work / "web-login.txt"
+        path.write_text(f"{self.hub.web_url}\nuser {self.web_user}\npassword {self.web_password}\n")
+        os.chmod(path, 0o600)
 
     def _wrap(self, factory: ComponentFactory) -> ComponentFactory:
         def build(loaded, clock):  # noqa: ANN001, ANN202 - same signature as the factory

@@ -12,6 +12,9 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+import http.cookiejar
+import re
+import urllib.parse
 import urllib.request
 
 from simulators.demo import run_demo
@@ -22,9 +25,23 @@ from simulators.stack import SimStack, StackOptions
 ROOT = __import__("pathlib").Path(__file__).resolve().parents[2]
 
 
-def _get(url: str) -> str:
-    with urllib.request.urlopen(url, timeout=5) as r:  # noqa: S310 - loopback URL the demo printed
-        return r.read().decode()
+class _Browser:
+    """A person at the status page: cookies, and the sign-in form the demo told them about."""
+
+    def __init__(self) -> None:
+        self.opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()))
+
+    def get(self, url: str) -> str:
+        with self.opener.open(url, timeout=5) as r:  # loopback URL the demo printed
+            return r.read().decode()
+
+    def sign_in(self, base: str, user: str, password: str) -> None:
+        form = self.get(base + "login")
+        token = re.search(r'name="csrf_token" value="([^"]+)"', form).group(1)
+        body = urllib.parse.urlencode({"username": user, "password": password, "csrf_token": token,
+                                       "next": "/"}).encode()
+        with self.opener.open(base + "login", data=body, timeout=5) as r:
+            assert 'action="/login"' not in r.read().decode(), "the demo's sign-in was refused"
 
 
 async def test_demo_command_shows_a_case_and_stores_every_event_once():
@@ -35,18 +52,23 @@ async def test_demo_command_shows_a_case_and_stores_every_event_once():
         "demo", "--duration", "14", "--json", "--progress-every", "2", cwd=ROOT,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     try:
-        url = None
-        while url is None:
+        url = login = None
+        while login is None:
             line = (await asyncio.wait_for(proc.stderr.readline(), 60)).decode()
             assert line, "the demo ended before printing its status page"
             if "status page http" in line:
                 url = line.split("status page ", 1)[1].split()[0]
+            if "sign in as " in line:
+                login = line.split("sign in as ", 1)[1].split()
+                break
+        browser = _Browser()
+        await asyncio.to_thread(browser.sign_in, url, login[0], login[2])
         loop = asyncio.get_running_loop()
         deadline = loop.time() + 30
         page = cases = ""
         while loop.time() < deadline:
-            page = await asyncio.to_thread(_get, url)
-            cases = await asyncio.to_thread(_get, url + "api/v1/cases")
+            page = await asyncio.to_thread(browser.get, url)
+            cases = await asyncio.to_thread(browser.get, url + "api/v1/cases")
             if "elderly_care" in page and json.loads(cases).get("cases"):
                 break
             await asyncio.sleep(0.5)
