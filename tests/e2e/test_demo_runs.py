@@ -10,10 +10,10 @@
 from __future__ import annotations
 
 import asyncio
-import json
-import sys
 import http.cookiejar
+import json
 import re
+import sys
 import urllib.parse
 import urllib.request
 
