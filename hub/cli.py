@@ -13,6 +13,8 @@
     cityops-hub user list --config hub.yaml
     cityops-hub token create --config hub.yaml --role handler --department D [--name N]
     cityops-hub token list|revoke --config hub.yaml [ID]
+    cityops-hub backup --config hub.yaml --to /backups [--json]
+                                                         online copy of the store and snapshots
 
 Passwords are read from the terminal (twice), or from standard input with
 ``--password-stdin``. Tokens are printed once; only their hashes are stored.
@@ -100,6 +102,11 @@ def _parser() -> argparse.ArgumentParser:
     tr = tsub.add_parser("revoke", help="revoke a token by id")
     tr.add_argument("--config", required=True, type=Path)
     tr.add_argument("token_id", type=int)
+
+    bk = sub.add_parser("backup", help="online backup of the store and snapshot files (hub may run)")
+    bk.add_argument("--config", required=True, type=Path)
+    bk.add_argument("--to", required=True, type=Path, help="backup folder (one sub-folder per backup)")
+    bk.add_argument("--json", action="store_true", help="print the manifest as JSON")
 
     b = sub.add_parser("broker", help="broker files for a Mosquitto run by systemd")
     bsub = b.add_subparsers(dest="broker_command", required=True)
@@ -284,11 +291,25 @@ def _token(args: argparse.Namespace) -> int:
     return 0
 
 
+def _backup(args: argparse.Namespace) -> int:
+    from .backup import backup_hub
+
+    config = load_setup(args.config).config
+    report = backup_hub(config.database, config.snapshots_dir, args.to, SystemClock().now())
+    if args.json:
+        print(json.dumps(asdict(report)))
+    else:
+        print(f"cityops-hub: backup in {report.folder}: database {report.database_bytes // 1024} KiB "
+              f"(integrity {report.integrity}, {report.counts.get('cases', 0)} cases), "
+              f"{report.snapshots_copied} new snapshot file(s), {report.snapshots_skipped} already there")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     configure_logging(args.log_level, args.log_format)
     handlers = {"serve": _serve, "check-config": _check, "enroll": _enroll, "scores": _scores,
-                "broker": _broker_files, "user": _user, "token": _token}
+                "broker": _broker_files, "user": _user, "token": _token, "backup": _backup}
     return run_main(lambda: handlers[args.command](args), "cityops-hub")
 
 
