@@ -27,6 +27,7 @@ __all__ = [
     "load_model_file",
     "parse_yaml",
     "problems_from_validation_error",
+    "read_yaml_file",
     "validate_document",
 ]
 
@@ -248,10 +249,9 @@ def validate_document(
         raise ConfigError(problems_from_validation_error(exc, doc, model)) from None
 
 
-def load_model_file(
-    path: str | Path, model: type[M], *, context: dict[str, Any] | None = None
-) -> M:
-    """Read, parse and validate one YAML file."""
+def read_yaml_file(path: str | Path) -> Document:
+    """Read and parse one YAML file, keeping positions; a missing or unreadable file is a
+    :class:`ConfigError` naming it."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -263,4 +263,11 @@ def load_model_file(
         raise ConfigError(
             [ConfigProblem(str(path), None, None, "", f"cannot read file: {exc}")]
         ) from None
-    return validate_document(model, parse_yaml(text, str(path)), context=context)
+    return parse_yaml(text, str(path))
+
+
+def load_model_file(
+    path: str | Path, model: type[M], *, context: dict[str, Any] | None = None
+) -> M:
+    """Read, parse and validate one YAML file."""
+    return validate_document(model, read_yaml_file(path), context=context)

@@ -16,7 +16,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from protocol.config import Document, parse_yaml, validate_document
+from protocol.config import Document, read_yaml_file, validate_document
 from protocol.errors import ConfigError, ConfigProblem
 
 from . import checks
@@ -71,19 +71,9 @@ class LoadedConfig:
         return self.resolve(f) if f else None
 
 
-def _read_document(path: Path) -> Document:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError([ConfigProblem(str(path), None, None, "", "file not found; check the path")]) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError([ConfigProblem(str(path), None, None, "", f"cannot read file: {exc}")]) from None
-    return parse_yaml(text, str(path))
-
-
 def load_register_map(path: Path) -> tuple[RegisterMap, Document]:
     """Parse, validate and check one register map file. Raises ConfigError."""
-    doc = _read_document(path)
+    doc = read_yaml_file(path)
     regmap = validate_document(RegisterMap, doc)
     problems = checks.check_register_map(regmap, doc)
     if problems:
@@ -161,7 +151,7 @@ def _partial_context(doc: Document, maps: dict[str, RegisterMap], base_dir: Path
 def load_agent_config(path: str | Path) -> LoadedConfig:
     """Read and fully check an agent config file. Raises ConfigError listing every problem."""
     path = Path(path)
-    doc = _read_document(path)
+    doc = read_yaml_file(path)
     return build_config(doc, base_dir=path.resolve().parent, path=path)
 
 

@@ -16,7 +16,7 @@ from edge_agent.config import load_register_map
 from edge_agent.config.loader import build_config
 from edge_agent.config.registers import RegisterMap
 from hub.geo import GridIndex, load_grids
-from protocol.config import Document, parse_yaml, validate_document
+from protocol.config import Document, read_yaml_file, validate_document
 from protocol.errors import ConfigError, ConfigProblem
 
 from .agents import AgentWiring, agent_config_data
@@ -59,13 +59,7 @@ def load_scenario(ref: str | Path, *, grids: Path | None = EXAMPLE_GRIDS,
     """Read and check a scenario. ``grids``: the hub's grids file the sites must lie in
     (``None``: do not check places)."""
     path = _resolve(ref)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError([ConfigProblem(str(path), None, None, "", "file not found; check the path")]) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError([ConfigProblem(str(path), None, None, "", f"cannot read file: {exc}")]) from None
-    doc = parse_yaml(text, str(path))
+    doc = read_yaml_file(path)
     scenario = validate_document(Scenario, doc)
     index: GridIndex | None = load_grids(grids) if grids is not None else None
     maps: dict[str, RegisterMap] = {}
