@@ -146,8 +146,8 @@ class AgentApp:
             hooks=Hooks(self._status_fields, self._telemetry_parts, self.apply_desired),
             clock=self.clock, credentials_path=self.loaded.credentials_path,
         )
-        log.info("agent %s starting: %d device(s), outbox %s (depth %d)", cfg.agent.id,
-                 len(cfg.devices), self.loaded.outbox_path, self.outbox.depth)
+        log.info("agent %s starting: %d device(s), %d camera(s), outbox %s (depth %d)", cfg.agent.id,
+                 len(cfg.devices), len(cfg.cameras), self.loaded.outbox_path, self.outbox.depth)
         try:
             self._running = self._start(self._build(self.loaded))
             session_stop = asyncio.Event()
