@@ -3,6 +3,7 @@
 ::
 
     cityops-sim modbus ...     simulated Modbus devices (TCP or RTU), scenarios and faults
+    cityops-sim camera ...     rendered scenes as video files and live MJPEG streams
     cityops-sim fleet ...      thousands of virtual agents as real MQTT clients
     cityops-sim handlers ...   departments working their cases through the hub's handler API
     cityops-sim demo ...       broker, hub, agents and simulators together, scored
@@ -22,6 +23,7 @@ __all__ = ["SIMULATORS", "main"]
 # name -> module with main(argv) and a docstring whose first line is the help text
 SIMULATORS: dict[str, str] = {
     "modbus": "simulators.modbus.cli",
+    "camera": "simulators.camera",
     "fleet": "simulators.fleet",
     "demo": "simulators.demo",
 }
