@@ -78,7 +78,39 @@ def _orb_features(gray: np.ndarray, mask: np.ndarray | None, n: int):
 @dataclass(frozen=True)
 class Aligned:
     stats: AlignStats
-    matrix: np.ndarray | None  # after → before
+    matrix: np.ndarray | None  # after → before, the whole view
+    local: np.ndarray | None = None  # after → before, fitted on the matches near the region
+
+
+LOCAL_MIN_INLIERS = 12
+
+
+def _local_homography(src: np.ndarray, dst: np.ndarray, crop: Crop, width: int,
+                      global_matrix: np.ndarray, reproj_px: float) -> np.ndarray | None:
+    """A homography from the matches around the region only. A re-taken photo has parallax:
+    the plane the whole-view fit follows (often the far buildings) is not the ground the
+    problem lies on. None when there are too few matches near the region, or when the local
+    fit disagrees wildly with the global one (then it fits noise)."""
+    cx, cy = crop.x0 + (crop.bx0 + crop.bx1) / 2, crop.y0 + (crop.by0 + crop.by1) / 2
+    diag = float(np.hypot(crop.bx1 - crop.bx0, crop.by1 - crop.by0))
+    radius = max(2.0 * diag, 0.25 * width)
+    d = dst.reshape(-1, 2)
+    near = np.hypot(d[:, 0] - cx, d[:, 1] - cy) <= radius
+    if int(near.sum()) < LOCAL_MIN_INLIERS + 4:
+        return None
+    matrix, inliers = cv2.findHomography(src[near], dst[near], cv2.RANSAC, reproj_px * 0.75,
+                                         maxIters=2000, confidence=0.999)
+    if matrix is None or inliers is None or int(inliers.sum()) < LOCAL_MIN_INLIERS:
+        return None
+    corners = np.float32([[crop.x0 + crop.bx0, crop.y0 + crop.by0], [crop.x0 + crop.bx1, crop.y0 + crop.by0],
+                          [crop.x0 + crop.bx1, crop.y0 + crop.by1], [crop.x0 + crop.bx0, crop.y0 + crop.by1]])
+    # where each fit says the region's corners are in the after-photo
+    inv_l, inv_g = np.linalg.inv(matrix), np.linalg.inv(global_matrix)
+    pl = cv2.perspectiveTransform(corners.reshape(-1, 1, 2), inv_l).reshape(-1, 2)
+    pg = cv2.perspectiveTransform(corners.reshape(-1, 1, 2), inv_g).reshape(-1, 2)
+    if not np.all(np.isfinite(pl)) or float(np.abs(pl - pg).max()) > 0.15 * width:
+        return None
+    return matrix
 
 
 def align(before: np.ndarray, after: np.ndarray, crop: Crop | None, *, features: int = 3000,
@@ -108,8 +140,11 @@ def align(before: np.ndarray, after: np.ndarray, crop: Crop | None, *, features:
     if matrix is None or inliers is None:
         return Aligned(AlignStats(counts, len(good), 0, None), None)
     n_in = int(inliers.sum())
+    local = None
+    if crop is not None:
+        local = _local_homography(src, dst, crop, before.shape[1], matrix, reproj_px)
     return Aligned(AlignStats(counts, len(good), n_in, tuple(tuple(float(v) for v in row) for row in matrix)),
-                   matrix)
+                   matrix, local)
 
 
 def ssim_map(a: np.ndarray, b: np.ndarray, sigma: float = 1.5) -> np.ndarray:

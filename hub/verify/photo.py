@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 
 # The after-photo's region is searched this much wider (× the region's size, each side)
 # for the problem's class: parallax can move a problem on the ground by its own size.
-AFTER_SEARCH = 0.5
+AFTER_SEARCH = 0.25
 
 
 class PhotoVerifier:
@@ -77,9 +77,10 @@ class PhotoVerifier:
         problem = alignment_problem(aligned.stats, before.shape[1], before.shape[0], t)
         if problem is not None or aligned.matrix is None:
             return None, self._uncertain(f"the photos cannot be aligned: {problem}")
-        warped, valid = images.warp(after, aligned.matrix, before.shape)
-        matrix = images.refine(before, warped, valid, crop, aligned.matrix)
-        if matrix is not aligned.matrix:
+        start = aligned.local if aligned.local is not None else aligned.matrix
+        warped, valid = images.warp(after, start, before.shape)
+        matrix = images.refine(before, warped, valid, crop, start)
+        if matrix is not start:
             warped, valid = images.warp(after, matrix, before.shape)
         m = images.measure(before, warped, valid, crop)
         if m.valid < 0.65:
