@@ -235,10 +235,24 @@ def refine(before: np.ndarray, warped: np.ndarray, valid: np.ndarray, crop: Crop
     return np.array([[1, 0, -dx], [0, 1, -dy], [0, 0, 1]], dtype=np.float64) @ matrix
 
 
+def match_light(before: np.ndarray, warped: np.ndarray, valid: np.ndarray, crop: Crop) -> np.ndarray:
+    """The aligned after-photo with its light matched to the before-photo (per-channel gain
+    and offset fitted on everything but the region), for the detector: a darker or
+    brighter re-take should not change what it sees."""
+    mask = valid > 0
+    mask[crop.y0 + crop.by0:crop.y0 + crop.by1, crop.x0 + crop.bx0:crop.x0 + crop.bx1] = False
+    if mask.sum() < 100:
+        return warped
+    out = _photometric(before.astype(np.float32), warped.astype(np.float32), mask)
+    return np.clip(out, 0, 255).astype(np.uint8)
+
+
 def warp(after: np.ndarray, matrix: np.ndarray, shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
     """The after-photo in the before-photo's frame, and where it has pixels."""
     h, w = shape[:2]
-    warped = cv2.warpPerspective(after, matrix, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+    # Replicated borders, not black ones: the detector looks at the warped photo, and a black
+    # wedge next to the problem is not what it was trained on. ``valid`` says what is real.
+    warped = cv2.warpPerspective(after, matrix, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
     valid = cv2.warpPerspective(np.full(after.shape[:2], 255, np.uint8), matrix, (w, h),
                                 flags=cv2.INTER_NEAREST, borderMode=cv2.BORDER_CONSTANT)
     return warped, cv2.erode(valid, np.ones((5, 5), np.uint8))

@@ -91,7 +91,7 @@ class PhotoVerifier:
         if det is not None:
             box = (crop.x0 + crop.bx0, crop.y0 + crop.by0, crop.x0 + crop.bx1, crop.y0 + crop.by1)
             seen_before = det.scores(before, box)
-            seen_after = det.scores(warped, box, grow=AFTER_SEARCH)
+            seen_after = det.scores(images.match_light(before, warped, valid, crop), box, grow=AFTER_SEARCH)
             evidence = _with_detections(evidence, seen_before, seen_after, t)
         verdict = decide(evidence, t)
         if self.use_detector and det is None:
