@@ -129,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
     c = r["confusion"]
     print(f"photo verification, {r['pairs']} held-out pairs (seeds {r['seeds'][0]}…), "
           f"min_confidence {r['min_confidence']}")
-    print(f"{'truth \\ verdict':<18}{'fixed':>8}{'not_fixed':>11}{'uncertain':>11}")
+    print(f"{'truth / verdict':<18}{'fixed':>8}{'not_fixed':>11}{'uncertain':>11}")
     for t in ("fixed", "not_fixed"):
         print(f"{t:<18}{c[t]['fixed']:>8}{c[t]['not_fixed']:>11}{c[t]['uncertain']:>11}")
     print(f"false closures       {r['false_closures']}   (target 0)")
