@@ -32,7 +32,7 @@ from protocol.ids import new_secret
 from protocol.topics import QOS, Channel, subscription
 
 from .broker import BrokerAuth, BrokerSettings, MosquittoBroker
-from .cases.closure import NoVerifier, Outcome, Verdict, Verifier
+from .cases.closure import Outcome, Verdict, Verifier
 from .config import HubConfig, Setup, build_setup
 from .engine.core import CaseEngine
 from .engine.ingest import BatchResult, Ingestor
@@ -45,6 +45,7 @@ from .store.files import SnapshotFiles
 from .store.repo import CaseRow, Repository
 from .store.sqlite import SqliteRepository
 from .tls import ensure_tls_files
+from .verify import build_verifier
 from .writer import Writer
 
 __all__ = ["Hub"]
@@ -60,7 +61,8 @@ class Hub:
         self.setup = setup if isinstance(setup, Setup) else build_setup(setup)
         self.config = self.setup.config
         self.clock = clock or SystemClock()
-        self.verifier: Verifier = verifier or NoVerifier()
+        # verification.kind in hub.yaml: the photo verifier (default) or none
+        self.verifier: Verifier = verifier or build_verifier(self.config.verification)
         self.run_scheduler = run_scheduler
         self.files = SnapshotFiles(self.config.snapshots_dir)
         self.engine = CaseEngine(self.setup, self.clock)

@@ -29,6 +29,7 @@ from protocol.taxonomy import Taxonomy, taxonomy
 from .geo import GridIndex, load_grids, read_config_text
 from .routing import RoutingTable, TimeZoneName, load_routing
 from .rules import CaseRule, ScreeningConfig, resolve_rules
+from .verify.decide import Thresholds as VerificationThresholds
 
 __all__ = ["ENV_OVERRIDES", "HubConfig", "Setup", "load_config", "load_setup"]
 
@@ -165,7 +166,26 @@ class SlaConfig(StrictModel):
 
 class ClosureConfig(StrictModel):
     recurrence_window_h: float = Field(72, ge=0, description="a closed case that recurs within it reopens")
-    verify_min_confidence: float = Field(0.8, ge=0, le=1, description="below it a verdict is uncertain")
+
+
+class VerificationConfig(StrictModel):
+    """How after-photos are compared with before-photos (automatic closure)."""
+
+    kind: Literal["photo", "none"] = Field(
+        "photo", description="photo: ORB + RANSAC alignment, SSIM/difference and the detector; "
+                             "none: every after-photo goes to an operator")
+    min_confidence: float = Field(0.8, ge=0, le=1, description="a verdict below it goes to an operator")
+    detector: bool = Field(True, description="re-run the detector on the region (when the model loads)")
+    model: Path | None = Field(None, description="TFLite detector; none: the bundled one")
+    labels: Path | None = Field(None, description="its labels file; none: the bundled one")
+    margin: float = Field(0.6, gt=0, le=3, description="context around the region, × its size, each side")
+    thresholds: VerificationThresholds = Field(default_factory=VerificationThresholds)
+
+    @model_validator(mode="after")
+    def _model_with_labels(self) -> VerificationConfig:
+        if (self.model is None) != (self.labels is None):
+            raise ValueError("set both model and labels (or neither, for the bundled detector)")
+        return self
 
 
 class RetentionConfig(StrictModel):
@@ -198,6 +218,7 @@ class HubConfig(StrictModel):
     screening: ScreeningConfig = Field(default_factory=ScreeningConfig)
     sla: SlaConfig = Field(default_factory=SlaConfig)
     closure: ClosureConfig = Field(default_factory=ClosureConfig)
+    verification: VerificationConfig = Field(default_factory=VerificationConfig)
     retention: RetentionConfig = Field(default_factory=RetentionConfig)
     ingest: IngestConfig = Field(default_factory=IngestConfig)
     agents: AgentsConfig = Field(default_factory=AgentsConfig)
@@ -215,6 +236,8 @@ class HubConfig(StrictModel):
         self.routing = fix(self.routing)
         self.service_area = fix(self.service_area)
         self.broker.data_dir = fix(self.broker.data_dir)
+        self.verification.model = fix(self.verification.model)
+        self.verification.labels = fix(self.verification.labels)
         if self.broker.managed_tls:
             self.broker.managed_tls.dir = fix(self.broker.managed_tls.dir)
         if self.web.tls:

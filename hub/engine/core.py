@@ -320,7 +320,7 @@ class CaseEngine:
                       f"verdict for an older photo ignored ({verdict.outcome})")
             return case
         step: ClosureStep = decide_on_verdict(case.state, verdict,
-                                              self.setup.config.closure.verify_min_confidence)
+                                              self.setup.config.verification.min_confidence)
         case = self.update(repo, case, verify_pending=False)
         if step.kind == "close":
             if case.state != S.RESOLVED:

@@ -1,8 +1,9 @@
 """The handler API exactly as HANDLER_API.md: a department's token lists and acts on its
 own cases only; resolve takes a checked after-photo and goes through verification.
 
-Verification uses the hub's Verifier seam: NoVerifier (the default: every photo goes to an
-operator) and, to drive the fixed / not-fixed branches only, a ScriptedVerifier."""
+Verification runs the hub's default photo verifier (hub/verify; tests/hub/test_photo_verify_hub.py
+drives it with rendered before/after pairs) and, to drive the fixed / not-fixed branches
+with arbitrary photos, a ScriptedVerifier."""
 
 from __future__ import annotations
 
@@ -182,14 +183,15 @@ async def test_not_fixed_goes_back_to_the_department(tmp_path, clock):
 
 
 async def test_uncertain_goes_to_an_operator(hub, client, agent, drain):
-    """The default NoVerifier: the photo waits for an operator's verdict."""
+    """The default photo verifier cannot align two unrelated photos (noise, no shared
+    view): the photo waits for an operator's verdict."""
     case_id = await open_case(hub, agent)
     r = await client.post(f"/api/v1/handler/cases/{case_id}/resolve", token=drain,
                           data=photo_form(real_jpeg(7)))
     assert r.status == 200
     c = await await_for(lambda: hub.read(lambda repo: (x := repo.get_case(case_id))
                                          and x.review_reason and x), what="review")
-    assert c.state == "resolved" and "no photo verifier" in c.review_reason
+    assert c.state == "resolved" and "cannot be aligned" in c.review_reason
     op = await make_token(hub, "operator")
     r = await client.api("POST", f"/api/v1/cases/{case_id}/review", {"fixed": True}, token=op)
     assert r.status == 200 and r.json()["case"]["state"] == "closed"

@@ -1,0 +1,112 @@
+"""The photo verifier the hub runs by default (``verification.kind: photo``).
+
+``PhotoVerifier().verify(before_jpeg, after_jpeg, region)`` decodes both photos, aligns
+the after-photo onto the before-photo (ORB + RANSAC homography), refuses a pair it cannot
+align, measures the region against its surroundings (SSIM, normalised difference) and
+re-runs the bundled detector on the region of both photos; :func:`hub.verify.decide.decide`
+turns that into fixed / not fixed / uncertain. CPU-bound (≈ 0.1 s a pair): the hub calls
+it in a worker thread (``Hub.verify_pending`` → ``asyncio.to_thread``).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from pathlib import Path
+
+from ..cases.closure import Outcome, Region, Verdict
+from . import images
+from .decide import NAME, Evidence, Thresholds, alignment_problem, decide
+from .detector import BUNDLED_LABELS, BUNDLED_MODEL, RegionDetector
+
+__all__ = ["PhotoVerifier"]
+
+log = logging.getLogger(__name__)
+
+# The after-photo's region is searched this much wider (× the region's size, each side)
+# for the problem's class: parallax can move a problem on the ground by its own size.
+AFTER_SEARCH = 0.25
+
+
+class PhotoVerifier:
+    name = NAME
+
+    def __init__(self, thresholds: Thresholds | None = None, *, margin: float = 0.6,
+                 detector: bool = True, model: Path | str = BUNDLED_MODEL,
+                 labels: Path | str = BUNDLED_LABELS) -> None:
+        self.thresholds = thresholds or Thresholds()
+        self.margin = margin
+        self.use_detector = detector
+        self.model, self.labels = Path(model), Path(labels)
+        self._detector: RegionDetector | None = None
+        self._detector_error: str | None = None
+        self._lock = threading.Lock()
+
+    def region_detector(self) -> RegionDetector | None:
+        """The detector, loaded on first use; None when it is off or cannot be loaded
+        (the reason is logged once and shown in every verdict's detail)."""
+        if not self.use_detector:
+            return None
+        with self._lock:
+            if self._detector is None and self._detector_error is None:
+                try:
+                    self._detector = RegionDetector(self.model, self.labels)
+                except Exception as exc:  # noqa: BLE001 - any load failure means: verify without it
+                    self._detector_error = str(exc)
+                    log.warning("photo verification runs without the detector: %s", exc)
+            return self._detector
+
+    def _uncertain(self, why: str) -> Verdict:
+        return Verdict(Outcome.UNCERTAIN, 0.0, why, self.name)
+
+    def verify(self, before_jpeg: bytes, after_jpeg: bytes, region: Region | None) -> Verdict:
+        return self.examine(before_jpeg, after_jpeg, region)[1]
+
+    def examine(self, before_jpeg: bytes, after_jpeg: bytes,
+                region: Region | None) -> tuple[Evidence | None, Verdict]:
+        """The verdict and the measurements it was decided on (None when the photos could
+        not be compared at all)."""
+        t = self.thresholds
+        before, after = images.decode(before_jpeg), images.decode(after_jpeg)
+        if before is None:
+            return None, self._uncertain("the before-photo cannot be decoded")
+        if after is None:
+            return None, self._uncertain("the after-photo cannot be decoded")
+        crop = images.region_crop(before.shape, region, self.margin)
+        aligned = images.align(before, after, crop)
+        problem = alignment_problem(aligned.stats, before.shape[1], before.shape[0], t)
+        if problem is not None or aligned.matrix is None:
+            return None, self._uncertain(f"the photos cannot be aligned: {problem}")
+        start = aligned.local if aligned.local is not None else aligned.matrix
+        warped, valid = images.warp(after, start, before.shape)
+        matrix = images.refine(before, warped, valid, crop, start)
+        if matrix is not start:
+            warped, valid = images.warp(after, matrix, before.shape)
+        m = images.measure(before, warped, valid, crop)
+        if m.valid < 0.65:
+            return None, self._uncertain(f"the after-photo covers only {m.valid:.0%} of the region and "
+                                   "its surroundings")
+        evidence = Evidence(m.context_similarity, m.region_similarity, m.changed, detector=False)
+        det = self.region_detector()
+        if det is not None:
+            box = (crop.x0 + crop.bx0, crop.y0 + crop.by0, crop.x0 + crop.bx1, crop.y0 + crop.by1)
+            seen_before = det.scores(before, box)
+            seen_after = det.scores(images.match_light(before, warped, valid, crop), box, grow=AFTER_SEARCH)
+            evidence = _with_detections(evidence, seen_before, seen_after, t)
+        verdict = decide(evidence, t)
+        if self.use_detector and det is None:
+            verdict = Verdict(verdict.outcome, verdict.confidence,
+                              f"{verdict.detail}; detector unavailable: {self._detector_error}", self.name)
+        return evidence, verdict
+
+
+def _with_detections(e: Evidence, before: dict[str, float], after: dict[str, float],
+                     t: Thresholds) -> Evidence:
+    """Fold the detector's per-class scores into the evidence: the problem's class is the
+    best one in the before-photo; every class seen there counts as the problem."""
+    label, best = max(before.items(), key=lambda kv: kv[1], default=("", 0.0))
+    seen = {k for k, v in before.items() if v >= t.detector_seen} | ({label} if label else set())
+    after_score = max((after.get(k, 0.0) for k in seen), default=0.0)
+    other = max((v for k, v in after.items() if k not in seen), default=0.0)
+    return Evidence(e.context_similarity, e.region_similarity, e.changed, detector=True,
+                    before_score=best, after_score=after_score, label=label, other_score=other)
