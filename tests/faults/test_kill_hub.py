@@ -9,7 +9,16 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from faultlib import Agent, HubProcess, assert_exactly_once, hub_yaml, interleave, lifecycles, scaled, stored
+from faultlib import (
+    Agent,
+    HubProcess,
+    assert_exactly_once,
+    hub_yaml,
+    interleave,
+    lifecycles,
+    scaled,
+    stored,
+)
 from hubtest import make_config
 
 pytestmark = pytest.mark.asyncio
