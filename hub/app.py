@@ -283,9 +283,10 @@ class Hub:
         writer = self.writer is not None and self.writer.alive()
         link = self.link is not None and self.link.connected.is_set()
         receivers = [r.alive() for r in self.receivers]
-        ok = self.started and writer and link and bool(receivers) and all(receivers)
+        storage = self.writer.storage_error if self.writer else None
+        ok = self.started and writer and link and bool(receivers) and all(receivers) and not storage
         return {"ok": ok, "writer": writer, "broker_connected": link, "receivers": receivers,
-                "backlog": self.writer.backlog() if self.writer else None}
+                "backlog": self.writer.backlog() if self.writer else None, "storage_error": storage}
 
     def counts(self) -> dict[str, Any]:
         """Figures for the demo's summary: stored rows plus this run's ingest counters."""

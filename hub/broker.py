@@ -18,6 +18,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import logging
 import os
 import pwd
 import resource
@@ -36,6 +37,8 @@ from protocol.ids import is_safe_id, new_secret
 from protocol.limits import BROKER_MESSAGE_SIZE_LIMIT
 from protocol.topics import acl_lines
 
+log = logging.getLogger(__name__)
+
 __all__ = [
     "BrokerAuth",
     "BrokerError",
@@ -44,6 +47,7 @@ __all__ = [
     "find_mosquitto",
     "free_port",
     "hash_password",
+    "mqtt_probe",
     "verify_password",
 ]
 
@@ -308,6 +312,9 @@ class MosquittoBroker:
         self.auth = BrokerAuth(settings)
         self.auth.attach(self)
         self._proc: subprocess.Popen[bytes] | None = None
+        self._auto_port = settings.port == 0  # picked here: may be re-picked if taken
+        self._auto_tls_port = settings.tls_port == 0
+        self._log_offsets: tuple[int, int] = (0, 0)
 
     # -- files -------------------------------------------------------------------
     def write_files(self) -> Path:
@@ -344,41 +351,103 @@ class MosquittoBroker:
         return self._proc.pid if self._proc else None
 
     def start(self, timeout: float = 10.0) -> MosquittoBroker:
+        """Start mosquitto and wait until it answers an MQTT CONNECT as the hub user.
+
+        A port picked here (``port: 0``) was free a moment ago, but another process on the
+        machine may bind it before mosquitto does; mosquitto then exits at once with
+        "Address already in use" while a plain TCP probe still succeeds (against the other
+        listener). So readiness is an MQTT handshake with our own credentials, and a lost
+        race picks a fresh port and starts again.
+        """
         if self.running:
             return self
+        if self.settings.port == 0:
+            self._auto_port = True
         if not self.settings.config_path.exists() or self.settings.port == 0:
             self.write_files()
-        log = open(self.settings.data_dir / "mosquitto.stderr", "ab")  # noqa: SIM115
+        attempt = 0
+        while True:
+            attempt += 1
+            self._spawn()
+            try:
+                self.wait_ready(timeout)
+                return self
+            except _PortTaken as exc:
+                self._reap()
+                if not self._auto_port or attempt >= _PORT_ATTEMPTS:
+                    raise BrokerError(
+                        f"mosquitto could not listen on {self.host}:{self.port}: {exc}. "
+                        "Another program holds the port; choose another (or 0 for a free one).\n"
+                        + self.log_tail()
+                    ) from None
+                log.warning("port %s was taken before mosquitto bound it (%s); trying a fresh port",
+                            self.port, exc)
+                self.settings.port = 0
+                if self.settings.tls_port is not None and self._auto_tls_port:
+                    self.settings.tls_port = 0
+                self.write_files()
+
+    def _log_paths(self) -> tuple[Path, Path]:
+        return self.settings.log_path, self.settings.data_dir / "mosquitto.stderr"
+
+    def _new_log_text(self) -> str:
+        """What the broker logged since the last spawn."""
+        out = []
+        for path, offset in zip(self._log_paths(), self._log_offsets, strict=True):
+            if path.exists():
+                with open(path, "rb") as f:
+                    f.seek(offset)
+                    out.append(f.read().decode(errors="replace"))
+        return "\n".join(out)
+
+    def _spawn(self) -> None:
+        self._log_offsets = tuple(p.stat().st_size if p.exists() else 0 for p in self._log_paths())
+        log_file = open(self.settings.data_dir / "mosquitto.stderr", "ab")  # noqa: SIM115
         try:
             self._proc = subprocess.Popen(  # noqa: S603 - fixed argv, no shell
                 [self.binary, "-c", str(self.settings.config_path)],
                 stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=log,
+                stdout=log_file,
+                stderr=log_file,
                 preexec_fn=_raise_fd_limit,  # noqa: PLW1509
                 start_new_session=True,
             )
         finally:
-            log.close()
-        self.wait_ready(timeout)
-        return self
+            log_file.close()
+
+    def _reap(self) -> None:
+        if self._proc is not None:
+            if self._proc.poll() is None:
+                self._proc.kill()
+            self._proc.wait(10)
+        self._proc = None
 
     def wait_ready(self, timeout: float = 10.0) -> None:
-        """Wait until the listener accepts connections, or raise with the broker's log."""
+        """Wait until *our* mosquitto accepts the hub user's MQTT CONNECT, or raise with the
+        broker's log. A TCP connect alone proves nothing: another process may own the port."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self._proc is not None and self._proc.poll() is not None:
+                if "Address already in use" in self._new_log_text():
+                    raise _PortTaken("address already in use")
                 raise BrokerError(
                     f"mosquitto exited with code {self._proc.returncode} at start-up:\n"
                     + self.log_tail()
                 )
-            try:
-                with socket.create_connection((self.host, self.port), timeout=0.2):
-                    return
-            except OSError:
-                time.sleep(0.02)
+            answer = mqtt_probe(self.host, self.port, self.settings.hub_user,
+                                self.settings.hub_password)
+            if answer == 0 and (self._proc is None or self._proc.poll() is None):
+                return
+            if answer not in (None, 0):
+                # An MQTT server that refuses our own hub user is someone else's broker,
+                # unless ours has just died (then the check above reports why).
+                time.sleep(0.1)
+                if self._proc is not None and self._proc.poll() is not None:
+                    continue
+                raise _PortTaken(f"another MQTT server there refused the hub user (CONNACK {answer})")
+            time.sleep(0.02)
         raise BrokerError(
-            f"mosquitto did not listen on {self.host}:{self.port} within {timeout}s:\n"
+            f"mosquitto did not answer MQTT on {self.host}:{self.port} within {timeout}s:\n"
             + self.log_tail()
         )
 
@@ -426,6 +495,47 @@ class MosquittoBroker:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+_PORT_ATTEMPTS = 5
+
+
+class _PortTaken(BrokerError):
+    """Another process owns the port mosquitto was told to listen on."""
+
+
+def mqtt_probe(host: str, port: int, username: str, password: str, timeout: float = 2.0) -> int | None:
+    """One MQTT 3.1.1 CONNECT/CONNACK exchange: the CONNACK return code (0: accepted), or
+    None when nothing answered like an MQTT server (refused, closed, silent or garbage)."""
+
+    def field(data: bytes) -> bytes:
+        return len(data).to_bytes(2, "big") + data
+
+    body = (field(b"MQTT") + bytes([4, 0xC2]) + (10).to_bytes(2, "big")
+            + field(f"cityops-probe-{secrets.token_hex(4)}".encode())
+            + field(username.encode()) + field(password.encode()))
+    length, rest = b"", len(body)
+    while True:  # MQTT's variable-length "remaining length"
+        byte, rest = rest % 128, rest // 128
+        length += bytes([byte | (0x80 if rest else 0)])
+        if not rest:
+            break
+    try:
+        with socket.create_connection((host, port), timeout=timeout) as s:
+            s.sendall(b"\x10" + length + body)
+            reply = b""
+            while len(reply) < 4:
+                chunk = s.recv(4 - len(reply))
+                if not chunk:
+                    return None
+                reply += chunk
+            if reply[:2] != b"\x20\x02":
+                return None
+            if reply[3] == 0:
+                s.sendall(b"\xe0\x00")  # DISCONNECT
+            return reply[3]
+    except OSError:
+        return None
 
 
 def _raise_fd_limit() -> None:

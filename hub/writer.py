@@ -11,6 +11,11 @@ Two kinds of work reach it:
 A batch that fails (a bug, never bad input: bad input is refused item by item) is rolled
 back and retried one message per transaction, so one poison message becomes a dead
 letter instead of blocking everything behind it.
+
+A store that cannot write at all (disk full, I/O error) is not the message's fault: the
+batch is rolled back, kept at the head of the queue and retried with backoff. Nothing is
+acknowledged or dead-lettered meanwhile (agents keep their outbox rows and resend), and
+``storage_error`` says why in the hub's health until a commit succeeds again.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
+import sqlite3
 import threading
 import time
 from collections import deque
@@ -73,6 +79,8 @@ class Writer:
         self._thread = threading.Thread(target=self._run, name="hub-writer", daemon=True)
         self.last_commit_monotonic = 0.0
         self.first_submit_monotonic: float | None = None  # benchmarks time the drain from here
+        self.storage_error: str | None = None  # set while the store cannot write (disk full)
+        self.storage_failures = 0  # batches held back because the store could not write
 
     # -- feeding --------------------------------------------------------------------------------
     def start(self) -> None:
@@ -129,6 +137,10 @@ class Writer:
                     self._cond.wait()
                 if self._stop and not self._inbox and not self._commands:
                     return
+                if self._stop and self.storage_error is not None and not self._commands:
+                    log.error("stopping with %d message(s) unstored (%s); agents resend them",
+                              len(self._inbox), self.storage_error)
+                    return
                 commands = list(self._commands)
                 self._commands.clear()
                 if self._inbox and self._weight < _TRICKLE and self.batch_wait_s > 0 \
@@ -164,28 +176,57 @@ class Writer:
         items: list[Item] = [classify(*e) if type(e) is tuple else e for e in raw]  # type: ignore[misc]
         try:
             result = self._apply(items)
-        except Exception:
+        except Exception as exc:
+            if _store_unavailable(exc):
+                self._hold(raw, exc)
+                return
             self.stats.batch_failures += 1
             log.exception("batch of %d failed; retrying one message at a time", len(items))
             self.ingestor.forget()
-            for entry, item in zip(raw, items, strict=True):
+            for i, (entry, item) in enumerate(zip(raw, items, strict=True)):
                 try:
                     self._finish(self._apply([item]))
                 except Exception as exc:
+                    if _store_unavailable(exc):
+                        self._hold(raw[i:], exc)
+                        return
                     self.ingestor.forget()
                     topic, payload = _describe(entry, item)
                     log.exception("message on %s could not be stored", topic)
                     poison = refused(topic, payload, Refusal.INVALID.value,
                                      f"the hub failed on this message: {exc!r}"[:500])
-                    self._finish(self._apply([poison]))
+                    try:
+                        self._finish(self._apply([poison]))
+                    except Exception as again:
+                        if not _store_unavailable(again):
+                            raise
+                        self._hold(raw[i:], again)
+                        return
             return
         self._finish(result)
+
+    def _hold(self, entries: list[Entry], exc: Exception) -> None:
+        """The store cannot write: keep ``entries`` first in line, ack nothing, back off."""
+        self.ingestor.forget()
+        self.storage_failures += 1
+        if self.storage_error is None:
+            log.error("the hub's database cannot write (%s): holding %d message(s), no acks "
+                      "until it can; free disk space to recover", exc, len(entries))
+        self.storage_error = f"{type(exc).__name__}: {exc}"
+        with self._cond:
+            self._inbox.extendleft(reversed(entries))
+            self._weight += sum(_weight(e) for e in entries)
+            if not self._stop:
+                self._cond.wait(min(2.0, 0.05 * 2 ** min(self.storage_failures, 6)))
 
     def _apply(self, items: list[Item]) -> BatchResult:
         with self.repo.transaction():
             result = self.ingestor.apply(self.repo, items)
         self.ingestor.installed(result)
         self.last_commit_monotonic = time.monotonic()
+        if self.storage_error is not None:
+            log.warning("the hub's database writes again after %d held batch(es)", self.storage_failures)
+            self.storage_error = None
         return result
 
     def _finish(self, result: BatchResult) -> None:
@@ -221,6 +262,17 @@ def _describe(entry: Entry, item: Item) -> Raw:
     records = getattr(item, "records", None)
     payload = ("[" + ",".join(r.body for r in records) + "]").encode() if records else repr(item).encode()
     return agent_topic(agent, Channel.EVENTS), payload
+
+
+_STORE_UNAVAILABLE = {sqlite3.SQLITE_FULL, sqlite3.SQLITE_IOERR, sqlite3.SQLITE_CANTOPEN,
+                      sqlite3.SQLITE_READONLY, sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED}
+
+
+def _store_unavailable(exc: BaseException) -> bool:
+    """The database cannot write right now, whatever the message (not a poison message)."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    return isinstance(exc, sqlite3.OperationalError) and code is not None \
+        and (code & 0xFF) in _STORE_UNAVAILABLE
 
 
 def _weight(entry: Entry) -> int:

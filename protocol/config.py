@@ -72,6 +72,28 @@ class Document:
 class _Loader(yaml.SafeLoader):
     """SafeLoader; we compose nodes ourselves to keep positions."""
 
+    def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
+        # A scalar that matches a YAML type but is not a valid value of it (2026-13-45,
+        # !!int abc) raises a bare ValueError in PyYAML: give it the node's position.
+        try:
+            return super().construct_object(node, deep)
+        except yaml.MarkedYAMLError:
+            raise
+        except (ValueError, TypeError, OverflowError) as exc:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"{node.value!r} is not a valid {node.tag.rsplit(':', 1)[-1]}: {exc}",
+                node.start_mark) from None
+
+
+def _marked(exc: yaml.MarkedYAMLError, filename: str, what: str) -> ConfigError:
+    mark = exc.problem_mark or exc.context_mark
+    line = mark.line + 1 if mark else None
+    col = mark.column + 1 if mark else None
+    message = f"{what}: {exc.problem or exc}"
+    if exc.context:
+        message += f" ({exc.context})"
+    return ConfigError([ConfigProblem(filename, line, col, "", message)])
+
 
 def _walk(
     node: yaml.Node, path: PathKey, positions: dict[PathKey, tuple[int, int]],
@@ -106,17 +128,19 @@ def parse_yaml(text: str, filename: str = "<config>") -> Document:
     try:
         node = yaml.compose(text, Loader=_Loader)
     except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line = mark.line + 1 if mark else None
-        col = mark.column + 1 if mark else None
-        message = f"YAML syntax error: {exc.problem or exc}"
-        if exc.context:
-            message += f" ({exc.context})"
-        raise ConfigError([ConfigProblem(filename, line, col, "", message)]) from None
+        raise _marked(exc, filename, "YAML syntax error") from None
+    except yaml.reader.ReaderError as exc:  # a character YAML does not allow: no mark, a position
+        before = text[: exc.position]
+        line, col = before.count("\n") + 1, exc.position - (before.rfind("\n") + 1) + 1
+        char = exc.character if isinstance(exc.character, str) else chr(exc.character)
+        raise ConfigError([ConfigProblem(
+            filename, line, col, "",
+            f"character {char!r} (#x{ord(char):04x}) is not allowed in YAML; delete it or quote "
+            "it as an escape sequence")]) from None
     except yaml.YAMLError as exc:
         raise ConfigError([ConfigProblem(filename, None, None, "", f"YAML error: {exc}")]) from None
     if node is None:
-        return Document(filename, {}, {})
+        return Document(filename, {}, {(): (1, 1)})  # an empty file: problems point at its start
     positions: dict[PathKey, tuple[int, int]] = {}
     problems: list[ConfigProblem] = []
     _walk(node, (), positions, problems, filename)
@@ -124,6 +148,8 @@ def parse_yaml(text: str, filename: str = "<config>") -> Document:
         raise ConfigError(problems)
     try:
         data = yaml.load(text, Loader=_Loader)  # noqa: S506 - SafeLoader subclass
+    except yaml.MarkedYAMLError as exc:  # an unknown tag, a value its type cannot hold
+        raise _marked(exc, filename, "YAML value error") from None
     except yaml.YAMLError as exc:  # pragma: no cover - compose already succeeded
         raise ConfigError([ConfigProblem(filename, None, None, "", f"YAML error: {exc}")]) from None
     return Document(filename, data, positions)

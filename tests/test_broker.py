@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import threading
 
 import paho.mqtt.client as mqtt
@@ -213,3 +214,45 @@ def test_tls_files_are_kept_across_restarts(tmp_path):
     ca = first.ca_cert.read_bytes()
     second = ensure_tls_files(tmp_path, ["localhost"])
     assert second.ca_cert.read_bytes() == ca
+
+
+def _squatter() -> socket.socket:
+    """A TCP listener that accepts and never speaks MQTT (another program's port)."""
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    s.listen(16)
+    return s
+
+
+def test_a_free_port_taken_before_mosquitto_binds_it_is_re_picked(tmp_path, monkeypatch):
+    """The race behind a rare full-run failure ("cityops-hub-link: could not connect and
+    subscribe ... no answer"): the port picked as free is bound by another process before
+    mosquitto binds it; mosquitto exits with "Address already in use" while a TCP probe
+    still connects (to the other program). Readiness must be an MQTT answer from our
+    broker, and the broker must move to a fresh port."""
+    import hub.broker as broker_module
+
+    squatter = _squatter()
+    taken = squatter.getsockname()[1]
+    picks = iter([taken])
+    real_free_port = broker_module.free_port
+    monkeypatch.setattr(broker_module, "free_port", lambda host="127.0.0.1": next(picks, None)
+                        or real_free_port(host))
+    try:
+        with MosquittoBroker(BrokerSettings(data_dir=tmp_path / "b")) as b:
+            assert b.port != taken
+            hub = Client(b, b.settings.hub_user, b.settings.hub_password)
+            assert not hub.connect_rc.is_failure
+            hub.close()
+    finally:
+        squatter.close()
+
+
+def test_a_configured_port_held_by_another_program_is_a_clear_error(tmp_path):
+    squatter = _squatter()
+    try:
+        settings = BrokerSettings(data_dir=tmp_path / "b", port=squatter.getsockname()[1])
+        with pytest.raises(BrokerError, match="Another program holds the port"):
+            MosquittoBroker(settings).start(timeout=5)
+    finally:
+        squatter.close()

@@ -95,3 +95,26 @@ def test_missing_file_says_so(tmp_path):
     with pytest.raises(ConfigError) as info:
         load_model_file(tmp_path / "nope.yaml", Doc)
     assert "file not found" in str(info.value)
+
+
+def test_a_character_yaml_forbids_is_located_by_line_and_column():
+    from protocol.config import parse_yaml
+    from protocol.errors import ConfigError
+
+    with pytest.raises(ConfigError) as info:
+        parse_yaml("agent:\n  id: a\x1fb\n", "agent.yaml")
+    (p,) = info.value.problems
+    assert (p.file, p.line, p.column) == ("agent.yaml", 2, 8)
+    assert "#x001f" in p.message and str(p).startswith("agent.yaml:2:8")
+
+
+@pytest.mark.parametrize("text", ["when: 2026-13-45\n", "n: !!int abc\n", "x: !!python/name:os.system\n",
+                                  "b: !!binary not-base64!\n"])
+def test_values_yaml_cannot_construct_point_at_their_place(text):
+    from protocol.config import parse_yaml
+    from protocol.errors import ConfigError
+
+    with pytest.raises(ConfigError) as info:  # a ConfigError, never a bare ValueError
+        parse_yaml(text, "agent.yaml")
+    (p,) = info.value.problems
+    assert (p.line, p.column) == (1, text.index(":") + 3)
