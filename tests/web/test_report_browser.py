@@ -1,5 +1,6 @@
 """End to end in headless Chromium at phone width (375 px): a residents' committee
-reporter taps the place on the grid map, attaches a photo and sends a one-key report; the
+reporter taps the place on the grid map, attaches a phone-sized photo (the page shrinks it
+under the hub's 256 KiB) and sends a one-key report; the
 case is dispatched to sanitation; the department's handler resolves it with an
 after-photo through the handler API; an operator confirms the fix (the hub's default
 NoVerifier sends every after-photo to a person); the reporter sees "Closed" with the
@@ -50,9 +51,15 @@ async def test_one_key_report_from_submission_to_closure(hub, tmp_path, artifact
             float(await b.eval("document.querySelector('#lon').value"))
         assert abs(lat - G01[0]) < 5e-4 and abs(lon - G01[1]) < 5e-4, (lat, lon)
         assert "grid g-01" in await b.eval("document.querySelector('#point-text').textContent")
+        # A phone-sized photo (≈750 KiB, over the hub's 256 KiB): the page shrinks it.
         photo = tmp_path / "bin.jpg"
-        photo.write_bytes(real_jpeg(4))
+        photo.write_bytes(real_jpeg(4, 3000, 2250))
+        assert photo.stat().st_size > 256 * 1024
         await b.set_file("#photo", photo)
+        await b.eval("document.querySelector('#photo').dispatchEvent(new Event('change'))")
+        await b.wait_for("document.querySelector('#photo-status').textContent.startsWith('Photo ready')",
+                         what="the shrunk photo")
+        assert await b.eval("document.querySelector('#photo').files[0].size") <= 256 * 1024
         await b.fill("#note", "bin at the school gate overflowing since morning")
         await b.screenshot(artifacts / "report-1-form-375.png")
         await b.click_and_wait("#report-submit")
@@ -65,6 +72,8 @@ async def test_one_key_report_from_submission_to_closure(hub, tmp_path, artifact
         text = await b.eval(f"document.querySelector('{card}').innerText")
         assert "Sanitation Company" in text and "Dispatched" in text and "Deadline" in text
         await b.wait_for(f"document.querySelector('{card} img').naturalWidth > 0", what="my photo")
+        before = await hub.read(lambda repo: repo.get_case(case_id))
+        assert before.before_sha256 is not None
         await b.screenshot(artifacts / "report-2-dispatched-375.png")
 
         # The sanitation department resolves it through the handler API, with an after-photo.

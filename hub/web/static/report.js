@@ -42,7 +42,7 @@
         return;
       }
       status.textContent = "Shrinking the photo…";
-      var img = new Image(), url = URL.createObjectURL(file);
+      var img = new Image(), reader = new FileReader();  // a data: URL (the page's CSP allows no blob:)
       img.onload = function () {
         var side = 1280, quality = 0.8;
         function attempt() {
@@ -55,14 +55,15 @@
             var dt = new DataTransfer();
             dt.items.add(new File([blob], "photo.jpg", {type: "image/jpeg"}));
             input.files = dt.files;
-            URL.revokeObjectURL(url);
             status.textContent = "Photo ready (" + Math.ceil(blob.size / 1024) + " KiB).";
           }, "image/jpeg", quality);
         }
         attempt();
       };
       img.onerror = function () { status.textContent = "This file is not a photo the page can read; choose a JPEG."; };
-      img.src = url;
+      reader.onload = function () { img.src = reader.result; };
+      reader.onerror = img.onerror;
+      reader.readAsDataURL(file);
     });
   }
 
