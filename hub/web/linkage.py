@@ -49,7 +49,7 @@ async def _read_body(request: web.Request, limit: int) -> bytes:
     if request.content_length is not None and request.content_length > limit:
         raise WebError(413, "too_large", f"the body is {request.content_length} bytes; an incident "
                        f"is at most {limit} bytes (shorten the description; photos go by photo_url)")
-    body = await request.content.read(limit + 1)
+    body = await request.read()  # bounded by the app's client_max_size as well
     if len(body) > limit:
         raise WebError(413, "too_large", f"the body is over {limit} bytes; an incident is at most "
                        f"{limit} bytes (shorten the description; photos go by photo_url)")

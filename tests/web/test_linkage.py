@@ -31,7 +31,7 @@ async def partner(hub):
 
 
 async def post(client, body, token, **kw):
-    data = body if isinstance(body, (bytes, str)) else json.dumps(body)
+    data = body if isinstance(body, (bytes, str)) or hasattr(body, "__aiter__") else json.dumps(body)
     headers = {"Content-Type": "application/json", **kw.pop("headers", {})}
     return await client.post(URL, data=data, token=token, headers=headers, **kw)
 
@@ -241,3 +241,17 @@ def test_unknown_subcategory_in_the_type_mapping_is_a_config_error(tmp_path):
         make_setup(tmp_path, web={"linkage": {"types": {"police": "linkage.police_999"}}})
     assert "web.linkage.types.police" in str(info.value)
     assert "unknown subcategory" in str(info.value)
+
+
+async def test_a_chunked_body_without_length_is_read_whole_and_limited(hub, client, partner):
+    async def chunks(data: bytes):
+        for i in range(0, len(data), 100):
+            yield data[i:i + 100]
+
+    body = json.dumps(incident()).encode()
+    r = await post(client, chunks(body), partner)
+    assert r.status == 201, r.text
+    big = json.dumps(incident(external_id="P-2", description="x" * 2000,
+                              photo_url="http://x/" + "y" * 150)).encode() + b" " * 20000
+    r = await post(client, chunks(big), partner)
+    assert r.status == 413 and r.json()["code"] == "too_large"
