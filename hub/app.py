@@ -36,7 +36,14 @@ from .cases.closure import Outcome, Verdict, Verifier
 from .config import HubConfig, Setup, build_setup
 from .engine.core import CaseEngine
 from .engine.ingest import BatchResult, Ingestor
-from .engine.reports import Report, ReportOutcome, apply_report
+from .engine.reports import (
+    KeyedOutcome,
+    Report,
+    ReportKey,
+    ReportOutcome,
+    apply_keyed_report,
+    apply_report,
+)
 from .engine.tick import TickReport, tick
 from .errors import CaseError, HubError
 from .ingest.mqtt import MqttClient, MqttSettings, Receiver, ReceiverSettings
@@ -437,6 +444,20 @@ class Hub:
                                                              self.clock.now(), actor),
                                    moves_events=True)
         if report.photo is not None and self._verify_wakeup is not None:
+            self._verify_wakeup.set()
+        return outcome
+
+    async def report_once(self, report: Report, key: ReportKey, *, actor: str,
+                          photo_jpeg: bytes | None = None) -> KeyedOutcome:
+        """:meth:`report` at most once per key (linked incidents, one-key reports): a
+        repeated key answers the first report's case and stores nothing new."""
+        assert self.writer is not None, "the hub is not started"
+        if photo_jpeg is not None and report.photo is not None:
+            await asyncio.to_thread(self.files.put, photo_jpeg)
+        ingestor = self.writer.ingestor
+        outcome = await self.write(lambda repo: apply_keyed_report(
+            ingestor, repo, report, key, self.clock.now(), actor), moves_events=True)
+        if report.photo is not None and not outcome.duplicate and self._verify_wakeup is not None:
             self._verify_wakeup.set()
         return outcome
 

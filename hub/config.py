@@ -27,6 +27,7 @@ from protocol.ids import Id
 from protocol.taxonomy import Taxonomy, taxonomy
 
 from .geo import GridIndex, load_grids, read_config_text
+from .linkage import LinkageConfig, check_linkage_config
 from .routing import RoutingTable, TimeZoneName, load_routing
 from .rules import CaseRule, ScreeningConfig, resolve_rules
 from .verify.decide import Thresholds as VerificationThresholds
@@ -138,6 +139,8 @@ class WebConfig(StrictModel):
     live_interval_s: float = Field(2, ge=0.2, le=60, description="how often the live page refreshes")
     near_deadline_min: float = Field(60, gt=0, description="'near deadline' on the overview")
     open311: Open311Config = Field(default_factory=Open311Config)
+    linkage: LinkageConfig = Field(default_factory=LinkageConfig,
+                                   description="linked incidents from emergency systems")
 
 
 class IngestConfig(StrictModel):
@@ -311,6 +314,8 @@ def _check_screening(config: HubConfig, doc: Document | None, tax: Taxonomy, gri
         if code not in cats:
             problems.append(problem(("web", "open311", "categories", i),
                                     f"unknown category {code!r}; see protocol/taxonomy.yaml"))
+    for path, message in check_linkage_config(config.web.linkage, tax):
+        problems.append(problem(("web", "linkage", *path), message))
     for i, window in enumerate(config.screening.maintenance):
         for k, g in enumerate(window.grids):
             if g not in grids:

@@ -4,9 +4,9 @@ A *principal* is a signed-in user (cookie session) or an API token. Every route 
 the permission it needs (:data:`hub.web.routes.ROUTES`); case actions are offered and
 allowed only when both the role permits them and the case's state does.
 
-=============================  ========  ==========  =======  =====  ========  =======  =======
-permission                     operator  dispatcher  handler  admin  reporter  open311  monitor
-=============================  ========  ==========  =======  =====  ========  =======  =======
+=============================  ========  ==========  =======  =====  ========  =======  =======  =======
+permission                     operator  dispatcher  handler  admin  reporter  open311  monitor  linkage
+=============================  ========  ==========  =======  =====  ========  =======  =======  =======
 view (overview, cases, agents)    ✓          ✓                    ✓
 case.accept / case.reject          ✓          ✓                    ✓
 case.dispatch (one-key)            ✓          ✓                    ✓
@@ -16,10 +16,14 @@ case.note                          ✓          ✓          ✓*        ✓
 handler.* (own department)                               ✓*
 admin.* (users, tokens, enroll)                                    ✓
 report (Open311 POST)                                              ✓      ✓         ✓
+reporter (one-key report page)                                            ✓
+linkage (linked incident feed)                                                                        ✓
 metrics                            ✓          ✓                    ✓                          ✓
-=============================  ========  ==========  =======  =====  ========  =======  =======
+=============================  ========  ==========  =======  =====  ========  =======  =======  =======
 
-``*`` only on cases dispatched to the principal's department.
+``*`` only on cases dispatched to the principal's department. ``reporter`` users see
+only their own reports; a ``linkage`` token (police, fire, ambulance systems) may only
+post incidents.
 """
 
 from __future__ import annotations
@@ -49,6 +53,7 @@ class Role(StrEnum):
     REPORTER = "reporter"  # residents' committee one-key reports (issue 10)
     OPEN311 = "open311"  # a partner system posting Open311 requests (tokens only)
     MONITOR = "monitor"  # Prometheus and friends (tokens only)
+    LINKAGE = "linkage"  # an emergency system posting linked incidents (tokens only)
 
 
 USER_ROLES = (Role.OPERATOR, Role.DISPATCHER, Role.HANDLER, Role.ADMIN, Role.REPORTER)
@@ -70,6 +75,8 @@ PERMISSIONS: dict[str, frozenset[Role]] = {
     "handler": frozenset({Role.HANDLER}),
     "admin": frozenset({Role.ADMIN}),
     "report": frozenset({Role.ADMIN, Role.REPORTER, Role.OPEN311}),
+    "reporter": frozenset({Role.REPORTER}),
+    "linkage": frozenset({Role.LINKAGE}),
     "metrics": frozenset(_OPS | {Role.MONITOR}),
     "snapshot": frozenset(_OPS | {Role.HANDLER}),
     "signed_in": frozenset(Role),

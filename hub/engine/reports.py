@@ -1,10 +1,15 @@
 """Events that do not come over MQTT: Open311 requests from citizens' and partners'
-apps, and (issue 10) residents' committees' one-key reports.
+apps, linked incidents from emergency systems, and residents' committees' one-key
+reports.
 
 A report becomes an ordinary protocol event of a pseudo-agent (``open311``) with its own
 sequence, stored as a message and placed exactly like an agent's event: the same
 screening, merging, routing and dispatch. Its photo, if any, is the case's before-photo
 (and, since a person framed it, the whole picture is the evidence box).
+
+A report with a :class:`ReportKey` (linked incidents, one-key reports) is placed at most
+once per key: :func:`apply_keyed_report` answers a repeated key with the case the first
+one made, in the same writer transaction, so two racing posts cannot both open a case.
 """
 
 from __future__ import annotations
@@ -21,7 +26,8 @@ from ..ingest.decode import event_record
 from ..store.repo import Repository
 from .ingest import BatchResult, Ingestor
 
-__all__ = ["Photo", "Report", "ReportOutcome", "apply_report", "report_source"]
+__all__ = ["KeyedOutcome", "Photo", "Report", "ReportKey", "ReportOutcome", "apply_keyed_report",
+           "apply_report", "report_source"]
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.\-]+")
 
@@ -51,6 +57,7 @@ class Report:
     description: str = ""
     photo: Photo | None = None
     attributes: dict[str, str | int | float | bool | None] = field(default_factory=dict)
+    observed_at: datetime | None = None  # when it happened, if the sender says; else now
 
 
 @dataclass(frozen=True)
@@ -81,7 +88,7 @@ def apply_report(ingestor: Ingestor, repo: Repository, report: Report, now: date
         attrs["description"] = report.description[:200]
     event = Event(event_id=new_event_id(), agent_id=report.agent_id, seq=seq, kind="new",
                   category=sub.category, subcategory=sub.code, source=report.source,
-                  observed_at=now, location=Location(lat=report.lat, lon=report.lon,
+                  observed_at=report.observed_at or now, location=Location(lat=report.lat, lon=report.lon,
                                                      place=(report.place or None) and report.place[:200]),
                   confidence=1.0, evidence=evidence, attributes=attrs)
     rec = event_record(event, event.model_dump_json(by_alias=True, exclude_none=True))
@@ -105,3 +112,39 @@ def apply_report(ingestor: Ingestor, repo: Repository, report: Report, now: date
                       report.description[:2000] or f"{report.agent_id} report",
                       {"event_id": event.event_id, "channel": report.agent_id})
     return ReportOutcome(case_id, event.event_id, seq, case.state)
+
+
+@dataclass(frozen=True)
+class ReportKey:
+    """What makes a report the same report: ``(channel, partner, external_id)``."""
+
+    channel: str
+    partner: str
+    external_id: str
+    body_sha256: str  # the canonical body, to tell a harmless re-post from a conflict
+
+
+@dataclass(frozen=True)
+class KeyedOutcome:
+    report_id: int
+    case_id: int
+    event_id: str
+    state: str  # the case's state now
+    duplicate: bool  # the key was seen before: nothing new was stored
+    conflict: bool  # ...and with a different body
+
+
+def apply_keyed_report(ingestor: Ingestor, repo: Repository, report: Report, key: ReportKey,
+                       now: datetime, actor: str) -> KeyedOutcome:
+    """:func:`apply_report` once per key (run it with ``moves_events``)."""
+    seen = repo.get_external_report(key.channel, key.partner, key.external_id)
+    if seen is not None:
+        case = repo.get_case(seen.case_id)
+        state = case.state if case is not None else "unknown"
+        return KeyedOutcome(seen.id, seen.case_id, seen.event_id, state, True,
+                            seen.body_sha256 != key.body_sha256)
+    outcome = apply_report(ingestor, repo, report, now, actor)
+    report_id = repo.add_external_report(key.channel, key.partner, key.external_id,
+                                         key.body_sha256, outcome.event_id, outcome.case_id,
+                                         actor, now)
+    return KeyedOutcome(report_id, outcome.case_id, outcome.event_id, outcome.state, False, False)

@@ -27,6 +27,7 @@ __all__ = [
     "CandidateRow",
     "CaseRow",
     "DeadLetterRow",
+    "ExternalReportRow",
     "InsertOutcome",
     "LifecycleRow",
     "LifecycleUpdate",
@@ -273,6 +274,21 @@ class ApiTokenRow:
 
 
 @dataclass
+class ExternalReportRow:
+    """A report that came over HTTP with its own key (linked incident, one-key report)."""
+
+    id: int
+    channel: str  # "linkage" | "reporter"
+    partner: str  # linkage: the source system; reporter: the user
+    external_id: str  # linkage: the partner's incident id; reporter: the form's one-time key
+    body_sha256: str
+    event_id: str
+    case_id: int
+    actor: str  # who sent it, as the audit trail names them
+    received_at: datetime
+
+
+@dataclass
 class CaseFilter:
     """What the case list, the handler API and Open311 filter by (all optional, ANDed)."""
 
@@ -431,6 +447,16 @@ class Repository(Protocol):
     def is_report_media(self, sha256: str, origin_agent: str) -> bool:
         """True when the snapshot is the before-photo of a case reported by ``origin_agent``."""
         ...
+
+    # -- reports with a key of their own (linked incidents, one-key reports) ---------------
+    def get_external_report(self, channel: str, partner: str,
+                            external_id: str) -> ExternalReportRow | None: ...
+    def add_external_report(self, channel: str, partner: str, external_id: str,
+                            body_sha256: str, event_id: str, case_id: int, actor: str,
+                            at: datetime) -> int: ...
+    def external_reports_by(self, channel: str, actor: str, limit: int = 50,
+                            offset: int = 0) -> list[ExternalReportRow]: ...
+    def get_external_report_by_id(self, report_id: int) -> ExternalReportRow | None: ...
 
     # -- accounts, sessions and API tokens ----------------------------------------------------
     def add_user(self, row: UserRow) -> None: ...

@@ -298,3 +298,27 @@ def m002_accounts_and_web(db: Database) -> None:
         CREATE INDEX agents_state ON agents(state, last_seen);
         """
     )
+
+
+@migrations()
+def m003_external_reports(db: Database) -> None:
+    """Reports that came over HTTP with a key of their own: linked incidents (key:
+    source system + external id, so a re-post is idempotent) and residents' committees'
+    one-key reports (key: the form's one-time key; ``partner`` is the reporter)."""
+    db.executescript(
+        """
+        CREATE TABLE external_reports (
+            id INTEGER PRIMARY KEY,
+            channel TEXT NOT NULL,
+            partner TEXT NOT NULL,
+            external_id TEXT NOT NULL,
+            body_sha256 TEXT NOT NULL,
+            event_id TEXT NOT NULL,
+            case_id INTEGER NOT NULL,
+            actor TEXT NOT NULL,
+            received_at TEXT NOT NULL
+        );
+        CREATE UNIQUE INDEX external_reports_key ON external_reports(channel, partner, external_id);
+        CREATE INDEX external_reports_by ON external_reports(channel, actor, id);
+        """
+    )

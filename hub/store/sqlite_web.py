@@ -9,7 +9,16 @@ from dataclasses import fields as dc_fields
 from datetime import datetime
 from typing import Any
 
-from .repo import AgentRow, ApiTokenRow, CaseFilter, CaseRow, SessionRow, TokenRow, UserRow
+from .repo import (
+    AgentRow,
+    ApiTokenRow,
+    CaseFilter,
+    CaseRow,
+    ExternalReportRow,
+    SessionRow,
+    TokenRow,
+    UserRow,
+)
 from .rows import _agent, _row, _to_db, to_db_time
 from .schema import OPEN_STATE_NAMES, OPEN_STATES_SQL
 
@@ -213,6 +222,32 @@ class WebQueries:
     def is_report_media(self, sha256: str, origin_agent: str) -> bool:
         return self._x("SELECT 1 FROM cases WHERE before_sha256 = ? AND origin_agent = ? LIMIT 1",
                        (sha256, origin_agent)).fetchone() is not None
+
+    # -- reports with a key of their own ----------------------------------------------------------
+    def get_external_report(self, channel: str, partner: str,
+                            external_id: str) -> ExternalReportRow | None:
+        row = self._x("SELECT * FROM external_reports WHERE channel = ? AND partner = ? AND "
+                      "external_id = ?", (channel, partner, external_id)).fetchone()
+        return None if row is None else _row(ExternalReportRow, row)
+
+    def add_external_report(self, channel: str, partner: str, external_id: str,
+                            body_sha256: str, event_id: str, case_id: int, actor: str,
+                            at: datetime) -> int:
+        cur = self._x("INSERT INTO external_reports (channel, partner, external_id, body_sha256,"
+                      " event_id, case_id, actor, received_at) VALUES (?,?,?,?,?,?,?,?)",
+                      (channel, partner, external_id, body_sha256, event_id, case_id, actor,
+                       to_db_time(at)))
+        return int(cur.lastrowid)
+
+    def external_reports_by(self, channel: str, actor: str, limit: int = 50,
+                            offset: int = 0) -> list[ExternalReportRow]:
+        rows = self._x("SELECT * FROM external_reports WHERE channel = ? AND actor = ? "
+                       "ORDER BY id DESC LIMIT ? OFFSET ?", (channel, actor, limit, offset))
+        return [_row(ExternalReportRow, r) for r in rows]
+
+    def get_external_report_by_id(self, report_id: int) -> ExternalReportRow | None:
+        row = self._x("SELECT * FROM external_reports WHERE id = ?", (report_id,)).fetchone()
+        return None if row is None else _row(ExternalReportRow, row)
 
     # -- accounts, sessions and API tokens ------------------------------------------------------
     def add_user(self, row: UserRow) -> None:

@@ -18,7 +18,7 @@ from aiohttp import web
 from protocol.provisioning import ENROLL_PATH
 
 from ..auth.ratelimit import LoginLimiter
-from . import admin, handler_api, open311, pages, views
+from . import admin, handler_api, linkage, open311, pages, reporter, views
 from .live import LiveFeed
 from .metrics import HttpMetrics
 from .problems import FieldErrors, WebError, problem
@@ -77,6 +77,10 @@ ROUTES: list[Route] = [
     Route("POST", "/admin/tokens/{token_id:\\d+}/revoke", admin.token_revoke_form,
           "admin_token_revoke", "admin", "page"),
     Route("POST", "/admin/enroll", admin.enroll_form, "admin_enroll", "admin", "page"),
+    Route("GET", "/report", reporter.report_page, "report_page", "reporter", "page"),
+    Route("POST", "/report", reporter.submit, "report_submit", "reporter", "page"),
+    Route("GET", "/report/{report_id:\\d+}/{which:(before|after)}.jpg", reporter.photo,
+          "report_photo", "reporter", "page"),
     Route("GET", "/static/{name}", pages.static, "static", "public", "page"),
     # -- operations -----------------------------------------------------------------------
     Route("GET", "/healthz", views.healthz, "healthz", "public"),
@@ -129,6 +133,8 @@ ROUTES: list[Route] = [
           "handler"),
     Route("POST", f"/api/v1/handler/cases/{CASE}/resolve", handler_api.resolve,
           "handler_resolve", "handler"),
+    # -- linked incidents from emergency systems (hub/linkage.py) -------------------------------
+    Route("POST", "/api/v1/incidents", linkage.post_incident, "incidents_post", "linkage"),
     # -- Open311 GeoReport v2 ---------------------------------------------------------------------
     Route("GET", f"/open311/v2/services.{FMT}", open311.services, "open311_services", "public",
           "open311"),

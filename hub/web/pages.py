@@ -125,6 +125,8 @@ async def login(request: web.Request) -> web.StreamResponse:
     target = _safe_next(str(form.get("next", "")))
     if target == "/" and who.role is Role.HANDLER:
         target = "/my"
+    elif target == "/" and who.role is Role.REPORTER:
+        target = "/report"
     response = web.HTTPSeeOther(target)
     set_cookie(response, session_cookie_name(tls), new.cookie_value, tls=tls,
                max_age=int(ttl.total_seconds()))
@@ -149,6 +151,8 @@ async def overview(request: web.Request) -> web.StreamResponse:
     if not who.can("view"):
         if who.role is Role.HANDLER:
             raise web.HTTPSeeOther("/my")
+        if who.role is Role.REPORTER:
+            raise web.HTTPSeeOther("/report")
         raise WebError(403, "forbidden", f"your role ({who.role}) has no status page")
     hub = hub_of(request)
     feed = request.app[LIVE_KEY]

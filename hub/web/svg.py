@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from ..geo import Grid
 
-__all__ = ["Bar", "GridShape", "bar_chart", "grid_map", "heat_class"]
+__all__ = ["Bar", "GridShape", "MapFrame", "bar_chart", "grid_map", "heat_class", "map_frame"]
 
 
 @dataclass(frozen=True)
@@ -22,18 +22,36 @@ class GridShape:
     label_y: float
 
 
-def grid_map(grids: Sequence[Grid], width: float = 600.0) -> tuple[str, list[GridShape]]:
-    """(viewBox, shapes): an equirectangular projection scaled by cos(latitude), north up."""
-    if not grids:
-        return "0 0 1 1", []
+@dataclass(frozen=True)
+class MapFrame:
+    """The map's projection: ``x = (lon - lon0) * kx * scale + pad``, ``y = (lat1 - lat) *
+    scale + pad``. The one-key report page inverts it to turn a tap into lat/lon."""
+
+    lon0: float
+    lat1: float
+    kx: float
+    scale: float
+    pad: float
+
+
+def map_frame(grids: Sequence[Grid], width: float = 600.0) -> MapFrame:
     x0 = min(g.bbox[0] for g in grids)
     y0 = min(g.bbox[1] for g in grids)
     x1 = max(g.bbox[2] for g in grids)
     y1 = max(g.bbox[3] for g in grids)
     kx = math.cos(math.radians((y0 + y1) / 2))
     span = max((x1 - x0) * kx, y1 - y0) or 1.0
-    scale = width / span
-    pad = 8.0
+    return MapFrame(x0, y1, kx, width / span, 8.0)
+
+
+def grid_map(grids: Sequence[Grid], width: float = 600.0) -> tuple[str, list[GridShape]]:
+    """(viewBox, shapes): an equirectangular projection scaled by cos(latitude), north up."""
+    if not grids:
+        return "0 0 1 1", []
+    f = map_frame(grids, width)
+    x0, y1, kx, scale, pad = f.lon0, f.lat1, f.kx, f.scale, f.pad
+    x1 = max(g.bbox[2] for g in grids)
+    y0 = min(g.bbox[1] for g in grids)
     h = (y1 - y0) * scale
 
     def pt(lon: float, lat: float) -> tuple[float, float]:

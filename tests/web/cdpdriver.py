@@ -137,6 +137,12 @@ class Browser:
         if not ok:
             raise AssertionError(f"nothing to click at {selector}")
 
+    async def tap(self, x: float, y: float) -> None:
+        """A real mouse click at viewport coordinates (events carry clientX/clientY)."""
+        for kind in ("mousePressed", "mouseReleased"):
+            await self.send("Input.dispatchMouseEvent", type=kind, x=x, y=y, button="left",
+                            clickCount=1)
+
     async def click_and_wait(self, selector: str) -> None:
         before = await self.loaded_marker()
         await self.click(selector)

@@ -101,7 +101,8 @@ async def world(hub, agent, client):
     tokens = {"op": await make_token(hub, "operator"), "disp": await make_token(hub, "dispatcher"),
               "admin": await make_token(hub, "admin"), "monitor": await make_token(hub, "monitor"),
               "drain": await make_token(hub, "handler", "drainage"),
-              "partner": await make_token(hub, "open311", name="partner")}
+              "partner": await make_token(hub, "open311", name="partner"),
+              "linkage": await make_token(hub, "linkage", name="police-gateway")}
     dispatched = await open_case(hub, agent, 1)
     review = await open_case(hub, agent, 2, where=G05)
     await hub.resolve(review, actor="crew", after_jpeg=real_jpeg(50, blob=False))
@@ -208,3 +209,21 @@ async def test_actions_validate(world, client, hub):
         "api_key": t["partner"], "service_code": "roads.pothole", "lat": "31.205", "long": "121.405"})
     await check("POST", "/open311/v2/requests.json", expect=403, data={
         "api_key": "bad", "service_code": "roads.pothole", "lat": "31.205", "long": "121.405"})
+
+
+async def test_linked_incidents_validate(world, client, hub):
+    t = world["tokens"]
+    check = Checker(client)
+    body = {"source_system": "police-110", "external_id": "P-1", "type": "police",
+            "occurred_at": hub.clock.now().isoformat(),
+            "location": {"address": "Jiuting market", "grid_id": "g-05"}}
+    first = await check("POST", "/api/v1/incidents", expect=201, token=t["linkage"], json_body=body)
+    again = await check("POST", "/api/v1/incidents", expect=200, token=t["linkage"], json_body=body)
+    assert again.json()["case"]["id"] == first.json()["case"]["id"]
+    await check("POST", "/api/v1/incidents", expect=409, token=t["linkage"],
+                json_body={**body, "description": "changed"})
+    await check("POST", "/api/v1/incidents", expect=400, token=t["linkage"],
+                json_body={**body, "location": {"lat": 95, "lon": 0}})
+    await check("POST", "/api/v1/incidents", expect=401, json_body=body)
+    await check("POST", "/api/v1/incidents", expect=403, token=t["op"], json_body=body)
+    await check("POST", "/api/v1/incidents", expect=415, token=t["linkage"], data="type=police")

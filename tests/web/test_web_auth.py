@@ -8,7 +8,7 @@ import ssl
 import aiohttp
 import pytest
 from hubtest import make_setup
-from webtest import PASSWORD, Client, add_users, audit_len, make_token, open_case
+from webtest import PASSWORD, Client, add_users, audit_len, make_token, open_case, running_hub
 
 from hub.app import Hub
 from hub.tls import ensure_tls_files
@@ -151,13 +151,9 @@ async def test_revoked_tokens_stop_working(hub, client):
 
 @pytest.fixture
 async def strict_hub(tmp_path, clock):
-    h = Hub(make_setup(tmp_path, web={"port": 0, "access_log": False,
-                                      "login_limits": {"per_account": 3, "per_address": 5}}),
-            clock=clock, run_scheduler=False)
-    await h.start()
-    await add_users(h)
-    yield h
-    await h.stop()
+    async with running_hub(tmp_path, clock,
+                           login_limits={"per_account": 3, "per_address": 5}) as h:
+        yield h
 
 
 async def test_login_rate_limit_per_account(strict_hub):

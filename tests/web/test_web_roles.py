@@ -8,7 +8,7 @@ from webtest import audit_len, make_token, open_case
 
 from hub.auth.roles import Principal, Role, case_actions
 
-ROLES = ["operator", "dispatcher", "handler", "admin", "reporter", "open311", "monitor"]
+ROLES = ["operator", "dispatcher", "handler", "admin", "reporter", "open311", "monitor", "linkage"]
 
 
 @pytest.fixture

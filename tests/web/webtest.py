@@ -3,7 +3,9 @@ users and tokens made directly in the store (hashes computed once per run)."""
 
 from __future__ import annotations
 
+import contextlib
 import re
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from functools import cache
 from typing import Any
@@ -42,6 +44,23 @@ async def add_users(hub, users: dict[str, tuple[str, str | None]] = USERS) -> No
                                   password_hash=_hash(PASSWORD), disabled=False, created_at=now))
 
     await hub.write(work)
+
+
+@contextlib.asynccontextmanager
+async def running_hub(tmp_path, clock, **web: Any) -> AsyncIterator[Any]:
+    """A started hub with the test users and these ``web:`` settings (port 0, quiet)."""
+    from hubtest import make_setup
+
+    from hub.app import Hub
+
+    h = Hub(make_setup(tmp_path, web={"port": 0, "access_log": False, **web}), clock=clock,
+            run_scheduler=False)
+    await h.start()
+    try:
+        await add_users(h)
+        yield h
+    finally:
+        await h.stop()
 
 
 async def make_token(hub, role: str, department: str | None = None, name: str | None = None) -> str:
