@@ -22,7 +22,7 @@ SCENARIO = """
 name: plan-storm
 start: "08:00"
 duration: 6h
-time_scale: 360
+time_scale: 240
 repeat: false
 hub:
   clear_hold: 5m
@@ -59,7 +59,7 @@ sites:
         behaviour: {level: {base: 0.0, swing: 0.0}}
 """
 
-FILE_INTERVAL = 1.0  # the agents' own telemetry interval (StackOptions.telemetry_s), real s
+FILE_INTERVAL = 2.0  # the agents' own telemetry interval (StackOptions.telemetry_s), real s
 
 
 async def until(what: str, check: Callable[[], Awaitable[Any]], timeout: float = 45.0) -> Any:
@@ -117,7 +117,7 @@ async def test_rainstorm_raises_levels_activates_the_plan_and_restores_configs(t
         for p in act_pushes:
             app = apps[p["agent_id"]]
             assert app.config_version == p["version"]
-            assert app.session.telemetry_config.interval_s == 2  # the plan's overlay, applied
+            assert app.session.telemetry_config.interval_s == 1  # the plan's overlay, applied
         assert apps["underpass-xq3"].config_version is None
         assert apps["underpass-xq3"].session.telemetry_config.interval_s == FILE_INTERVAL
         assert hub.engine.deadline_overrides == {"flood": 20, "flood.underpass_water_level": 15}

@@ -84,7 +84,7 @@ async def test_plan_and_vitals_api_match_the_contract(hub, client):
     assert bad.json()["code"] == "invalid_plan" and "unknown grid 'g-55'" in bad.json()["errors"]["text"]
     await check("POST", "/api/v1/plans", expect=403, token=ops, json_body={"text": RAIN})
     r = await check("PUT", "/api/v1/plans/rainstorm", expect=200, token=admin,
-                    json_body={"text": RAIN.replace("interval_s: 2", "interval_s: 5")})
+                    json_body={"text": RAIN.replace("interval_s: 1", "interval_s: 5")})
     assert r.json()["version"] == 2
     await check("GET", "/api/v1/plans/rainstorm/versions", expect=200, token=ops)
     await check("GET", "/api/v1/plans/nope", expect=404, token=ops)
