@@ -87,6 +87,11 @@ class Hub:
         self._verify_wakeup: asyncio.Event | None = None
         self._verifying: set[int] = set()
         self.hub_password = self.config.broker.password or new_secret("mqp")
+        from .plans.service import PlanService
+        from .vitals.service import VitalsService
+
+        self.vitals = VitalsService(self)
+        self.plans = PlanService(self)
         self.started = False
         self.receiver_restarts = 0
 
@@ -111,6 +116,8 @@ class Hub:
             raise
         self._tasks.append(asyncio.create_task(self._verification_loop(), name="hub-verify"))
         self._tasks.append(asyncio.create_task(self._supervise_loop(), name="hub-supervise"))
+        self._tasks.extend(await self.plans.start())
+        self._tasks.extend(await self.vitals.start())
         if self.run_scheduler:
             self._tasks.append(asyncio.create_task(self._scheduler_loop(), name="hub-scheduler"))
             self._tasks.append(asyncio.create_task(self._retention_loop(), name="hub-retention"))
@@ -241,6 +248,10 @@ class Hub:
     def _publish(self, topic: str, payload: bytes, qos: int) -> bool:
         return self.link is not None and self.link.publish(topic, payload, qos)
 
+    def publish_retained(self, topic: str, payload: bytes) -> bool:
+        """A retained QoS 1 publish (desired configs: an agent offline now converges later)."""
+        return self.link is not None and self.link.publish(topic, payload, 1, retain=True)
+
     # -- web -----------------------------------------------------------------------------------
     async def _start_web(self) -> None:
         from .web.app import create_app
@@ -370,6 +381,8 @@ class Hub:
             await asyncio.sleep(self.config.retention.sweep_every_min * 60)
 
     def _after_batch(self, result: BatchResult) -> None:
+        if result.telemetry:
+            self.vitals.feed(result.telemetry)
         if (result.verify_cases or result.snapshot_arrived) and self._loop and self._verify_wakeup:
             self._loop.call_soon_threadsafe(self._verify_wakeup.set)
 

@@ -137,7 +137,8 @@ def _serve(args: argparse.Namespace) -> int:
 def _check(args: argparse.Namespace) -> int:
     setup = load_setup(args.config)
     print(f"{args.config}: ok ({len(setup.grids)} grids, {len(setup.routing.routes)} routes, "
-          f"{len(setup.config.screening.rules)} screening overrides)")
+          f"{len(setup.config.screening.rules)} screening overrides, {len(setup.plans)} plans, "
+          f"{len(setup.vitals.gauges)} vital-sign gauges)")
     return 0
 
 

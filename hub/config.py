@@ -13,7 +13,7 @@ service area) and cross-checks them; the result is what :class:`hub.app.Hub` run
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
@@ -28,9 +28,12 @@ from protocol.taxonomy import Taxonomy, taxonomy
 
 from .geo import GridIndex, load_grids, read_config_text
 from .linkage import LinkageConfig, check_linkage_config
+from .plans.checks import load_plans_dir
+from .plans.model import Plan
 from .routing import RoutingTable, TimeZoneName, load_routing
 from .rules import CaseRule, ScreeningConfig, resolve_rules
 from .verify.decide import Thresholds as VerificationThresholds
+from .vitals.config import VitalsConfig, load_vitals
 
 __all__ = ["ENV_OVERRIDES", "HubConfig", "Setup", "load_config", "load_setup"]
 
@@ -226,6 +229,10 @@ class HubConfig(StrictModel):
     ingest: IngestConfig = Field(default_factory=IngestConfig)
     agents: AgentsConfig = Field(default_factory=AgentsConfig)
     enrollment: EnrollmentConfig = Field(default_factory=EnrollmentConfig)
+    vitals: Path | None = Field(None, description="vital-signs file (docs/plans.md); none: only "
+                                "case pressure and devices offline per grid")
+    plans: Path | None = Field(None, description="folder of response-plan YAML files, loaded into "
+                               "the store at start (a changed file becomes a new version)")
 
     def resolve_paths(self, base: Path) -> HubConfig:
         """Make relative paths relative to ``base`` (the config file's folder)."""
@@ -238,6 +245,8 @@ class HubConfig(StrictModel):
         self.grids = fix(self.grids)
         self.routing = fix(self.routing)
         self.service_area = fix(self.service_area)
+        self.vitals = fix(self.vitals)
+        self.plans = fix(self.plans)
         self.broker.data_dir = fix(self.broker.data_dir)
         self.verification.model = fix(self.verification.model)
         self.verification.labels = fix(self.verification.labels)
@@ -282,6 +291,12 @@ class Setup:
     grids: GridIndex
     routing: RoutingTable
     service_area: GridIndex | None  # None: the grids are the service area
+    vitals: VitalsConfig = field(default_factory=VitalsConfig)
+    plans: dict[str, tuple[Plan, str]] = field(default_factory=dict)  # from the plans folder
+
+    @property
+    def departments(self) -> set[str]:
+        return set(self.taxonomy.departments) | set(self.routing.departments)
 
     @property
     def zone(self) -> ZoneInfo:
@@ -335,7 +350,11 @@ def build_setup(config: HubConfig, doc: Document | None = None) -> Setup:
     routing = load_routing(config.routing, tax, grids) if config.routing else RoutingTable()
     area = load_grids(config.service_area) if config.service_area else None
     _check_screening(config, doc, tax, grids, routing)
-    return Setup(config, tax, resolve_rules(tax, config.screening), grids, routing, area)
+    vitals = load_vitals(config.vitals, grids) if config.vitals else VitalsConfig()
+    departments = set(tax.departments) | set(routing.departments)
+    plans = load_plans_dir(config.plans, tax, grids, departments) if config.plans else {}
+    return Setup(config, tax, resolve_rules(tax, config.screening), grids, routing, area,
+                 vitals, plans)
 
 
 def load_setup(path: str | Path, env: dict[str, str] | None = None) -> Setup:

@@ -188,8 +188,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.duration is not None and args.duration <= 0:
             raise CityopsError(f"--duration must be positive (got {args.duration:g})")
         loaded = load_scenario(args.scenario)
+        # Vital signs grade the readings the heartbeats carry: send them every second.
+        beat = 1.0 if loaded.scenario.hub.vitals else StackOptions.telemetry_s
         stack = SimStack(loaded, StackOptions(time_scale=args.time_scale, web_port=args.web_port,
-                                              work_dir=args.work_dir, keep=args.keep))
+                                              work_dir=args.work_dir, keep=args.keep, telemetry_s=beat))
         duration = args.duration
         if duration is None and args.once:
             duration = loaded.scenario.duration / stack.scale

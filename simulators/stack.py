@@ -64,6 +64,14 @@ log = logging.getLogger(__name__)
 EXAMPLES = Path(__file__).resolve().parents[1] / "hub" / "examples"
 
 
+def _example(ref: str, folder: Path, suffix: str) -> Path:
+    """A scenario's reference to an example file: a path, or a name in ``folder``."""
+    path = Path(ref)
+    if path.suffix or path.is_absolute() or "/" in ref:
+        return path.resolve()
+    return folder / f"{ref}{suffix}"
+
+
 def scenario_start(start: str, zone: str, now: datetime | None = None) -> tuple[datetime, float]:
     """(UTC start of the simulated clock, seconds into its local day) for a scenario's
     ``start``: ``now``, or ``HH:MM`` today in the scenario's time zone."""
@@ -240,6 +248,18 @@ class SimStack:
         if self.scenario.hub.clear_hold is not None:
             data.setdefault("screening", {})["clear_hold_s"] = self.scenario.hub.clear_hold
         data["agents"] = {"stale_after_s": max(180.0, 4 * self.options.telemetry_s * self.scale)}
+        data.pop("vitals", None)
+        data.pop("plans", None)
+        tuning = self.scenario.hub
+        if tuning.vitals:
+            data["vitals"] = str(_example(tuning.vitals, EXAMPLES, ".yaml"))
+        if tuning.plans:  # the scenario's plans, copied into one folder the hub reads
+            folder = self.work / "plans"
+            folder.mkdir(exist_ok=True)
+            for ref in tuning.plans:
+                src = _example(ref, EXAMPLES / "plans", ".yaml")
+                shutil.copyfile(src, folder / src.name)
+            data["plans"] = str(folder)
         data["ingest"] = {**data.get("ingest", {}), "receivers": 0, "batch_wait_ms": 5}
         return data
 

@@ -14,7 +14,8 @@ case.reassign (choose dept)                   ✓                    ✓
 case.review / close / reopen       ✓          ✓                    ✓
 case.note                          ✓          ✓          ✓*        ✓
 handler.* (own department)                               ✓*
-admin.* (users, tokens, enroll)                                    ✓
+plan.activate / deactivate         ✓          ✓                    ✓
+admin.* (users, tokens, enroll, plan upload/edit)                  ✓
 report (Open311 POST)                                              ✓      ✓         ✓
 reporter (one-key report page)                                            ✓
 linkage (linked incident feed)                                                                        ✓
@@ -72,6 +73,7 @@ PERMISSIONS: dict[str, frozenset[Role]] = {
     "case.close": frozenset(_OPS),
     "case.reopen": frozenset(_OPS),
     "case.note": frozenset(_OPS | {Role.HANDLER}),
+    "plan.activate": frozenset(_OPS),
     "handler": frozenset({Role.HANDLER}),
     "admin": frozenset({Role.ADMIN}),
     "report": frozenset({Role.ADMIN, Role.REPORTER, Role.OPEN311}),

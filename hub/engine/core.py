@@ -42,10 +42,22 @@ class CaseEngine:
         self.warn_fraction = setup.config.sla.warn_fraction
         self.recurrence_window = timedelta(hours=setup.config.closure.recurrence_window_h)
         self.departments = set(setup.taxonomy.departments) | set(setup.routing.departments)
+        # Active response plans shorten deadlines: {category or subcategory code: minutes}.
+        # Replaced whole (never mutated) by the plan service, read by the writer thread.
+        self.deadline_overrides: dict[str, int] = {}
 
     # -- helpers -----------------------------------------------------------------------------
     def rule(self, case: CaseRow) -> CaseRule:
         return self.rules[case.subcategory]
+
+    def deadline_min(self, case: CaseRow, base: int) -> int:
+        """``base`` shortened by an active plan's deadline for the case's subcategory or
+        category (a plan never lengthens one)."""
+        overrides = self.deadline_overrides
+        for code in (case.subcategory, case.category):
+            if code in overrides:
+                return min(base, overrides[code])
+        return base
 
     def _get(self, repo: Repository, case_id: int) -> CaseRow:
         case = repo.get_case(case_id)
@@ -103,6 +115,7 @@ class CaseEngine:
         decision = self._route(case)
         deadline_min = (decision.deadline_min if decision and decision.deadline_min
                         else self.rule(case).deadline_min)
+        deadline_min = self.deadline_min(case, deadline_min)
         plan = sla.plan_deadline(now, deadline_min, self.warn_fraction)
         case = self.transition(
             repo, case, S.ACCEPTED, actor, detail,
@@ -148,9 +161,9 @@ class CaseEngine:
                                    action="overturned", accepted_at=case.accepted_at or self.clock.now(),
                                    rejected_at=None)
             if case.deadline_at is None:
-                plan = sla.plan_deadline(self.clock.now(), self.rule(case).deadline_min,
-                                         self.warn_fraction)
-                case = self.update(repo, case, deadline_min=self.rule(case).deadline_min,
+                minutes = self.deadline_min(case, self.rule(case).deadline_min)
+                plan = sla.plan_deadline(self.clock.now(), minutes, self.warn_fraction)
+                case = self.update(repo, case, deadline_min=minutes,
                                    deadline_at=plan.deadline_at, warn_at=plan.warn_at)
         if not is_open(case.state) or case.state == S.RESOLVED:
             raise CaseError(case_id, f"a {case.state} case cannot be dispatched")

@@ -71,6 +71,7 @@ class BatchResult:
     seq_states: dict[str, SeqState] = field(default_factory=dict)
     verify_cases: set[int] = field(default_factory=set)
     snapshot_arrived: bool = False
+    telemetry: list[Telemetry] = field(default_factory=list)  # the latest per agent (vital signs)
     counts: IngestStats = field(default_factory=IngestStats)
 
 
@@ -189,6 +190,7 @@ class Ingestor:
         self.placer.finish(repo, batch, now)
         for t in telemetry.values():
             self._apply_telemetry(repo, t, now)
+        result.telemetry = list(telemetry.values())
         seq_rows = []
         for agent_id in handled:
             state = self._seq(repo, result, agent_id)

@@ -322,3 +322,104 @@ def m003_external_reports(db: Database) -> None:
         CREATE INDEX external_reports_by ON external_reports(channel, actor, id);
         """
     )
+
+
+@migrations()
+def m004_plans_and_vitals(db: Database) -> None:
+    db.executescript(
+        """
+        -- Every saved version of every plan (never updated, never deleted).
+        CREATE TABLE plan_versions (
+            id INTEGER PRIMARY KEY,
+            name TEXT NOT NULL,
+            version INTEGER NOT NULL,
+            text TEXT NOT NULL,
+            saved_at TEXT NOT NULL,
+            saved_by TEXT NOT NULL,
+            comment TEXT NOT NULL DEFAULT ''
+        );
+        CREATE UNIQUE INDEX plan_versions_name ON plan_versions(name, version);
+
+        -- One row per activation; open while deactivated_at is NULL (one open per plan).
+        CREATE TABLE plan_activations (
+            id INTEGER PRIMARY KEY,
+            name TEXT NOT NULL,
+            version INTEGER NOT NULL,
+            activated_at TEXT NOT NULL,
+            activated_by TEXT NOT NULL,
+            reason TEXT NOT NULL,
+            deactivated_at TEXT,
+            deactivated_by TEXT,
+            deactivate_reason TEXT
+        );
+        CREATE UNIQUE INDEX plan_activations_open ON plan_activations(name) WHERE deactivated_at IS NULL;
+
+        -- Desired configs pushed to agents by plans, and what each agent reported back.
+        CREATE TABLE plan_pushes (
+            id INTEGER PRIMARY KEY,
+            activation_id INTEGER NOT NULL REFERENCES plan_activations(id),
+            agent_id TEXT NOT NULL,
+            purpose TEXT NOT NULL,              -- apply | restore
+            version INTEGER NOT NULL,
+            config TEXT NOT NULL,
+            previous_version INTEGER,
+            previous_config TEXT,
+            pushed_at TEXT NOT NULL,
+            acked_at TEXT,
+            error TEXT
+        );
+        CREATE INDEX plan_pushes_activation ON plan_pushes(activation_id, agent_id);
+        CREATE INDEX plan_pushes_pending ON plan_pushes(agent_id) WHERE acked_at IS NULL AND error IS NULL;
+
+        -- The desired config the hub last published per agent (retained on the broker).
+        CREATE TABLE agent_desired (
+            agent_id TEXT PRIMARY KEY,
+            version INTEGER NOT NULL,
+            config TEXT NOT NULL,
+            issued_at TEXT NOT NULL,
+            reason TEXT NOT NULL
+        );
+
+        CREATE TABLE plan_audit (
+            id INTEGER PRIMARY KEY,
+            at TEXT NOT NULL,
+            plan TEXT NOT NULL,
+            action TEXT NOT NULL,
+            actor TEXT NOT NULL,
+            detail TEXT NOT NULL,
+            data TEXT
+        );
+        CREATE INDEX plan_audit_plan ON plan_audit(plan, id);
+
+        CREATE TABLE plan_notices (
+            id INTEGER PRIMARY KEY,
+            at TEXT NOT NULL,
+            plan TEXT NOT NULL,
+            department TEXT NOT NULL,
+            message TEXT NOT NULL
+        );
+        CREATE INDEX plan_notices_department ON plan_notices(department, id);
+
+        -- Vital signs: the current level per indicator, and samples for the charts.
+        CREATE TABLE vital_levels (
+            indicator TEXT PRIMARY KEY,
+            kind TEXT NOT NULL,
+            source TEXT NOT NULL,
+            grid_id TEXT NOT NULL,
+            level INTEGER NOT NULL,
+            value REAL,
+            unit TEXT NOT NULL,
+            place TEXT NOT NULL,
+            at TEXT,
+            changed_at TEXT,
+            event_id TEXT                       -- the warning's event while above normal
+        );
+        CREATE TABLE vital_samples (
+            indicator TEXT NOT NULL,
+            at TEXT NOT NULL,
+            value REAL NOT NULL,
+            level INTEGER NOT NULL
+        );
+        CREATE INDEX vital_samples_indicator ON vital_samples(indicator, at);
+        """
+    )

@@ -38,12 +38,13 @@ from .repo import (
 )
 from .rows import _agent, _row, _to_db, from_db_time, to_db_time
 from .schema import OPEN_STATE_NAMES, OPEN_STATES_SQL, migrations
+from .sqlite_plans import PlanQueries
 from .sqlite_web import WebQueries
 
 __all__ = ["SqliteRepository", "from_db_time", "to_db_time"]
 
 
-class SqliteRepository(WebQueries):
+class SqliteRepository(WebQueries, PlanQueries):
     """One connection to the hub database. Create the writer with ``writer=True`` (applies
     migrations, takes the writer lock) and readers with ``writer=False``."""
 

@@ -18,7 +18,7 @@ from aiohttp import web
 from protocol.provisioning import ENROLL_PATH
 
 from ..auth.ratelimit import LoginLimiter
-from . import admin, handler_api, linkage, open311, pages, reporter, views
+from . import admin, handler_api, linkage, open311, pages, plans_web, reporter, views
 from .live import LiveFeed
 from .metrics import HttpMetrics
 from .problems import FieldErrors, WebError, problem
@@ -43,6 +43,7 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 CASE = "{case_id:\\d+}"
 FMT = "{fmt:(json|xml)}"
 SHA = "{sha256:[0-9a-f]{64}}"
+PLAN = "{name:[a-z0-9][a-z0-9_\\-]{0,63}}"
 
 
 class Route(NamedTuple):
@@ -81,6 +82,12 @@ ROUTES: list[Route] = [
     Route("POST", "/report", reporter.submit, "report_submit", "reporter", "page"),
     Route("GET", "/report/{report_id:\\d+}/{which:(before|after)}.jpg", reporter.photo,
           "report_photo", "reporter", "page"),
+    Route("GET", "/plans", plans_web.plans_page, "plans_page", "view", "page"),
+    Route("POST", "/plans", plans_web.plan_upload_form, "plan_upload", "admin", "page"),
+    Route("GET", f"/plans/{PLAN}", plans_web.plan_page, "plan_page", "view", "page"),
+    Route("POST", f"/plans/{PLAN}", plans_web.plan_save_form, "plan_save", "admin", "page"),
+    Route("POST", f"/plans/{PLAN}/{{action:(activate|deactivate)}}", plans_web.plan_action_form,
+          "plan_action_page", "plan.activate", "page"),
     Route("GET", "/static/{name}", pages.static, "static", "public", "page"),
     # -- operations -----------------------------------------------------------------------
     Route("GET", "/healthz", views.healthz, "healthz", "public"),
@@ -109,6 +116,19 @@ ROUTES: list[Route] = [
     Route("GET", f"/api/v1/snapshots/{SHA}.jpg", views.snapshot, "snapshot", "snapshot"),
     Route("GET", f"/snapshots/{SHA}.jpg", views.snapshot, "snapshot_legacy", "snapshot"),
     Route("POST", ENROLL_PATH, views.enroll, "enroll", "public"),
+    # -- response plans and vital signs (docs/plans.md) --------------------------------------------
+    Route("GET", "/api/v1/vitals", plans_web.vitals_json, "vitals", "view"),
+    Route("GET", "/api/v1/plans", plans_web.plans_json, "plans", "view"),
+    Route("POST", "/api/v1/plans", plans_web.plan_create_json, "plan_create", "admin"),
+    Route("GET", f"/api/v1/plans/{PLAN}", plans_web.plan_json, "plan", "view"),
+    Route("PUT", f"/api/v1/plans/{PLAN}", plans_web.plan_update_json, "plan_update", "admin"),
+    Route("GET", f"/api/v1/plans/{PLAN}/versions", plans_web.plan_versions_json, "plan_versions", "view"),
+    Route("GET", f"/api/v1/plans/{PLAN}/export", plans_web.plan_export, "plan_export", "view"),
+    Route("POST", f"/api/v1/plans/{PLAN}/activate", plans_web.activate_json, "plan_activate",
+          "plan.activate"),
+    Route("POST", f"/api/v1/plans/{PLAN}/deactivate", plans_web.deactivate_json, "plan_deactivate",
+          "plan.activate"),
+    Route("GET", "/api/v1/plan-notices", plans_web.notices_json, "plan_notices", "signed_in"),
     # -- administration --------------------------------------------------------------------------
     Route("GET", "/api/v1/admin/users", admin.users_json, "admin_users", "admin"),
     Route("POST", "/api/v1/admin/users", admin.user_add_json, "admin_users_add", "admin"),

@@ -161,7 +161,9 @@ async def overview(request: web.Request) -> web.StreamResponse:
                                                               with_total=False))
     tax, deps, now = hub.setup.taxonomy, hub.setup.routing.departments, hub.clock.now()
     by_grid = data["cases"]["by_grid"]
-    return page(request, "overview.html", title="Overview", data=data,
+    from .plans_web import vitals_panel
+
+    return page(request, "overview.html", title="Overview", data=data, vitals=await vitals_panel(hub),
                 recent=[case_json(c, tax, deps, now) for c in recent],
                 grid_max=max(by_grid.values(), default=0))
 

@@ -259,6 +259,9 @@ class HubTuning(StrictModel):
 
     clear_hold: SimDuration | None = Field(None, description="screening.clear_hold_s")
     escalation_step: SimDuration | None = Field(None, description="sla.escalation_step_min")
+    vitals: str | None = Field(None, description="vital-signs file: a name in hub/examples or a path")
+    plans: list[str] = Field(default_factory=list,
+                             description="response plans: names in hub/examples/plans or paths")
 
 
 class Scenario(StrictModel):
