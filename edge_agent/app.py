@@ -1,7 +1,7 @@
 """The agent process: the outbox, the MQTT session and a set of components, run together.
 
 Components are built from the config by the factories in :data:`COMPONENT_FACTORIES`
-(the Modbus poller here; the camera side adds its own), run side by side, and their
+(the Modbus poller and the cameras), run side by side, and their
 telemetry parts are merged into the heartbeat. A desired config from the hub (or a
 SIGHUP re-reading the file) is checked completely first; only then are the old
 components stopped and the new set started (atomic from the outside). A config that
@@ -45,8 +45,18 @@ def modbus_components(loaded: LoadedConfig, clock: Clock) -> list[Component]:
     return [ModbusComponent(loaded, clock=clock)]
 
 
-# Every source of events registers a factory here (cameras: one more entry).
-COMPONENT_FACTORIES: list[ComponentFactory] = [modbus_components]
+def camera_components(loaded: LoadedConfig, clock: Clock) -> list[Component]:
+    """One camera component for every enabled camera; building it loads the model, so a
+    model that cannot be used fails here with the file and the fix named."""
+    if not any(c.enabled for c in loaded.config.cameras):
+        return []
+    from edge_agent.camera.component import CameraComponent  # OpenCV and TFLite: only when used
+
+    return [CameraComponent(loaded.config.camera_section(), clock=clock)]
+
+
+# Every source of events registers a factory here.
+COMPONENT_FACTORIES: list[ComponentFactory] = [modbus_components, camera_components]
 
 
 def mqtt_transport_factory(loaded: LoadedConfig) -> TransportFactory:

@@ -14,14 +14,16 @@ folder when loaded with :func:`load_camera_section`), else the working directory
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
+from edge_agent.detect.labels import LabelsError, read_labels
 from protocol.base import StrictModel
-from protocol.config import Document, parse_yaml, validate_document
+from protocol.config import Document, format_path, parse_yaml, validate_document
 from protocol.errors import ConfigError, ConfigProblem
 from protocol.ids import Id
 from protocol.taxonomy import Source, taxonomy
@@ -38,6 +40,8 @@ __all__ = [
     "TrackingConfig",
     "ZoneConfig",
     "ZonePurpose",
+    "camera_problems",
+    "checked_model",
     "load_camera_section",
     "locate_cross_checks",
 ]
@@ -210,56 +214,104 @@ def _camera_subcategory(code: str) -> str | None:
     return None
 
 
+PathKey = tuple[str | int, ...]
+
+
+def camera_problems(
+    cameras: Sequence[tuple[int, CameraConfig]],
+    zones: Sequence[tuple[int, ZoneConfig]],
+    detector: DetectorConfig | None,
+    *,
+    camera_ids: Sequence[str] | None = None,
+    check_model: bool = True,
+) -> list[tuple[PathKey, str]]:
+    """The cross-object checks of the camera part of a config, each as (key path, message):
+    unique ids, zones on cameras that exist, labels and subcategories that exist, and the
+    model file against its labels. ``cameras`` and ``zones`` carry their index in the file
+    (a partly invalid file passes only the entries that validated; ``camera_ids`` then
+    names every camera written, valid or not)."""
+    out: list[tuple[PathKey, str]] = []
+    ids = list(camera_ids) if camera_ids is not None else [c.id for _, c in cameras]
+    first: dict[str, int] = {}
+    for ci, cam in cameras:
+        if cam.id in first:
+            out.append((("cameras", ci, "id"), f"id {cam.id!r} is already used by cameras[{first[cam.id]}]; camera ids are unique"))
+        first.setdefault(cam.id, ci)
+    labels = None
+    if detector is not None:
+        try:
+            labels = read_labels(detector.labels)
+        except LabelsError as exc:
+            out.append((("detector", "labels"), str(exc)))
+    if labels is not None and detector is not None:
+        for label, code in (detector.classes or {}).items():
+            if label not in labels:
+                out.append((("detector", "classes", label), f"not a label of {detector.labels.name} ({', '.join(labels)})"))
+            elif code is not None and (why := _camera_subcategory(code)):
+                out.append((("detector", "classes", label), why))
+        for ci, cam in cameras:
+            for label, cs in cam.classes.items():
+                if label not in labels:
+                    out.append((("cameras", ci, "classes", label), f"not a detector label ({', '.join(labels)})"))
+                if cs.subcategory and (why := _camera_subcategory(cs.subcategory)):
+                    out.append((("cameras", ci, "classes", label, "subcategory"), why))
+        if check_model and detector.check_model:
+            from edge_agent.detect.runtime import ModelError
+
+            try:
+                checked_model(detector.model, tuple(labels), detector.layout)
+            except ModelError as exc:
+                out.append((("detector", "model"), exc.detail))
+    zone_ids = [z.id for _, z in zones]
+    for zi, zone in zones:
+        if zone.camera not in ids:
+            out.append((("zones", zi, "camera"), f"no camera {zone.camera!r} (cameras: {', '.join(ids) or 'none'})"))
+        if zone_ids.count(zone.id) > 1:
+            out.append((("zones", zi, "id"), f"{zone.id!r} is used twice; zone ids are unique"))
+        if labels is not None:
+            for label in zone.classes:
+                if label not in labels:
+                    out.append((("zones", zi, "classes"), f"{label!r} is not a detector label ({', '.join(labels)})"))
+        if zone.subcategory and (why := _camera_subcategory(zone.subcategory)):
+            out.append((("zones", zi, "subcategory"), why))
+    return out
+
+
+_CHECKED: dict[tuple, str | None] = {}
+
+
+def checked_model(path: Path, labels: tuple[str, ...], layout: str) -> None:
+    """:func:`~edge_agent.detect.runtime.inspect_model`, remembered per file version (a
+    desired config applied at run time does not load the model again just to check it)."""
+    from edge_agent.detect.runtime import ModelError, inspect_model
+
+    try:
+        st = path.stat()
+        key: tuple = (str(path), st.st_mtime_ns, st.st_size, labels, layout)
+    except OSError:
+        key = (str(path), None, None, labels, layout)
+    if key not in _CHECKED:
+        try:
+            inspect_model(path, list(labels), layout)  # type: ignore[arg-type]
+            _CHECKED[key] = None
+        except ModelError as exc:
+            _CHECKED[key] = exc.detail
+        if len(_CHECKED) > 64:
+            _CHECKED.pop(next(iter(_CHECKED)))
+    if _CHECKED[key] is not None:
+        raise ModelError(path, _CHECKED[key])
+
+
 class CameraSection(StrictModel):
     cameras: list[CameraConfig] = Field(default_factory=list, max_length=256, description="the cameras this agent reads")
     zones: list[ZoneConfig] = Field(default_factory=list, max_length=1024, description="polygon zones on cameras")
     detector: DetectorConfig = Field(default_factory=DetectorConfig, description="the shared detector")
 
     @model_validator(mode="after")
-    def _cross_checks(self, info: ValidationInfo) -> CameraSection:
-        from edge_agent.detect.labels import LabelsError, read_labels
-        from edge_agent.detect.runtime import ModelError, inspect_model
-
-        problems: list[str] = []
-        ids = [c.id for c in self.cameras]
-        for dup in sorted({i for i in ids if ids.count(i) > 1}):
-            problems.append(f"cameras: id {dup!r} is used twice")
-        try:
-            labels = read_labels(self.detector.labels)
-        except LabelsError as exc:
-            problems.append(f"detector.labels: {exc}")
-            labels = None
-        if labels is not None:
-            for label, code in (self.detector.classes or {}).items():
-                if label not in labels:
-                    problems.append(f"detector.classes.{label}: not a label of {self.detector.labels.name} ({', '.join(labels)})")
-                elif code is not None and (why := _camera_subcategory(code)):
-                    problems.append(f"detector.classes.{label}: {why}")
-            for ci, cam in enumerate(self.cameras):
-                for label, cs in cam.classes.items():
-                    if label not in labels:
-                        problems.append(f"cameras[{ci}].classes.{label}: not a detector label ({', '.join(labels)})")
-                    if cs.subcategory and (why := _camera_subcategory(cs.subcategory)):
-                        problems.append(f"cameras[{ci}].classes.{label}.subcategory: {why}")
-            if self.detector.check_model:
-                try:
-                    inspect_model(self.detector.model, labels, self.detector.layout)
-                except ModelError as exc:
-                    problems.append(f"detector.model: {exc}")
-        zone_ids = [z.id for z in self.zones]
-        for zi, zone in enumerate(self.zones):
-            if zone.camera not in ids:
-                problems.append(f"zones[{zi}].camera: no camera {zone.camera!r} (cameras: {', '.join(ids) or 'none'})")
-            if zone_ids.count(zone.id) > 1:
-                problems.append(f"zones[{zi}].id: {zone.id!r} is used twice")
-            if labels is not None:
-                for label in zone.classes:
-                    if label not in labels:
-                        problems.append(f"zones[{zi}].classes: {label!r} is not a detector label ({', '.join(labels)})")
-            if zone.subcategory and (why := _camera_subcategory(zone.subcategory)):
-                problems.append(f"zones[{zi}].subcategory: {why}")
+    def _cross_checks(self) -> CameraSection:
+        problems = camera_problems(list(enumerate(self.cameras)), list(enumerate(self.zones)), self.detector)
         if problems:
-            raise ValueError(CROSS_CHECK_SEPARATOR.join(problems))
+            raise ValueError(CROSS_CHECK_SEPARATOR.join(f"{format_path(path)}: {msg}" for path, msg in problems))
         return self
 
     def zones_for(self, camera_id: str) -> list[ZoneConfig]:

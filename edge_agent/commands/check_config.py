@@ -38,8 +38,9 @@ def check_file(path: Path) -> str:
     loaded = load_agent_config(path)
     cfg = loaded.config
     rules = sum(len(d.rules.configured()) for d in cfg.devices)
+    cameras = f", {len(cfg.cameras)} camera(s), {len(cfg.zones)} zone(s)" if cfg.cameras else ""
     return (f"agent {cfg.agent.id!r}, {len(cfg.devices)} device(s), {len(loaded.maps)} register "
-            f"map(s), {rules} rule(s)")
+            f"map(s), {rules} rule(s){cameras}")
 
 
 @command("check-config", "validate agent configs and register maps (exit 0 when all are valid)", _configure)

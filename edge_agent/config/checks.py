@@ -6,7 +6,8 @@ a rule that refers to a register its device's map does not have, two devices on 
 bus with one unit id... Each check returns problems located at the offending key, so
 ``check-config`` lists them all at once with file:line:col.
 
-Other config sections (cameras, detector) add their checks to :data:`AGENT_CHECKS`.
+The camera part (``cameras:``, ``zones:``, ``detector:``) is checked by
+:func:`edge_agent.camera.config.camera_problems` through :func:`_camera_checks` here.
 """
 
 from __future__ import annotations
@@ -17,6 +18,9 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from pydantic import ValidationError
+
+from edge_agent.camera.config import CameraConfig, DetectorConfig, ZoneConfig, camera_problems
 from protocol.config import Document
 from protocol.errors import ConfigProblem
 
@@ -256,6 +260,46 @@ def _rules_can_fire(ctx: CheckContext) -> Iterable[ConfigProblem]:
                     "poll faster or lengthen the period")
 
 
+def _valid_items(ctx: CheckContext, key: str, model: type, context: dict) -> list[tuple[int, object]]:
+    items = ctx.doc.data.get(key) if isinstance(ctx.doc.data, dict) else None
+    out = []
+    for i, item in enumerate(items if isinstance(items, list) else []):
+        try:
+            out.append((i, model.model_validate(item, context=context)))
+        except ValidationError:
+            continue  # already reported by the full validation
+    return out
+
+
+
+def _camera_checks(ctx: CheckContext) -> Iterable[ConfigProblem]:
+    """Cameras, zones and the detector: unique ids, zones on real cameras, labels and
+    subcategories that exist, and the model file (missing, corrupt, of an unknown layout,
+    or predicting another number of classes than its labels file names). The model is
+    opened only when a camera is configured or ``detector:`` is written."""
+    data = ctx.doc.data if isinstance(ctx.doc.data, dict) else {}
+    context = {"base_dir": ctx.base_dir}
+    if ctx.config is not None:
+        cameras = list(enumerate(ctx.config.cameras))
+        zones = list(enumerate(ctx.config.zones))
+        detector: DetectorConfig | None = ctx.config.detector
+        ids = None
+    else:
+        cameras = _valid_items(ctx, "cameras", CameraConfig, context)  # type: ignore[assignment]
+        zones = _valid_items(ctx, "zones", ZoneConfig, context)  # type: ignore[assignment]
+        try:
+            detector = DetectorConfig.model_validate(data.get("detector") or {}, context=context)
+        except ValidationError:
+            detector = None
+        raw = data.get("cameras")
+        ids = [c.get("id") for c in raw if isinstance(c, dict)] if isinstance(raw, list) else []
+    if not cameras and not zones and "detector" not in data:
+        return
+    check_model = any(c.enabled for _, c in cameras) or "detector" in data
+    for path, message in camera_problems(cameras, zones, detector, camera_ids=ids, check_model=check_model):
+        yield ctx.at(path, message)
+
+
 AGENT_CHECKS: list[AgentCheck] = [
     _unique_device_ids,
     _models_exist,
@@ -263,6 +307,7 @@ AGENT_CHECKS: list[AgentCheck] = [
     _rtu_settings_agree,
     _rule_signals,
     _rules_can_fire,
+    _camera_checks,
 ]
 
 

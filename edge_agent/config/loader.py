@@ -122,7 +122,7 @@ def build_config(
     problems: list[ConfigProblem] = []
     config: AgentConfig | None = None
     try:
-        config = validate_document(AgentConfig, doc)
+        config = validate_document(AgentConfig, doc, context={"base_dir": base_dir})
     except ConfigError as exc:
         problems.extend(exc.problems)
     refs = doc.data.get("register_maps") if isinstance(doc.data, Mapping) else None

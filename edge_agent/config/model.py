@@ -10,15 +10,20 @@
     modbus:         request batching                      (sections.ModbusSettings)
     register_maps:  name -> YAML file of a device model   (registers.RegisterMap)
     devices:        Modbus devices and their rules        (devices.DeviceConfig)
+    cameras:        camera streams, files, devices        (edge_agent.camera.config.CameraConfig)
+    zones:          polygon zones drawn on cameras        (edge_agent.camera.config.ZoneConfig)
+    detector:       the shared detector model             (edge_agent.camera.config.DetectorConfig)
 
-Other sources add their own section here (e.g. ``cameras:`` and ``detector:``) with
-their own model module and their own checks in :mod:`edge_agent.config.checks`.
+Each source keeps its models in its own module; their cross-object checks are in
+:data:`edge_agent.config.checks.AGENT_CHECKS`. Validate with ``context={"base_dir": ...}``
+(the loader does) so relative camera files and model paths resolve against the file.
 """
 
 from __future__ import annotations
 
 from pydantic import Field
 
+from edge_agent.camera.config import CameraConfig, CameraSection, DetectorConfig, ZoneConfig
 from protocol.base import StrictModel
 from protocol.ids import Id
 
@@ -46,3 +51,10 @@ class AgentConfig(StrictModel):
         default_factory=dict, description="register map name -> YAML file (relative to this file)"
     )
     devices: list[DeviceConfig] = Field(default_factory=list)
+    cameras: list[CameraConfig] = Field(default_factory=list, max_length=256, description="the cameras this agent reads")
+    zones: list[ZoneConfig] = Field(default_factory=list, max_length=1024, description="polygon zones on cameras")
+    detector: DetectorConfig = Field(default_factory=DetectorConfig, description="the detector all cameras share")
+
+    def camera_section(self) -> CameraSection:
+        """The camera part as the camera side's own model (already checked by the loader)."""
+        return CameraSection.model_construct(cameras=self.cameras, zones=self.zones, detector=self.detector)
