@@ -86,7 +86,7 @@ class HandlerClient:
                                  f"note on case {case_id}", json={"text": text}))["case"]
 
     async def resolve(self, case_id: int, note: str, photo: bytes | None = None) -> dict[str, Any]:
-        form = aiohttp.FormData()
+        form = aiohttp.FormData(default_to_multipart=True)  # the contract: multipart, photo or not
         form.add_field("note", note)
         if photo is not None:
             form.add_field("photo", photo, filename=f"case-{case_id}-after.jpg", content_type="image/jpeg")
