@@ -13,7 +13,12 @@ injecting, waits until every agent's outbox is acknowledged, and reports:
   ``duplicates`` (stored twice);
 * the scorecard: problems injected, detected, pending, missed; cases dispatched, closed
   automatically or by the operator, false and duplicate cases; events lost; median and
-  p99 simulated time from a problem's start to its case's dispatch.
+  p99 simulated time from a problem's start to its case's dispatch;
+* ``handlers``: what the simulated departments did (``cityops-sim handlers`` runs inside
+  the demo: every department polls the handler API with its own token, accepts, works,
+  resolves, sometimes late or not fixed, sometimes returns a case). A duty operator
+  closes cases no sensor can close, looks at after-photos the verifier leaves to a
+  person, and re-dispatches returned cases.
 
 Scenarios: ``water-meter`` (default), ``elderly-care``, ``rainstorm``, ``fire``,
 ``mixed-day``, or a path to a scenario file. Everything lives in a temporary directory
@@ -85,7 +90,11 @@ async def run_demo(stack: SimStack, *, duration: float | None, progress: Progres
             "web_url": stack.hub.web_url if stack.hub else None,
             "work_dir": str(stack.work) if stack.options.keep or stack.options.work_dir else None,
             "operator_closed": stack.operator_closed,
+            "operator_reviewed": stack.operator_reviewed,
+            "operator_redispatched": stack.operator_redispatched,
         }
+        if stack.handlers is not None:
+            summary["handlers"] = stack.handlers.summary()
         summary["notes"] = truth.notes
         return summary
     finally:
@@ -154,6 +163,12 @@ def format_summary(summary: dict[str, Any]) -> str:
     for row in summary["problems"]:
         extra = f", dispatched after {hm(row.get('dispatched_after_s'))}" if "dispatched_after_s" in row else ""
         lines.append(f"    {row['status']:<8} {row['id']} ({row['subcategory']}){extra}")
+    if "handlers" in summary:
+        h = summary["handlers"]
+        lines.append(f"  handlers {h['cases_seen']} case(s): {h['resolved']} resolved ({h['resolved_late']} late), "
+                     f"{h['returned']} returned, after-photos {h['photos_fixed']} fixed / "
+                     f"{h['photos_not_fixed']} not fixed, {h['sent_back']} sent back; operator reviewed "
+                     f"{run['operator_reviewed']}, re-dispatched {run['operator_redispatched']}")
     lines += [f"  note: {n}" for n in summary.get("notes", [])]
     return "\n".join(lines)
 
@@ -172,6 +187,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--work-dir", type=Path, default=None,
                    help="where the run's files go (default: a temporary directory, removed at the end)")
     p.add_argument("--keep", action="store_true", help="keep the work directory")
+    p.add_argument("--no-handlers", action="store_true",
+                   help="no simulated departments (cases wait for a person at the handler API)")
+    p.add_argument("--handler-seed", type=int, default=0, help="seed of the departments' choices")
     p.add_argument("--progress-every", type=float, default=5.0, metavar="S", help="seconds between progress lines")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
     p.add_argument("--log-level", default="warning", choices=["debug", "info", "warning", "error"])
@@ -191,7 +209,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         # Vital signs grade the readings the heartbeats carry: send them every second.
         beat = 1.0 if loaded.scenario.hub.vitals else StackOptions.telemetry_s
         stack = SimStack(loaded, StackOptions(time_scale=args.time_scale, web_port=args.web_port,
-                                              work_dir=args.work_dir, keep=args.keep, telemetry_s=beat))
+                                              work_dir=args.work_dir, keep=args.keep, telemetry_s=beat,
+                                              handlers=not args.no_handlers, handler_seed=args.handler_seed))
         duration = args.duration
         if duration is None and args.once:
             duration = loaded.scenario.duration / stack.scale

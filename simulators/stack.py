@@ -45,10 +45,13 @@ from edge_agent.config import load_agent_config
 from edge_agent.emit import EventSink
 from hub.app import Hub
 from hub.config import load_setup
+from hub.errors import CaseError
 from protocol.ids import new_secret
 
 from .clock import ScaledClock
 from .errors import SimulatorError
+from .handlers import HandlerRun, Shares
+from .handlers.cli import build_run
 from .hubaudit import StoreAudit, audit_store
 from .modbus import ModbusSimServer, SimulatedDevice
 from .scenarios import LoadedScenario
@@ -94,6 +97,10 @@ class StackOptions:
     keep: bool = False  # keep the work directory
     telemetry_s: float = 5.0  # agents' heartbeat, real seconds
     operator: bool = True  # a duty operator closes cases that no sensor can close
+    handlers: bool = True  # departments work their cases through the handler API
+    handler_shares: Shares = field(default_factory=Shares)
+    handler_seed: int = 0
+    handler_poll_s: float = 0.25  # real seconds (at very high time scales short deadlines are missed)
 
 
 class _Quiescable:
@@ -155,6 +162,9 @@ class SimStack:
         self.web_user: str | None = None
         self.web_password: str | None = None
         self.operator_closed = 0
+        self.operator_reviewed = 0
+        self.operator_redispatched = 0
+        self.handlers: HandlerRun | None = None
 
     # -- starting -----------------------------------------------------------------------
     async def start(self) -> SimStack:
@@ -204,8 +214,31 @@ class SimStack:
             running.app = AgentApp(loaded, clock=self.clock,
                                    factories=[self._wrap(f) for f in COMPONENT_FACTORIES])
             running.task = asyncio.create_task(running.app.run(running.stop), name=f"agent:{site.id}")
+        if self.options.handlers:
+            await self._start_handlers()
         if self.options.operator:
             self._operator = asyncio.create_task(self._duty_operator(), name="duty-operator")
+
+    async def _start_handlers(self) -> None:
+        """Every department polls the handler API with its own token (``cityops-sim
+        handlers`` in this process, on the scenario's clock); its actions go to
+        ``handlers.jsonl`` in the work directory."""
+        from hub.auth.accounts import create_api_token
+
+        assert self.hub is not None and self.work is not None
+        hub = self.hub
+        departments = sorted(set(hub.setup.taxonomy.departments) | set(hub.setup.routing.departments))
+        now = self.clock.now()
+
+        def tokens(repo):  # noqa: ANN001, ANN202 - one transaction for every token
+            return {d: create_api_token(repo, f"sim-{d}", "handler", now, departments=departments,
+                                        department=d)[1] for d in departments}
+
+        issued = await hub.write(tokens)
+        self.handlers = build_run(hub.web_url, {d: (t, None) for d, t in issued.items()}, clock=self.clock,
+                                  shares=self.options.handler_shares, seed=self.options.handler_seed,
+                                  poll_s=self.options.handler_poll_s, log_path=self.work / "handlers.jsonl")
+        self.handlers.start()
 
     async def _add_web_account(self) -> None:
         """A sign-in for the person watching the demo: user ``demo`` (role operator) with a
@@ -321,6 +354,9 @@ class SimStack:
                 cases = await hub.read(lambda r: r.list_cases(
                     states=["dispatched", "in_progress", "escalated", "resolved"], limit=500))
                 for case in cases:
+                    if case.state == "resolved" and case.review_reason and not case.verify_pending:
+                        await self._review(case.id)
+                        continue
                     if case.close_mode != "none":
                         continue
                     lives = await hub.read(lambda r, c=case.id: r.lifecycles_for_case(c))
@@ -328,11 +364,32 @@ class SimStack:
                         await hub.close_case(case.id, actor="duty-operator", resolution="fixed",
                                              note="called the resident back: all is well")
                         self.operator_closed += 1
+                returned = await hub.read(lambda r: r.list_cases(states=["accepted"], limit=500))
+                for case in returned:
+                    if case.queue == "operator" and case.department is None and case.dispatched_at:
+                        await hub.dispatch(case.id, actor="duty-operator")  # the routing's choice
+                        self.operator_redispatched += 1
+            except CaseError as exc:  # the case moved on meanwhile (closed, merged)
+                log.info("duty operator: %s", exc)
             except Exception:  # the operator keeps working; a bug shows in the log
                 log.exception("duty operator pass failed")
 
+    async def _review(self, case_id: int) -> None:
+        """A photo the verifier left to a person: the operator looks at it (what the
+        department's after-photo really shows) and closes the case or sends it back."""
+        assert self.hub is not None
+        shows_fixed = self.handlers.photo_shows_fixed(case_id) if self.handlers else None
+        if shows_fixed is None:
+            return  # not a photo the simulated departments took: leave it to a real person
+        await self.hub.review(case_id, fixed=shows_fixed, actor="duty-operator",
+                              note="after-photo checked" if shows_fixed else "the photo still shows it")
+        self.operator_reviewed += 1
+        self.operator_closed += shows_fixed
+
     # -- stopping -----------------------------------------------------------------------
     async def stop(self) -> None:
+        if self.handlers is not None:
+            await self.handlers.close()
         if self._operator is not None:
             self._operator.cancel()
             with contextlib.suppress(asyncio.CancelledError):

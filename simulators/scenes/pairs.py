@@ -19,9 +19,17 @@ import numpy as np
 
 from .clips import clearly_visible
 from .render import render
-from .spec import LABELS, PROBLEM_KINDS, GroundTruthBox, random_object, random_scene
+from .spec import (
+    LABELS,
+    PROBLEM_KINDS,
+    GroundTruthBox,
+    SceneObject,
+    SceneSpec,
+    random_object,
+    random_scene,
+)
 
-__all__ = ["PhotoPair", "make_pair", "write_pairs"]
+__all__ = ["PhotoPair", "make_pair", "retake", "write_pairs"]
 
 
 @dataclass(frozen=True)
@@ -58,23 +66,39 @@ def make_pair(seed: int, fixed: bool | None = None, *, size: tuple[int, int] = (
     extra = list(base.objects)
     if rng.random() < 0.4:
         extra.append(random_object(rng, str(rng.choice(["person", "cone", "bench"])), base.camera))
+    _, img_after, boxes_after = retake(before, problem, fixed, rng, others=extra, size=size)
+    label = "fixed" if fixed else "not_fixed"
+    return PhotoPair(seed, label, PROBLEM_KINDS[kind], img_before, img_after, boxes_before, boxes_after)
+
+
+def retake(before: SceneSpec, problem: SceneObject, fixed: bool, rng: np.random.Generator, *,
+           others: list[SceneObject] | None = None, size: tuple[int, int] = (960, 540),
+           ) -> tuple[SceneSpec, np.ndarray, list[GroundTruthBox]]:
+    """The "after" photo of ``before``: the same place re-taken (camera moved a little,
+    other light, noise, compression) with ``problem`` gone (``fixed``) or still there,
+    perhaps a little changed. ``others``: what else stands there (default: every object of
+    ``before`` but the problem). Returns the after scene, its image and its boxes."""
+    if others is None:
+        others = [o for o in before.objects if o != problem]
+    label = PROBLEM_KINDS.get(problem.kind)
+    after, img_after, boxes_after = before, None, []
     for _ in range(10):  # re-take until a problem that is still there is still in view
-        after_objects = list(extra)
+        after_objects = list(others)
         if not fixed:
             after_objects.append(dataclasses.replace(problem, size=problem.size * float(rng.uniform(0.8, 1.05))))
         after = before.replace(
-            camera=base.camera.moved(rng),
-            brightness=base.brightness * float(rng.uniform(0.8, 1.2)),
-            light=str(rng.choice(["day", "overcast", base.light])),
+            camera=before.camera.moved(rng),
+            brightness=before.brightness * float(rng.uniform(0.8, 1.2)),
+            light=str(rng.choice(["day", "overcast", before.light])),
             objects=tuple(after_objects),
             noise=float(rng.uniform(0.5, 4.0)),
             jpeg_quality=int(rng.integers(60, 95)),
         )
         img_after, boxes_after = render(after, size, t=float(rng.uniform(1, 20)))
-        if fixed or any(b.label == PROBLEM_KINDS[kind] for b in boxes_after):
+        if fixed or any(b.label == label for b in boxes_after):
             break
-    label = "fixed" if fixed else "not_fixed"
-    return PhotoPair(seed, label, PROBLEM_KINDS[kind], img_before, img_after, boxes_before, boxes_after)
+    assert img_after is not None  # noqa: S101 - the loop runs at least once
+    return after, img_after, boxes_after
 
 
 def write_pairs(out: Path | str, count: int, *, seed: int = 0, size: tuple[int, int] = (960, 540)) -> Path:

@@ -106,3 +106,7 @@ async def test_mixed_day_at_high_speed_detects_every_sensor_problem(tmp_path):
     assert summary["closed_automatically"] >= 5 and summary["closed_by_operator"] >= 1
     assert summary["time_to_dispatch_s"]["n"] == 9
     assert summary["run"]["drained"]
+    # the departments worked their cases through the handler API (on the scenario's clock)
+    handlers = summary["handlers"]
+    assert handlers["cases_seen"] == summary["cases_dispatched"], handlers
+    assert handlers["accepted"] >= 1 and handlers["errors"] == 0, handlers
