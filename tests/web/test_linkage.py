@@ -280,3 +280,10 @@ async def test_the_documented_shell_signing_works(signed_hub):
     answer = json.loads(out.stdout)
     assert answer["incident"]["external_id"] == "P20260701-0042", answer
     assert answer["case"]["state"] == "dispatched"
+
+
+async def test_racing_posts_of_one_incident_make_one_case(hub, client, partner):
+    replies = await asyncio.gather(*(post(client, incident(), partner) for _ in range(6)))
+    assert sorted(r.status for r in replies) == [200] * 5 + [201]
+    assert len({r.json()["case"]["id"] for r in replies}) == 1
+    assert (await hub.read(lambda repo: repo.counts()))["cases_total"] == 1
