@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from ..engine.reports import Photo, Report, ReportKey, report_source
+from ..linkage import grid_point
 from ..store.repo import CaseRow, ExternalReportRow, Repository
 from .common import hub_of, principal
 from .problems import FieldErrors, WebError
@@ -119,8 +120,6 @@ def _text(form: Any, name: str, limit: int) -> str:
 
 def _place(hub: Hub, form: Any, errors: dict[str, str]) -> tuple[float, float, str | None] | None:
     """(lat, lon, address) from a map point or an address with its grid."""
-    from ..linkage import grid_point
-
     address = _text(form, "address", 200) or None
     raw_lat, raw_lon = _text(form, "lat", 40), _text(form, "lon", 40)
     grid_id = _text(form, "grid_id", 64)

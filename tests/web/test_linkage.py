@@ -4,8 +4,13 @@ and dispatch as an agent's event, and the optional HMAC signature."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
+import shutil
+import subprocess
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from hubtest import G01, OUTSIDE, T0, make_setup
@@ -255,3 +260,30 @@ async def test_a_chunked_body_without_length_is_read_whole_and_limited(hub, clie
                               photo_url="http://x/" + "y" * 150)).encode() + b" " * 20000
     r = await post(client, chunks(big), partner)
     assert r.status == 413 and r.json()["code"] == "too_large"
+
+
+@pytest.mark.skipif(not (shutil.which("curl") and shutil.which("openssl")),
+                    reason="needs curl and openssl")
+async def test_the_documented_shell_signing_works(signed_hub):
+    """docs/web.md's openssl + curl example, run as written against the hub (only the
+    clock is the hub's fake one, and the URL the test hub's)."""
+    hub = signed_hub
+    token = await make_token(hub, "linkage", name="police-gateway")
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "web.md").read_text()
+    script = doc.split("A partner can sign from a shell")[1].split("```sh\n")[1].split("```")[0]
+    script = script.replace("$(date +%s)", str(int(hub.clock.now().timestamp())))
+    script = script.replace("https://hub.example", hub.web_url.rstrip("/"))
+    out = await asyncio.to_thread(subprocess.run, ["bash", "-c", script], capture_output=True,
+                                  text=True, timeout=30,
+                                  env={"PATH": os.environ["PATH"], "SECRET": SECRET, "TOKEN": token})
+    assert out.returncode == 0, out.stderr
+    answer = json.loads(out.stdout)
+    assert answer["incident"]["external_id"] == "P20260701-0042", answer
+    assert answer["case"]["state"] == "dispatched"
+
+
+async def test_racing_posts_of_one_incident_make_one_case(hub, client, partner):
+    replies = await asyncio.gather(*(post(client, incident(), partner) for _ in range(6)))
+    assert sorted(r.status for r in replies) == [200] * 5 + [201]
+    assert len({r.json()["case"]["id"] for r in replies}) == 1
+    assert (await hub.read(lambda repo: repo.counts()))["cases_total"] == 1

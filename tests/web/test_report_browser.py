@@ -74,6 +74,7 @@ async def test_one_key_report_from_submission_to_closure(hub, tmp_path, artifact
         await b.wait_for(f"document.querySelector('{card} img').naturalWidth > 0", what="my photo")
         before = await hub.read(lambda repo: repo.get_case(case_id))
         assert before.before_sha256 is not None
+        await b.eval("window.scrollTo(0, 0)")
         await b.screenshot(artifacts / "report-2-dispatched-375.png")
 
         # The sanitation department resolves it through the handler API, with an after-photo.
