@@ -84,17 +84,19 @@ class CameraComponent:
     def reconfigure(self, new: CameraComponent) -> bool:
         """Take ``new``'s settings in place when only what can change while running
         differs (frame rates, thresholds, classes, zones, masks, tracking, detector score
-        and NMS thresholds): tracks, their events and connections carry on. False (the
-        agent then restarts the component) when cameras come or go, a source changes, or
-        the detector needs another model. Checks everything before changing anything."""
+        and NMS thresholds): tracks, their events and connections carry on. Otherwise
+        (cameras come or go, a source changes, another model) hand every camera's open
+        tracks and DOWN state to ``new``'s worker of the same id and return False: the
+        agent then replaces this component by ``new``. Checks before changing anything."""
         old, fresh = self.section.detector, new.section.detector
-        if _model_key(old) != _model_key(fresh) or self.detector.detector.labels != new.detector.detector.labels:
-            return False
         by_id = {w.camera.id: w for w in self.workers}
         cameras = [c for c in new.section.cameras if c.enabled]
-        if sorted(c.id for c in cameras) != sorted(by_id):
-            return False
-        if any(c.source_key() != by_id[c.id].camera.source_key() for c in cameras):
+        if (_model_key(old) != _model_key(fresh) or self.detector.detector.labels != new.detector.detector.labels
+                or sorted(c.id for c in cameras) != sorted(by_id)
+                or any(c.source_key() != by_id[c.id].camera.source_key() for c in cameras)):
+            for worker in new.workers:
+                if worker.camera.id in by_id:
+                    worker.adopt(by_id[worker.camera.id])
             return False
         det = self.detector.detector
         det.score_threshold, det.iou_threshold, det.max_detections = (

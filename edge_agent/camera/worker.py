@@ -61,6 +61,7 @@ class CameraWorker:
         self.detections = 0
         self._frame_times: deque[float] = deque(maxlen=32)
         self._source: FrameSource | None = None
+        self._predecessor: CameraWorker | None = None
         self._wait = self._backoff(camera)
 
     @staticmethod
@@ -82,6 +83,22 @@ class CameraWorker:
         retune = getattr(self._source, "retune", None)
         if retune is not None:
             retune(camera)
+
+    def adopt(self, old: CameraWorker) -> None:
+        """Carry on from ``old`` (the same camera in a component being replaced) once this
+        worker starts (``old`` has stopped by then): its open tracks keep their event ids,
+        and a camera reported DOWN stays that one DOWN event, so a restart never leaves an
+        event open at the hub or repeats one."""
+        self._predecessor = old
+
+    def _take_over(self) -> None:
+        old, self._predecessor = self._predecessor, None
+        if old is None:
+            return
+        self.tracker.tracks = list(old.tracker.tracks)
+        self.tracker._next_id = old.tracker._next_id  # noqa: SLF001 - same lifecycle, new settings
+        self.down_event, self.down_since, self.down_reason = old.down_event, old.down_since, old.down_reason
+        self.failures = old.failures
 
     # -- telemetry -------------------------------------------------------------------
     def telemetry(self) -> CameraTelemetry:
@@ -215,6 +232,7 @@ class CameraWorker:
     async def run(self, sink: EventSink, stop: asyncio.Event) -> None:
         """Until ``stop``: stream, and on any source failure mark the camera down, back off
         and reconnect. A camera that never connects is DOWN, never a crash."""
+        self._take_over()
         attempt = 0
         while not stop.is_set():
             frames_before = self.frames

@@ -2,7 +2,8 @@
 as a file, the real outbox) with the hub's side played by the stand-in over the in-memory
 broker: camera events with snapshots are delivered, camera states are in the heartbeat,
 and a desired config changes frame rate and classes while the camera runs, keeping its
-tracks (an event started before a change ends with the same id after it)."""
+tracks (an event started before a change ends with the same id after it), also across a
+change that replaces the component."""
 
 from __future__ import annotations
 
@@ -85,19 +86,27 @@ async def test_camera_events_telemetry_and_changes_at_run_time(tmp_path, bundled
         beats = len(hub.telemetry)
         await until(lambda: camera_fps(hub, beats) >= 3.0, timeout=20, what="the camera at the new rate")
 
-        # Turning the flame class off ends the event that was open before the change.
-        await app.apply_desired(desired(3, {"cameras": {"cam1": {"fps": 4, "classes": {"flame": {"enabled": False}}}}}))
+        # A change of source (here: the frame size) replaces the component; the new one
+        # carries the open fire track on, so no second `new` is sent for the same fire.
+        v3 = {"cam1": {"fps": 4, "resolution": [320, 180]}}
+        await app.apply_desired(desired(3, {"cameras": v3}))
+        assert app.config_version == 3 and app.components[0] is not component
+        (component,) = app.components
+        await until(lambda: component.workers[0].frames >= 4, timeout=20, what="the new component reading")
+        assert [e.kind for e in fire()] == [EventKind.NEW]
+
+        # Turning the flame class off ends the event opened three configs ago, in place.
+        v4 = {"cam1": {**v3["cam1"], "classes": {"flame": {"enabled": False}}}}
+        await app.apply_desired(desired(4, {"cameras": v4}))
         assert app.components == [component]
         await until(lambda: [e.kind for e in fire()] == [EventKind.NEW, EventKind.END], timeout=20,
                     what="the fire event ended")
         assert {e.event_id for e in fire()} == {new.event_id}
 
-        # A change of source restarts the component; a bad push is refused, the camera runs on.
-        await app.apply_desired(desired(4, {"cameras": {"cam1": {"realtime": False, "fps": 4}}}))
-        assert app.config_version == 4 and app.components[0] is not component
+        # A bad push is refused with its reason; the camera runs on.
         await app.apply_desired(desired(5, {"detector": {"model": "missing.tflite"}}))
         assert app.config_version == 4 and "detector.model" in app.config_error
-        assert "file not found" in app.config_error and len(app.components) == 1
+        assert "file not found" in app.config_error and app.components == [component]
     finally:
         stop.set()
         await asyncio.wait_for(task, 20)

@@ -18,12 +18,11 @@ import cv2
 import numpy as np
 import pytest
 import yaml
-from test_agent_to_hub import ROOT, hub_config, until
+from test_agent_to_hub import ROOT, until
 
 from edge_agent.app import AgentApp
 from edge_agent.config import load_agent_config
 from hub.app import Hub
-from hub.config import build_setup
 from protocol.ids import new_secret
 from simulators.camera import CameraStream, serve
 from simulators.scenes import Clip, ClipEvent, SceneObject, SceneSpec
@@ -71,14 +70,6 @@ def agent_config(tmp, hub: Hub, stream_url: str):
     })
     (tmp / "agent.yaml").write_text(yaml.safe_dump(cfg))
     return load_agent_config(tmp / "agent.yaml")
-
-
-@pytest.fixture
-async def hub(tmp_path):
-    h = Hub(build_setup(hub_config(tmp_path)), run_scheduler=False)
-    await h.start()
-    yield h
-    await h.stop()
 
 
 @pytest.fixture
