@@ -29,6 +29,7 @@ from protocol.ids import Id
 from protocol.taxonomy import Source, taxonomy
 
 __all__ = [
+    "BUNDLED_CLASS_DEFAULTS",
     "BUNDLED_LABELS",
     "BUNDLED_MODEL",
     "CameraConfig",
@@ -42,6 +43,7 @@ __all__ = [
     "ZonePurpose",
     "camera_problems",
     "checked_model",
+    "default_class_settings",
     "load_camera_section",
     "locate_cross_checks",
 ]
@@ -75,7 +77,7 @@ class MotionConfig(StrictModel):
     threshold: int = Field(18, ge=1, le=255, description="per-pixel gray difference that counts as change")
     min_ratio: float = Field(0.004, ge=0.0, le=1.0, description="changed fraction of unmasked pixels that counts as motion")
     background_rate: float = Field(0.05, gt=0.0, le=1.0, description="how fast the background model follows the scene")
-    idle_detect_s: float = Field(10.0, ge=0.5, le=3600, description="run the detector at least this often without motion (static problems: a puddle growing slowly)")
+    idle_detect_s: float = Field(1.0, ge=0.5, le=3600, description="run the detector at least this often without motion (a small or low-contrast object can appear without tripping the gate; 1 s keeps such an event within 3 s)")
 
 
 class ClassSettings(StrictModel):
@@ -83,6 +85,19 @@ class ClassSettings(StrictModel):
     min_score: float = Field(0.45, ge=0.0, le=1.0, description="median score a track needs before it is reported")
     min_frames: int = Field(3, ge=1, le=100, description="frames a track needs before it is reported")
     subcategory: str | None = Field(None, description="override the detector's class mapping for this camera")
+
+
+# Defaults per label of the bundled model, chosen on validation clips (docs/model_card.md):
+# water scores lower than the rest (soft edges), and smoke below 0.5 is mostly fog and rain.
+BUNDLED_CLASS_DEFAULTS: dict[str, ClassSettings] = {
+    "water": ClassSettings(min_score=0.40),
+    "smoke": ClassSettings(min_score=0.50),
+}
+
+
+def default_class_settings(label: str) -> ClassSettings:
+    """The thresholds a label gets when the camera's ``classes`` does not name it."""
+    return BUNDLED_CLASS_DEFAULTS.get(label) or ClassSettings()
 
 
 class TrackingConfig(StrictModel):
@@ -171,7 +186,7 @@ class CameraConfig(StrictModel):
         return v
 
     def class_settings(self, label: str) -> ClassSettings:
-        return self.classes.get(label) or ClassSettings()
+        return self.classes.get(label) or default_class_settings(label)
 
     def source_key(self) -> tuple:
         """What opening the source depends on: a change here needs a new connection."""

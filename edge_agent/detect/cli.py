@@ -46,7 +46,7 @@ def run_eval(args: argparse.Namespace) -> int:
             print(f"  {name:12s} AP {c['ap50']:.3f}  P {c['precision']}  R {c['recall']}  ({c['objects']} objects)")
         if "events" in report:
             e = report["events"]
-            print(f"events: recall {e['recall']:.3f} ({e['found']}/{e['events']}), "
+            print(f"events: recall {e['recall']:.3f} ({e['found']}/{e['events']}; {e['unseen']} never drawn), "
                   f"false {e['false_per_camera_hour']}/camera-hour, median delay {e['median_delay_s']} s")
     elif args.json == "-":
         print(json.dumps(report, indent=2))

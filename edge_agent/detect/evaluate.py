@@ -9,12 +9,17 @@ Offline tool: imports the scene renderer.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
-from edge_agent.camera.config import ClassSettings, MotionConfig, TrackingConfig
+from edge_agent.camera.config import (
+    ClassSettings,
+    MotionConfig,
+    TrackingConfig,
+    default_class_settings,
+)
 from edge_agent.camera.motion import MotionGate
 from edge_agent.tracking import Tracker
 from protocol.messages import EventKind
@@ -117,19 +122,24 @@ def evaluate_events(
     fps: float = 2.0,
     size: tuple[int, int] = (640, 360),
     within_s: float = 3.0,
-    class_settings: ClassSettings | None = None,
+    class_settings: Callable[[str], ClassSettings] = default_class_settings,
+    motion: MotionConfig | None = None,
 ) -> dict:
     """Play ``clips`` rendered clips (one problem each, appearing after a quiet start)
-    through motion gate → detector → tracker at ``fps``, as the camera worker does. An
-    appearance is found when a ``new`` of its label comes within ``within_s``; every
-    other ``new`` is a false event."""
+    through motion gate → detector → tracker at ``fps``, as the camera worker does, with
+    the camera's default settings unless given. An appearance is found when a ``new`` of
+    its label comes within ``within_s``; every other ``new`` is a false event.
+
+    An appearance the renderer never draws during ``within_s`` (the clip generator can
+    place an object that stays under the renderer's size floor, and then it has no
+    pixels at all) cannot be found by anything: it is counted as ``unseen`` and left out
+    of the recall."""
     from edge_agent.camera.config import ZoneConfig, ZonePurpose
     from simulators.scenes import random_clip, render_clip_frame
     from simulators.scenes.render import fire_lane_zone
 
-    settings = class_settings or ClassSettings()
     class_map = bundled_class_map()
-    found = missed = false = 0
+    found = missed = false = unseen = 0
     delays: list[float] = []
     per_label: dict[str, list[int]] = {}
     for k in range(clips):
@@ -138,12 +148,15 @@ def evaluate_events(
         if clip.scene.fire_lane:
             zones = [ZoneConfig(id="lane", camera="sim", polygon=fire_lane_zone(clip.scene, size),
                                 purpose=ZonePurpose.FIRE_LANE, dwell_s=0.0)]
-        tracker = Tracker(TrackingConfig(end_after_s=4.0), class_map, zones=zones, class_settings=lambda _l: settings)
-        gate = MotionGate(MotionConfig())
+        tracker = Tracker(TrackingConfig(end_after_s=4.0), class_map, zones=zones, class_settings=class_settings)
+        gate = MotionGate(motion or MotionConfig())
         news: list[tuple[float, str]] = []
+        drawn: set[int] = set()  # events whose object was drawn within within_s of appearing
         for i in range(int(duration_s * fps)):
             t = i / fps
-            img, _ = render_clip_frame(clip, t, size)
+            img, truth = render_clip_frame(clip, t, size)
+            drawn.update(ei for ei, e in enumerate(clip.events) if e.appear_s <= t <= e.appear_s + within_s
+                         and any(g.index == e.index for g in truth))
             ratio = gate.measure(img)
             if gate.should_detect(ratio, t, tracking=tracker.active):
                 decisions = tracker.step(detector.detect(img), t)
@@ -151,7 +164,10 @@ def evaluate_events(
                 decisions = tracker.tick(t)
             news += [(d.t, d.label) for d in decisions if d.kind == EventKind.NEW]
         matched: set[int] = set()
-        for e in clip.events:
+        for ei, e in enumerate(clip.events):
+            if ei not in drawn:
+                unseen += 1
+                continue
             hit = next((j for j, (t, lab) in enumerate(news) if j not in matched and lab == e.label
                         and e.appear_s - 0.01 <= t <= e.appear_s + within_s), None)
             per_label.setdefault(e.label, [0, 0])[1] += 1
@@ -171,6 +187,7 @@ def evaluate_events(
         "events": found + missed,
         "found": found,
         "recall": round(found / max(1, found + missed), 4),
+        "unseen": unseen,
         "false_events": false,
         "false_per_camera_hour": round(false / hours, 2) if hours else 0.0,
         "median_delay_s": round(float(np.median(delays)), 2) if delays else None,

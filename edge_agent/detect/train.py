@@ -30,7 +30,7 @@ import numpy as np
 
 from .dataset import INPUT_SIZE, Sample, render_samples, train_seeds
 
-__all__ = ["TrainSettings", "build_model", "encode_targets", "main", "train"]
+__all__ = ["TrainSettings", "build_model", "encode_targets", "main", "mirror_targets", "train"]
 
 log = logging.getLogger(__name__)
 STRIDE = 8
@@ -48,6 +48,9 @@ class TrainSettings:
     width: float = 1.25  # channel multiplier
     workers: int = 2
     calibration_images: int = 256
+    init_from: Path | None = None  # start from these weights (.weights.h5 or a float .tflite)
+    flip: bool = True  # random horizontal flips (mirror-symmetric scenes)
+    max_minutes: float | None = None  # stop after the epoch that crosses this (schedule unchanged)
 
     @classmethod
     def quick(cls, out: Path, seed: int = 7) -> TrainSettings:
@@ -74,6 +77,16 @@ def encode_targets(sample: Sample, num_classes: int) -> np.ndarray:
         out[iy, ix, c] = 1.0
         out[iy, ix, num_classes:] = (x2 - x1, y2 - y1, cx - ix, cy - iy, 1.0)
     return out
+
+
+def mirror_targets(targets, num_classes: int):
+    """Targets ``(..., H, W, C + 5)`` of the left-right mirrored image (TensorFlow): the maps
+    mirror, sizes stay, and the x offset within a centre cell becomes ``1 - dx``."""
+    import tensorflow as tf
+
+    m = tf.reverse(targets, [-2])
+    dx = (1.0 - m[..., num_classes + 2 : num_classes + 3]) * m[..., num_classes + 4 :]
+    return tf.concat([m[..., : num_classes + 2], dx, m[..., num_classes + 3 :]], axis=-1)
 
 
 def build_model(num_classes: int, width: float = 1.0):
@@ -190,6 +203,15 @@ def train(settings: TrainSettings) -> dict:
     images, targets = _arrays(samples, num_classes)
     render_s = time.monotonic() - started
     model = build_model(num_classes, settings.width)
+    if settings.init_from is not None:
+        from tensorflow.keras import layers
+
+        from .warmstart import init_from
+
+        if init_from(model, settings.init_from):
+            for layer in model.layers:  # folded weights: BN must stay the identity it was set to
+                if isinstance(layer, layers.BatchNormalization):
+                    layer.trainable = False
     steps = max(1, len(images) // settings.batch) * settings.epochs
     schedule = tf.keras.optimizers.schedules.CosineDecay(settings.learning_rate, steps, alpha=0.02)
     model.compile(optimizer=tf.keras.optimizers.Adam(schedule), loss=_loss_fn(num_classes))
@@ -197,6 +219,10 @@ def train(settings: TrainSettings) -> dict:
     def augment(img, tgt):
         img = tf.cast(img, tf.float32)
         img = img * tf.random.uniform([], 0.75, 1.25) + tf.random.uniform([], -25.0, 25.0)
+        if settings.flip:  # mirror half the batch: heatmaps and boxes mirror, x offset becomes 1 - dx
+            flip = tf.random.uniform([tf.shape(img)[0], 1, 1, 1]) < 0.5
+            img = tf.where(flip, tf.reverse(img, [2]), img)
+            tgt = tf.where(flip, mirror_targets(tgt, num_classes), tgt)
         return tf.clip_by_value(img, 0.0, 255.0), tgt
 
     data = (tf.data.Dataset.from_tensor_slices((images, targets))
@@ -204,7 +230,18 @@ def train(settings: TrainSettings) -> dict:
             .batch(settings.batch, drop_remainder=len(images) >= settings.batch)
             .map(augment, num_parallel_calls=1)
             .prefetch(2))
-    history = model.fit(data, epochs=settings.epochs, verbose=2 if settings.epochs > 1 else 0)
+    callbacks = []
+    if settings.max_minutes is not None:
+        deadline = started + settings.max_minutes * 60
+
+        class _Budget(tf.keras.callbacks.Callback):
+            def on_epoch_end(self, epoch, logs=None):
+                if time.monotonic() >= deadline:
+                    log.warning("time budget spent after epoch %d of %d", epoch + 1, settings.epochs)
+                    self.model.stop_training = True
+
+        callbacks.append(_Budget())
+    history = model.fit(data, epochs=settings.epochs, verbose=2 if settings.epochs > 1 else 0, callbacks=callbacks)
     model.save_weights(str(out / "cityops_detector.weights.h5"))  # to resume or fine-tune
     calib = images[: settings.calibration_images].astype(np.float32)
     sizes = _export(model, calib, out)
@@ -214,6 +251,7 @@ def train(settings: TrainSettings) -> dict:
         "input_size": list(INPUT_SIZE),
         "labels": list(LABELS),
         "losses": [round(float(v), 4) for v in history.history["loss"]],
+        "epochs_run": len(history.history["loss"]),
         "render_seconds": round(render_s, 1),
         "total_seconds": round(time.monotonic() - started, 1),
         "params": int(model.count_params()),
@@ -228,6 +266,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=TrainSettings.seed, help="training seed (scenes and weights)")
     parser.add_argument("--images", type=int, default=TrainSettings.images, help="rendered training scenes")
     parser.add_argument("--epochs", type=int, default=TrainSettings.epochs)
+    parser.add_argument("--learning-rate", type=float, default=TrainSettings.learning_rate, help="peak of the cosine schedule")
+    parser.add_argument("--init-from", type=Path, default=None, metavar="PATH",
+                        help="fine-tune from a .weights.h5 (written by an earlier run) or a float .tflite")
+    parser.add_argument("--max-minutes", type=float, default=None, help="stop after the epoch that crosses this budget")
+    parser.add_argument("--no-flip", action="store_true", help="no horizontal-flip augmentation (the v1 model had none)")
     parser.add_argument("--quick", action="store_true", help="reduced mode: tiny data, one epoch (for tests)")
 
 
@@ -235,7 +278,9 @@ def run(args: argparse.Namespace) -> int:
     if args.quick:
         settings = TrainSettings.quick(args.out, args.seed)
     else:
-        settings = TrainSettings(out=args.out, seed=args.seed, images=args.images, epochs=args.epochs)
+        settings = TrainSettings(out=args.out, seed=args.seed, images=args.images, epochs=args.epochs,
+                                 learning_rate=args.learning_rate, init_from=args.init_from, flip=not args.no_flip,
+                                 max_minutes=args.max_minutes)
     summary = train(settings)
     print(json.dumps({k: summary[k] for k in ("int8_bytes", "float_bytes", "params", "total_seconds")}))
     return 0
