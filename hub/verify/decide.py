@@ -37,7 +37,7 @@ class Thresholds(StrictModel):
     changed_unchanged: float = Field(0.12, ge=0, lt=1, description="at most this share changed: unchanged, not fixed")
     detector_present: float = Field(0.45, gt=0, le=1, description="the problem's class at this score in the after-photo: still there")
     detector_absent: float = Field(0.2, gt=0, le=1, description="below this score the problem's class is gone")
-    detector_seen: float = Field(0.4, gt=0, le=1, description="the class must score this in the before-photo to confirm a fix")
+    detector_seen: float = Field(0.5, gt=0, le=1, description="the class must score this in the before-photo to confirm a fix")
     persist_ratio: float = Field(0.75, gt=0, le=2, description="after ≥ this × before score: still there")
     changed_partial: float = Field(0.25, gt=0, le=1, description="a smaller change still counts as fixed when the detector is sure")
     detector_sure: float = Field(0.5, gt=0, le=1, description="before-photo score that makes the detector sure enough for that")
