@@ -56,6 +56,14 @@ class PhotoVerifier:
                     log.warning("photo verification runs without the detector: %s", exc)
             return self._detector
 
+    def describe(self) -> str:
+        """One line for people: what this verifier uses (``cityops-hub serve`` prints it)."""
+        det = self.region_detector()
+        if det is not None:
+            return f"photo (ORB + RANSAC, SSIM, detector {self.model.name})"
+        why = "turned off" if not self.use_detector else self._detector_error
+        return f"photo without the detector ({why}): nothing closes automatically"
+
     def _uncertain(self, why: str) -> Verdict:
         return Verdict(Outcome.UNCERTAIN, 0.0, why, self.name)
 

@@ -135,6 +135,7 @@ def test_without_the_detector_nothing_closes_but_unchanged_is_still_not_fixed(tm
     assert "missing.tflite" in verdict.detail
     same = v.verify(jpeg(p.before, 90), jpeg(p.before, 70), box)
     assert same.outcome is Outcome.NOT_FIXED
+    assert "missing.tflite" in v.describe() and "nothing closes automatically" in v.describe()
 
 
 def test_a_photo_without_a_region_is_compared_in_the_middle(verifier):
