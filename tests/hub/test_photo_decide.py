@@ -142,3 +142,12 @@ def test_a_model_path_is_relative_to_the_config(tmp_path):
     path = _write(tmp_path, "  model: models/d.tflite\n  labels: models/labels.txt\n")
     cfg, _ = load_config(path)
     assert cfg.verification.model == tmp_path.resolve() / "models" / "d.tflite"
+
+
+def test_the_old_min_confidence_key_says_where_it_moved(tmp_path):
+    make_config(tmp_path)
+    path = tmp_path / "hub.yaml"
+    path.write_text("grids: grids.geojson\nclosure:\n  verify_min_confidence: 0.9\n", encoding="utf-8")
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    assert "verification.min_confidence" in str(err.value) and f"{path}:" in str(err.value)
