@@ -8,7 +8,7 @@ sometimes with a passer-by, and the problem either gone (fixed) or still there (
 sometimes shrunk). The region handed to the verifier is the problem's box in the
 before-photo, as a camera agent's event carries it. Seeds start at 800000 (``--seed-base``):
 no test and no tuning run used them (tuning used 1000–1119, 2000–2299 and 3000–3299; tests
-use seeds below 3000). The first held-out set, 700000–700399, was consumed: its two false
+use seeds from those). The first held-out set, 700000–700399, was consumed: its two false
 closures were looked at and led to the multi-view detector search, so it is no longer
 held out (docs/benchmarks.md keeps its figures).
 
