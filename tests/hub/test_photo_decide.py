@@ -58,7 +58,7 @@ def test_gone_with_every_signal_agreeing_is_fixed_and_confident():
 
 
 def test_margins_raise_the_confidence():
-    just = decide(ev(ctx=0.56, changed=0.41, before=0.51, after=0.2), T)
+    just = decide(ev(ctx=0.56, changed=0.41, before=0.51, after=0.19), T)
     clear = decide(ev(ctx=0.99, changed=0.95, before=0.95, after=0.0), T)
     assert just.outcome is clear.outcome is Outcome.FIXED
     assert 0.8 <= just.confidence < 0.82 < 0.95 < clear.confidence <= 1.0
