@@ -6,8 +6,11 @@ Each pair (``simulators.scenes.make_pair``) is a before-photo with one problem a
 after-photo re-taken with the camera moved (shifted, zoomed, rolled), relit, re-encoded,
 sometimes with a passer-by, and the problem either gone (fixed) or still there (not fixed,
 sometimes shrunk). The region handed to the verifier is the problem's box in the
-before-photo, as a camera agent's event carries it. Seeds start at 700000: no test and no
-tuning run used them (tuning used 1000–1119 and 2000–2299; tests use seeds below 3000).
+before-photo, as a camera agent's event carries it. Seeds start at 900000 (``--seed-base``):
+no test and no tuning run used them (tuning used 1000–1119, 2000–2299 and 3000–3299; tests
+use seeds from those). The earlier held-out sets were consumed: 700000–700399 (two false
+closures, which led to the multi-view detector search) and 800000–800399 (one, which led
+back to blocking a fix at another class's 0.45); docs/benchmarks.md keeps their figures.
 
 Every verdict goes through the engine's rule (``decide_on_verdict`` with
 ``verification.min_confidence``), so the figures are what the hub would do: close, send
@@ -31,7 +34,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-HELD_OUT = 700_000
+HELD_OUT = 900_000
 STEP = {"close": "fixed", "send_back": "not_fixed", "review": "uncertain"}
 
 
@@ -47,7 +50,7 @@ def pct(a: list[float], q: float) -> float:
     return round(float(np.percentile(np.array(a), q)), 1) if a else 0.0
 
 
-def run(pairs: int, unrelated: int, min_confidence: float) -> dict:
+def run(pairs: int, unrelated: int, min_confidence: float, base: int = HELD_OUT) -> dict:
     from hub.cases.closure import decide_on_verdict
     from hub.verify.photo import PhotoVerifier
     from simulators.scenes import make_pair
@@ -62,7 +65,7 @@ def run(pairs: int, unrelated: int, min_confidence: float) -> dict:
     skipped = 0
     afters: list[bytes] = []
     for i in range(pairs):
-        seed = HELD_OUT + i
+        seed = base + i
         p = make_pair(seed)
         box = next((b.box for b in p.before_boxes if b.label == p.category), None)
         if box is None:  # the renderer could not make the problem visible: no case would exist
@@ -80,23 +83,23 @@ def run(pairs: int, unrelated: int, min_confidence: float) -> dict:
             false_closures.append({"seed": seed, "category": p.category, "detail": verdict.detail})
     garbage: Counter[str] = Counter()
     for i in range(min(unrelated, len(afters) - 1)):
-        p = make_pair(HELD_OUT + 50_000 + i)
+        p = make_pair(base + 50_000 + i)
         box = next((b.box for b in p.before_boxes if b.label == p.category), None)
         verdict = verifier.verify(jpeg(p.before), afters[i], box)
         garbage[STEP[decide_on_verdict("resolved", verdict, min_confidence).kind]] += 1
     import cv2
 
-    frame = cv2.resize(make_pair(HELD_OUT).before, (960, 540))
-    base = []
+    frame = cv2.resize(make_pair(base).before, (960, 540))
+    one_detection = []
     for _ in range(20):
         t0 = time.perf_counter()
         det.detector.detect(frame)
-        base.append((time.perf_counter() - t0) * 1000)
+        one_detection.append((time.perf_counter() - t0) * 1000)
     n = sum(confusion.values())
     decided = sum(v for (_, got), v in confusion.items() if got != "uncertain")
     truth = Counter(label for (label, _), v in confusion.items() for _ in range(v))
     return {
-        "pairs": n, "skipped_no_visible_problem": skipped, "seeds": [HELD_OUT, HELD_OUT + pairs - 1],
+        "pairs": n, "skipped_no_visible_problem": skipped, "seeds": [base, base + pairs - 1],
         "min_confidence": min_confidence,
         "confusion": {t: {g: confusion[(t, g)] for g in ("fixed", "not_fixed", "uncertain")}
                       for t in ("fixed", "not_fixed")},
@@ -109,8 +112,8 @@ def run(pairs: int, unrelated: int, min_confidence: float) -> dict:
         "by_category": {k: dict(v) for k, v in sorted(by_category.items())},
         "unrelated_pairs": dict(garbage),
         "time_ms": {"mean": round(float(np.mean(times)), 1), "p50": pct(times, 50), "p99": pct(times, 99)},
-        "baseline_detect_ms": {"mean": round(float(np.mean(base)), 1)},
-        "time_vs_one_detection": round(float(np.mean(times)) / float(np.mean(base)), 1),
+        "baseline_detect_ms": {"mean": round(float(np.mean(one_detection)), 1)},
+        "time_vs_one_detection": round(float(np.mean(times)) / float(np.mean(one_detection)), 1),
         "machine": f"{platform.machine()}, {platform.python_version()}, {platform.processor() or 'cpu'}",
     }
 
@@ -120,12 +123,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--pairs", type=int, default=400)
     ap.add_argument("--unrelated", type=int, default=40, help="unrelated (misaligned) pairs")
     ap.add_argument("--min-confidence", type=float, default=0.8)
+    ap.add_argument("--seed-base", type=int, default=HELD_OUT, help="first seed of the held-out set")
     ap.add_argument("--quick", action="store_true", help="100 pairs, 10 unrelated")
     ap.add_argument("--json", type=Path, help="write the results here")
     args = ap.parse_args(argv)
     if args.quick:
         args.pairs, args.unrelated = 100, 10
-    r = run(args.pairs, args.unrelated, args.min_confidence)
+    r = run(args.pairs, args.unrelated, args.min_confidence, args.seed_base)
     c = r["confusion"]
     print(f"photo verification, {r['pairs']} held-out pairs (seeds {r['seeds'][0]}…), "
           f"min_confidence {r['min_confidence']}")

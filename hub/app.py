@@ -114,6 +114,9 @@ class Hub:
         except BaseException:
             await self.stop()
             raise
+        preload = getattr(self.verifier, "region_detector", None)
+        if preload is not None:  # load the detector now: a missing model is logged at start
+            await asyncio.to_thread(preload)
         self._tasks.append(asyncio.create_task(self._verification_loop(), name="hub-verify"))
         self._tasks.append(asyncio.create_task(self._supervise_loop(), name="hub-supervise"))
         self._tasks.extend(await self.plans.start())

@@ -126,8 +126,10 @@ def _serve(args: argparse.Namespace) -> int:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
         async with Hub(setup) as hub:
-            print(f"cityops-hub: serving {hub.web_url} (broker {hub.broker_host}:{hub.broker_port})",
-                  flush=True)
+            describe = getattr(hub.verifier, "describe", None)
+            verification = describe() if describe else "none: after-photos go to an operator"
+            print(f"cityops-hub: serving {hub.web_url} (broker {hub.broker_host}:{hub.broker_port}; "
+                  f"photo verification: {verification})", flush=True)
             await stop.wait()
 
     asyncio.run(run())

@@ -173,6 +173,14 @@ class SlaConfig(StrictModel):
 class ClosureConfig(StrictModel):
     recurrence_window_h: float = Field(72, ge=0, description="a closed case that recurs within it reopens")
 
+    @model_validator(mode="before")
+    @classmethod
+    def _moved_keys(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "verify_min_confidence" in data:
+            raise ValueError("closure.verify_min_confidence moved: write it as "
+                             "verification.min_confidence")
+        return data
+
 
 class VerificationConfig(StrictModel):
     """How after-photos are compared with before-photos (automatic closure)."""

@@ -37,7 +37,8 @@ class Thresholds(StrictModel):
     changed_unchanged: float = Field(0.12, ge=0, lt=1, description="at most this share changed: unchanged, not fixed")
     detector_present: float = Field(0.45, gt=0, le=1, description="the problem's class at this score in the after-photo: still there")
     detector_absent: float = Field(0.2, gt=0, le=1, description="below this score the problem's class is gone")
-    detector_seen: float = Field(0.4, gt=0, le=1, description="the class must score this in the before-photo to confirm a fix")
+    detector_seen: float = Field(0.5, gt=0, le=1, description="the class must score this in the before-photo to confirm a fix")
+    detector_other: float = Field(0.45, gt=0, le=1, description="another problem class at this score in the after-photo's region: not confirmed gone")
     persist_ratio: float = Field(0.75, gt=0, le=2, description="after ≥ this × before score: still there")
     changed_partial: float = Field(0.25, gt=0, le=1, description="a smaller change still counts as fixed when the detector is sure")
     detector_sure: float = Field(0.5, gt=0, le=1, description="before-photo score that makes the detector sure enough for that")
@@ -159,7 +160,7 @@ def decide(e: Evidence, t: Thresholds) -> Verdict:
                        f"the region looks unchanged ({facts})", NAME)
     # -- gone? every signal must agree ------------------------------------------------------------
     sure_gone = (e.detector and e.before_score >= t.detector_sure and e.after_score <= t.detector_gone
-                 and e.other_score < t.detector_present)
+                 and e.other_score < t.detector_other)
     needed = t.changed_partial if sure_gone else t.changed_fixed
     if e.changed < needed:
         return uncertain(0.3, "the region changed only in part")
@@ -168,9 +169,9 @@ def decide(e: Evidence, t: Thresholds) -> Verdict:
     if e.before_score < t.detector_seen:
         return uncertain(0.5, "the region changed but the detector did not recognise the problem "
                               "in the before-photo")
-    if e.after_score > t.detector_absent:
+    if e.after_score >= t.detector_absent:
         return uncertain(0.4, "the region changed but the detector still half-sees the problem")
-    if e.other_score >= t.detector_present:
+    if e.other_score >= t.detector_other:
         return uncertain(0.4, "the region changed but the detector sees another problem there")
     gone = _margin(e.before_score - e.after_score, t.detector_seen - t.detector_absent)
     return Verdict(Outcome.FIXED, _sure(gone, _margin(e.changed, needed), aligned),

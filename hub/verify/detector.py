@@ -2,9 +2,10 @@
 :class:`edge_agent.detect.runtime.Detector`, loaded once, used from one thread at a time).
 
 :meth:`RegionDetector.scores` crops the region with context at the model's aspect ratio
-(the detector was trained on whole street scenes, so the crop keeps plenty of scene
-around the problem) and returns the best score per class among detections that overlap
-the region.
+(the detector was trained on whole street scenes, so the crops keep plenty of scene
+around the problem), at three scales, and returns the best score per class among
+detections that overlap the region in any of them: one flaky view cannot make a problem
+"gone".
 """
 
 from __future__ import annotations
@@ -34,19 +35,21 @@ def _overlap(a: tuple[float, float, float, float], b: tuple[float, float, float,
 
 class RegionDetector:
     def __init__(self, model: Path | str = BUNDLED_MODEL, labels: Path | str = BUNDLED_LABELS,
-                 *, context: float = 3.0, min_overlap: float = 0.3, ignore: tuple[str, ...] = ("vehicle",)) -> None:
+                 *, contexts: tuple[float, ...] = (2.0, 3.0, 4.5), min_overlap: float = 0.3,
+                 ignore: tuple[str, ...] = ("vehicle",)) -> None:
         self.detector = Detector(model, read_labels(labels), score_threshold=0.05, max_detections=50)
-        self.context = context
+        self.contexts = contexts
         self.min_overlap = min_overlap
         self.ignore = set(ignore)
         self._lock = threading.Lock()
 
-    def _window(self, shape: tuple[int, ...], box: tuple[int, int, int, int]) -> tuple[int, int, int, int]:
+    def _window(self, shape: tuple[int, ...], box: tuple[int, int, int, int],
+                context: float) -> tuple[int, int, int, int]:
         h, w = shape[:2]
         mw, mh = self.detector.info.input_size
         aspect = mw / mh
         bw, bh = box[2] - box[0], box[3] - box[1]
-        cw = max(bw * self.context, bh * self.context * aspect, w * 0.4)
+        cw = max(bw * context, bh * context * aspect, w * 0.3)
         ch = cw / aspect
         if ch > h:
             ch, cw = h, min(w, h * aspect)
@@ -56,20 +59,22 @@ class RegionDetector:
         y0 = int(np.clip(cy - ch / 2, 0, h - ch))
         return x0, y0, int(x0 + cw), int(y0 + ch)
 
-    def scores(self, image: np.ndarray, box: tuple[int, int, int, int], grow: float = 0.0) -> dict[str, float]:
+    def scores(self, image: np.ndarray, box: tuple[int, int, int, int],
+               grow: tuple[float, float] = (0.0, 0.0)) -> dict[str, float]:
         """Best score per label among detections overlapping ``box`` (pixels x0, y0, x1, y1)
-        grown by ``grow`` × its size on each side (the after-photo is searched wider: a
-        problem that moved a little with the camera's parallax is still there)."""
-        x0, y0, x1, y1 = self._window(image.shape, box)
-        crop = image[y0:y1, x0:x1]
-        cw, ch = max(1, x1 - x0), max(1, y1 - y0)
-        gx, gy = (box[2] - box[0]) * grow, (box[3] - box[1]) * grow
-        rel = ((box[0] - gx - x0) / cw, (box[1] - gy - y0) / ch, (box[2] + gx - x0) / cw, (box[3] + gy - y0) / ch)
-        with self._lock:
-            found = self.detector.detect(crop)
+        grown by ``grow`` pixels (x, y) on each side (the after-photo is searched wider: a
+        problem that moved with the camera's parallax is still there)."""
         out: dict[str, float] = {}
-        for d in found:
-            if d.label in self.ignore or _overlap(tuple(d.box), rel) < self.min_overlap:
-                continue
-            out[d.label] = max(out.get(d.label, 0.0), float(d.score))
+        gx, gy = grow
+        for context in self.contexts:  # several views: the best score of each class counts
+            x0, y0, x1, y1 = self._window(image.shape, box, context)
+            cw, ch = max(1, x1 - x0), max(1, y1 - y0)
+            rel = ((box[0] - gx - x0) / cw, (box[1] - gy - y0) / ch,
+                   (box[2] + gx - x0) / cw, (box[3] + gy - y0) / ch)
+            with self._lock:
+                found = self.detector.detect(image[y0:y1, x0:x1])
+            for d in found:
+                if d.label in self.ignore or _overlap(tuple(d.box), rel) < self.min_overlap:
+                    continue
+                out[d.label] = max(out.get(d.label, 0.0), float(d.score))
         return out

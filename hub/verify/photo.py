@@ -23,9 +23,12 @@ __all__ = ["PhotoVerifier"]
 
 log = logging.getLogger(__name__)
 
-# The after-photo's region is searched this much wider (× the region's size, each side)
-# for the problem's class: parallax can move a problem on the ground by its own size.
-AFTER_SEARCH = 0.25
+# The after-photo's region is searched wider for the problem's class, on each side by this
+# share of the region's size or of the photo's, whichever is more: a re-taken photo's
+# parallax moves a problem on the near ground by up to about its own width even after
+# alignment, and a small problem that moved out of its box must not look "gone".
+AFTER_SEARCH = 0.5
+AFTER_SEARCH_FRAME = 0.05
 
 
 class PhotoVerifier:
@@ -55,6 +58,14 @@ class PhotoVerifier:
                     self._detector_error = str(exc)
                     log.warning("photo verification runs without the detector: %s", exc)
             return self._detector
+
+    def describe(self) -> str:
+        """One line for people: what this verifier uses (``cityops-hub serve`` prints it)."""
+        det = self.region_detector()
+        if det is not None:
+            return f"photo (ORB + RANSAC, SSIM, detector {self.model.name})"
+        why = "turned off" if not self.use_detector else self._detector_error
+        return f"photo without the detector ({why}): nothing closes automatically"
 
     def _uncertain(self, why: str) -> Verdict:
         return Verdict(Outcome.UNCERTAIN, 0.0, why, self.name)
@@ -91,7 +102,10 @@ class PhotoVerifier:
         if det is not None:
             box = (crop.x0 + crop.bx0, crop.y0 + crop.by0, crop.x0 + crop.bx1, crop.y0 + crop.by1)
             seen_before = det.scores(before, box)
-            seen_after = det.scores(images.match_light(before, warped, valid, crop), box, grow=AFTER_SEARCH)
+            h, w = before.shape[:2]
+            grow = (max(AFTER_SEARCH * (box[2] - box[0]), AFTER_SEARCH_FRAME * w),
+                    max(AFTER_SEARCH * (box[3] - box[1]), AFTER_SEARCH_FRAME * h))
+            seen_after = det.scores(images.match_light(before, warped, valid, crop), box, grow=grow)
             evidence = _with_detections(evidence, seen_before, seen_after, t)
         verdict = decide(evidence, t)
         if self.use_detector and det is None:

@@ -56,38 +56,36 @@ async def test_handler_photo_is_verified_and_the_case_closes(tmp_path, clock):
         agent.close()
 
 
+async def _resolved_for_review(hub):
+    """A photo case (its snapshot passes the protocol's JPEG markers but is no image)
+    resolved with another such photo; returns the case once it waits for a person."""
+    agent = await asyncio.to_thread(TestAgent, hub.broker)
+    photo = jpeg(4)
+    agent.send_snapshot("ev-1", 1, photo)
+    agent.send(event(snapshot=photo))
+    await await_for(lambda: agent.acked(1), what="ack")
+    agent.close()
+    await hub.resolve(1, actor="crew", after_jpeg=jpeg(5))
+    return await await_for(lambda: hub.read(lambda r: (c := r.get_case(1)).review_reason and c),
+                           what="review")
+
+
 async def test_without_a_verifier_photos_go_to_an_operator(tmp_path, clock):
     """verification.kind: none — every after-photo waits for a person."""
     async with Hub(make_setup(tmp_path, verification={"kind": "none"}), clock=clock,
                    run_scheduler=False) as hub:
-        agent = await asyncio.to_thread(TestAgent, hub.broker)
-        photo = jpeg(4)
-        agent.send_snapshot("ev-1", 1, photo)
-        agent.send(event(snapshot=photo))
-        await await_for(lambda: agent.acked(1), what="ack")
-        await hub.resolve(1, actor="crew", after_jpeg=jpeg(5))
-        case = await await_for(lambda: hub.read(lambda r: (c := r.get_case(1)).review_reason and c),
-                               what="review")
+        case = await _resolved_for_review(hub)
         assert case.state == "resolved" and "no photo verifier is configured" in case.review_reason
         case = await hub.review(1, fixed=True, actor="op")
         assert (case.state, case.closed_by) == ("closed", "operator")
-        agent.close()
 
 
 async def test_the_photo_verifier_is_the_default_and_refuses_undecodable_photos(hub):
     """Without a verification section the hub runs the photo verifier; photos it cannot
     even decode go to an operator with the reason."""
     assert hub.verifier.name == "photo"
-    agent = await asyncio.to_thread(TestAgent, hub.broker)
-    photo = jpeg(4)  # passes the protocol's JPEG markers, but is no image
-    agent.send_snapshot("ev-1", 1, photo)
-    agent.send(event(snapshot=photo))
-    await await_for(lambda: agent.acked(1), what="ack")
-    await hub.resolve(1, actor="crew", after_jpeg=jpeg(5))
-    case = await await_for(lambda: hub.read(lambda r: (c := r.get_case(1)).review_reason and c),
-                           what="review")
+    case = await _resolved_for_review(hub)
     assert case.state == "resolved" and "before-photo cannot be decoded" in case.review_reason
-    agent.close()
 
 
 async def test_retention_removes_old_messages_but_keeps_cases(hub, clock):
@@ -112,6 +110,7 @@ def test_serve_runs_as_a_process_and_stops_on_sigterm(tmp_path):
     try:
         line = proc.stdout.readline()
         assert line.startswith("cityops-hub: serving http://127.0.0.1:"), line + proc.stderr.read()
+        assert "photo verification: photo (ORB + RANSAC, SSIM, detector cityops_detector_int8.tflite)" in line
         url = line.split()[2]
 
         async def health():

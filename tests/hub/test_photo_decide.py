@@ -58,7 +58,7 @@ def test_gone_with_every_signal_agreeing_is_fixed_and_confident():
 
 
 def test_margins_raise_the_confidence():
-    just = decide(ev(ctx=0.56, changed=0.41, before=0.41, after=0.2), T)
+    just = decide(ev(ctx=0.56, changed=0.41, before=0.51, after=0.19), T)
     clear = decide(ev(ctx=0.99, changed=0.95, before=0.95, after=0.0), T)
     assert just.outcome is clear.outcome is Outcome.FIXED
     assert 0.8 <= just.confidence < 0.82 < 0.95 < clear.confidence <= 1.0
@@ -142,3 +142,12 @@ def test_a_model_path_is_relative_to_the_config(tmp_path):
     path = _write(tmp_path, "  model: models/d.tflite\n  labels: models/labels.txt\n")
     cfg, _ = load_config(path)
     assert cfg.verification.model == tmp_path.resolve() / "models" / "d.tflite"
+
+
+def test_the_old_min_confidence_key_says_where_it_moved(tmp_path):
+    make_config(tmp_path)
+    path = tmp_path / "hub.yaml"
+    path.write_text("grids: grids.geojson\nclosure:\n  verify_min_confidence: 0.9\n", encoding="utf-8")
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    assert "verification.min_confidence" in str(err.value) and f"{path}:" in str(err.value)
