@@ -106,7 +106,7 @@ def test_decoding_anything_either_works_or_says_why(topic, payload):
         decode_message(topic, payload)
     except ProtocolError as exc:
         refused_properly(exc)
-        assert exc.topic == topic
+        assert exc.topic in (topic, repr(topic))  # a topic with NUL is kept as its repr
 
 
 @given(events(agent_id="agent-1"), st.integers(1, 4))
