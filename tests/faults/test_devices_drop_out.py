@@ -12,7 +12,6 @@ import os
 import sqlite3
 
 import pytest
-from faultlib import SCALE
 from hubtest import G01, await_for, make_setup
 
 from edge_agent.app import AgentApp
@@ -42,7 +41,7 @@ devices:
 """
 
 
-async def test_modbus_devices_drop_out_and_return(tmp_path):
+async def test_modbus_devices_drop_out_and_return(tmp_path, scale):
     hub = Hub(make_setup(tmp_path, screening={"clear_hold_s": 0}, sla={"tick_s": 0.2}))
     await hub.start()
     wm = load_register_map(MAPS / "water_meter.yaml")[0]
@@ -62,7 +61,7 @@ async def test_modbus_devices_drop_out_and_return(tmp_path):
                 return await hub.read(lambda r: [c for c in r.list_cases(states=states, limit=100)
                                                  if c.subcategory == "device.offline"])
 
-            for _ in range(2 * SCALE):
+            for _ in range(2 * scale):
                 await await_for(lambda: app.session and app.session.stats.connects, timeout=20)
                 meters[1].mode = Mode.SILENT  # the cable is cut
                 await await_for(lambda: offline_cases(["new", "accepted", "dispatched", "in_progress",
@@ -85,12 +84,12 @@ async def test_modbus_devices_drop_out_and_return(tmp_path):
         kinds = [k for (k,) in db.execute(
             "SELECT kind FROM messages WHERE event_id IN (SELECT event_id FROM events"
             " WHERE subcategory = 'device.offline') ORDER BY seq")]
-    assert [(src, ended) for src, ended, _ in lives] == [("wm-1", 1)] * (2 * SCALE)  # never wm-2
+    assert [(src, ended) for src, ended, _ in lives] == [("wm-1", 1)] * (2 * scale)  # never wm-2
     assert len({case for _, _, case in lives}) == 1  # every drop-out joined (reopened) one case
-    assert kinds == ["new", "end"] * (2 * SCALE)
+    assert kinds == ["new", "end"] * (2 * scale)
     with sqlite3.connect(tmp_path / "hub.sqlite") as db:
         actions = [a for (a,) in db.execute("SELECT action FROM case_audit ORDER BY id")]
-    assert actions.count("reopened") == 2 * SCALE - 1, actions
+    assert actions.count("reopened") == 2 * scale - 1, actions
 
 
 async def _all_closed(get) -> bool:
