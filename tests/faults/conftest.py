@@ -11,3 +11,13 @@ for sub in ("hub", "edge_agent"):
     path = str(HERE.parent / sub)
     if path not in sys.path:
         sys.path.insert(0, path)
+
+
+import pytest  # noqa: E402
+from faultlib import SCALE  # noqa: E402
+
+
+@pytest.fixture(params=[pytest.param(1, id="reduced"), pytest.param(10, id="large", marks=pytest.mark.slow)])
+def scale(request) -> int:
+    """Size factor: 1 in the default run, 10 with ``-m slow``; times CITYOPS_FAULT_SCALE."""
+    return request.param * SCALE

@@ -28,10 +28,6 @@ SCALE = max(1, int(os.environ.get("CITYOPS_FAULT_SCALE", "1")))
 T0 = datetime(2026, 7, 1, 8, 0, tzinfo=UTC)
 
 
-def scaled(n: int) -> int:
-    return n * SCALE
-
-
 # -- ground truth ------------------------------------------------------------------------------
 
 def lifecycles(sources: int, updates: int, prefix: str = "m") -> list[EventDraft]:

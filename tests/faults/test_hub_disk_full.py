@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from faultlib import Agent, assert_exactly_once, interleave, lifecycles, scaled, stored
+from faultlib import Agent, assert_exactly_once, interleave, lifecycles, stored
 from hubtest import make_setup
 
 from hub.app import Hub
@@ -15,10 +15,10 @@ from hub.app import Hub
 pytestmark = pytest.mark.asyncio
 
 
-async def test_full_disk_stops_acks_loses_nothing_and_recovers(tmp_path):
+async def test_full_disk_stops_acks_loses_nothing_and_recovers(tmp_path, scale):
     hub = Hub(make_setup(tmp_path), run_scheduler=False)
     await hub.start()
-    sources = scaled(10)
+    sources = 10 * scale
     drafts = interleave(lifecycles(sources, updates=8), sources)  # 100 events by default
     agent = await Agent(hub.broker, tmp_path, ack_timeout_s=1).start()
     try:
@@ -31,7 +31,7 @@ async def test_full_disk_stops_acks_loses_nothing_and_recovers(tmp_path):
         assert agent.outbox.depth > 0, "the hub acknowledged events it could not store"
         assert hub.writer.alive() and hub.writer.storage_error and not hub.health()["ok"]
         await hub.write(lambda repo: repo.conn.execute("PRAGMA max_page_count = 1073741823"))
-        await agent.drained(60, "everything acknowledged once space returned")
+        await agent.drained(60 * scale, "everything acknowledged once space returned")
         assert hub.writer.storage_error is None and hub.health()["ok"]
     finally:
         await agent.stop()

@@ -16,7 +16,6 @@ from faultlib import (
     hub_yaml,
     interleave,
     lifecycles,
-    scaled,
     stored,
 )
 from hubtest import make_config
@@ -24,8 +23,8 @@ from hubtest import make_config
 pytestmark = pytest.mark.asyncio
 
 
-async def test_kill_9_hub_mid_ingest_loses_nothing_acknowledged(tmp_path, broker):
-    sources = scaled(30)
+async def test_kill_9_hub_mid_ingest_loses_nothing_acknowledged(tmp_path, broker, scale):
+    sources = 30 * scale
     drafts = interleave(lifecycles(sources, updates=18), sources)  # 600 events by default
     hub = HubProcess(hub_yaml(tmp_path, broker, receivers=1), broker).start()
     agent = await Agent(broker, tmp_path, ack_timeout_s=3).start()
@@ -38,18 +37,18 @@ async def test_kill_9_hub_mid_ingest_loses_nothing_acknowledged(tmp_path, broker
         await feeding  # the rest is taken by the outbox while the hub is down
         assert 0 < acked_before < len(drafts)
         hub.start()
-        await agent.drained(90)
+        await agent.drained(90 * scale)
     finally:
         await agent.stop()
         hub.stop()
     assert_exactly_once(stored(make_config(tmp_path).database), agent.seqs, sources)
 
 
-async def test_kill_9_mosquitto_mid_stream_loses_nothing(tmp_path, broker):
+async def test_kill_9_mosquitto_mid_stream_loses_nothing(tmp_path, broker, scale):
     """Persistence on (the fixture's default); a kill -9 drops whatever the broker held
     in memory since its last autosave, which the outbox must make up for."""
     assert broker.settings.persistence
-    sources = scaled(20)
+    sources = 20 * scale
     drafts = interleave(lifecycles(sources, updates=13), sources)  # 300 events by default
     hub = HubProcess(hub_yaml(tmp_path, broker, receivers=1), broker).start()
     agent = await Agent(broker, tmp_path, ack_timeout_s=3).start()
@@ -61,7 +60,7 @@ async def test_kill_9_mosquitto_mid_stream_loses_nothing(tmp_path, broker):
         await asyncio.sleep(0.5)  # the agent keeps taking events while the broker is gone
         broker.start()
         await feeding
-        await agent.drained(90)
+        await agent.drained(90 * scale)
         assert agent.session.stats.connects >= 2  # it did lose the broker and come back
     finally:
         await agent.stop()

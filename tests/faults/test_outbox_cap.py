@@ -9,14 +9,14 @@ import asyncio
 import sqlite3
 
 import pytest
-from faultlib import Agent, HubProcess, hub_yaml, interleave, lifecycles, scaled, stored
+from faultlib import Agent, HubProcess, hub_yaml, interleave, lifecycles, stored
 from hubtest import make_config
 
 pytestmark = pytest.mark.asyncio
 
 
-async def test_outbox_past_its_cap_while_the_broker_is_down(tmp_path, broker):
-    sources = scaled(8)
+async def test_outbox_past_its_cap_while_the_broker_is_down(tmp_path, broker, scale):
+    sources = 8 * scale
     drafts = interleave(lifecycles(sources, updates=10), sources)  # 96 events by default
     cap = max(10, len(drafts) // 3)
     agent = await Agent(broker, tmp_path, max_events=cap, ack_timeout_s=2).start()
@@ -37,7 +37,7 @@ async def test_outbox_past_its_cap_while_the_broker_is_down(tmp_path, broker):
         broker.start()
         hub = HubProcess(hub_yaml(tmp_path, broker), broker).start()
         try:
-            await agent.drained(60)
+            await agent.drained(60 * scale)
             db = make_config(tmp_path).database
 
             def reported() -> int | None:

@@ -18,8 +18,6 @@ import threading
 import time
 from pathlib import Path
 
-from faultlib import SCALE
-
 from edge_agent.outbox import Outbox
 from protocol.codec import decode_events
 
@@ -62,7 +60,7 @@ def reopen(db: Path, taken: int) -> None:
         box.close()
 
 
-def test_power_loss_at_random_points_keeps_every_taken_event(tmp_path):
+def test_power_loss_at_random_points_keeps_every_taken_event(tmp_path, scale):
     rng = random.Random(int(os.environ.get("CITYOPS_FAULT_SEED", "0")) or None)
     db = tmp_path / "outbox.sqlite"
     proc = subprocess.Popen([sys.executable, "-c", CHILD, str(db)], stdout=subprocess.PIPE,
@@ -84,7 +82,7 @@ def test_power_loss_at_random_points_keeps_every_taken_event(tmp_path):
         while not taken:
             assert time.monotonic() < deadline and proc.poll() is None, "the writer did not start"
             time.sleep(0.01)
-        for k in range(12 * SCALE):
+        for k in range(12 * scale):
             time.sleep(rng.uniform(0.005, 0.08))
             os.kill(proc.pid, signal.SIGSTOP)
             time.sleep(0.03)  # the reader drains what the frozen child already printed
