@@ -66,6 +66,9 @@ def raw_phase(name: str, msgs: list, events: int) -> dict:
                 "messages_per_s": round(len(msgs) / secs), "events_per_s": round(events / secs),
                 "subscriber_cpu": round((r1.ru_utime + r1.ru_stime - r0.ru_utime - r0.ru_stime) / secs, 2),
                 "broker_cpu": round((cpu_seconds(broker.pid) - b0) / secs, 2),
+                "cpu_us_per_msg": {
+                    "subscriber": round((r1.ru_utime + r1.ru_stime - r0.ru_utime - r0.ru_stime) / len(msgs) * 1e6, 1),
+                    "broker": round((cpu_seconds(broker.pid) - b0) / len(msgs) * 1e6, 1)},
             }
         finally:
             broker.stop()
@@ -114,6 +117,10 @@ async def hub_phase(name: str, msgs: list, expected: dict[str, int], receivers: 
                 "events_per_s": round(events / secs),
                 "hub_cpu": round((r1.ru_utime + r1.ru_stime - r0.ru_utime - r0.ru_stime) / secs, 2),
                 "receiver_cpu": round(recv_cpu / secs, 2), "broker_cpu": round(broker_cpu / secs, 2),
+                "cpu_us_per_msg": {
+                    "hub": round((r1.ru_utime + r1.ru_stime - r0.ru_utime - r0.ru_stime) / len(msgs) * 1e6, 1),
+                    "receivers": round(recv_cpu / len(msgs) * 1e6, 1),
+                    "broker": round(broker_cpu / len(msgs) * 1e6, 1)},
                 "stored": counts["messages_stored"], "lost": events - counts["messages_stored"],
                 "duplicates": stats["duplicates"], "conflicts": stats["conflicts"],
                 "dead_letters": counts["dead_letters"], "lifecycles": counts["lifecycles"],
@@ -123,6 +130,13 @@ async def hub_phase(name: str, msgs: list, expected: dict[str, int], receivers: 
         finally:
             broker.stop()
     raise AssertionError("unreachable")
+
+
+def _cpu_text(r: dict) -> str:
+    c = r["cpu_us_per_msg"]
+    if "subscriber" in c:
+        return f"{c['subscriber']} + {c['broker']}"
+    return f"{c['hub']} + {c['receivers']} + {c['broker']}"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -174,13 +188,13 @@ def main(argv: list[str] | None = None) -> int:
         elif r["phase"].startswith("hub single"):
             r["ratio_to_raw"] = round(r["messages_per_s"] / raw_single, 3)
     head = f"{'phase':<18}{'msgs/s':>9}{'events/s':>10}{'ratio':>7}{'lost':>6}{'dups':>6}" \
-           f"{'hub cpu':>8}{'recv cpu':>9}{'broker':>7}"
+           f"{'hub cpu':>8}{'recv cpu':>9}{'broker':>7}{'CPU us/msg (sub|hub+recv+broker)':>34}"
     print(head)
     for r in results:
         print(f"{r['phase']:<18}{r['messages_per_s']:>9}{r['events_per_s']:>10}"
               f"{r.get('ratio_to_raw', ''):>7}{r.get('lost', ''):>6}{r.get('duplicates', ''):>6}"
               f"{r.get('hub_cpu', r.get('subscriber_cpu', '')):>8}{r.get('receiver_cpu', ''):>9}"
-              f"{r['broker_cpu']:>7}")
+              f"{r['broker_cpu']:>7}{_cpu_text(r):>34}")
     load = os.getloadavg()
     ratios = [r["ratio_to_raw"] for r in results if "ratio_to_raw" in r and r.get("receivers") == receivers[0]]
     if len(ratios) > 1:

@@ -173,7 +173,7 @@ class ReceiverSettings:
     shared_group: str | None = "hub"
     handover: int = 500  # messages per hand-over under load
     flush_s: float = 0.003  # a message waits at most about this long before a hand-over
-    decode: str = "batches"  # in a receiver process: "all", "batches" or "none"
+    decode: str = "all"  # in a receiver process: "all", "batches" or "none"
 
 
 class Receiver:
