@@ -30,7 +30,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from simulators.fleet import Fleet, FleetOptions, provision  # noqa: E402
+from simulators.fleet import Fleet, FleetOptions, provision, raise_fd_limit  # noqa: E402
 from simulators.privatehub import PrivateHub  # noqa: E402
 from simulators.scoring import percentile  # noqa: E402
 
@@ -47,17 +47,21 @@ def _self_rss_mib() -> float:
     return 0.0
 
 
-def _get_ms(url: str) -> float:
+def _get_ms(url: str, token: str) -> float:
     t0 = time.perf_counter()
-    with urllib.request.urlopen(url, timeout=30) as r:  # noqa: S310 - our own loopback hub
+    req = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"})
+    with urllib.request.urlopen(req, timeout=30) as r:  # noqa: S310 - our own loopback hub
         r.read()
+        if r.status != 200 or "/login" in r.url:
+            raise RuntimeError(f"{url}: HTTP {r.status} at {r.url} (not signed in?)")
     return (time.perf_counter() - t0) * 1000
 
 
-def page_latency(base: str, n: int) -> dict[str, Any]:
+def page_latency(base: str, n: int, token: str) -> dict[str, Any]:
+    """The status page and the agent list API as a signed-in operator (API token)."""
     out = {}
-    for name, path in (("status_page", ""), ("agents_json", "api/v1/agents")):
-        samples = [_get_ms(base + path) for _ in range(n)]
+    for name, path in (("status_page", ""), ("agents_json", "api/v1/agents?limit=100")):
+        samples = [_get_ms(base + path, token) for _ in range(n)]
         out[name] = {"p50_ms": round(percentile(samples, 50), 1), "p95_ms": round(percentile(samples, 95), 1),
                      "max_ms": round(max(samples), 1)}
     return out
@@ -67,6 +71,7 @@ def phase(args: argparse.Namespace, with_hub: bool) -> dict[str, Any]:
     with PrivateHub(hub=with_hub, receivers=1) as ph:
         creds = provision(ph.broker.auth, args.agents, "bench")
         ph.broker.reload()
+        token = ph.operator_token() if with_hub else ""
         fleet = Fleet(FleetOptions(ph.broker.host, ph.broker.port, creds, event_rate=args.rate if with_hub else 0,
                                    heartbeat_s=args.heartbeat, ramp_s=args.ramp, loops=args.loops))
         fleet.start()
@@ -79,7 +84,8 @@ def phase(args: argparse.Namespace, with_hub: bool) -> dict[str, Any]:
             u0, f0, t0 = ph.usage(), _self_cpu(), time.monotonic()
             time.sleep(args.hold)
             u1, f1, t1 = ph.usage(), _self_cpu(), time.monotonic()
-            pages = page_latency(ph.web_url, args.page_samples) if with_hub and ph.web_url else None
+            pages = page_latency(ph.web_url, args.page_samples, token) if with_hub and ph.web_url else None
+            load_hold = os.getloadavg()[0]
             fleet.quiesce(30)
             held = fleet.stats()
         finally:
@@ -92,7 +98,8 @@ def phase(args: argparse.Namespace, with_hub: bool) -> dict[str, Any]:
             "connect_storm_s": storm["connect_storm_s"], "errors": held["errors"],
             "events_published": held["events_published"], "events_acked": held["events_acked"],
             "ack_ms": held["ack_ms"], "heartbeats": held["heartbeats"], "reconnects": held["reconnects"],
-            "hold_s": round(wall, 1), "processes": procs, "pages": pages}
+            "hold_s": round(wall, 1), "processes": procs, "pages": pages,
+            "loadavg_during_hold": round(load_hold, 2)}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -106,6 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--page-samples", type=int, default=40)
     p.add_argument("--json", type=Path)
     args = p.parse_args(argv)
+    raise_fd_limit()  # before the broker starts: it inherits the limit (10,000 agents need it)
     load = os.getloadavg()
     base = phase(args, with_hub=False)
     full = phase(args, with_hub=True)
@@ -131,7 +139,8 @@ def main(argv: list[str] | None = None) -> int:
     if full["pages"]:
         for name, v in full["pages"].items():
             print(f"{name}: p50 {v['p50_ms']} ms, p95 {v['p95_ms']} ms, max {v['max_ms']} ms")
-    print(f"errors: A {base['errors'] or 0}, B {full['errors'] or 0}")
+    print(f"errors: A {base['errors'] or 0}, B {full['errors'] or 0}; load average during the hold: "
+          f"A {base['loadavg_during_hold']}, B {full['loadavg_during_hold']}")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(result, indent=2))

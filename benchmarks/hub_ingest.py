@@ -44,6 +44,7 @@ from _hubbench import (  # noqa: E402
 )
 
 from hub.app import Hub  # noqa: E402
+from hub.config import IngestConfig  # noqa: E402
 from protocol.topics import Channel, subscription  # noqa: E402
 
 
@@ -65,18 +66,23 @@ def raw_phase(name: str, msgs: list, events: int) -> dict:
                 "messages_per_s": round(len(msgs) / secs), "events_per_s": round(events / secs),
                 "subscriber_cpu": round((r1.ru_utime + r1.ru_stime - r0.ru_utime - r0.ru_stime) / secs, 2),
                 "broker_cpu": round((cpu_seconds(broker.pid) - b0) / secs, 2),
+                "cpu_us_per_msg": {
+                    "subscriber": round((r1.ru_utime + r1.ru_stime - r0.ru_utime - r0.ru_stime) / len(msgs) * 1e6, 1),
+                    "broker": round((cpu_seconds(broker.pid) - b0) / len(msgs) * 1e6, 1)},
             }
         finally:
             broker.stop()
     raise AssertionError("unreachable")
 
 
-async def hub_phase(name: str, msgs: list, expected: dict[str, int], receivers: int) -> dict:
+async def hub_phase(name: str, msgs: list, expected: dict[str, int], receivers: int,
+                    decode: str = "batches") -> dict:
     events = sum(n for _, _, n in msgs)
     for tmp in tmpdir():
         broker = start_broker(tmp / "broker")
         try:
-            setup = build(tmp, broker, receivers=receivers, client_id=f"bench-{name.replace(' ', '-')}")
+            setup = build(tmp, broker, receivers=receivers, decode_in_receivers=decode,
+                          client_id="bench-" + name.replace(" ", "-").replace("#", "r"))
             async with Hub(setup, run_scheduler=False):
                 pass  # subscribe once: the receivers' persistent sessions now queue for them
             pub = Publisher(broker)
@@ -106,11 +112,15 @@ async def hub_phase(name: str, msgs: list, expected: dict[str, int], receivers: 
             unacked = sum(1 for a in agents if a.seq_upto != expected[a.agent_id])
             unacked += len(expected) - len(agents)
             return {
-                "phase": name, "receivers": receivers, "messages": len(msgs), "events": events,
+                "phase": name, "receivers": receivers, "decode_in_receivers": decode, "messages": len(msgs), "events": events,
                 "seconds": round(secs, 3), "messages_per_s": round(len(msgs) / secs),
                 "events_per_s": round(events / secs),
                 "hub_cpu": round((r1.ru_utime + r1.ru_stime - r0.ru_utime - r0.ru_stime) / secs, 2),
                 "receiver_cpu": round(recv_cpu / secs, 2), "broker_cpu": round(broker_cpu / secs, 2),
+                "cpu_us_per_msg": {
+                    "hub": round((r1.ru_utime + r1.ru_stime - r0.ru_utime - r0.ru_stime) / len(msgs) * 1e6, 1),
+                    "receivers": round(recv_cpu / len(msgs) * 1e6, 1),
+                    "broker": round(broker_cpu / len(msgs) * 1e6, 1)},
                 "stored": counts["messages_stored"], "lost": events - counts["messages_stored"],
                 "duplicates": stats["duplicates"], "conflicts": stats["conflicts"],
                 "dead_letters": counts["dead_letters"], "lifecycles": counts["lifecycles"],
@@ -122,6 +132,13 @@ async def hub_phase(name: str, msgs: list, expected: dict[str, int], receivers: 
     raise AssertionError("unreachable")
 
 
+def _cpu_text(r: dict) -> str:
+    c = r["cpu_us_per_msg"]
+    if "subscriber" in c:
+        return f"{c['subscriber']} + {c['broker']}"
+    return f"{c['hub']} + {c['receivers']} + {c['broker']}"
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--events", type=int, default=100_000, help="events for the single-event phases")
@@ -131,12 +148,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--updates", type=int, default=2,
                    help="updates per lifecycle (new → updates → end): fewer means more case work")
     p.add_argument("--receivers", default="1,2", help="receiver process counts to measure")
+    p.add_argument("--decode", default=None, choices=["batches", "all", "none"],
+                   help="ingest.decode_in_receivers (default: the hub's default)")
     p.add_argument("--quick", action="store_true", help="20,000 / 40,000 events")
+    p.add_argument("--single-only", action="store_true", help="skip the batched phases")
+    p.add_argument("--repeat", type=int, default=1,
+                   help="measure the single-event phases this many times, alternating raw and hub")
     p.add_argument("--json", type=Path, help="write the results here")
     args = p.parse_args(argv)
     if args.quick:
         args.events, args.batch_events = 20_000, 40_000
     receivers = [int(x) for x in args.receivers.split(",")]
+    decode = args.decode or IngestConfig.model_fields["decode_in_receivers"].default
+    load_start = os.getloadavg()
 
     def prepare(n_events: int, per_message: int) -> tuple[list, dict[str, int]]:
         work = workload(n_events, args.agents, args.updates)
@@ -144,30 +168,42 @@ def main(argv: list[str] | None = None) -> int:
         return messages(work, per_message), {a: len(evs) for a, evs in work.items()}
 
     single, single_counts = prepare(args.events, 1)
-    results = [raw_phase("raw single", single, args.events)]
-    for n in receivers:
-        results.append(asyncio.run(hub_phase(f"hub single x{n}", single, single_counts, n)))
+    results = []
+    for rep in range(args.repeat):
+        tag = f" #{rep + 1}" if args.repeat > 1 else ""
+        results.append(raw_phase(f"raw single{tag}", single, args.events))
+        for n in receivers:
+            results.append(asyncio.run(hub_phase(f"hub single x{n}{tag}", single, single_counts, n, decode)))
     del single
-    batched, batch_counts = prepare(args.batch_events, args.per_message)
-    results.append(raw_phase("raw batched", batched, args.batch_events))
-    for n in receivers:
-        results.append(asyncio.run(hub_phase(f"hub batched x{n}", batched, batch_counts, n)))
+    if not args.single_only:
+        batched, batch_counts = prepare(args.batch_events, args.per_message)
+        results.append(raw_phase("raw batched", batched, args.batch_events))
+        for n in receivers:
+            results.append(asyncio.run(hub_phase(f"hub batched x{n}", batched, batch_counts, n, decode)))
 
-    raw_single = results[0]["messages_per_s"]
-    for r in results:
-        if r["phase"].startswith("hub single"):
+    raw_single = 0
+    for r in results:  # each hub single phase against the raw phase just before it
+        if r["phase"].startswith("raw single"):
+            raw_single = r["messages_per_s"]
+        elif r["phase"].startswith("hub single"):
             r["ratio_to_raw"] = round(r["messages_per_s"] / raw_single, 3)
     head = f"{'phase':<18}{'msgs/s':>9}{'events/s':>10}{'ratio':>7}{'lost':>6}{'dups':>6}" \
-           f"{'hub cpu':>8}{'recv cpu':>9}{'broker':>7}"
+           f"{'hub cpu':>8}{'recv cpu':>9}{'broker':>7}{'CPU us/msg (sub|hub+recv+broker)':>34}"
     print(head)
     for r in results:
         print(f"{r['phase']:<18}{r['messages_per_s']:>9}{r['events_per_s']:>10}"
               f"{r.get('ratio_to_raw', ''):>7}{r.get('lost', ''):>6}{r.get('duplicates', ''):>6}"
               f"{r.get('hub_cpu', r.get('subscriber_cpu', '')):>8}{r.get('receiver_cpu', ''):>9}"
-              f"{r['broker_cpu']:>7}")
+              f"{r['broker_cpu']:>7}{_cpu_text(r):>34}")
     load = os.getloadavg()
+    ratios = [r["ratio_to_raw"] for r in results if "ratio_to_raw" in r and r.get("receivers") == receivers[0]]
+    if len(ratios) > 1:
+        print(f"single-event ratio (x{receivers[0]}) over {len(ratios)} pairs: "
+              f"min {min(ratios):.2f}, median {sorted(ratios)[len(ratios) // 2]:.2f}, max {max(ratios):.2f}")
+    print(f"load average at the end: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
     out = {"benchmark": "hub_ingest", "results": results,
            "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
+                       "loadavg_at_start": [round(x, 2) for x in load_start],
                        "loadavg_at_end": [round(x, 2) for x in load]},
            "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}}
     if args.json:

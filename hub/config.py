@@ -157,7 +157,7 @@ class IngestConfig(StrictModel):
     max_buffered: int = Field(100_000, ge=100, description="received, not yet stored (backpressure)")
     client_id: Id = Field("cityops-hub", description="prefix of the hub's MQTT client ids")
     decode_in_receivers: Literal["batches", "all", "none"] = Field(
-        "batches", description="what receiver processes validate themselves before handing over")
+        "all", description="what receiver processes validate themselves before handing over")
     gc_threshold: int = Field(
         50_000, ge=700,
         description="Python's gen-0 GC threshold in the hub process: decoding allocates many "

@@ -11,6 +11,7 @@ import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cache
 from typing import Any, TypeVar
 
 from pydantic import TypeAdapter, ValidationError
@@ -178,6 +179,13 @@ def _check_agent(agent_id: str | None, found: str, what: str) -> None:
         )
 
 
+@cache
+def _valid_pairs() -> frozenset[tuple[str, str]]:
+    """(category, subcategory) pairs an event may carry: ``Taxonomy.is_valid_pair`` as a
+    set lookup (the taxonomy never changes at run time; this is on every event's path)."""
+    return frozenset((s.category, s.code) for s in taxonomy().subcategories() if not s.retired)
+
+
 def decode_events(payload: bytes, *, agent_id: str | None = None) -> list[Event]:
     """Decode an events message (one object or an array). All or nothing: one bad event
     refuses the message, with the index of the culprit in the detail."""
@@ -203,10 +211,11 @@ def decode_events(payload: bytes, *, agent_id: str | None = None) -> list[Event]
             raise _summarise(exc, _SCHEMAS[Event], payload) from None
     else:
         raise ProtocolError(Refusal.MALFORMED, "an events message is a JSON object or array")
-    tax = taxonomy()
+    pairs = _valid_pairs()
     for i, ev in enumerate(events):
         _check_agent(agent_id, ev.agent_id, f"event {i}")
-        if not tax.is_valid_pair(ev.category, ev.subcategory):
+        if (ev.category, ev.subcategory) not in pairs:
+            tax = taxonomy()
             raise ProtocolError(
                 Refusal.UNKNOWN_CATEGORY,
                 f"event {i}: {ev.category}/{ev.subcategory} is not in taxonomy v{tax.version}",

@@ -123,6 +123,20 @@ class PrivateHub:
         tail = (self.work / "hub.log").read_text()[-2000:]
         raise SimulatorError(f"the hub did not start within {timeout:g} s; its log ends:\n{tail}")
 
+    def operator_token(self, name: str = "bench") -> str:
+        """A fresh operator API token (``cityops-hub token create``, a short second writer),
+        for load generators that read the signed-in pages and API."""
+        if self.hub_proc is None:
+            raise SimulatorError("the hub is not running: no token to create")
+        env = {**os.environ, "CITYOPS_HUB_BROKER_PASSWORD": self.broker.settings.hub_password}
+        done = subprocess.run(  # noqa: S603 - fixed argv
+            [sys.executable, "-c", "import sys; from hub.cli import main; sys.exit(main())",
+             "token", "create", "--config", str(self.work / "hub.yaml"), "--role", "operator",
+             "--name", name], capture_output=True, text=True, env=env, timeout=60, check=False)
+        if done.returncode != 0 or not done.stdout.strip():
+            raise SimulatorError(f"cityops-hub token create failed: {done.stderr.strip()[-500:]}")
+        return done.stdout.strip().splitlines()[0]
+
     @property
     def hub_pid(self) -> int | None:
         return self.hub_proc.pid if self.hub_proc else None

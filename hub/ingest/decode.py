@@ -91,8 +91,10 @@ def record_from_body(body: str) -> EventRecord | None:
         return None
 
 
-@dataclass(frozen=True)
-class EventsItem:
+class EventsItem(NamedTuple):
+    """A NamedTuple, not a dataclass: it crosses the receiver pipe for every decoded
+    message, and a tuple pickles and unpickles several times faster."""
+
     agent_id: str
     records: list[EventRecord]
 
