@@ -75,6 +75,7 @@ class VitalsService:
             await asyncio.sleep(every)
             try:
                 await self.count_now()
+                await self.hub.plans.evaluate()  # open-case triggers, even without a level change
             except Exception:
                 log.exception("vital signs: counting failed")
 
