@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import asyncio
 
+from webtest import Client
+
 from simulators.scenarios import load_scenario
 from simulators.stack import SimStack, StackOptions
-from webtest import Client
 
 
 async def test_rainstorm_demo_shows_the_plan_activating_on_the_status_page():
