@@ -96,7 +96,6 @@ class VitalsConfig(StrictModel):
     rise_min_span_min: float = Field(10, gt=0, description="a rate needs samples spanning this long")
     history_h: float = Field(12, gt=0, le=24 * 14, description="samples kept for the charts")
     sample_every_s: float = Field(60, gt=0, description="chart samples at most this often per indicator")
-    stale_after_s: float = Field(600, gt=0, description="an agent silent this long counts as offline")
     gradings: dict[Kind, Grading] = Field(default_factory=_default_gradings, validate_default=True,
                                           description="per kind (case_pressure and devices_offline "
                                           "have defaults)")

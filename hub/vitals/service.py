@@ -82,7 +82,7 @@ class VitalsService:
     async def count_now(self) -> Observed:
         """Grade open-case pressure and devices offline per grid, now."""
         now = self.hub.clock.now()
-        stale = timedelta(seconds=self.config.stale_after_s)
+        stale = timedelta(seconds=self.hub.config.agents.stale_after_s)  # as the agents page
         placed = self.monitor.agent_grids()
 
         def counts(repo: Any) -> tuple[dict[str, float], dict[str, float]]:
