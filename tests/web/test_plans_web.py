@@ -143,5 +143,7 @@ async def test_open_cases_in_the_area_trigger_a_plan_and_a_restart_keeps_it_acti
         assert again.engine.deadline_overrides["flood.underpass_water_level"] == 15
         assert (await again.plans.summaries())[0]["active"]
         assert await again.plans.evaluate() == []  # already active: not twice
+        await again.plans.deactivate("rainstorm", actor="op", reason="handled")
+        assert await again.plans.evaluate() == []  # still three cases, but the operator decided
     finally:
         await again.stop()
