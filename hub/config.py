@@ -237,8 +237,8 @@ class HubConfig(StrictModel):
     ingest: IngestConfig = Field(default_factory=IngestConfig)
     agents: AgentsConfig = Field(default_factory=AgentsConfig)
     enrollment: EnrollmentConfig = Field(default_factory=EnrollmentConfig)
-    vitals: Path | None = Field(None, description="vital-signs file (docs/plans.md); none: only "
-                                "case pressure and devices offline per grid")
+    vitals: Path | None = Field(None, description="vital-signs file (docs/plans.md); none: no "
+                                "vital signs are graded")
     plans: Path | None = Field(None, description="folder of response-plan YAML files, loaded into "
                                "the store at start (a changed file becomes a new version)")
 

@@ -109,7 +109,10 @@ def scorecard(problems: list[Problem], agents: list[AgentCounters], audit: Store
         rows.append(row)
 
     live_cases = [c for c in audit.cases if c.state != "merged"]
-    with_lifecycles = {life.case_id for life in audit.lifecycles if life.case_id is not None}
+    # Cases of the scenario's agents; the hub's own (vital-sign warnings) are not problems.
+    ours = {a.agent_id for a in agents}
+    with_lifecycles = {life.case_id for life in audit.lifecycles
+                       if life.case_id is not None and life.agent_id in ours}
     false_cases = [c.id for c in live_cases if c.id in with_lifecycles and c.id not in true_cases]
     published = sum(a.published for a in agents)
     lost = 0

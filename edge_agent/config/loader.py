@@ -18,6 +18,7 @@ from pydantic import ValidationError
 
 from protocol.config import Document, read_yaml_file, validate_document
 from protocol.errors import ConfigError, ConfigProblem
+from protocol.overlay import merge_patch
 
 from . import checks
 from .devices import DeviceConfig
@@ -154,20 +155,6 @@ def load_agent_config(path: str | Path) -> LoadedConfig:
     path = Path(path)
     doc = read_yaml_file(path)
     return build_config(doc, base_dir=path.resolve().parent, path=path)
-
-
-def merge_patch(base: Any, patch: Any) -> Any:
-    """JSON Merge Patch (RFC 7386): mappings merge key by key, ``null`` deletes a key,
-    anything else (lists included) replaces. Neither argument is modified."""
-    if not isinstance(patch, Mapping):
-        return copy.deepcopy(patch)
-    out = copy.deepcopy(dict(base)) if isinstance(base, Mapping) else {}
-    for key, value in patch.items():
-        if value is None:
-            out.pop(key, None)
-        else:
-            out[key] = merge_patch(out.get(key), value)
-    return out
 
 
 def _touches(patch: Mapping[str, Any], key: tuple[str, ...]) -> bool:

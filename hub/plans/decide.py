@@ -3,30 +3,17 @@ config each agent gets on activation and on deactivation, which deadlines apply.
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
+
+from protocol.overlay import merge_patch
 
 from ..vitals.levels import Level
 from .model import Plan, Trigger
 
 __all__ = ["Desired", "deadline_overrides", "fired", "merge_patch", "push_for", "restore_for",
            "scope_agents"]
-
-
-def merge_patch(base: Any, patch: Any) -> Any:
-    """RFC 7386 JSON merge patch (what the agent applies): mappings merge, ``null``
-    deletes, anything else replaces. Neither argument is modified."""
-    if not isinstance(patch, Mapping):
-        return copy.deepcopy(patch)
-    out = copy.deepcopy(dict(base)) if isinstance(base, Mapping) else {}
-    for key, value in patch.items():
-        if value is None:
-            out.pop(key, None)
-        else:
-            out[key] = merge_patch(out.get(key), value)
-    return out
 
 
 def fired(trigger: Trigger, *, level_in_area: Level, open_cases: Mapping[str, int]) -> str | None:

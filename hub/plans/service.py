@@ -63,6 +63,10 @@ class PlanService:
         self.hub = hub
         self.plans: dict[str, Loaded] = {}
         self._lock = asyncio.Lock()  # one activation/deactivation/evaluation at a time
+        # Automatic triggers fire on the way in: after an activation (or a deactivation while
+        # the condition still holds) a plan re-arms only once no trigger fires any more,
+        # so an operator's deactivation during a long storm sticks.
+        self._armed: dict[str, bool] = {}
 
     # -- loading and saving -----------------------------------------------------------------
     def parse(self, text: str, filename: str = "<plan>") -> Plan:
@@ -86,6 +90,8 @@ class PlanService:
                 continue
             self.plans[plan.name] = Loaded(plan, row["version"], row["text"])
         await self._set_deadlines()
+        used = {r["name"] for r in await self.hub.read(lambda repo: repo.activations(None, 10_000))}
+        self._armed = {name: name not in used for name in self.plans}
         return [asyncio.create_task(self._track_loop(), name="hub-plan-acks")]
 
     async def save(self, text: str, actor: str, comment: str = "", name: str | None = None) -> Loaded:
@@ -174,6 +180,7 @@ class PlanService:
             return activation, pushes
 
         activation, pushes = await self.hub.write(write)
+        self._armed[name] = False
         await self._publish(pushes, f"plan {name} activated")
         await self._set_deadlines()
         log.info("plan %s activated by %s (%s): %d agents", name, actor, reason, len(pushes))
@@ -219,6 +226,7 @@ class PlanService:
                 return restores
 
             restores = await self.hub.write(write)
+            self._armed[name] = False  # re-armed when its triggers stop firing
             await self._publish(restores, f"plan {name} deactivated")
             await self._set_deadlines()
             log.info("plan %s deactivated by %s (%s): %d agents restored", name, actor, reason, len(restores))
@@ -291,6 +299,7 @@ class PlanService:
             monitor = self.hub.vitals.monitor
             for name, loaded in sorted(self.plans.items()):
                 if name in open_names:
+                    self._armed[name] = False
                     continue
                 plan = loaded.plan
                 area = area_grids(plan, self.hub.setup.grids)
@@ -298,17 +307,23 @@ class PlanService:
                 for grid, category, n in counts:
                     if grid in area:
                         in_area[category] += n
+                why = None
                 for trigger in plan.triggers:
                     level = monitor.highest({trigger.kind} if trigger.kind else None, area) \
                         if trigger.type == "vital" else Level.NORMAL
                     why = fired(trigger, level_in_area=level, open_cases=in_area)
                     if why is not None:
-                        try:
-                            await self._activate(name, "auto", why)
-                            activated.append(name)
-                        except PlanError as exc:
-                            log.info("%s", exc)
                         break
+                if why is None:
+                    self._armed[name] = True
+                    continue
+                if not self._armed.get(name, True):
+                    continue  # deactivated while the condition holds: wait for it to clear
+                try:
+                    await self._activate(name, "auto", why)
+                    activated.append(name)
+                except PlanError as exc:
+                    log.info("%s", exc)
         return activated
 
     # -- reading -----------------------------------------------------------------------------

@@ -421,5 +421,6 @@ def m004_plans_and_vitals(db: Database) -> None:
             level INTEGER NOT NULL
         );
         CREATE INDEX vital_samples_indicator ON vital_samples(indicator, at);
+        CREATE INDEX vital_samples_at ON vital_samples(at);
         """
     )

@@ -25,7 +25,7 @@ from __future__ import annotations
 from enum import StrEnum
 from pathlib import Path
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, model_validator
 
 from protocol.base import StrictModel
 from protocol.config import Document, parse_yaml, validate_document
@@ -61,13 +61,6 @@ UNITS = {Kind.WATER_LEVEL: "m", Kind.WATER_RISE: "m/h", Kind.RAINFALL: "mm/h", K
          Kind.CASE_PRESSURE: "", Kind.DEVICES_OFFLINE: ""}
 
 
-def _default_gradings() -> dict[Kind, Grading]:
-    return {
-        Kind.CASE_PRESSURE: Grading(blue=5, yellow=10, orange=20, red=40, hysteresis=1, confirm=1),
-        Kind.DEVICES_OFFLINE: Grading(yellow=1, orange=3, red=10, hysteresis=0, confirm=2),
-    }
-
-
 class Gauge(StrictModel):
     """One watched reading."""
 
@@ -96,10 +89,8 @@ class VitalsConfig(StrictModel):
     rise_min_span_min: float = Field(10, gt=0, description="a rate needs samples spanning this long")
     history_h: float = Field(12, gt=0, le=24 * 14, description="samples kept for the charts")
     sample_every_s: float = Field(60, gt=0, description="chart samples at most this often per indicator")
-    stale_after_s: float = Field(600, gt=0, description="an agent silent this long counts as offline")
-    gradings: dict[Kind, Grading] = Field(default_factory=_default_gradings, validate_default=True,
-                                          description="per kind (case_pressure and devices_offline "
-                                          "have defaults)")
+    gradings: dict[Kind, Grading] = Field(default_factory=dict, description="per kind; a kind "
+                                          "without a grading is not watched")
     gauges: list[Gauge] = Field(default_factory=list)
 
     @model_validator(mode="after")
@@ -110,11 +101,6 @@ class VitalsConfig(StrictModel):
                 raise ValueError(f"gauge id {g.id!r} is used twice")
             seen.add(g.id)
         return self
-
-    @field_validator("gradings")
-    @classmethod
-    def _with_defaults(cls, v: dict[Kind, Grading]) -> dict[Kind, Grading]:
-        return {**_default_gradings(), **v}
 
     def grading(self, kind: Kind, gauge: Gauge | None = None) -> Grading | None:
         if gauge is not None:

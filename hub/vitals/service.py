@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import defaultdict
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
@@ -38,6 +39,7 @@ class VitalsService:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._episodes: dict[str, str] = {}  # indicator → event id of its current warning
         self.changes = 0
+        self._purged = 0.0  # monotonic time of the last purge of old chart samples
 
     async def start(self) -> list[asyncio.Task]:
         self._loop = asyncio.get_running_loop()
@@ -75,13 +77,14 @@ class VitalsService:
             await asyncio.sleep(every)
             try:
                 await self.count_now()
+                await self.hub.plans.evaluate()  # open-case triggers, even without a level change
             except Exception:
                 log.exception("vital signs: counting failed")
 
     async def count_now(self) -> Observed:
         """Grade open-case pressure and devices offline per grid, now."""
         now = self.hub.clock.now()
-        stale = timedelta(seconds=self.config.stale_after_s)
+        stale = timedelta(seconds=self.hub.config.agents.stale_after_s)  # as the agents page
         placed = self.monitor.agent_grids()
 
         def counts(repo: Any) -> tuple[dict[str, float], dict[str, float]]:
@@ -114,11 +117,11 @@ class VitalsService:
         now = self.hub.clock.now()
         engine_ingestor = self.hub.writer.ingestor if self.hub.writer else None
         changed = {c.indicator for c in observed.changes}
-        event_ids: dict[str, str | None] = {}
+        event_ids: list[str | None] = []  # one per change: its warning's lifecycle
         for c in observed.changes:
             if c.before == Level.NORMAL:
                 self._episodes[c.indicator] = new_event_id()
-            event_ids[c.indicator] = self._episodes.get(c.indicator)
+            event_ids.append(self._episodes.get(c.indicator))
             if c.after == Level.NORMAL:
                 self._episodes.pop(c.indicator, None)
         level_rows = []
@@ -130,14 +133,16 @@ class VitalsService:
                                self._episodes.get(ind_id) if ind_id in changed else None))
         samples = [(s.indicator, to_db_time(s.at), s.value, int(s.level)) for s in observed.samples]
         history = timedelta(hours=self.config.history_h)
+        purge = bool(samples) and time.monotonic() - self._purged >= 60.0
+        if purge:
+            self._purged = time.monotonic()
 
         def write(repo: Any) -> None:
             repo.upsert_vital_levels(level_rows)
             repo.add_vital_samples(samples)
-            if samples:
+            if purge:
                 repo.purge_vital_samples(now - history)
-            for c in observed.changes:
-                eid = event_ids.get(c.indicator)
+            for c, eid in zip(observed.changes, event_ids, strict=True):
                 if eid is None or engine_ingestor is None:
                     continue  # a restored level falling back without an open warning
                 place_level_change(engine_ingestor, repo, c, eid, now)

@@ -132,4 +132,4 @@ def test_monitor_counts_per_grid_and_samples_at_most_every_interval():
 def test_a_gauge_reads_water_rainfall_or_people_only():
     with pytest.raises(ValueError, match="water_level, rainfall or people"):
         Gauge(id="x", agent="a", reading="d.r", grid="g-01", kind=Kind.CASE_PRESSURE)
-    assert VitalsConfig().grading(Kind.CASE_PRESSURE) is not None
+    assert VitalsConfig().grading(Kind.CASE_PRESSURE) is None  # not watched unless graded

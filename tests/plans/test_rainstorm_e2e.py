@@ -59,6 +59,16 @@ sites:
         behaviour: {level: {base: 0.0, swing: 0.0}}
 """
 
+BAD_PLAN = """
+name: bad-overlay
+title: An overlay no agent accepts
+kind: other
+area: {grids: [g-03]}
+points: [{agent: underpass-xq3, device: underpass-gauge, purpose: drill}]
+actions:
+  agent_config: {scope: points, overlay: {telemetry: {interval_s: 0.1}}}
+"""
+
 FILE_INTERVAL = 2.0  # the agents' own telemetry interval (StackOptions.telemetry_s), real s
 
 
@@ -129,8 +139,16 @@ async def test_rainstorm_raises_levels_activates_the_plan_and_restores_configs(t
         restores = [p for p in await hub.read(lambda r: r.pushes(act["id"])) if p["purpose"] == "restore"]
         assert sorted(p["agent_id"] for p in restores) == ["underpass-jt1", "underpass-jt2"]
         assert all(p["config"] == {} for p in restores)  # they had no overlay before the plan
-        await until("both agents to report the restored config", lambda: hub.read(
-            lambda r: all(p["acked_at"] for p in r.pushes(act["id"]))))
+        # The water is still high, but the operator's decision sticks: no re-activation
+        # until the triggers have stopped firing once.
+        assert await hub.plans.evaluate() == []
+        assert await hub.read(lambda r: r.open_activation("rainstorm")) is None
+        try:
+            await until("both agents to report the restored config", lambda: hub.read(
+                lambda r: all(p["acked_at"] for p in r.pushes(act["id"]))))
+        except AssertionError:
+            rows = await hub.read(lambda r: (r.pushes(act["id"]), r.list_agents()))
+            raise AssertionError(f"pushes {rows[0]}; agents {[(a.agent_id, a.config_version, a.config_error) for a in rows[1]]}") from None
         for p in restores:
             app = apps[p["agent_id"]]
             assert app.config_version == p["version"]
@@ -140,5 +158,14 @@ async def test_rainstorm_raises_levels_activates_the_plan_and_restores_configs(t
         audit = await hub.read(lambda r: r.plan_audit("rainstorm"))
         assert [a["action"] for a in audit][:2] == ["deactivated", "activated"]
         assert audit[0]["actor"] == "operator-on-duty"
+
+        # -- an overlay the agent cannot run is refused, visibly, and the old config stays ---
+        await hub.plans.save(BAD_PLAN, "admin")
+        board = await hub.plans.activate("bad-overlay", actor="op", reason="drill")
+        bad = await until("the agent's refusal", lambda: hub.read(
+            lambda r: [p for p in r.pushes(board["activation"]["id"]) if p["error"]]))
+        assert bad[0]["agent_id"] == "underpass-xq3" and "telemetry.interval_s" in bad[0]["error"]
+        assert apps["underpass-xq3"].config_version is None
+        assert apps["underpass-xq3"].session.telemetry_config.interval_s == FILE_INTERVAL
     finally:
         await stack.stop()

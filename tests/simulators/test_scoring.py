@@ -116,3 +116,12 @@ def test_scaled_clock_runs_fast_freezes_and_restarts():
         ScaledClock(T0, 0)
     with pytest.raises(ValueError):
         ScaledClock(datetime(2026, 1, 1), 1)  # noqa: DTZ001 - the point of the test
+
+
+def test_the_hubs_own_warnings_are_not_false_cases():
+    """A vital-sign warning (the hub's pseudo-agent ``vitals``) is not a scenario problem."""
+    warning = StoredLifecycle("vitals", "e-w", "water_level.g", "vital_signs.water_level", at(50), None, 9)
+    audit = StoreAudit(seqs={"a1": {1}, "vitals": {1}}, messages=2, lifecycles=[warning],
+                       cases=[case(9, dispatched=60)])
+    card = scorecard([], [AgentCounters("a1", 1, 1, 1, 0)], audit, T0, horizon=100)
+    assert card["false_cases"] == 0 and card["lost"] == 0 and card["duplicates"] == 0
