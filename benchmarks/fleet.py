@@ -47,17 +47,18 @@ def _self_rss_mib() -> float:
     return 0.0
 
 
-def _get_ms(url: str) -> float:
+def _get_ms(url: str, token: str) -> float:
+    req = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"})  # noqa: S310
     t0 = time.perf_counter()
-    with urllib.request.urlopen(url, timeout=30) as r:  # noqa: S310 - our own loopback hub
+    with urllib.request.urlopen(req, timeout=30) as r:  # noqa: S310 - our own loopback hub
         r.read()
     return (time.perf_counter() - t0) * 1000
 
 
-def page_latency(base: str, n: int) -> dict[str, Any]:
+def page_latency(base: str, n: int, token: str) -> dict[str, Any]:
     out = {}
     for name, path in (("status_page", ""), ("agents_json", "api/v1/agents")):
-        samples = [_get_ms(base + path) for _ in range(n)]
+        samples = [_get_ms(base + path, token) for _ in range(n)]
         out[name] = {"p50_ms": round(percentile(samples, 50), 1), "p95_ms": round(percentile(samples, 95), 1),
                      "max_ms": round(max(samples), 1)}
     return out
@@ -79,7 +80,8 @@ def phase(args: argparse.Namespace, with_hub: bool) -> dict[str, Any]:
             u0, f0, t0 = ph.usage(), _self_cpu(), time.monotonic()
             time.sleep(args.hold)
             u1, f1, t1 = ph.usage(), _self_cpu(), time.monotonic()
-            pages = page_latency(ph.web_url, args.page_samples) if with_hub and ph.web_url else None
+            pages = (page_latency(ph.web_url, args.page_samples, ph.create_token())
+                 if with_hub and ph.web_url else None)
             fleet.quiesce(30)
             held = fleet.stats()
         finally:

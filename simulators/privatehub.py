@@ -123,6 +123,18 @@ class PrivateHub:
         tail = (self.work / "hub.log").read_text()[-2000:]
         raise SimulatorError(f"the hub did not start within {timeout:g} s; its log ends:\n{tail}")
 
+    def create_token(self, role: str = "operator", department: str | None = None) -> str:
+        """An API token for the running hub (``cityops-hub token create``, as a person
+        would): the hub's pages and API are for signed-in people and systems only."""
+        argv = [sys.executable, "-c", "import sys; from hub.cli import main; sys.exit(main())",
+                "token", "create", "--config", str(self.work / "hub.yaml"), "--role", role]
+        if department:
+            argv += ["--department", department]
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False)  # noqa: S603
+        if done.returncode != 0 or not done.stdout.strip():
+            raise SimulatorError(f"cityops-hub token create failed: {done.stderr.strip()[-500:]}")
+        return done.stdout.split()[0]
+
     @property
     def hub_pid(self) -> int | None:
         return self.hub_proc.pid if self.hub_proc else None
