@@ -130,7 +130,8 @@ class PrivateHub:
                 "token", "create", "--config", str(self.work / "hub.yaml"), "--role", role]
         if department:
             argv += ["--department", department]
-        done = subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False)  # noqa: S603
+        env = {**os.environ, "CITYOPS_HUB_BROKER_PASSWORD": self.broker.settings.hub_password}
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False, env=env)  # noqa: S603
         if done.returncode != 0 or not done.stdout.strip():
             raise SimulatorError(f"cityops-hub token create failed: {done.stderr.strip()[-500:]}")
         return done.stdout.split()[0]
