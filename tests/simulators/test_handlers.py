@@ -26,7 +26,7 @@ from simulators.handlers.photos import after_photo
 from simulators.scenes import make_pair
 from simulators.stack import EXAMPLES
 
-SCALE = 3600.0  # an hour a second: a 4-hour deadline is 4 s
+SCALE = 1800.0  # half an hour a second: a 4-hour deadline is 8 s
 
 
 def _hub_yaml(tmp: Path) -> Path:
@@ -174,7 +174,7 @@ async def test_handlers_command_against_the_hub(hub, tmp_path):
     log = tmp_path / "h.jsonl"
     async with SimProcess("handlers", "--hub", hub.web_url, "--departments", str(deps), "--fixed", "1",
                           "--not-fixed", "0", "--late", "0", "--reject", "0", "--time-scale", str(SCALE),
-                          "--poll", "0.2", "--duration", "8", "--json", "--quiet", "--log", str(log)) as sim:
+                          "--poll", "0.2", "--duration", "12", "--json", "--quiet", "--log", str(log)) as sim:
         summary = await sim.line(timeout=60)
         await asyncio.wait_for(sim.proc.wait(), 30)
         code, err = await sim.stop()
