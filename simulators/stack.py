@@ -55,13 +55,14 @@ from .clock import ScaledClock
 from .errors import SimulatorError
 from .handlers import HandlerRun, Shares
 from .handlers.cli import build_run
-from .handlers.photos import KnownScene
+from .handlers.photos import SUBCATEGORY_KINDS, KnownScene
 from .hubaudit import StoreAudit, audit_store
 from .modbus import ModbusSimServer, SimulatedDevice
 from .scenarios import LoadedScenario
 from .scenarios.agents import AgentWiring, agent_config_data
 from .scenarios.devices import build_site_devices
 from .scenarios.truth import Truth, ground_truth
+from .scenes.spec import PROBLEM_KINDS
 from .scoring import AgentCounters
 
 __all__ = ["EXAMPLES", "SimStack", "StackOptions", "scenario_start"]
@@ -285,8 +286,8 @@ class SimStack:
         cam = self.cameras.get(origin.get("source") or "")
         if cam is None:
             return None
-        label = {"flood.road_waterlogging": "water", "community_safety.fire": "flame",
-                 "community_safety.smoke": "smoke"}.get(case.get("subcategory", ""))
+        kind = SUBCATEGORY_KINDS.get(case.get("subcategory", ""))
+        label = PROBLEM_KINDS.get(kind or "")
         problem = next((cam.clip.scene.objects[e.index] for e in cam.clip.events if e.label == label), None)
         return None if problem is None else KnownScene(cam.clip.scene, problem)
 
