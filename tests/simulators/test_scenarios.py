@@ -267,3 +267,18 @@ def test_camera_mistakes_are_reported_at_their_line(tmp_path):
         load_scenario(write(tmp_path, text))
     found = "\n".join(problems_of(exc))
     assert "camera id 'wm-1' is already used" in found and "outlasts the timeline" in found
+
+
+def test_fire_and_rainstorm_have_cameras_in_their_ground_truth():
+    want = {"fire": {"community_safety.smoke", "community_safety.fire"},
+            "rainstorm": {"flood.road_waterlogging"}}
+    for name, subs in want.items():
+        sc = load_scenario(name).scenario
+        truth = ground_truth(sc, sc.time_scale, sc.duration, 0.0)
+        cameras = {c.id for site in sc.sites for c in site.cameras}
+        got = {p.subcategory for p in truth.problems if p.source in cameras}
+        assert got == subs, (name, got)
+        # each camera incident lasts a few real seconds at the file's pace: detectable
+        for site in sc.sites:
+            for cam in site.cameras:
+                assert all(i.for_ / sc.time_scale >= 4 for i in cam.incidents), (name, cam.id)
