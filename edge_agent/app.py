@@ -107,7 +107,11 @@ class _DeferredAuthTransport:
 class _Running:
     components: list[Component]
     tasks: list[asyncio.Task[None]]
-    stop: asyncio.Event
+    stops: list[asyncio.Event]  # one per component: one can be replaced while others run
+
+
+def _of(entries: list[tuple[Component, asyncio.Task[None], asyncio.Event]]) -> _Running:
+    return _Running([e[0] for e in entries], [e[1] for e in entries], [e[2] for e in entries])
 
 
 class AgentApp:
@@ -142,8 +146,8 @@ class AgentApp:
             hooks=Hooks(self._status_fields, self._telemetry_parts, self.apply_desired),
             clock=self.clock, credentials_path=self.loaded.credentials_path,
         )
-        log.info("agent %s starting: %d device(s), outbox %s (depth %d)", cfg.agent.id,
-                 len(cfg.devices), self.loaded.outbox_path, self.outbox.depth)
+        log.info("agent %s starting: %d device(s), %d camera(s), outbox %s (depth %d)", cfg.agent.id,
+                 len(cfg.devices), len(cfg.cameras), self.loaded.outbox_path, self.outbox.depth)
         try:
             self._running = self._start(self._build(self.loaded))
             session_stop = asyncio.Event()
@@ -173,9 +177,10 @@ class AgentApp:
 
     def _start(self, components: list[Component]) -> _Running:
         assert self.outbox is not None
-        stop = asyncio.Event()
-        tasks = [asyncio.create_task(self._guard(c, stop), name=f"component:{c.name}") for c in components]
-        return _Running(components, tasks, stop)
+        stops = [asyncio.Event() for _ in components]
+        tasks = [asyncio.create_task(self._guard(c, stop), name=f"component:{c.name}")
+                 for c, stop in zip(components, stops, strict=True)]
+        return _Running(components, tasks, stops)
 
     async def _guard(self, component: Component, stop: asyncio.Event) -> None:
         """Run a component; if it crashes (a bug), log it and start it again."""
@@ -194,7 +199,8 @@ class AgentApp:
             delay = min(delay * 2, 60.0)
 
     async def _stop(self, running: _Running) -> None:
-        running.stop.set()
+        for stop in running.stops:
+            stop.set()
         await asyncio.gather(*running.tasks, return_exceptions=True)
 
     # -- config changes ----------------------------------------------------------------
@@ -246,13 +252,50 @@ class AgentApp:
                 log.exception("cannot build components for %s", what)
                 self.config_error = f"{what} refused: {exc}"[:2000]
                 return False
+            kept = self._carry_over(components)
             if self._running is not None:
-                await self._stop(self._running)
+                await self._stop(_of([e for j, e in enumerate(self._entries(self._running))
+                                      if j not in kept.values()]))
             self._retune(candidate)
             self.loaded = candidate
-            self._running = self._start(components)
-            log.info("applied %s: %d component(s)", what, len(components))
+            fresh = self._start([c for i, c in enumerate(components) if i not in kept])
+            self._running = self._merge(components, kept, fresh)
+            log.info("applied %s: %d component(s), %d changed in place", what, len(components), len(kept))
             return True
+
+    @staticmethod
+    def _entries(running: _Running) -> list[tuple[Component, asyncio.Task[None], asyncio.Event]]:
+        return list(zip(running.components, running.tasks, running.stops, strict=True))
+
+    def _carry_over(self, built: list[Component]) -> dict[int, int]:
+        """Running components that take the settings of a newly built one in place
+        (``reconfigure(new) -> bool``, e.g. the cameras keep their tracks and streams when
+        only a frame rate or a threshold changes): {index in built: index running}."""
+        kept: dict[int, int] = {}
+        if self._running is None:
+            return kept
+        for i, new in enumerate(built):
+            for j, old in enumerate(self._running.components):
+                if j in kept.values() or old.name != new.name or type(old) is not type(new):
+                    continue
+                reconfigure = getattr(old, "reconfigure", None)
+                if reconfigure is None:
+                    continue
+                try:
+                    ok = bool(reconfigure(new))
+                except Exception:
+                    log.exception("component %s could not change in place; restarting it", old.name)
+                    ok = False
+                if ok:
+                    kept[i] = j
+                break
+        return kept
+
+    def _merge(self, built: list[Component], kept: dict[int, int], fresh: _Running) -> _Running:
+        assert self._running is not None or not kept
+        old = self._entries(self._running) if self._running is not None else []
+        started = iter(self._entries(fresh))
+        return _of([old[kept[i]] if i in kept else next(started) for i in range(len(built))])
 
     def _retune(self, loaded: LoadedConfig) -> None:
         cfg = loaded.config

@@ -25,6 +25,7 @@ COMMAND_MODULES = (
     "edge_agent.commands.check_config",
     "edge_agent.commands.provision",
     "edge_agent.commands.outbox",
+    "edge_agent.commands.model",
 )
 
 Handler = Callable[[argparse.Namespace], int | None]
@@ -61,7 +62,7 @@ def commands() -> dict[str, Command]:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog=PROGRAM, description="cityops edge agent: polls sensors, runs rules, delivers events.")
+        prog=PROGRAM, description="cityops edge agent: polls sensors, watches cameras, runs rules, delivers events.")
     parser.add_argument("--version", action="version", version=f"{PROGRAM} {__version__}")
     parser.add_argument("--log-level", choices=["debug", "info", "warning", "error"], default=None,
                         help="log level (default: the config's, else info)")

@@ -3,8 +3,8 @@
 ::
 
     cityops-sim modbus ...     simulated Modbus devices (TCP or RTU), scenarios and faults
+    cityops-sim camera ...     rendered scenes as video files and live MJPEG streams
     cityops-sim fleet ...      thousands of virtual agents as real MQTT clients
-    cityops-sim camera ...     rendered street scenes as video files and live MJPEG streams
     cityops-sim handlers ...   departments working their cases through the hub's handler API
     cityops-sim demo ...       broker, hub, agents and simulators together, scored
 
@@ -23,8 +23,8 @@ __all__ = ["SIMULATORS", "main"]
 # name -> module with main(argv) and a docstring whose first line is the help text
 SIMULATORS: dict[str, str] = {
     "modbus": "simulators.modbus.cli",
-    "fleet": "simulators.fleet",
     "camera": "simulators.camera",
+    "fleet": "simulators.fleet",
     "handlers": "simulators.handlers.cli",
     "demo": "simulators.demo",
 }

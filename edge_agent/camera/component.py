@@ -16,7 +16,7 @@ from edge_agent.detect.runtime import Detector, DetectorService
 from edge_agent.emit import EventSink
 from protocol.clock import Clock, SystemClock
 
-from .config import CameraConfig, CameraSection
+from .config import CameraConfig, CameraSection, DetectorConfig
 from .sources import FrameSource, open_source
 from .worker import CameraWorker
 
@@ -32,6 +32,10 @@ def build_detector(section: CameraSection) -> DetectorService:
                         input_range=cfg.input_range, score_threshold=cfg.score_threshold,
                         iou_threshold=cfg.iou_threshold, max_detections=cfg.max_detections)
     return DetectorService(detector)
+
+
+def _model_key(cfg: DetectorConfig) -> tuple:
+    return (cfg.model, cfg.labels, cfg.layout, cfg.threads, cfg.input_order, cfg.input_range)
 
 
 class CameraComponent:
@@ -76,6 +80,33 @@ class CameraComponent:
             await asyncio.gather(*tasks, waiter, return_exceptions=True)
             if self._owns_detector:
                 self.detector.stop()
+
+    def reconfigure(self, new: CameraComponent) -> bool:
+        """Take ``new``'s settings in place when only what can change while running
+        differs (frame rates, thresholds, classes, zones, masks, tracking, detector score
+        and NMS thresholds): tracks, their events and connections carry on. Otherwise
+        (cameras come or go, a source changes, another model) hand every camera's open
+        tracks and DOWN state to ``new``'s worker of the same id and return False: the
+        agent then replaces this component by ``new``. Checks before changing anything."""
+        old, fresh = self.section.detector, new.section.detector
+        by_id = {w.camera.id: w for w in self.workers}
+        cameras = [c for c in new.section.cameras if c.enabled]
+        if (_model_key(old) != _model_key(fresh) or self.detector.detector.labels != new.detector.detector.labels
+                or sorted(c.id for c in cameras) != sorted(by_id)
+                or any(c.source_key() != by_id[c.id].camera.source_key() for c in cameras)):
+            for worker in new.workers:
+                if worker.camera.id in by_id:
+                    worker.adopt(by_id[worker.camera.id])
+            return False
+        det = self.detector.detector
+        det.score_threshold, det.iou_threshold, det.max_detections = (
+            fresh.score_threshold, fresh.iou_threshold, fresh.max_detections)
+        class_map = fresh.class_map(det.labels)
+        for cam in cameras:
+            by_id[cam.id].retune(cam, new.section.zones_for(cam.id), class_map)
+        self.section = new.section
+        log.info("camera settings changed in place (%d camera(s))", len(cameras))
+        return True
 
     def telemetry(self) -> dict[str, Any]:
         return {"cameras": {w.camera.id: w.telemetry().model_dump() for w in self.workers}}

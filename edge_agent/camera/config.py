@@ -79,6 +79,7 @@ class MotionConfig(StrictModel):
 
 
 class ClassSettings(StrictModel):
+    enabled: bool = Field(True, description="false: detections of this class are ignored on this camera (not tracked, not reported)")
     min_score: float = Field(0.45, ge=0.0, le=1.0, description="median score a track needs before it is reported")
     min_frames: int = Field(3, ge=1, le=100, description="frames a track needs before it is reported")
     subcategory: str | None = Field(None, description="override the detector's class mapping for this camera")
@@ -171,6 +172,10 @@ class CameraConfig(StrictModel):
 
     def class_settings(self, label: str) -> ClassSettings:
         return self.classes.get(label) or ClassSettings()
+
+    def source_key(self) -> tuple:
+        """What opening the source depends on: a change here needs a new connection."""
+        return (self.url, self.file, self.device, self.loop, self.realtime, self.resolution, self.decode_scale)
 
 
 class DetectorConfig(StrictModel):

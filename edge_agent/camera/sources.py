@@ -66,6 +66,9 @@ class FrameSource(Protocol):
 
     async def close(self) -> None: ...
 
+    # Optional: ``retune(camera)`` takes new settings of the same source (a new frame
+    # rate) while it runs; sources without it keep the settings they were opened with until the next reconnect.
+
 
 def normalize_frame(image: np.ndarray | None, resolution: tuple[int, int] | None) -> np.ndarray:
     """A frame as 3-channel BGR uint8 (gray, BGRA, 16-bit are converted), resized to
@@ -96,6 +99,11 @@ class _Pacer:
         self.period = 1.0 / fps
         self.next_due = 0.0
 
+    def set_fps(self, fps: float) -> None:
+        """A new rate from the next frame on (no wait longer than the new period)."""
+        old, self.period = self.period, 1.0 / fps
+        self.next_due -= max(0.0, old - self.period)
+
     def due(self, t: float) -> bool:
         if t + 1e-6 < self.next_due:
             return False
@@ -122,6 +130,11 @@ class MjpegSource:
 
     def _error(self, detail: str) -> SourceError:
         return SourceError(self.camera.id, detail)
+
+    def retune(self, camera: CameraConfig) -> None:
+        """Take new settings of the same source (frame rate, timeouts) without reconnecting."""
+        self.camera = camera
+        self._pacer.set_fps(camera.fps)
 
     async def open(self) -> None:
         timeout = aiohttp.ClientTimeout(total=None, connect=self.connect_timeout, sock_read=self.camera.stall_timeout_s)
@@ -212,6 +225,13 @@ class OpenCVSource:
 
     def _error(self, detail: str) -> SourceError:
         return SourceError(self.camera.id, detail)
+
+    def retune(self, camera: CameraConfig) -> None:
+        """Take new settings of the same source (frame rate, timeouts) without reopening.
+        (No lock: the reading thread may hold it for a frame period; both assignments
+        are atomic and the pacer tolerates a change between two frames.)"""
+        self.camera = camera
+        self._pacer.set_fps(camera.fps)
 
     def _open_blocking(self) -> cv2.VideoCapture:
         timeouts = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, int(self.open_timeout_s * 1000),

@@ -60,7 +60,45 @@ class CameraWorker:
         self.frames = 0
         self.detections = 0
         self._frame_times: deque[float] = deque(maxlen=32)
-        self._wait = tenacity.wait_exponential_jitter(multiplier=camera.reconnect_initial_s, max=camera.reconnect_max_s, jitter=camera.reconnect_initial_s)
+        self._source: FrameSource | None = None
+        self._predecessor: CameraWorker | None = None
+        self._wait = self._backoff(camera)
+
+    @staticmethod
+    def _backoff(camera: CameraConfig) -> tenacity.wait.wait_base:
+        return tenacity.wait_exponential_jitter(multiplier=camera.reconnect_initial_s, max=camera.reconnect_max_s, jitter=camera.reconnect_initial_s)
+
+    def retune(self, camera: CameraConfig, zones: Sequence[ZoneConfig], class_map: dict[str, str | None]) -> None:
+        """New settings for the same camera (same source) while it runs: frame rate,
+        thresholds, classes, zones, masks, tracking. Tracks, their events and the
+        connection carry on; only a changed motion set-up starts a fresh background."""
+        if camera.motion != self.camera.motion or camera.masks != self.camera.masks:
+            self.gate = MotionGate(camera.motion, camera.masks)
+        self.camera = camera
+        self.tracker.config = camera.tracking
+        self.tracker.zones = list(zones)
+        self.tracker.class_map = dict(class_map)
+        self.tracker.class_settings = camera.class_settings
+        self._wait = self._backoff(camera)
+        retune = getattr(self._source, "retune", None)
+        if retune is not None:
+            retune(camera)
+
+    def adopt(self, old: CameraWorker) -> None:
+        """Carry on from ``old`` (the same camera in a component being replaced) once this
+        worker starts (``old`` has stopped by then): its open tracks keep their event ids,
+        and a camera reported DOWN stays that one DOWN event, so a restart never leaves an
+        event open at the hub or repeats one."""
+        self._predecessor = old
+
+    def _take_over(self) -> None:
+        old, self._predecessor = self._predecessor, None
+        if old is None:
+            return
+        self.tracker.tracks = list(old.tracker.tracks)
+        self.tracker._next_id = old.tracker._next_id  # noqa: SLF001 - same lifecycle, new settings
+        self.down_event, self.down_since, self.down_reason = old.down_event, old.down_since, old.down_reason
+        self.failures = old.failures
 
     # -- telemetry -------------------------------------------------------------------
     def telemetry(self) -> CameraTelemetry:
@@ -141,7 +179,7 @@ class CameraWorker:
         self._frame_times.append(time.monotonic())
         ratio = self.gate.measure(frame.image)
         if self.gate.should_detect(ratio, frame.t, tracking=self.tracker.active):
-            found = await self.detect(frame.image)
+            found = [d for d in await self.detect(frame.image) if self.camera.class_settings(d.label).enabled]
             self.detections += 1
             decisions = self.tracker.step(found, frame.t)
         else:
@@ -167,7 +205,7 @@ class CameraWorker:
             raise _Stopped
 
     async def _session(self, sink: EventSink, stop: asyncio.Event) -> None:
-        source = self.source_factory(self.camera)
+        source = self._source = self.source_factory(self.camera)
         try:
             await asyncio.wait_for(source.open(), timeout=self.camera.stall_timeout_s + 5)
             while not stop.is_set():
@@ -188,11 +226,13 @@ class CameraWorker:
         except TimeoutError:
             raise SourceError(self.camera.id, "timed out connecting") from None
         finally:
+            self._source = None
             await source.close()
 
     async def run(self, sink: EventSink, stop: asyncio.Event) -> None:
         """Until ``stop``: stream, and on any source failure mark the camera down, back off
         and reconnect. A camera that never connects is DOWN, never a crash."""
+        self._take_over()
         attempt = 0
         while not stop.is_set():
             frames_before = self.frames

@@ -36,7 +36,7 @@ async def _run(app: AgentApp) -> None:
             loop.remove_signal_handler(sig)
 
 
-@command("run", "run the agent (Modbus polling, rules, outbox, MQTT) until SIGTERM", _configure)
+@command("run", "run the agent (Modbus polling, cameras, rules, outbox, MQTT) until SIGTERM", _configure)
 def run(args: argparse.Namespace) -> int:
     loaded = load_agent_config(args.config)
     logging_cfg = loaded.config.logging

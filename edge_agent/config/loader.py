@@ -25,6 +25,7 @@ from .model import AgentConfig
 from .registers import RegisterMap
 
 __all__ = [
+    "ID_LISTS",
     "PROTECTED_KEYS",
     "LoadedConfig",
     "apply_overlay",
@@ -188,11 +189,50 @@ def _touches(patch: Mapping[str, Any], key: tuple[str, ...]) -> bool:
     return True
 
 
+# Lists of entries with an ``id`` that an overlay may patch entry by entry.
+ID_LISTS: tuple[str, ...] = ("devices", "cameras", "zones")
+
+
+def _lists_by_id(
+    base: Mapping[str, Any], overlay: Mapping[str, Any], name: str
+) -> tuple[dict[str, Any], list[ConfigProblem]]:
+    """An overlay whose ``devices``/``cameras``/``zones`` is a mapping ``{id: patch}`` (not
+    a list, which replaces the whole list as RFC 7386 says) patches the entries with those
+    ids, adds an entry for an id the file does not have, and removes one for ``null``: the
+    hub can raise one camera's frame rate without knowing (or sending) its stream URL."""
+    out = dict(overlay)
+    problems: list[ConfigProblem] = []
+    for key in ID_LISTS:
+        patch = overlay.get(key)
+        if not isinstance(patch, Mapping):
+            continue
+        items = base.get(key)
+        entries = [copy.deepcopy(e) for e in (items if isinstance(items, list) else [])]
+        index = {e.get("id"): i for i, e in enumerate(entries) if isinstance(e, Mapping)}
+        removed: set[int] = set()
+        for ident, change in patch.items():
+            if change is not None and not isinstance(change, Mapping):
+                problems.append(ConfigProblem(name, None, None, f"{key}.{ident}",
+                                              f"expected a mapping of settings for {key[:-1]} {ident!r}, or null to remove it"))
+            elif isinstance(change, Mapping) and change.get("id", ident) != ident:
+                problems.append(ConfigProblem(name, None, None, f"{key}.{ident}.id",
+                                              "an id cannot be changed by a patch; remove the entry and add a new one"))
+            elif ident in index and change is None:
+                removed.add(index[ident])
+            elif ident in index:
+                entries[index[ident]] = merge_patch(entries[index[ident]], change)
+            elif change is not None:
+                entries.append(merge_patch({"id": ident}, change))
+        out[key] = [e for i, e in enumerate(entries) if i not in removed]
+    return out, problems
+
+
 def apply_overlay(loaded: LoadedConfig, overlay: Mapping[str, Any], version: int) -> LoadedConfig:
     """The file config with a desired-config overlay merged on top, fully checked.
 
     The overlay replaces any earlier overlay (it is merged onto the file, not onto the
-    running config), so the hub always states the whole difference it wants.
+    running config), so the hub always states the whole difference it wants. Devices,
+    cameras and zones can be patched by id (``{"cameras": {"gate": {"fps": 5}}}``).
     Raises ConfigError (positions are key paths inside the overlay's result)."""
     name = f"desired config v{version}"
     refused = [
@@ -202,6 +242,9 @@ def apply_overlay(loaded: LoadedConfig, overlay: Mapping[str, Any], version: int
     ]
     if refused:
         raise ConfigError(refused)
+    overlay, problems = _lists_by_id(loaded.file_data, overlay, name)
+    if problems:
+        raise ConfigError(problems)
     merged = merge_patch(loaded.file_data, overlay)
     doc = Document(name, merged, {})
     return build_config(

@@ -143,3 +143,23 @@ def test_a_desired_overlay_can_change_camera_settings_and_is_checked(tmp_path, b
     with pytest.raises(ConfigError) as info:
         apply_overlay(loaded, {"zones": [{"id": "z", "camera": "nowhere", "polygon": [[0, 0], [1, 0], [1, 1]]}]}, 4)
     assert "zones[0].camera: no camera 'nowhere'" in str(info.value)
+
+
+def test_an_overlay_patches_cameras_and_zones_by_id(tmp_path, bundled_model):
+    loaded = load_agent_config(write(tmp_path))
+    zone = {"camera": "gate", "polygon": [[0, 0.5], [1, 0.5], [1, 1]], "purpose": "no_parking"}
+    merged = apply_overlay(loaded, {"cameras": {"gate": {"fps": 5, "classes": {"garbage": {"enabled": False}}}},
+                                    "zones": {"fire_lane_1": None, "kerb": zone}}, 7)
+    gate = merged.config.cameras[0]
+    assert gate.url == "rtsp://192.0.2.10/stream1" and gate.fps == 5  # the URL stays where it was
+    assert gate.classes["water"].min_score == 0.6 and gate.class_settings("garbage").enabled is False
+    assert [z.id for z in merged.config.zones] == ["kerb"]
+    assert [c.fps for c in load_agent_config(write(tmp_path)).config.cameras] == [2, 2]  # the file is untouched
+    with pytest.raises(ConfigError) as info:
+        apply_overlay(loaded, {"cameras": {"gate": 5, "porch": {"fps": 1}, "lane": {"id": "other"}}}, 8)
+    got = {p.path: p.message for p in info.value.problems}
+    assert "expected a mapping of settings for camera 'gate'" in got["cameras.gate"]
+    assert "an id cannot be changed" in got["cameras.lane.id"]
+    with pytest.raises(ConfigError) as info:
+        apply_overlay(loaded, {"cameras": {"porch": {"fps": 1}}}, 9)  # a new camera needs a source
+    assert "exactly one of url, file, device" in str(info.value)

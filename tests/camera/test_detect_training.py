@@ -68,3 +68,20 @@ def test_commands_register_on_a_cli():
     assert args.quick and callable(args.func)
     args = parser.parse_args(["eval-model", "--json"])
     assert args.json == "-" and args.func is detect_cli.run_eval
+
+
+def test_train_and_eval_are_agent_commands(bundled_model, tmp_path, capsys):
+    from edge_agent.cli import build_parser, main
+
+    model, labels = bundled_model
+    args = ["--model", str(model), "--labels", str(labels), "--images", "8", "--clips", "0"]
+    assert main(["eval-model", *args, "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["model"] == str(model) and 0.0 <= report["boxes"]["map50"] <= 1.0
+    assert set(report["boxes"]["per_class"]) == set(read_labels(labels))
+    parsed = build_parser().parse_args(["train-model", "--quick", "--out", str(tmp_path), "--seed", "3"])
+    assert parsed.quick and parsed.out == tmp_path and parsed.seed == 3
+    missing = tmp_path / "nope.tflite"
+    assert main(["eval-model", "--model", str(missing), "--labels", str(labels), "--images", "2", "--clips", "0"]) == 1
+    err = capsys.readouterr().err
+    assert "nope.tflite: file not found" in err and "Traceback" not in err

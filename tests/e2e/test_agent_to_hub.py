@@ -19,7 +19,6 @@ from edge_agent.app import AgentApp
 from edge_agent.config import load_agent_config, load_register_map
 from edge_agent.emit import EventDraft
 from hub.app import Hub
-from hub.config import HubConfig, build_setup
 from protocol.clock import FakeClock
 from protocol.ids import new_event_id, new_secret
 from protocol.messages import EventKind, Location
@@ -29,7 +28,6 @@ pytestmark = pytest.mark.asyncio
 
 ROOT = __import__("pathlib").Path(__file__).resolve().parents[2]
 MAPS = ROOT / "firmware_configs" / "register_maps"
-EXAMPLES = ROOT / "hub" / "examples"
 
 
 async def until(cond, timeout: float = 15.0, what: str = "condition"):
@@ -44,19 +42,6 @@ async def until(cond, timeout: float = 15.0, what: str = "condition"):
         if loop.time() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         await asyncio.sleep(0.02)
-
-
-def hub_config(tmp) -> HubConfig:
-    return HubConfig.model_validate({
-        "broker": {"managed": True, "data_dir": str(tmp / "broker"), "port": 0},
-        "database": str(tmp / "hub.sqlite"),
-        "snapshots_dir": str(tmp / "snapshots"),
-        "web": {"port": 0},
-        "grids": str(EXAMPLES / "grids.geojson"),
-        "routing": str(EXAMPLES / "routing.yaml"),
-        "ingest": {"receivers": 0, "batch_wait_ms": 2},
-        "screening": {"rules": {"elderly_care": {"merge_scope": "source"}}},
-    })
 
 
 def agent_config(tmp, hub: Hub, meter_port: int):
@@ -74,14 +59,6 @@ def agent_config(tmp, hub: Hub, meter_port: int):
     demo["devices"][0]["poll_period_s"] = 0.05
     (tmp / "agent.yaml").write_text(yaml.safe_dump(demo))
     return load_agent_config(tmp / "agent.yaml")
-
-
-@pytest.fixture
-async def hub(tmp_path):
-    h = Hub(build_setup(hub_config(tmp_path)), run_scheduler=False)
-    await h.start()
-    yield h
-    await h.stop()
 
 
 async def test_water_meter_no_use_becomes_a_dispatched_case_and_the_outbox_empties(tmp_path, hub):
