@@ -1,6 +1,8 @@
-"""Camera simulator: rendered street scenes as video files and live MJPEG-over-HTTP
-streams, with a ground-truth log of when each problem appears and disappears, and
-before/after photo pairs for photo verification.
+"""Camera simulator: rendered street scenes as video files and live MJPEG streams.
+
+Files and live MJPEG-over-HTTP streams, with a ground-truth log of when each problem
+appears and disappears, scripted after-frames and before/after photo pairs for photo
+verification.
 
 Serves the edge agent's camera sources (``edge_agent/camera/sources.py``: ``MjpegSource``
 reads ``/cameras/{id}.mjpg``, ``OpenCVSource`` plays the ``.avi`` files)::
@@ -8,11 +10,17 @@ reads ``/cameras/{id}.mjpg``, ``OpenCVSource`` plays the ``.avi`` files)::
     cityops-sim camera render-clip --seed 3 --problems 1 --kinds flame --out clip.avi --truth clip.json
     cityops-sim camera serve --port 8090 --camera gate=3 --camera lane=11:vehicle --truth-log truth.jsonl
     cityops-sim camera pairs --out pairs/ --count 50
+    cityops-sim camera after --seed 3 --kinds flame --not-fixed --out after.jpg --before before.jpg
 
 HTTP endpoints of ``serve``: ``GET /cameras`` (ids, stream URLs, timelines),
 ``GET /cameras/{id}.mjpg`` (the live stream), ``GET /cameras/{id}/truth`` (the clip's
-ground truth and when it started), ``POST /cameras/{id}/outage?seconds=N`` (drop every
-client and refuse new ones for N seconds: a broken camera for watchdog tests).
+ground truth and when it started), ``GET /cameras/{id}/after.jpg?fixed=0|1&seed=N`` (a
+scripted after-frame: the camera's scene re-taken with its problem gone or still there,
+for photo verification), ``POST /cameras/{id}/outage?seconds=N`` (drop every client and
+refuse new ones for N seconds: a broken camera for watchdog tests).
+
+``--truth-log`` appends one JSON line per appearance and disappearance as it happens:
+``{"at", "camera", "event": "appear"|"disappear", "label", "kind", "loop", "t"}``.
 """
 
 from __future__ import annotations
@@ -27,15 +35,18 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import cv2
+import numpy as np
 from aiohttp import web
 
 from protocol.cliutil import run_main
 from protocol.errors import CityopsError
 
+from .handlers.photos import encode_jpeg
 from .scenes import Clip, random_clip, render_clip_frame, write_clip, write_pairs
+from .scenes.pairs import retake
 from .scenes.spec import PROBLEM_KINDS
 
-__all__ = ["CameraStream", "build_app", "main", "parse_camera", "serve"]
+__all__ = ["CameraStream", "after_frame", "build_app", "main", "parse_camera", "serve"]
 
 log = logging.getLogger("cityops.sim.camera")
 BOUNDARY = "cityopsframe"
@@ -171,6 +182,38 @@ async def _stream(request: web.Request) -> web.StreamResponse:
     return resp
 
 
+def after_frame(clip: Clip, fixed: bool, seed: int = 0, size: tuple[int, int] | None = None) -> tuple[bytes, list[dict]]:
+    """A scripted after-frame of the clip's scene: the same view re-taken (camera nudged,
+    other light) with the clip's first problem gone (``fixed``) or still there; JPEG bytes
+    and the frame's ground-truth boxes."""
+    if not clip.events:
+        raise SimulatorError("the clip has no problem to show fixed or not fixed")
+    problem = clip.scene.objects[clip.events[0].index]
+    others = [o for i, o in enumerate(clip.scene.objects) if i not in {e.index for e in clip.events}]
+    _, img, boxes = retake(clip.scene, problem, fixed, np.random.default_rng([seed, 29]), others=others,
+                           size=size or clip.size)
+    return encode_jpeg(img), [b.to_json() for b in boxes]
+
+
+async def _after(request: web.Request) -> web.Response:
+    cam = request.app[CAMERAS].get(request.match_info["id"])
+    if cam is None:
+        raise web.HTTPNotFound(text="no such camera")
+    fixed = request.query.get("fixed", "1")
+    if fixed not in ("0", "1"):
+        raise web.HTTPBadRequest(text="fixed must be 0 or 1")
+    try:
+        seed = int(request.query.get("seed", "0"))
+    except ValueError:
+        raise web.HTTPBadRequest(text="seed must be an integer") from None
+    try:
+        data, boxes = await asyncio.to_thread(after_frame, cam.clip, fixed == "1", seed)
+    except SimulatorError as exc:
+        raise web.HTTPConflict(text=str(exc)) from None
+    return web.Response(body=data, content_type="image/jpeg",
+                        headers={"X-Ground-Truth": json.dumps(boxes, separators=(",", ":"))})
+
+
 async def _list(request: web.Request) -> web.Response:
     base = f"{request.scheme}://{request.host}"
     return web.json_response({cid: {"stream": f"{base}/cameras/{cid}.mjpg", "truth": f"{base}/cameras/{cid}/truth",
@@ -218,6 +261,7 @@ def build_app(cameras: dict[str, CameraStream], truth_log: Path | None = None) -
     app.router.add_get("/cameras", _list)
     app.router.add_get("/cameras/{id}.mjpg", _stream)
     app.router.add_get("/cameras/{id}/truth", _truth)
+    app.router.add_get("/cameras/{id}/after.jpg", _after)
     app.router.add_post("/cameras/{id}/outage", _outage)
     if truth_log is not None:
         app[TRUTH_LOG] = truth_log
@@ -278,6 +322,17 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     p.add_argument("--truth-log", type=Path, default=None, help="append appear/disappear entries (JSON lines) here")
     clip_args(p)
 
+    p = sub.add_parser("after", help="a scripted after-frame of a clip's scene (fixed or not) and its before-frame")
+    p.add_argument("--seed", type=int, default=0, help="the clip (as for render-clip and serve)")
+    p.add_argument("--kinds", type=parse_kinds, default=None)
+    p.add_argument("--out", type=Path, required=True, help="the after-frame (.jpg)")
+    p.add_argument("--before", type=Path, default=None, help="also write the frame with the problem in view")
+    group = p.add_mutually_exclusive_group()
+    group.add_argument("--fixed", dest="fixed", action="store_true", default=True, help="the problem is gone (default)")
+    group.add_argument("--not-fixed", dest="fixed", action="store_false", help="the problem is still there")
+    p.add_argument("--retake-seed", type=int, default=0, help="how the view is re-taken")
+    clip_args(p)
+
     p = sub.add_parser("pairs", help="write before/after photo pairs with fixed/not_fixed labels")
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--count", type=int, default=50)
@@ -293,6 +348,20 @@ def run(args: argparse.Namespace) -> int:
         truth = args.truth or args.out.with_suffix(".json")
         write_clip(clip, args.out, truth, boxes=args.boxes)
         print(json.dumps({"video": str(args.out), "truth": str(truth), "events": [e.to_json() for e in clip.events]}))
+        return 0
+    if args.command == "after":
+        clip = random_clip(args.seed, duration_s=args.duration, fps=args.fps, size=args.size,
+                           problems=args.problems, kinds=args.kinds)
+        data, boxes = after_frame(clip, args.fixed, args.retake_seed)
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_bytes(data)
+        out = {"after": str(args.out), "fixed": args.fixed, "after_boxes": boxes, "problem": clip.events[0].to_json()}
+        if args.before is not None:
+            e = clip.events[0]
+            img, before_boxes = render_clip_frame(clip, (e.appear_s + e.disappear_s) / 2)
+            args.before.write_bytes(encode_jpeg(img))
+            out.update(before=str(args.before), before_boxes=[b.to_json() for b in before_boxes])
+        print(json.dumps(out))
         return 0
     if args.command == "pairs":
         labels = write_pairs(args.out, args.count, seed=args.seed, size=args.size)

@@ -5,7 +5,6 @@
     cityops-sim modbus ...     simulated Modbus devices (TCP or RTU), scenarios and faults
     cityops-sim camera ...     rendered scenes as video files and live MJPEG streams
     cityops-sim fleet ...      thousands of virtual agents as real MQTT clients
-    cityops-sim camera ...     rendered street scenes as video files and live MJPEG streams
     cityops-sim handlers ...   departments working their cases through the hub's handler API
     cityops-sim demo ...       broker, hub, agents and simulators together, scored
 

@@ -134,6 +134,8 @@ def _live_figures(stack: SimStack, progress: Progress) -> dict[str, Any]:
                   f"({progress.rate('events', card['events_stored']):.1f}/s)",
         "cases": f"{open_cases} open, {card['cases_closed']} closed",
         "problems": f"{card['problems_detected']}/{card['problems_injected']} detected",
+        **({"departments": "{resolved} resolved, {returned} returned".format(**stack.handlers.summary())}
+           if stack.handlers is not None else {}),
     }
 
 

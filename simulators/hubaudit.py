@@ -44,7 +44,7 @@ class StoredCase:
 
 @dataclass
 class StoreAudit:
-    seqs: dict[str, set[int]] = field(default_factory=dict)  # stored message seqs per agent
+    seqs: dict[str, set[int]] = field(default_factory=dict)  # stored seqs per agent (events, snapshots)
     messages: int = 0
     duplicate_rows: int = 0  # the same (agent, seq) stored more than once
     duplicate_new: int = 0  # a lifecycle whose `new` was stored under two seqs
@@ -67,8 +67,11 @@ def audit_store(database: Path) -> StoreAudit:
         for agent_id, seq in conn.execute("SELECT agent_id, seq FROM messages"):
             seqs[agent_id].add(seq)
             out.messages += 1
-        out.seqs = dict(seqs)
         out.duplicate_rows = out.messages - sum(len(s) for s in seqs.values())
+        # A camera event's snapshot travels as its own outbox row with its own seq.
+        for agent_id, seq in conn.execute("SELECT agent_id, seq FROM snapshots"):
+            seqs[agent_id].add(seq)
+        out.seqs = dict(seqs)
         out.duplicate_new = conn.execute(
             "SELECT coalesce(sum(n - 1), 0) FROM (SELECT count(*) AS n FROM messages"
             " WHERE kind = 'new' GROUP BY agent_id, event_id)").fetchone()[0]

@@ -30,7 +30,9 @@ import contextlib
 import logging
 import os
 import shutil
+import socket
 import tempfile
+import time as _time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
@@ -39,7 +41,7 @@ from zoneinfo import ZoneInfo
 
 import yaml
 
-from edge_agent.app import COMPONENT_FACTORIES, AgentApp, ComponentFactory
+from edge_agent.app import COMPONENT_FACTORIES, AgentApp, ComponentFactory, camera_components
 from edge_agent.component import Component
 from edge_agent.config import load_agent_config
 from edge_agent.emit import EventSink
@@ -48,16 +50,19 @@ from hub.config import load_setup
 from hub.errors import CaseError
 from protocol.ids import new_secret
 
+from .camera import CameraStream
 from .clock import ScaledClock
 from .errors import SimulatorError
 from .handlers import HandlerRun, Shares
 from .handlers.cli import build_run
+from .handlers.photos import SUBCATEGORY_KINDS, KnownScene
 from .hubaudit import StoreAudit, audit_store
 from .modbus import ModbusSimServer, SimulatedDevice
 from .scenarios import LoadedScenario
 from .scenarios.agents import AgentWiring, agent_config_data
 from .scenarios.devices import build_site_devices
 from .scenarios.truth import Truth, ground_truth
+from .scenes.spec import PROBLEM_KINDS
 from .scoring import AgentCounters
 
 __all__ = ["EXAMPLES", "SimStack", "StackOptions", "scenario_start"]
@@ -101,6 +106,31 @@ class StackOptions:
     handler_shares: Shares = field(default_factory=Shares)
     handler_seed: int = 0
     handler_poll_s: float = 0.25  # real seconds (at very high time scales short deadlines are missed)
+
+
+CAMERA_FPS = 4.0  # frames per real second the camera simulator serves
+CAMERA_SIZE = (960, 540)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class _RealMonotonic:
+    """The scenario's wall time, with real-time ``monotonic()``: a camera measures frame
+    times, track ends and reconnects in real seconds (the stream plays in real time),
+    and dates its events on the scenario's clock."""
+
+    def __init__(self, clock: ScaledClock) -> None:
+        self.clock = clock
+
+    def now(self) -> datetime:
+        return self.clock.now()
+
+    def monotonic(self) -> float:
+        return _time.monotonic()
 
 
 class _Quiescable:
@@ -165,6 +195,10 @@ class SimStack:
         self.operator_reviewed = 0
         self.operator_redispatched = 0
         self.handlers: HandlerRun | None = None
+        self.cameras: dict[str, CameraStream] = {}
+        self.camera_url: str | None = None
+        self._camera_task: asyncio.Task[None] | None = None
+        self._camera_stop: asyncio.Event | None = None
 
     # -- starting -----------------------------------------------------------------------
     async def start(self) -> SimStack:
@@ -193,8 +227,11 @@ class SimStack:
         self.hub.broker_auth.set_users(passwords)  # one write for every agent
         await asyncio.to_thread(self.hub.broker_auth.reload)
         await self._add_web_account()
+        await self._start_cameras()
         # The day starts now: the seconds the hub and broker took to start do not count.
         self.clock.restart()
+        for cam in self.cameras.values():  # the cameras' timelines start with the day
+            cam.started, cam.started_at = _time.monotonic(), datetime.now(UTC)
         for site in self.scenario.sites:
             devices = build_site_devices(site, self.scenario, self.day0_s, self.clock)
             server = await ModbusSimServer(devices).start()
@@ -207,7 +244,8 @@ class SimStack:
             os.chmod(creds, 0o600)
             wiring = AgentWiring(broker_host=self.hub.broker_host, broker_port=self.hub.broker_port,
                                  gateway_port=running.server.port, credentials_file=str(creds),
-                                 data_dir=str(agent_dir / "data"), telemetry_s=self.options.telemetry_s)
+                                 data_dir=str(agent_dir / "data"), telemetry_s=self.options.telemetry_s,
+                                 camera_base_url=self.camera_url)
             data = agent_config_data(site, self.scenario, self.scale, wiring)
             (agent_dir / "agent.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
             loaded = load_agent_config(agent_dir / "agent.yaml")
@@ -218,6 +256,48 @@ class SimStack:
             await self._start_handlers()
         if self.options.operator:
             self._operator = asyncio.create_task(self._duty_operator(), name="duty-operator")
+
+    async def _start_cameras(self) -> None:
+        """The camera simulator serving every scenario camera as a live MJPEG stream, its
+        problems scripted on the scenario's timeline (real seconds = simulated / scale);
+        appear/disappear entries go to ``cameras-truth.jsonl`` in the work directory."""
+        specs = [cam for site in self.scenario.sites for cam in site.cameras]
+        if not specs:
+            return
+        assert self.work is not None
+        from .camera import CameraStream, serve
+        from .scenes.clips import scripted_clip
+
+        length = self.scenario.duration / self.scale
+
+        def build() -> dict[str, CameraStream]:
+            return {cam.id: CameraStream(cam.id, scripted_clip(
+                cam.seed, [(i.kind, i.at / self.scale, (i.at + i.for_) / self.scale) for i in cam.incidents],
+                duration_s=length, fps=CAMERA_FPS, size=CAMERA_SIZE)) for cam in specs}
+
+        self.cameras = await asyncio.to_thread(build)
+        port = _free_port()
+        ready, self._camera_stop = asyncio.Event(), asyncio.Event()
+        self._camera_task = asyncio.create_task(
+            serve(self.cameras, "127.0.0.1", port, self.work / "cameras-truth.jsonl", self._camera_stop, ready),
+            name="camera-simulator")
+        waiter = asyncio.ensure_future(ready.wait())
+        await asyncio.wait([waiter, self._camera_task], return_when=asyncio.FIRST_COMPLETED)
+        if not ready.is_set():
+            waiter.cancel()
+            await self._camera_task  # raises the reason it could not listen
+        self.camera_url = f"http://127.0.0.1:{port}/"
+
+    def known_scene(self, case: dict[str, Any]) -> KnownScene | None:
+        """For the departments' after-photos: the scene a camera case was seen in."""
+        origin = case.get("origin") or {}
+        cam = self.cameras.get(origin.get("source") or "")
+        if cam is None:
+            return None
+        kind = SUBCATEGORY_KINDS.get(case.get("subcategory", ""))
+        label = PROBLEM_KINDS.get(kind or "")
+        problem = next((cam.clip.scene.objects[e.index] for e in cam.clip.events if e.label == label), None)
+        return None if problem is None else KnownScene(cam.clip.scene, problem)
 
     async def _start_handlers(self) -> None:
         """Every department polls the handler API with its own token (``cityops-sim
@@ -237,7 +317,8 @@ class SimStack:
         issued = await hub.write(tokens)
         self.handlers = build_run(hub.web_url, {d: (t, None) for d, t in issued.items()}, clock=self.clock,
                                   shares=self.options.handler_shares, seed=self.options.handler_seed,
-                                  poll_s=self.options.handler_poll_s, log_path=self.work / "handlers.jsonl")
+                                  poll_s=self.options.handler_poll_s, log_path=self.work / "handlers.jsonl",
+                                  scenes=self.known_scene)
         self.handlers.start()
 
     async def _add_web_account(self) -> None:
@@ -257,6 +338,8 @@ class SimStack:
 
     def _wrap(self, factory: ComponentFactory) -> ComponentFactory:
         def build(loaded, clock):  # noqa: ANN001, ANN202 - same signature as the factory
+            if factory is camera_components:
+                clock = _RealMonotonic(clock)
             return [_Quiescable(c, self.quiesced) for c in factory(loaded, clock)]
         return build
 
@@ -380,7 +463,12 @@ class SimStack:
         assert self.hub is not None
         shows_fixed = self.handlers.photo_shows_fixed(case_id) if self.handlers else None
         if shows_fixed is None:
-            return  # not a photo the simulated departments took: leave it to a real person
+            # not the departments' photo (a camera's fresh snapshot): the operator looks
+            # at the camera, which no longer sees the problem once every track has ended
+            lives = await self.hub.read(lambda r: r.lifecycles_for_case(case_id))
+            if not lives or any(life.ended_at is None for life in lives):
+                return
+            shows_fixed = True
         await self.hub.review(case_id, fixed=shows_fixed, actor="duty-operator",
                               note="after-photo checked" if shows_fixed else "the photo still shows it")
         self.operator_reviewed += 1
@@ -390,6 +478,11 @@ class SimStack:
     async def stop(self) -> None:
         if self.handlers is not None:
             await self.handlers.close()
+        if self._camera_task is not None and self._camera_stop is not None:
+            self._camera_stop.set()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._camera_task, 10)
+            self._camera_task = None
         if self._operator is not None:
             self._operator.cancel()
             with contextlib.suppress(asyncio.CancelledError):

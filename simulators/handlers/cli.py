@@ -46,7 +46,7 @@ from protocol.logsetup import configure_logging
 from ..clock import ScaledClock
 from ..progress import Progress
 from .client import HandlerClient
-from .department import Department, HandlerLog, HandlerRun
+from .department import Department, HandlerLog, HandlerRun, SceneLookup
 from .policy import Shares
 
 __all__ = ["DepartmentEntry", "DepartmentsFile", "build_parser", "build_run", "main"]
@@ -82,7 +82,7 @@ class DepartmentsFile(StrictModel):
 
 def build_run(hub_url: str, departments: dict[str, tuple[str, list[str] | None]], *, clock: Clock,
               shares: Shares, seed: int, poll_s: float = 1.0, log_path: Path | None = None,
-              scenes=None) -> HandlerRun:  # noqa: ANN001 - a SceneLookup or None
+              scenes: SceneLookup | None = None) -> HandlerRun:
     """A run of departments: name -> (token, handles or None)."""
     hlog = HandlerLog(clock, log_path)
     deps = [Department(name, HandlerClient(hub_url, token, name), clock, hlog, shares=shares,
@@ -160,10 +160,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise CityopsError(f"--time-scale must be positive (got {args.time_scale:g})")
         if args.poll <= 0:
             raise CityopsError(f"--poll must be positive (got {args.poll:g})")
-        shares = Shares(fixed=args.fixed, not_fixed=args.not_fixed, late=args.late, reject=args.reject) \
-            if args.fixed + args.not_fixed + args.late + args.reject > 0 else None
-        if shares is None:
+        if args.fixed + args.not_fixed + args.late + args.reject <= 0:
             raise CityopsError("every share is 0; give at least one of --fixed/--not-fixed/--late/--reject above 0")
+        shares = Shares(fixed=args.fixed, not_fixed=args.not_fixed, late=args.late, reject=args.reject)
         spec = load_model_file(args.departments, DepartmentsFile)
         base = args.departments.resolve().parent
         deps = {name: (e.read_token(base), e.handles) for name, e in spec.departments.items()}

@@ -163,7 +163,7 @@ class Department:
             await self._resolve(case, w)
 
     async def _resolve(self, case: dict[str, Any], w: _Work) -> None:
-        photo = None
+        photo = known = None
         if case.get("close_mode") == "photo":
             known = self.scenes(case) if self.scenes is not None else None
             fixed = w.plan.shows_fixed
@@ -181,6 +181,7 @@ class Department:
         if late:
             self.log.count(self.name, "resolved_late")
         self.log.write(self.name, "resolved", done, outcome=w.plan.outcome, late=late,
+                       scene=None if photo is None else ("camera" if known is not None else "matching"),
                        photo_bytes=None if photo is None else len(photo),
                        photo_shows=None if photo is None else ("fixed" if w.plan.shows_fixed else "not_fixed"))
 

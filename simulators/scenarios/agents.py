@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from .devices import DEFAULT_MAPS, unit_of
-from .model import Scenario, Site
-from .truth import site_timing
+from .model import CameraSpec, Scenario, Site
+from .truth import CAMERA_END_AFTER_S, site_timing
 
 __all__ = ["AgentWiring", "agent_config_data"]
 
@@ -31,6 +31,7 @@ class AgentWiring:
     data_dir: str = "data"
     maps_dir: Path = DEFAULT_MAPS
     telemetry_s: float = 5.0
+    camera_base_url: str | None = None  # the camera simulator, e.g. http://127.0.0.1:8090/
 
 
 def agent_config_data(site: Site, scenario: Scenario, scale: float, wiring: AgentWiring) -> dict[str, Any]:
@@ -57,7 +58,7 @@ def agent_config_data(site: Site, scenario: Scenario, scale: float, wiring: Agen
         if rules:
             device["rules"] = rules
         devices.append(device)
-    return {
+    data: dict[str, Any] = {
         "agent": {"id": site.id, "grid_id": site.grid, "location": location, "data_dir": wiring.data_dir},
         "mqtt": mqtt,
         # A sent event unacknowledged for 30 real seconds is sent again (the outbox measures
@@ -68,3 +69,17 @@ def agent_config_data(site: Site, scenario: Scenario, scale: float, wiring: Agen
         "register_maps": {m: str(wiring.maps_dir / f"{m}.yaml") for m in sorted({d.model for d in site.devices})},
         "devices": devices,
     }
+    if site.cameras and wiring.camera_base_url:
+        data["cameras"] = [camera_config_data(cam, site, wiring.camera_base_url) for cam in site.cameras]
+    return data
+
+
+def camera_config_data(cam: CameraSpec, site: Site, base_url: str) -> dict[str, Any]:
+    """A camera of the agent config reading the camera simulator's stream (real seconds)."""
+    where = (cam.location or site.location).model_dump(exclude_none=True)
+    location = {"lat": where["lat"], "lon": where["lon"], "grid_id": site.grid}
+    if where.get("place"):
+        location["place"] = where["place"]
+    return {"id": cam.id, "url": f"{base_url.rstrip('/')}/cameras/{cam.id}.mjpg", "fps": cam.fps,
+            "location": location, "tracking": {"end_after_s": CAMERA_END_AFTER_S},
+            "stall_timeout_s": 10.0, "down_after_s": 20.0, "reconnect_initial_s": 0.5, "reconnect_max_s": 5.0}

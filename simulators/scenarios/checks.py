@@ -46,6 +46,7 @@ def check_scenario(sc: Scenario, doc: Document, grids: GridIndex | None,
                    maps: dict[str, RegisterMap], grids_file: Path | None = None) -> list[ConfigProblem]:
     out: list[ConfigProblem] = []
     seen_sites: dict[str, int] = {}
+    seen_cameras: dict[str, int] = {}
     for s, site in enumerate(sc.sites):
         at = ("sites", s)
         if site.id in seen_sites:
@@ -71,6 +72,19 @@ def check_scenario(sc: Scenario, doc: Document, grids: GridIndex | None,
                 out += _check_place(doc, grids, site.grid, spec.location.lat, spec.location.lon,
                                     (*dat, "location"), at, grids_file)
             out += _check_device(sc, doc, spec, dat, maps.get(spec.model))
+        for c, cam in enumerate(site.cameras):
+            cat = (*at, "cameras", c)
+            if cam.id in seen_cameras or cam.id in ids:
+                out.append(doc.problem((*cat, "id"), f"camera id {cam.id!r} is already used by a device or "
+                                       "camera; give each camera an id unique in the scenario"))
+            seen_cameras.setdefault(cam.id, c)
+            if grids is not None and cam.location is not None:
+                out += _check_place(doc, grids, site.grid, cam.location.lat, cam.location.lon,
+                                    (*cat, "location"), at, grids_file)
+            for i, inc in enumerate(cam.incidents):
+                if inc.at + inc.for_ > sc.duration:
+                    out.append(doc.problem((*cat, "incidents", i), "the incident outlasts the timeline "
+                                           f"({sc.duration:g} s); end it before the scenario's duration"))
     return out
 
 

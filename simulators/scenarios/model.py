@@ -22,6 +22,8 @@ from protocol.ids import Id
 
 __all__ = [
     "Behaviour",
+    "CameraIncident",
+    "CameraSpec",
     "DeviceSpec",
     "Fault",
     "FaultKind",
@@ -234,6 +236,31 @@ class DeviceSpec(StrictModel):
     incidents: list[Incident] = Field(default_factory=list)
 
 
+CameraKind = Literal["flame", "smoke", "flood", "puddle", "garbage", "fallen_tree"]
+
+
+class CameraIncident(StrictModel):
+    """A problem that comes into a camera's view at ``at`` and goes ``for_`` later (the
+    fire put out, the water drained)."""
+
+    kind: CameraKind
+    at: SimDuration
+    for_: SimDuration = Field(alias="for", gt=0)
+
+
+class CameraSpec(StrictModel):
+    """A camera of the site's agent, served as a live MJPEG stream by the camera
+    simulator (``simulators/camera.py``) from a scene rendered by seed; its incidents
+    follow the scenario's timeline."""
+
+    id: Id = Field(description="camera id (the `source` of its events); unique in the scenario")
+    seed: int = Field(0, ge=0, description="the rendered street scene")
+    location: LocationConfig | None = Field(None, description="where it looks; default: the site's")
+    fps: float = Field(2.0, gt=0, le=10, description="frames per real second the agent analyses")
+    detect_within: float = Field(15.0, gt=0, le=600, description="real seconds the agent may take to report a problem")
+    incidents: list[CameraIncident] = Field(default_factory=list)
+
+
 class SiteModbus(StrictModel):
     """How the site's agent talks to its gateway, in real seconds (machines, not days)."""
 
@@ -252,6 +279,7 @@ class Site(StrictModel):
     poll: SimDuration = Field(600.0, gt=0, description="simulated time between two polls")
     modbus: SiteModbus = Field(default_factory=SiteModbus)
     devices: list[DeviceSpec] = Field(min_length=1, max_length=247)
+    cameras: list[CameraSpec] = Field(default_factory=list, max_length=16)
 
 
 class HubTuning(StrictModel):

@@ -79,8 +79,37 @@ def ground_truth(scenario: Scenario, scale: float, horizon: float, day0_s: float
                             truth.notes.append(f"{pid}: {found}")
                     elif found is not None and found.start <= horizon:
                         truth.problems.append(found)
+        for cam in site.cameras:
+            for n, cinc in enumerate(cam.incidents):
+                for k in range(cycles):
+                    start = cinc.at + k * scenario.duration
+                    if start > horizon:
+                        continue
+                    pid = f"{site.id}/{cam.id}/{cinc.kind}#{n + 1}" + (f"@{k + 1}" if k else "")
+                    truth.problems.append(camera_problem(pid, site.id, cam.id, cinc.kind, start,
+                                                         start + cinc.for_, cam.detect_within, scale))
     truth.problems.sort(key=lambda p: p.start)
     return truth
+
+
+# A camera track ends this many real seconds after its problem leaves the view (the
+# agent's tracking.end_after_s in a scenario's camera config).
+CAMERA_END_AFTER_S = 4.0
+
+
+def camera_problem(pid: str, agent_id: str, camera_id: str, kind: str, start: float, end: float,
+                   detect_within_s: float, scale: float) -> Problem:
+    """A problem in a camera's view: due ``detect_within_s`` real seconds after it appears;
+    a lifecycle starting between shortly before it appears and its track's end is its."""
+    from edge_agent.detect.labels import bundled_class_map
+
+    from ..scenes.spec import PROBLEM_KINDS
+
+    subcategory = bundled_class_map()[PROBLEM_KINDS[kind]]
+    assert subcategory is not None  # noqa: S101 - CameraKind holds mapped kinds only
+    tail = (CAMERA_END_AFTER_S + detect_within_s) * scale
+    return Problem(pid, agent_id, camera_id, subcategory, f"camera:{kind}", start, end,
+                   start + detect_within_s * scale, (start - 2.0 * scale, end + tail))
 
 
 def _problem(kind: str, body: object, start: float, end: float, spec: DeviceSpec, site: Site,

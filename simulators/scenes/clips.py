@@ -23,7 +23,7 @@ from .spec import (
     random_scene,
 )
 
-__all__ = ["Clip", "ClipEvent", "random_clip", "render_clip_frame", "write_clip"]
+__all__ = ["Clip", "ClipEvent", "random_clip", "render_clip_frame", "scripted_clip", "write_clip"]
 
 
 @dataclass(frozen=True)
@@ -88,6 +88,45 @@ def clearly_visible(spec: SceneSpec) -> bool:
     return True
 
 
+def _visible_object(rng: np.random.Generator, kind: str, base: SceneSpec) -> SceneObject:
+    """A problem of ``kind`` the camera of ``base`` can actually see."""
+    for attempt in range(40):
+        obj = _in_lane(rng, base) if kind == "vehicle" else random_object(rng, kind, base.camera)
+        if attempt >= 20:  # bring it closer, to the middle of the view
+            obj = dataclasses.replace(obj, x=base.camera.pan_m + obj.x * 0.3, z=near_z(base.camera) * 1.05 + (obj.z - near_z(base.camera)) * 0.2, size=max(obj.size, 1.0))
+        if clearly_visible(base.with_objects([obj])):
+            break
+    return obj
+
+
+def scripted_clip(
+    seed: int,
+    problems: list[tuple[str, float, float]],
+    *,
+    duration_s: float,
+    fps: float = 5.0,
+    size: tuple[int, int] = (1280, 720),
+) -> Clip:
+    """A clip with a script: each ``(kind, appear_s, disappear_s)`` problem shows up and
+    goes when told (the demo's cameras follow the scenario's timeline). Daylight, clear
+    weather and few distractors: the scenario tests the system, not the detector's
+    limits."""
+    rng = np.random.default_rng([seed, 13])
+    base = random_scene(seed, problems=0, distractors=int(rng.integers(1, 3)))
+    base = base.replace(light=str(rng.choice(["day", "overcast"])), weather="clear", fire_lane=False,
+                        blur=0.0, noise=min(base.noise, 2.0), jpeg_quality=max(base.jpeg_quality, 75))
+    objects = list(base.objects)
+    events = []
+    for kind, appear, disappear in problems:
+        if kind not in PROBLEM_KINDS or kind == "vehicle":
+            raise ValueError(f"a scripted problem is one of {', '.join(k for k in PROBLEM_KINDS if k != 'vehicle')}, not {kind!r}")
+        if not 0 <= appear < disappear:
+            raise ValueError(f"{kind}: appear_s must be >= 0 and before disappear_s")
+        objects.append(_visible_object(rng, kind, base.with_objects(objects)))
+        events.append(ClipEvent(len(objects) - 1, PROBLEM_KINDS[kind], kind, appear, min(disappear, duration_s)))
+    return Clip(base.with_objects(objects), tuple(events), duration_s, fps, size)
+
+
 def random_clip(
     seed: int,
     *,
@@ -112,12 +151,7 @@ def random_clip(
     objects = [o for o in base.objects if not (base.fire_lane and abs(o.x) < 2.5)]
     events = []
     for kind in picked:
-        for attempt in range(40):  # a problem the camera can actually see
-            obj = _in_lane(rng, base) if kind == "vehicle" else random_object(rng, kind, base.camera)
-            if attempt >= 20:  # bring it closer, to the middle of the view
-                obj = dataclasses.replace(obj, x=base.camera.pan_m + obj.x * 0.3, z=near_z(base.camera) * 1.05 + (obj.z - near_z(base.camera)) * 0.2, size=max(obj.size, 1.0))
-            if clearly_visible(base.with_objects([obj])):
-                break
+        obj = _visible_object(rng, kind, base)
         appear = float(rng.uniform(duration_s * 0.1, duration_s * 0.4))
         stays = rng.random() < 0.5
         disappear = duration_s if stays else float(rng.uniform(appear + duration_s * 0.3, duration_s * 0.95))

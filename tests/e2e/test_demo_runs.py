@@ -110,3 +110,28 @@ async def test_mixed_day_at_high_speed_detects_every_sensor_problem(tmp_path):
     handlers = summary["handlers"]
     assert handlers["cases_seen"] == summary["cases_dispatched"], handlers
     assert handlers["accepted"] >= 1 and handlers["errors"] == 0, handlers
+
+
+async def test_fire_scenario_cameras_are_detected_and_worked(tmp_path):
+    """Cameras in a scenario (issue 6): the camera simulator serves the fire's smoke and
+    flames on the scenario's timeline, the agent's camera component reports them, the
+    scorecard counts them against the ground truth, and the fire brigade resolves the
+    photo cases with after-photos of the camera's own scene."""
+    loaded = load_scenario("fire")
+    scale = loaded.scenario.time_scale  # the camera plays in real time: keep the file's pace
+    stack = SimStack(loaded, StackOptions(time_scale=scale, work_dir=tmp_path / "run"))
+    horizon_s = 3 * 3600  # through the fire, before the afternoon's burnt toast
+    summary = await run_demo(stack, duration=horizon_s / scale, progress=Progress("fire", quiet=True))
+    detail = json.dumps(summary["problems"], indent=1)
+    camera = {r["subcategory"]: r for r in summary["problems"] if "/lane88-cam/" in r["id"]}
+    assert set(camera) == {"community_safety.smoke", "community_safety.fire"}, detail
+    assert all(r["status"] == "detected" and r.get("cases") for r in camera.values()), detail
+    assert summary["problems_detected"] == summary["problems_injected"] == 6, detail
+    assert summary["lost"] == 0 and summary["duplicates"] == 0 and summary["duplicate_cases"] == 0
+    assert summary["false_cases"] == 0, summary["false_case_ids"]
+    assert summary["events_stored"] == summary["events_published"]
+    truth_log = [json.loads(x) for x in (tmp_path / "run" / "cameras-truth.jsonl").read_text().splitlines()]
+    assert {(r["label"], r["event"]) for r in truth_log} >= {("smoke", "appear"), ("flame", "appear")}
+    handled = [json.loads(x) for x in (tmp_path / "run" / "handlers.jsonl").read_text().splitlines()]
+    photos = [r for r in handled if r["action"] == "resolved" and r.get("scene") == "camera"]
+    assert photos and all(r["department"] == "fire_brigade" for r in photos), handled

@@ -22,11 +22,13 @@ from hub.web.uploads import check_jpeg
 from simulators.clock import ScaledClock
 from simulators.handlers import Shares, plan_case
 from simulators.handlers.cli import build_run
-from simulators.handlers.photos import after_photo
+from simulators.handlers.photos import KnownScene, after_photo
 from simulators.scenes import make_pair
+from simulators.scenes.clips import scripted_clip
+from simulators.scenes.pairs import retake
 from simulators.stack import EXAMPLES
 
-SCALE = 3600.0  # an hour a second: a 4-hour deadline is 4 s
+SCALE = 1800.0  # half an hour a second: a 4-hour deadline is 8 s
 
 
 def _hub_yaml(tmp: Path) -> Path:
@@ -93,7 +95,6 @@ def test_plans_are_deterministic_and_follow_the_shares():
 
 
 def test_after_photos_show_the_problem_or_not():
-    from edge_agent.detect.labels import bundled_class_map  # noqa: F401 - the mapping it uses
     for fixed in (True, False):
         data = after_photo("garbage.overflow", fixed, 3, size=(480, 270))
         assert data.startswith(b"\xff\xd8") and len(data) <= 256 * 1024
@@ -104,6 +105,15 @@ def test_after_photos_show_the_problem_or_not():
     pair_not = make_pair(3, False, size=(480, 270), kind="garbage")
     assert not pair_fixed.after_boxes or all(b.label != "garbage" for b in pair_fixed.after_boxes)
     assert any(b.label == "garbage" for b in pair_not.after_boxes)
+    # a camera's own scene, re-taken: the same view with its flame gone or still there
+    clip = scripted_clip(1, [("flame", 1.0, 5.0)], duration_s=6, size=(480, 270))
+    flame = clip.scene.objects[clip.events[0].index]
+    for fixed in (True, False):
+        after, _, boxes = retake(clip.scene, flame, fixed, np.random.default_rng(5), size=(480, 270))
+        assert after.camera != clip.scene.camera  # re-taken, not copied
+        assert any(b.label == "flame" for b in boxes) is not fixed
+    data = after_photo("community_safety.fire", True, 5, known=KnownScene(clip.scene, flame), size=(480, 270))
+    assert data.startswith(b"\xff\xd8")
 
 
 async def test_departments_work_cases_through_the_handler_api(hub, tmp_path):
@@ -174,7 +184,7 @@ async def test_handlers_command_against_the_hub(hub, tmp_path):
     log = tmp_path / "h.jsonl"
     async with SimProcess("handlers", "--hub", hub.web_url, "--departments", str(deps), "--fixed", "1",
                           "--not-fixed", "0", "--late", "0", "--reject", "0", "--time-scale", str(SCALE),
-                          "--poll", "0.2", "--duration", "8", "--json", "--quiet", "--log", str(log)) as sim:
+                          "--poll", "0.2", "--duration", "12", "--json", "--quiet", "--log", str(log)) as sim:
         summary = await sim.line(timeout=60)
         await asyncio.wait_for(sim.proc.wait(), 30)
         code, err = await sim.stop()

@@ -228,3 +228,57 @@ def test_a_scenario_model_forbids_unknown_keys():
     with pytest.raises(ValidationError):
         Scenario.model_validate({"name": "x", "duration": 10, "sites": [], "colour": "red"})
     assert math.isfinite(parse_duration("1d"))
+
+
+CAMERA = """\
+    cameras:
+      - id: cam-1
+        seed: 3
+        incidents:
+          - {kind: flame, at: 2h, for: 30m}
+          - {kind: flood, at: 6h, for: 1h}
+"""
+
+
+def test_cameras_add_problems_to_the_ground_truth_and_the_agent_config(tmp_path):
+    from simulators.scenarios.agents import AgentWiring, agent_config_data
+
+    sc = load_scenario(write(tmp_path, SMALL + CAMERA)).scenario
+    truth = ground_truth(sc, 600, sc.duration, 0.0)
+    cams = [p for p in truth.problems if p.source == "cam-1"]
+    assert [(p.subcategory, p.start, p.end) for p in cams] == [
+        ("community_safety.fire", 7200.0, 9000.0), ("flood.road_waterlogging", 21600.0, 25200.0)]
+    fire = cams[0]
+    assert fire.due == 7200.0 + 15.0 * 600 and fire.window[0] < 7200.0 < fire.window[1]
+    data = agent_config_data(sc.sites[0], sc, 600, AgentWiring(camera_base_url="http://127.0.0.1:9/"))
+    (cam,) = data["cameras"]
+    assert cam["url"] == "http://127.0.0.1:9/cameras/cam-1.mjpg" and cam["location"]["grid_id"] == "g-01"
+    assert "cameras" not in agent_config_data(sc.sites[0], sc, 600, AgentWiring())
+
+
+def test_camera_mistakes_are_reported_at_their_line(tmp_path):
+    text = SMALL + CAMERA.replace("kind: flood", "kind: river").replace("id: cam-1", "id: wm-1")
+    with pytest.raises(ConfigError) as exc:
+        load_scenario(write(tmp_path, text))
+    found = problems_of(exc)
+    assert any(f":{line_of(text, 'river')}:" in p and "kind: Input should be" in p for p in found), found
+    text = SMALL + CAMERA.replace("id: cam-1", "id: wm-1").replace("for: 1h}", "for: 9h}")
+    with pytest.raises(ConfigError) as exc:
+        load_scenario(write(tmp_path, text))
+    found = "\n".join(problems_of(exc))
+    assert "camera id 'wm-1' is already used" in found and "outlasts the timeline" in found
+
+
+def test_fire_and_rainstorm_have_cameras_in_their_ground_truth():
+    want = {"fire": {"community_safety.smoke", "community_safety.fire"},
+            "rainstorm": {"flood.road_waterlogging"}}
+    for name, subs in want.items():
+        sc = load_scenario(name).scenario
+        truth = ground_truth(sc, sc.time_scale, sc.duration, 0.0)
+        cameras = {c.id for site in sc.sites for c in site.cameras}
+        got = {p.subcategory for p in truth.problems if p.source in cameras}
+        assert got == subs, (name, got)
+        # each camera incident lasts a few real seconds at the file's pace: detectable
+        for site in sc.sites:
+            for cam in site.cameras:
+                assert all(i.for_ / sc.time_scale >= 4 for i in cam.incidents), (name, cam.id)
