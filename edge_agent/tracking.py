@@ -45,6 +45,14 @@ def _point_in_polygon(x: float, y: float, poly: Sequence[tuple[float, float]]) -
     return inside
 
 
+def _covered(a: Box, b: Box) -> float:
+    """The share of box ``a``'s area that lies inside box ``b``."""
+    w = min(a[2], b[2]) - max(a[0], b[0])
+    h = min(a[3], b[3]) - max(a[1], b[1])
+    area = (a[2] - a[0]) * (a[3] - a[1])
+    return float(w * h / area) if w > 0 and h > 0 and area > 0 else 0.0
+
+
 def box_in_polygon(box: Box, poly: Sequence[tuple[float, float]], min_overlap: float) -> bool:
     """Whether the bottom third of ``box`` (where an object meets the ground) lies inside
     ``poly`` by at least ``min_overlap`` of a 5×3 grid of sample points."""
@@ -186,6 +194,7 @@ class Tracker:
             self._next_id += 1
             self.tracks.append(tr)
             seen.append(tr)
+        seen = self._absorb_duplicates(seen)
         out: list[Lifecycle] = []
         for tr in seen:
             for z in self.zones:
@@ -216,6 +225,31 @@ class Tracker:
                 out.append(self._decision(EventKind.UPDATE, tr, t))
         out.extend(self.tick(t))
         return out
+
+    def _absorb_duplicates(self, seen: list[Track]) -> list[Track]:
+        """A detector may box one object twice (the whole flame and its brighter core, or
+        two neighbouring peaks), and the spare box then grows a track of its own. A track
+        not yet reported that overlaps a reported (or else older) track of its class by
+        ``duplicate_iou`` (IoU, or that share of its own box) is that object: it is folded
+        into the other track, so one object never becomes two events."""
+        limit = self.config.duplicate_iou
+        if limit >= 1.0 or len(self.tracks) < 2:
+            return seen
+        by_priority = sorted(self.tracks, key=lambda tr: (not tr.reported, tr.track_id))
+        dropped: set[int] = set()
+        for i, keep in enumerate(by_priority):
+            if id(keep) in dropped:
+                continue
+            for other in by_priority[i + 1:]:
+                if other.reported or id(other) in dropped or other.label != keep.label:
+                    continue
+                if iou(keep.box, other.box) >= limit or _covered(other.box, keep.box) >= limit:
+                    dropped.add(id(other))
+                    keep.last_seen = max(keep.last_seen, other.last_seen)
+        if not dropped:
+            return seen
+        self.tracks = [tr for tr in self.tracks if id(tr) not in dropped]
+        return [tr for tr in seen if id(tr) not in dropped]
 
     def tick(self, t: float) -> list[Lifecycle]:
         """Advance time without a detector run: end what has been gone too long."""

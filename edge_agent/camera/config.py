@@ -108,6 +108,7 @@ class TrackingConfig(StrictModel):
     update_iou: float = Field(0.6, ge=0.0, le=1.0, description="send 'update' when the box's IoU with the last sent box falls below this")
     update_score_delta: float = Field(0.15, ge=0.0, le=1.0, description="...or the score moves this much")
     score_window: int = Field(7, ge=1, le=100, description="frames the median score is taken over")
+    duplicate_iou: float = Field(0.5, ge=0.0, le=1.0, description="a track overlapping an older one of its class this much (IoU, or this share of its own box) is the same object: merged, never reported twice")
 
 
 class ZonePurpose(StrEnum):

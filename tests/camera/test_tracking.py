@@ -72,6 +72,24 @@ def test_two_objects_two_events():
     assert sorted(d.event_id for d in out) == ["ev1", "ev2"]
 
 
+def test_one_object_boxed_twice_is_one_event():
+    """The detector sometimes boxes one flame twice (the whole flame and its core): the
+    spare box must not become a second fire event; two separate flames still are two."""
+    tr = make()
+    core = (0.42, 0.45, 0.49, 0.58)  # inside FLAME: 91 % of its area
+    near_copy = (0.41, 0.41, 0.5, 0.62)  # IoU 0.78 with FLAME
+    out = []
+    for i in range(6):
+        out += tr.step([det("flame", 0.9, FLAME), det("flame", 0.9, core if i % 2 else near_copy)], i * 0.5)
+    assert [(d.kind, d.event_id) for d in out] == [(EventKind.NEW, "ev1")]
+    assert len(tr.tracks) == 1
+    off = make(duplicate_iou=1.0)  # switched off: the old behaviour, one event per box
+    out = []
+    for i in range(6):
+        out += off.step([det("flame", 0.9, FLAME), det("flame", 0.9, core)], i * 0.5)
+    assert sorted(d.event_id for d in out) == ["ev1", "ev2"]
+
+
 def test_a_gap_shorter_than_end_after_keeps_the_event():
     tr = make()
     for i in range(3):
