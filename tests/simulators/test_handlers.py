@@ -36,7 +36,8 @@ def _hub_yaml(tmp: Path) -> Path:
     data["broker"] = {"managed": True, "data_dir": str(tmp / "broker"), "host": "127.0.0.1", "port": 0}
     data.update(database=str(tmp / "hub.sqlite"), snapshots_dir=str(tmp / "snapshots"),
                 web={"host": "127.0.0.1", "port": 0}, grids=str(EXAMPLES / "grids.geojson"),
-                routing=str(EXAMPLES / "routing.yaml"))
+                routing=str(EXAMPLES / "routing.yaml"), vitals=str(EXAMPLES / "vitals.yaml"),
+                plans=str(EXAMPLES / "plans"))
     data["sla"]["tick_s"] = 0.2
     data["ingest"] = {**data["ingest"], "receivers": 0}
     path = tmp / "hub.yaml"
