@@ -83,6 +83,8 @@ class Hub:
         self.web_port: int | None = None
         self._tasks: list[asyncio.Task] = []
         self._readers = threading.local()
+        self._reader_repos: list[SqliteRepository] = []  # every thread's, closed by stop()
+        self._reader_lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._verify_wakeup: asyncio.Event | None = None
         self._verifying: set[int] = set()
@@ -147,6 +149,9 @@ class Hub:
             await self._runner.cleanup()
             self._runner = None
         await asyncio.to_thread(self._stop_threads)
+        close = getattr(self.verifier, "close", None)
+        if close is not None:
+            close()
         self.started = False
 
     def _stop_threads(self) -> None:
@@ -161,6 +166,14 @@ class Hub:
         if self.link is not None:
             self.link.stop()
             self.link = None
+        with self._reader_lock:
+            readers, self._reader_repos = self._reader_repos, []
+            self._readers = threading.local()
+        for reader in readers:
+            try:
+                reader.close()
+            except Exception:
+                log.exception("closing a read connection failed")
         if self.repo is not None:
             self.repo.close()
             self.repo = None
@@ -292,7 +305,9 @@ class Hub:
         repo = getattr(self._readers, "repo", None)
         if repo is None:
             repo = SqliteRepository(self.config.database, writer=False)
-            self._readers.repo = repo
+            with self._reader_lock:
+                self._readers.repo = repo
+                self._reader_repos.append(repo)
         return repo
 
     async def read(self, fn: Callable[[Repository], T]) -> T:

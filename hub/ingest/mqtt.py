@@ -153,6 +153,13 @@ class MqttClient:
             self.client.disconnect()
         finally:
             self.client.loop_stop()
+            # paho closes the wake-up socket pair that loop_start opened only when the
+            # client object is finalised, which may be much later: close it now, so a
+            # process that starts and stops links (tests, reloads) does not run its file
+            # descriptors past select()'s limit of 1024 (paho's loop then dies silently).
+            reset = getattr(self.client, "_reset_sockets", None)
+            if reset is not None:
+                reset()
 
     def publish(self, topic: str, payload: bytes, qos: int = 1, retain: bool = False) -> bool:
         """Queue a publish. False (and counted) when paho refuses it: not connected with a

@@ -59,6 +59,12 @@ class PhotoVerifier:
                     log.warning("photo verification runs without the detector: %s", exc)
             return self._detector
 
+    def close(self) -> None:
+        """Let the detector go (the hub calls this when it stops); the next verdict loads
+        it again."""
+        with self._lock:
+            self._detector = None
+
     def describe(self) -> str:
         """One line for people: what this verifier uses (``cityops-hub serve`` prints it)."""
         det = self.region_detector()
