@@ -50,7 +50,7 @@ from .ingest.mqtt import MqttClient, MqttSettings, Receiver, ReceiverSettings
 from .ingest.process import ReceiverProcess
 from .store.files import SnapshotFiles
 from .store.repo import CaseRow, Repository
-from .store.sqlite import SqliteRepository
+from .store.sqlite import SharedReader, SqliteRepository
 from .tls import ensure_tls_files
 from .verify import build_verifier
 from .writer import Writer
@@ -83,7 +83,7 @@ class Hub:
         self.web_port: int | None = None
         self._tasks: list[asyncio.Task] = []
         self._readers = threading.local()
-        self._reader_repos: list[SqliteRepository] = []  # every thread's, closed by stop()
+        self._reader_repos: list[SharedReader] = []  # every thread's, closed by stop()
         self._reader_lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._verify_wakeup: asyncio.Event | None = None
@@ -301,18 +301,18 @@ class Hub:
         assert self.writer is not None, "the hub is not started"
         return await self.writer.run(fn, moves_events=moves_events)
 
-    def _reader(self) -> SqliteRepository:
-        repo = getattr(self._readers, "repo", None)
-        if repo is None:
-            repo = SqliteRepository(self.config.database, writer=False)
-            with self._reader_lock:
-                self._readers.repo = repo
-                self._reader_repos.append(repo)
-        return repo
+    def _reader(self) -> SharedReader:
+        with self._reader_lock:
+            reader = getattr(self._readers, "reader", None)
+            if reader is None:
+                reader = SharedReader(self.config.database)
+                self._readers.reader = reader
+                self._reader_repos.append(reader)
+            return reader
 
     async def read(self, fn: Callable[[Repository], T]) -> T:
-        """Run ``fn(repo)`` on a read-only connection in a worker thread."""
-        return await asyncio.to_thread(lambda: fn(self._reader()))
+        """Run ``fn(repo)`` on this worker thread's read-only connection."""
+        return await asyncio.to_thread(lambda: self._reader().use(fn))
 
     def health(self) -> dict[str, Any]:
         """What /healthz reports: every part that must be alive for events to flow."""
@@ -326,7 +326,7 @@ class Hub:
 
     def counts(self) -> dict[str, Any]:
         """Figures for the demo's summary: stored rows plus this run's ingest counters."""
-        out: dict[str, Any] = dict(self._reader().counts())
+        out: dict[str, Any] = dict(self._reader().use(lambda repo: repo.counts()))
         if self.writer is not None:
             out["ingest"] = self.writer.stats.as_dict()
             out["backlog"] = self.writer.backlog()

@@ -13,12 +13,13 @@ import fcntl
 import json
 import os
 import sqlite3
-from collections.abc import Iterator, Sequence
+import threading
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import fields as dc_fields
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlite_utils import Database
 
@@ -41,7 +42,9 @@ from .schema import OPEN_STATE_NAMES, OPEN_STATES_SQL, migrations
 from .sqlite_plans import PlanQueries
 from .sqlite_web import WebQueries
 
-__all__ = ["SqliteRepository", "from_db_time", "to_db_time"]
+__all__ = ["SharedReader", "SqliteRepository", "from_db_time", "to_db_time"]
+
+T = TypeVar("T")
 
 
 class SqliteRepository(WebQueries, PlanQueries):
@@ -513,3 +516,32 @@ class SqliteRepository(WebQueries, PlanQueries):
             "seq_gaps": one("SELECT coalesce(sum(seq_gaps), 0) FROM agents"),
         }
 
+
+
+class SharedReader:
+    """A read-only connection opened on first use and shared by whoever holds this object,
+    one user at a time. ``close()`` waits for a read in flight: a thread still inside
+    SQLite when its connection is closed under it (an ``asyncio.to_thread`` read whose task
+    was cancelled at shutdown keeps running) crashes the process. After ``close()`` every
+    use raises ``StoreError``."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = path
+        self._repo: SqliteRepository | None = None
+        self._lock = threading.Lock()
+        self._closed = False
+
+    def use(self, fn: Callable[[SqliteRepository], T]) -> T:
+        with self._lock:
+            if self._closed:
+                raise StoreError("the read connection is closed (the hub is stopping)")
+            if self._repo is None:
+                self._repo = SqliteRepository(self.path, writer=False)
+            return fn(self._repo)
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            if self._repo is not None:
+                self._repo.close()
+                self._repo = None

@@ -13,7 +13,7 @@ from collections import deque
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from ..store.sqlite import SqliteRepository
+from ..store.sqlite import SharedReader
 from .serialize import agent_json
 
 if TYPE_CHECKING:
@@ -95,7 +95,7 @@ class LiveFeed:
         self.rate = EventRate()
         self._subscribers: set[asyncio.Queue] = set()
         self._task: asyncio.Task | None = None
-        self._repo: SqliteRepository | None = None
+        self._reader = SharedReader(hub.config.database)
         self._marker: int | None = None
         self._last_push = 0.0
         self.latest: dict[str, Any] | None = None
@@ -115,8 +115,7 @@ class LiveFeed:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-        if self._repo is not None:
-            self._repo.close()
+        await asyncio.to_thread(self._reader.close)  # waits for a read still running
 
     def subscribe(self) -> asyncio.Queue:
         q: asyncio.Queue = asyncio.Queue(maxsize=4)
@@ -135,9 +134,7 @@ class LiveFeed:
         hub = self.hub
 
         def work() -> tuple[int, dict[str, Any]]:
-            if self._repo is None:
-                self._repo = SqliteRepository(hub.config.database, writer=False)
-            return self._repo.change_marker(), overview(hub, self._repo, self.rate)
+            return self._reader.use(lambda repo: (repo.change_marker(), overview(hub, repo, self.rate)))
 
         marker, data = await asyncio.to_thread(work)
         self._marker = marker
@@ -147,9 +144,9 @@ class LiveFeed:
         return data
 
     async def _changed(self) -> bool:
-        if self._repo is None:
+        if self._marker is None:
             return True
-        marker = await asyncio.to_thread(self._repo.change_marker)
+        marker = await asyncio.to_thread(self._reader.use, lambda repo: repo.change_marker())
         return marker != self._marker
 
     async def _run(self) -> None:

@@ -258,7 +258,7 @@ async def metrics(request: web.Request) -> web.Response:
         if not who.can("metrics"):
             raise WebError(403, "forbidden", "metrics need an operator or monitor token")
     feed = _live(request)
-    data = await asyncio.to_thread(lambda: overview(hub, hub._reader(), feed.rate))  # noqa: SLF001
+    data = await hub.read(lambda repo: overview(hub, repo, feed.rate))
     counts = await asyncio.to_thread(hub.counts)
     c, a, ingest = data["cases"], data["agents"], counts.get("ingest", {})
     g = "gauge"
