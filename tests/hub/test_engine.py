@@ -138,6 +138,18 @@ def test_lifecycle_updates_join_their_case_and_sensor_closes_after_hold(world):
     assert world.actions()[-3:] == ["source_cleared", "resolved", "closed"]
 
 
+def test_a_lifecycle_pushed_out_of_the_cache_is_read_back_from_the_store(world):
+    """The placer's cache is bounded; an update or end for a lifecycle it no longer holds
+    must still join its case and clear it (the store answers)."""
+    world.ingestor.placer._cache_size = 1  # noqa: SLF001 - every other lifecycle evicts it
+    world.ingest(sensor_event(seq=1))
+    world.ingest(sensor_event(seq=2, event_id="wm-2", source="meter-2"))
+    assert ("agent-1", "wm-1") not in world.ingestor.placer._cache  # noqa: SLF001
+    world.ingest(sensor_event(seq=3, kind="update"), sensor_event(seq=4, kind="end"))
+    c = world.case()
+    assert (c.event_count, c.active_sources) == (3, 0) and c.cleared_at is not None
+
+
 def test_a_new_trigger_during_the_hold_keeps_the_case_open(world):
     world.ingest(sensor_event(seq=1), sensor_event(seq=2, kind="end"))
     world.clock.advance(seconds=200)
