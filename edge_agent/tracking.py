@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from edge_agent.camera.config import ClassSettings, TrackingConfig, ZoneConfig, ZonePurpose
-from edge_agent.detect.postprocess import Detection, iou
+from edge_agent.detect.postprocess import Detection, covered, iou
 from protocol.ids import new_event_id
 from protocol.messages import EventKind
 
@@ -43,14 +43,6 @@ def _point_in_polygon(x: float, y: float, poly: Sequence[tuple[float, float]]) -
         if (y1 > y) != (y2 > y) and x < (x2 - x1) * (y - y1) / (y2 - y1) + x1:
             inside = not inside
     return inside
-
-
-def _covered(a: Box, b: Box) -> float:
-    """The share of box ``a``'s area that lies inside box ``b``."""
-    w = min(a[2], b[2]) - max(a[0], b[0])
-    h = min(a[3], b[3]) - max(a[1], b[1])
-    area = (a[2] - a[0]) * (a[3] - a[1])
-    return float(w * h / area) if w > 0 and h > 0 and area > 0 else 0.0
 
 
 def box_in_polygon(box: Box, poly: Sequence[tuple[float, float]], min_overlap: float) -> bool:
@@ -243,7 +235,7 @@ class Tracker:
             for other in by_priority[i + 1:]:
                 if other.reported or id(other) in dropped or other.label != keep.label:
                     continue
-                if iou(keep.box, other.box) >= limit or _covered(other.box, keep.box) >= limit:
+                if iou(keep.box, other.box) >= limit or covered(other.box, keep.box) >= limit:
                     dropped.add(id(other))
                     keep.last_seen = max(keep.last_seen, other.last_seen)
         if not dropped:

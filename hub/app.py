@@ -83,7 +83,7 @@ class Hub:
         self.web_port: int | None = None
         self._tasks: list[asyncio.Task] = []
         self._readers = threading.local()
-        self._reader_repos: list[SharedReader] = []  # every thread's, closed by stop()
+        self._all_readers: list[SharedReader] = []  # every thread's, closed by stop()
         self._reader_lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._verify_wakeup: asyncio.Event | None = None
@@ -167,7 +167,7 @@ class Hub:
             self.link.stop()
             self.link = None
         with self._reader_lock:
-            readers, self._reader_repos = self._reader_repos, []
+            readers, self._all_readers = self._all_readers, []
             self._readers = threading.local()
         for reader in readers:
             try:
@@ -302,13 +302,14 @@ class Hub:
         return await self.writer.run(fn, moves_events=moves_events)
 
     def _reader(self) -> SharedReader:
-        with self._reader_lock:
-            reader = getattr(self._readers, "reader", None)
-            if reader is None:
+        """This thread's read connection (the lock only guards making one, not each read)."""
+        reader = getattr(self._readers, "reader", None)
+        if reader is None:
+            with self._reader_lock:
                 reader = SharedReader(self.config.database)
                 self._readers.reader = reader
-                self._reader_repos.append(reader)
-            return reader
+                self._all_readers.append(reader)
+        return reader
 
     async def read(self, fn: Callable[[Repository], T]) -> T:
         """Run ``fn(repo)`` on this worker thread's read-only connection."""

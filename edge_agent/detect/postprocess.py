@@ -22,6 +22,7 @@ import numpy as np
 
 __all__ = [
     "Detection",
+    "covered",
     "decode_centernet",
     "decode_ssd",
     "decode_yolo",
@@ -44,6 +45,14 @@ def iou(a: tuple[float, float, float, float] | np.ndarray, b: tuple[float, float
     inter = ix * iy
     union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
     return float(inter / union) if union > 0 else 0.0
+
+
+def covered(a: tuple[float, float, float, float] | np.ndarray, b: tuple[float, float, float, float] | np.ndarray) -> float:
+    """The share of box ``a``'s area that lies inside box ``b`` (0 for an empty ``a``)."""
+    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    area = (a[2] - a[0]) * (a[3] - a[1])
+    return float(ix * iy / area) if area > 0 else 0.0
 
 
 def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float, max_out: int = 100) -> np.ndarray:

@@ -517,7 +517,6 @@ class SqliteRepository(WebQueries, PlanQueries):
         }
 
 
-
 class SharedReader:
     """A read-only connection opened on first use and shared by whoever holds this object,
     one user at a time. ``close()`` waits for a read in flight: a thread still inside

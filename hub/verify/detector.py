@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from edge_agent.detect.labels import read_labels
+from edge_agent.detect.postprocess import covered
 from edge_agent.detect.runtime import Detector
 
 __all__ = ["BUNDLED_LABELS", "BUNDLED_MODEL", "RegionDetector"]
@@ -27,10 +28,7 @@ BUNDLED_LABELS = _MODELS / "labels.txt"
 
 def _overlap(a: tuple[float, float, float, float], b: tuple[float, float, float, float]) -> float:
     """Intersection over the smaller box's area."""
-    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    small = min((a[2] - a[0]) * (a[3] - a[1]), (b[2] - b[0]) * (b[3] - b[1]))
-    return ix * iy / small if small > 0 else 0.0
+    return max(covered(a, b), covered(b, a))
 
 
 class RegionDetector:
