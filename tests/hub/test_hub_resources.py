@@ -6,12 +6,15 @@ past select()'s 1,024-descriptor limit, and paho's loop dies without a word."""
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
 
 import pytest
 from hubtest import T0, make_setup
 
 from hub.app import Hub
+from hub.errors import StoreError
+from hub.store.sqlite import SharedReader, SqliteRepository
 from protocol.clock import FakeClock
 
 pytestmark = pytest.mark.asyncio
@@ -46,3 +49,32 @@ async def test_stopping_a_hub_closes_its_connections_sockets_and_model(tmp_path)
     after = open_fds()
     leaked = sorted(set(after) - set(before)) if len(after) > len(before) else []
     assert len(after) <= len(before), f"{len(after) - len(before)} descriptors leaked: {leaked[:10]}"
+
+
+def test_a_read_connection_is_closed_only_between_reads(tmp_path):
+    """Closing a connection while another thread is still inside SQLite with it (a
+    cancelled ``to_thread`` read at shutdown) crashed the hub: ``close()`` must wait for
+    the read, and every later use must be refused with a reason."""
+    SqliteRepository(tmp_path / "hub.sqlite").close()  # the schema
+    reader = SharedReader(tmp_path / "hub.sqlite")
+    inside, release = threading.Event(), threading.Event()
+    result: list[int] = []
+
+    def slow_read(repo: SqliteRepository) -> int:
+        inside.set()
+        release.wait(10)
+        return repo.change_marker()
+
+    reading = threading.Thread(target=lambda: result.append(reader.use(slow_read)))
+    reading.start()
+    assert inside.wait(10)
+    closing = threading.Thread(target=reader.close)
+    closing.start()
+    closing.join(0.3)
+    assert closing.is_alive(), "close() did not wait for the read in flight"
+    release.set()
+    reading.join(10)
+    closing.join(10)
+    assert not closing.is_alive() and len(result) == 1
+    with pytest.raises(StoreError, match="closed"):
+        reader.use(lambda repo: repo.change_marker())
