@@ -17,8 +17,6 @@ from hub.errors import StoreError
 from hub.store.sqlite import SharedReader, SqliteRepository
 from protocol.clock import FakeClock
 
-pytestmark = pytest.mark.asyncio
-
 
 def open_fds() -> list[str]:
     out = []
@@ -41,6 +39,7 @@ async def run_once(tmp: Path) -> None:
         await hub.stop()
 
 
+@pytest.mark.asyncio
 async def test_stopping_a_hub_closes_its_connections_sockets_and_model(tmp_path):
     await run_once(tmp_path / "warm-up")
     before = open_fds()
