@@ -45,12 +45,15 @@ class BatchState:
 
     activity: dict[int, Activity]
     lifecycles: dict[int, LifecycleUpdate]
+    ended: list[tuple[str, str]]  # lifecycles this batch ended: out of the cache at the end
 
 
 class LifecyclePlacer:
-    # Recent lifecycles' state, so an update or end finds its case without a query (a miss
-    # reads the store: correctness never depends on it). ~250 bytes an entry: 20,000 keep
-    # the hub's memory flat (a one-hour soak with 200,000 grew 15 MiB/h toward ~50 MiB).
+    # Live lifecycles' state, so an update or end finds its case without a query (a miss
+    # reads the store: correctness never depends on it). An ended lifecycle leaves the
+    # cache when its batch is written (a late resend reads the store), so the cache holds
+    # what is in flight, not history; ~250 bytes an entry, 20,000 at most (a one-hour
+    # soak that kept every lifecycle, up to 200,000, grew 15 MiB/h).
     def __init__(self, engine: CaseEngine, cache_size: int = 20_000) -> None:
         self.engine = engine
         self.setup = engine.setup
@@ -69,7 +72,7 @@ class LifecyclePlacer:
     # -- one stored message --------------------------------------------------------------------
     @staticmethod
     def begin() -> BatchState:
-        return BatchState({}, {})
+        return BatchState({}, {}, [])
 
     def apply(self, repo: Repository, ev: EventRecord, now: datetime, batch: BatchState,
               result) -> None:
@@ -85,6 +88,8 @@ class LifecyclePlacer:
         if state is None:
             self._first_message(repo, ev, datetime.fromisoformat(ev.observed_at), now,
                                 batch.activity, result)
+            if ev.kind == "end":
+                batch.ended.append(key)
             return
         lifecycle_id, case_id, last_seq, was_ended = state
         ended = ev.kind == "end"
@@ -103,6 +108,7 @@ class LifecyclePlacer:
         if newly_ended:
             state[3] = True
             upd.ended_at = now
+            batch.ended.append(key)
         if case_id is None:
             return
         activity = batch.activity
@@ -126,6 +132,11 @@ class LifecyclePlacer:
             repo.note_lifecycle_messages(list(batch.lifecycles.values()))
             batch.lifecycles.clear()
         self.flush(repo, batch.activity, now)
+        # Only now, with the end written: a later message of this batch still needed the
+        # cached state (the store's row is updated above, not message by message).
+        for key in batch.ended:
+            self._cache.pop(key, None)
+        batch.ended.clear()
 
     # -- folding activity into cases ----------------------------------------------------------------
     def flush_case(self, repo: Repository, activity: dict[int, Activity], case_id: int,

@@ -149,6 +149,23 @@ def test_a_lifecycle_pushed_out_of_the_cache_is_read_back_from_the_store(world):
     c = world.case()
     assert (c.event_count, c.active_sources) == (3, 0) and c.cleared_at is not None
 
+def test_an_ended_lifecycle_leaves_the_cache_and_late_messages_still_count_once(world):
+    """The cache holds lifecycles in flight: once a batch has written an end, the lifecycle
+    leaves it (memory stays flat however many lifecycles a day brings). A message after the
+    end in the same batch, and one in a later batch, must not clear the case twice."""
+    cache = world.ingestor.placer._cache  # noqa: SLF001
+    world.ingest(sensor_event(seq=1), sensor_event(seq=2, event_id="wm-2", source="meter-2"))
+    assert {("agent-1", "wm-1"), ("agent-1", "wm-2")} <= set(cache)
+    world.ingest(sensor_event(seq=3, kind="end"), sensor_event(seq=4, kind="update"))
+    assert ("agent-1", "wm-1") not in cache and ("agent-1", "wm-2") in cache
+    c = world.case()
+    assert (c.event_count, c.active_sources) == (3, 0) and c.cleared_at is not None
+    world.ingest(sensor_event(seq=5, kind="end"))  # a late repeat of the end, read from the store
+    c = world.case()
+    assert (c.event_count, c.active_sources) == (4, 0)
+    assert world.repo.counts()["cases_total"] == 2
+
+
 
 def test_a_new_trigger_during_the_hold_keeps_the_case_open(world):
     world.ingest(sensor_event(seq=1), sensor_event(seq=2, kind="end"))
