@@ -62,7 +62,7 @@ def run(pairs: int, unrelated: int, min_confidence: float, base: int = HELD_OUT)
     by_category: dict[str, Counter[str]] = {}
     times: list[float] = []
     false_closures: list[dict] = []
-    skipped = 0
+    skipped = lost = 0
     afters: list[bytes] = []
     for i in range(pairs):
         seed = base + i
@@ -70,6 +70,9 @@ def run(pairs: int, unrelated: int, min_confidence: float, base: int = HELD_OUT)
         box = next((b.box for b in p.before_boxes if b.label == p.category), None)
         if box is None:  # the renderer could not make the problem visible: no case would exist
             skipped += 1
+            continue
+        if p.label == "not_fixed" and not any(b.label == p.category for b in p.after_boxes):
+            lost += 1  # the label would say "not fixed" over a photo showing it gone
             continue
         before, after = jpeg(p.before), jpeg(p.after)
         afters.append(after)
@@ -99,7 +102,8 @@ def run(pairs: int, unrelated: int, min_confidence: float, base: int = HELD_OUT)
     decided = sum(v for (_, got), v in confusion.items() if got != "uncertain")
     truth = Counter(label for (label, _), v in confusion.items() for _ in range(v))
     return {
-        "pairs": n, "skipped_no_visible_problem": skipped, "seeds": [base, base + pairs - 1],
+        "pairs": n, "skipped_no_visible_problem": skipped,
+        "skipped_problem_lost_in_after": lost, "seeds": [base, base + pairs - 1],
         "min_confidence": min_confidence,
         "confusion": {t: {g: confusion[(t, g)] for g in ("fixed", "not_fixed", "uncertain")}
                       for t in ("fixed", "not_fixed")},
@@ -142,7 +146,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"unrelated pairs      {r['unrelated_pairs']}")
     print(f"time per pair        mean {r['time_ms']['mean']} ms, p99 {r['time_ms']['p99']} ms "
           f"({r['time_vs_one_detection']}× one full-frame detection, {r['baseline_detect_ms']['mean']} ms)")
-    print(f"skipped (no visible problem rendered) {r['skipped_no_visible_problem']}")
+    print(f"skipped: no visible problem rendered {r['skipped_no_visible_problem']}, a not-fixed problem "
+          f"lost from the after-photo {r['skipped_problem_lost_in_after']}")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(r, indent=2) + "\n", encoding="utf-8")

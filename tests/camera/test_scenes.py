@@ -86,3 +86,13 @@ def test_photo_pairs_move_the_camera_and_label_the_outcome(tmp_path):
     rows = [json.loads(line) for line in labels.read_text().splitlines()]
     assert len(rows) == 4 and all((tmp_path / r["after"]).is_file() for r in rows)
     assert {r["label"] for r in rows} <= {"fixed", "not_fixed"}
+
+
+def test_a_not_fixed_pair_shows_its_problem_in_the_after_photo():
+    """Seed 4154 draws a borderline flame: every moved re-take lost it (shrunk below the
+    renderer's floor or between flickers), so the pair said "not fixed" over an after-photo
+    showing it gone — the photo verifier rightly closed it. The last re-take now keeps the
+    view, the size and the moment, and the problem stays in the picture."""
+    pair = make_pair(4154)
+    assert pair.label == "not_fixed" and pair.category == "flame"
+    assert any(b.label == "flame" for b in pair.after_boxes)
