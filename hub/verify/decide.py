@@ -43,6 +43,10 @@ class Thresholds(StrictModel):
     changed_partial: float = Field(0.25, gt=0, le=1, description="a smaller change still counts as fixed when the detector is sure")
     detector_sure: float = Field(0.5, gt=0, le=1, description="before-photo score that makes the detector sure enough for that")
     detector_gone: float = Field(0.15, ge=0, le=1, description="...and after-photo score at most this")
+    detector_faded: float = Field(0.35, ge=0, le=1, description="an after-photo score at most this (above detector_absent) "
+                                  "still counts as gone when it is also at most faded_ratio × the before-photo score "
+                                  "and the region changed by changed_fixed")
+    faded_ratio: float = Field(0.5, gt=0, lt=1, description="see detector_faded")
 
     @model_validator(mode="after")
     def _ordered(self) -> Thresholds:
@@ -52,6 +56,10 @@ class Thresholds(StrictModel):
             raise ValueError("detector_absent must be below detector_present")
         if self.changed_partial > self.changed_fixed:
             raise ValueError("changed_partial must not exceed changed_fixed")
+        if self.detector_faded < self.detector_absent:
+            raise ValueError("detector_faded must not be below detector_absent")
+        if self.detector_faded >= self.detector_present:
+            raise ValueError("detector_faded must be below detector_present")
         return self
 
 
@@ -169,10 +177,19 @@ def decide(e: Evidence, t: Thresholds) -> Verdict:
     if e.before_score < t.detector_seen:
         return uncertain(0.5, "the region changed but the detector did not recognise the problem "
                               "in the before-photo")
-    if e.after_score >= t.detector_absent:
-        return uncertain(0.4, "the region changed but the detector still half-sees the problem")
     if e.other_score >= t.detector_other:
         return uncertain(0.4, "the region changed but the detector sees another problem there")
+    if e.after_score >= t.detector_absent:
+        # A faint trace: the region changed over most of its area and the score fell to
+        # half or less of a confident before-score (the detector half-seeing the ground the
+        # problem stood on). Closer than that, a person looks.
+        faded = (e.after_score <= t.detector_faded and e.after_score <= t.faded_ratio * e.before_score
+                 and e.changed >= t.changed_fixed)
+        if not faded:
+            return uncertain(0.4, "the region changed but the detector still half-sees the problem")
+        fell = _clamp(1 - e.after_score / (t.faded_ratio * e.before_score))
+        return Verdict(Outcome.FIXED, _sure(fell, _margin(e.changed, t.changed_fixed), aligned),
+                       f"the problem is gone from its region, a faint trace left ({facts})", NAME)
     gone = _margin(e.before_score - e.after_score, t.detector_seen - t.detector_absent)
     return Verdict(Outcome.FIXED, _sure(gone, _margin(e.changed, needed), aligned),
                    f"the problem is gone from its region ({facts})", NAME)

@@ -82,7 +82,8 @@ def test_a_problem_still_there_is_not_fixed(e, words):
     (ev(changed=0.3, before=0.45), "changed only in part"),
     (ev(detector=False), "no detector can confirm"),
     (ev(before=0.3), "did not recognise the problem"),
-    (ev(after=0.3), "half-sees"),
+    (ev(after=0.4), "half-sees"),  # above detector_faded
+    (ev(before=0.55, after=0.3), "half-sees"),  # more than half the before-score
     (ev(other=0.6), "another problem"),
     (ev(changed=0.05, before=0.8, after=0.0), "detector no longer sees"),
 ])
@@ -90,6 +91,19 @@ def test_doubt_goes_to_an_operator(e, words):
     v = decide(e, T)
     assert v.outcome is Outcome.UNCERTAIN and words in v.detail
     assert decide_on_verdict("resolved", v, 0.8).kind == "review"
+
+
+def test_a_faint_trace_of_a_confident_detection_counts_as_gone():
+    """After-score above detector_absent but at most detector_faded and at most half the
+    before-score, the region changed over changed_fixed: fixed, and says a trace is left."""
+    v = decide(ev(before=0.84, after=0.29, changed=0.78), T)
+    assert v.outcome is Outcome.FIXED and "faint trace" in v.detail
+    assert decide_on_verdict("resolved", v, 0.8).kind == "close"
+    # each condition alone keeps it with an operator
+    assert decide(ev(before=0.84, after=0.29, changed=0.35), T).outcome is Outcome.UNCERTAIN
+    assert decide(ev(before=0.84, after=0.29, changed=0.78, other=0.5), T).outcome is Outcome.UNCERTAIN
+    assert decide(ev(before=0.56, after=0.29, changed=0.78), T).outcome is Outcome.UNCERTAIN
+    assert decide(ev(before=0.95, after=0.36, changed=0.78), T).outcome is Outcome.UNCERTAIN
 
 
 def test_a_sure_detector_accepts_a_partial_change():
