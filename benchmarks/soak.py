@@ -291,6 +291,9 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if args.fleet_child:
         return fleet_child(args)
+    # A stopped soak (kill, Ctrl-C) stops its broker, hub and fleet too: SystemExit runs
+    # the private hub's clean-up; the default SIGTERM would leave them running.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     result = run(args)
     report(result)
     if args.json:
