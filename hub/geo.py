@@ -140,11 +140,37 @@ class Grid:
 
 
 class GridIndex:
-    """Grids with point lookup. Overlapping grids resolve to the first in file order."""
+    """Grids with point lookup. Overlapping grids resolve to the first in file order.
+
+    A district has hundreds to thousands of grids, and every new event is located once:
+    the lookup tests only the grids whose bounding box covers the point's cell of a
+    uniform bucket index (about two grids a cell), and remembers the last few thousand
+    points (sensors and cameras report from the same place again and again)."""
+
+    _REMEMBER = 4096
 
     def __init__(self, grids: Sequence[Grid]) -> None:
         self.grids = list(grids)
         self._by_id = {g.grid_id: g for g in self.grids}
+        self._recent: dict[tuple[float, float], Grid | None] = {}
+        self._buckets: dict[tuple[int, int], list[Grid]] = {}
+        if self.grids:
+            x0 = min(g.bbox[0] for g in self.grids)
+            y0 = min(g.bbox[1] for g in self.grids)
+            x1 = max(g.bbox[2] for g in self.grids)
+            y1 = max(g.bbox[3] for g in self.grids)
+            side = max(1, int(len(self.grids) ** 0.5))
+            self._origin = (x0, y0)
+            self._cell = (max((x1 - x0) / side, 1e-9), max((y1 - y0) / side, 1e-9))
+            for g in self.grids:  # file order within each bucket
+                cx0, cy0 = self._cell_of(g.bbox[0], g.bbox[1])
+                cx1, cy1 = self._cell_of(g.bbox[2], g.bbox[3])
+                for cx in range(cx0, cx1 + 1):
+                    for cy in range(cy0, cy1 + 1):
+                        self._buckets.setdefault((cx, cy), []).append(g)
+
+    def _cell_of(self, lon: float, lat: float) -> tuple[int, int]:
+        return (int((lon - self._origin[0]) // self._cell[0]), int((lat - self._origin[1]) // self._cell[1]))
 
     def __len__(self) -> int:
         return len(self.grids)
@@ -156,10 +182,19 @@ class GridIndex:
         return self._by_id.get(grid_id)
 
     def locate(self, lat: float, lon: float) -> Grid | None:
-        for grid in self.grids:
+        key = (lat, lon)
+        recent = self._recent
+        if key in recent:
+            return recent[key]
+        found = None
+        for grid in self._buckets.get(self._cell_of(lon, lat), ()) if self.grids else ():
             if grid.contains(lat, lon):
-                return grid
-        return None
+                found = grid
+                break
+        if len(recent) >= self._REMEMBER:
+            recent.clear()  # one atomic step (web threads locate too); it refills in a moment
+        recent[key] = found
+        return found
 
     def towns(self) -> set[str]:
         return {g.town for g in self.grids if g.town}

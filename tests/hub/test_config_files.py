@@ -6,6 +6,7 @@ import json
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
+import numpy as np
 import pytest
 from hubtest import EXAMPLES, G01, G05
 
@@ -77,6 +78,35 @@ def _fc(*features):
 def _feature(gid, ring):
     return {"type": "Feature", "properties": {"grid_id": gid},
             "geometry": {"type": "Polygon", "coordinates": [ring]}}
+
+
+def test_grid_lookup_agrees_with_testing_every_grid():
+    """The bucket index and the remembered points give the answer a scan of every grid in
+    file order gives: inside, on shared edges, in overlaps (the first grid wins), in holes
+    and outside, for a mesh of 400 grids with an overlapping and a holed one on top."""
+    features = []
+    for i in range(20):
+        for j in range(20):
+            x, y = 121.0 + i * 0.01, 31.0 + j * 0.01
+            ring = [[x, y], [x + 0.01, y], [x + 0.01, y + 0.01], [x, y + 0.01], [x, y]]
+            features.append({"type": "Feature", "properties": {"grid_id": f"m-{i}-{j}"},
+                             "geometry": {"type": "Polygon", "coordinates": [ring]}})
+    big = [[121.05, 31.05], [121.12, 31.05], [121.12, 31.09], [121.05, 31.09], [121.05, 31.05]]
+    hole = [[121.06, 31.06], [121.07, 31.06], [121.07, 31.07], [121.06, 31.07], [121.06, 31.06]]
+    features.insert(0, {"type": "Feature", "properties": {"grid_id": "over"},
+                        "geometry": {"type": "Polygon", "coordinates": [big, hole]}})
+    index = parse_grids(json.dumps({"type": "FeatureCollection", "features": features}), "mesh.geojson")
+    rng = np.random.default_rng(5)
+    points = [(31.0 + rng.random() * 0.22 - 0.01, 121.0 + rng.random() * 0.22 - 0.01) for _ in range(3000)]
+    points += [(31.0 + j * 0.01, 121.0 + i * 0.01) for i in range(21) for j in range(21)]  # corners
+    points += [(31.065, 121.065), (31.2, 121.2), (30.0, 121.1)]  # in the hole, the far corner, outside
+    for _ in range(2):  # the second round answers from the remembered points
+        for lat, lon in points:
+            want = next((g for g in index.grids if g.contains(lat, lon)), None)
+            assert index.locate(lat, lon) is want, (lat, lon)
+    assert index.locate(31.065, 121.065).grid_id == "m-6-6"  # the hole falls through to the mesh
+    assert index.locate(31.08, 121.08).grid_id == "over"
+    assert index.locate(30.0, 121.1) is None
 
 
 def test_grid_errors_name_the_place():
