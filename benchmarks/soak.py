@@ -107,6 +107,22 @@ class WebReader(threading.Thread):
                 self.samples.append((time.time(), name, (time.perf_counter() - t0) * 1000, status))
 
 
+def hub_memory(base: str, token: str) -> dict[str, float]:
+    """The hub's ``cityops_hub_memory_bytes`` (its process's RSS and SQLite's share), MiB."""
+    req = urllib.request.Request(base + "metrics", headers={"Authorization": f"Bearer {token}"})
+    try:
+        with urllib.request.urlopen(req, timeout=30) as r:  # noqa: S310 - our loopback hub
+            text = r.read().decode()
+    except OSError:
+        return {}
+    out = {}
+    for line in text.splitlines():
+        if line.startswith("cityops_hub_memory_bytes{"):
+            part = line.split('"')[1]
+            out[part] = round(float(line.rsplit(" ", 1)[1]) / 2**20, 2)
+    return out
+
+
 # -- analysis --------------------------------------------------------------------------------------
 
 def slope_per_hour(points: list[tuple[float, float]]) -> float | None:
@@ -140,6 +156,23 @@ def analyse(samples: list[dict[str, Any]], warm_until: float, max_slope: float) 
             "flat": None if slope is None else abs(slope) <= max_slope,
             "cpu_pct": round(100 * (cpu[-1]["cpu_s"] - cpu[0]["cpu_s"]) / wall, 1) if wall else None,
         }
+    # Where the hub's growth is (reported, not judged): SQLite's allocations — page caches,
+    # bounded per connection — and the rest of the hub process.
+    parts: dict[str, list[tuple[float, float]]] = {"hub sqlite": [], "hub other": []}
+    for smp in samples:
+        mem = smp.get("hub_memory_mib") or {}
+        if "sqlite" in mem and "rss" in mem:
+            parts["hub sqlite"].append((smp["t"], mem["sqlite"]))
+            parts["hub other"].append((smp["t"], mem["rss"] - mem["sqlite"]))
+    breakdown = {}
+    for name, pts in parts.items():
+        after = [p for p in pts if p[0] >= warm_until]
+        slope = slope_per_hour(after)
+        if after and slope is not None:
+            breakdown[name] = {"start_mib": round(pts[0][1], 1), "after_warmup_mib": round(after[0][1], 1),
+                               "end_mib": round(after[-1][1], 1), "slope_mib_per_h": round(slope, 2)}
+    if breakdown:
+        out["hub_breakdown"] = breakdown
     return out
 
 
@@ -199,9 +232,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 procs = {name: {**u, "t": now} for name, u in ph.usage().items()}
                 procs["fleet"] = {**process_tree_usage(fleet.pid), "t": now}
                 db_mib = sum(p.stat().st_size for p in db.parent.glob("hub.sqlite*")) / 2**20
+                hub_mem = hub_memory(ph.web_url or "", token)
                 last = fleet_lines[-1]["stats"] if fleet_lines else {}
                 samples.append({"t": now, "min": round((now - t_start) / 60, 2), "loadavg": os.getloadavg()[0],
-                                "procs": procs, "db_mib": round(db_mib, 1),
+                                "procs": procs, "db_mib": round(db_mib, 1), "hub_memory_mib": hub_mem,
                                 "connected": last.get("connected"), "published": last.get("events_published"),
                                 "acked": last.get("events_acked")})
                 if not args.quiet:
@@ -233,7 +267,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "sample_every_s": args.sample_every, "max_slope_mib_per_h": args.max_slope,
         "loadavg": {"min": round(min(loads), 2), "mean": round(sum(loads) / len(loads), 2),
                     "max": round(max(loads), 2)} if loads else None,
-        "memory": mem, "memory_flat": all(v["flat"] for v in mem.values()) if mem else None,
+        "memory": mem,
+        "memory_flat": all(v["flat"] for k, v in mem.items() if k != "hub_breakdown") if mem else None,
         "fleet_final": final, "hub_alive_at_end": hub_alive,
         "lost": None if final is None else final["events_published"] - final["events_acked"],
         "ack_p99_ms_per_sample": {"max": max(ack_p99) if ack_p99 else None,
@@ -253,8 +288,13 @@ def report(r: dict[str, Any]) -> None:
     print(f"{'process':10}{'RSS start':>11}{'after warm':>12}{'end':>9}{'max':>9}{'MiB/h':>9}{'CPU %':>8}  flat "
           f"(|slope| <= {r['max_slope_mib_per_h']:g})")
     for name, m in r["memory"].items():
+        if name == "hub_breakdown":
+            continue
         print(f"{name:10}{m['rss_start_mib']:>11}{m['rss_after_warmup_mib']:>12}{m['rss_end_mib']:>9}"
               f"{m['rss_max_mib']:>9}{m['slope_mib_per_h']!s:>9}{m['cpu_pct']!s:>8}  {m['flat']}")
+    for name, m in r["memory"].get("hub_breakdown", {}).items():
+        print(f"  {name:12}{m['start_mib']:>7}{m['after_warmup_mib']:>12}{m['end_mib']:>9}"
+              f"{'':>9}{m['slope_mib_per_h']!s:>9}   (hub process only, from its /metrics)")
     f = r["fleet_final"] or {}
     print(f"events published {f.get('events_published')}, acked {f.get('events_acked')} (lost {r['lost']}), "
           f"re-sent {f.get('events_resent')}, heartbeats {f.get('heartbeats')}, reconnects {f.get('reconnects')}, "

@@ -20,6 +20,7 @@ from protocol.provisioning import EnrollRequest, EnrollResponse, MqttEndpoint
 from ..auth.roles import CASE_ACTIONS, case_actions
 from ..enroll import claim_token, release_token
 from ..errors import EnrollmentError
+from ..memory import rss_bytes, sqlite_bytes
 from ..scores import month_bounds, score_cases
 from .actions import load_case_for, parse_action, perform
 from .common import case_filter, hub_of, json_response, principal, query_int
@@ -289,6 +290,10 @@ async def metrics(request: web.Request) -> web.Response:
         ("cityops_agents_outbox_depth", g, "Events waiting in agents' outboxes (sum).",
          [({}, a["outbox_depth"])]),
         ("cityops_live_watchers", g, "Browsers on the live feed.", [({}, feed.watchers)]),
+        ("cityops_hub_memory_bytes", g, "The hub process's memory: resident set, and what SQLite "
+         "holds of it (page caches, one per connection; bounded).",
+         [({"part": part}, v) for part, v in (("rss", rss_bytes()), ("sqlite", sqlite_bytes()))
+          if v is not None]),
     ]
     return web.Response(body=render(samples, request.app[METRICS_KEY]).encode(),
                         headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"})

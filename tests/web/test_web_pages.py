@@ -144,6 +144,10 @@ async def test_metrics_are_prometheus_text(hub, client, agent):
                  'cityops_http_request_duration_seconds_bucket{route="healthz",method="GET",le="+Inf"} 1',
                  "# TYPE cityops_http_request_duration_seconds histogram"):
         assert name in text, name
+    mem = {line.split("}")[0].split('"')[1]: float(line.rsplit(" ", 1)[1])
+           for line in text.splitlines() if line.startswith("cityops_hub_memory_bytes{")}
+    # the test process's resident set, and SQLite's share of it (its page caches and schemas)
+    assert 10 * 2**20 < mem["rss"] < 8 * 2**30 and 0 < mem["sqlite"] < mem["rss"]
 
 
 async def test_access_log_is_structured(hub, client, caplog):
