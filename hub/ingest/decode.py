@@ -66,6 +66,9 @@ class EventRecord(NamedTuple):
         return self[:-1] == other[:-1]
 
 
+_json = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode  # one encoder, not one a call
+
+
 def _iso(value: datetime) -> str:
     return value.astimezone(UTC).isoformat(timespec="microseconds")
 
@@ -78,7 +81,7 @@ def event_record(ev: Event, body: str) -> EventRecord:
         ev.location.lat, ev.location.lon, ev.location.place, ev.confidence,
         e.snapshot.sha256 if e.snapshot else None, tuple(e.bbox) if e.bbox else None,
         None if e.reading is None else e.reading.model_dump_json(),
-        json.dumps(ev.attributes, separators=(",", ":"), ensure_ascii=False) if ev.attributes else None,
+        _json(ev.attributes) if ev.attributes else None,
         body,
     )
 
