@@ -65,9 +65,9 @@ class LifecyclePlacer:
         self._cache.clear()
 
     def _remember(self, key: tuple[str, str], state: list) -> None:
+        # No eviction here: a lifecycle of the batch in progress must keep its state until
+        # the batch is written (the store's row is only updated by finish). finish trims.
         self._cache[key] = state
-        if len(self._cache) > self._cache_size:
-            self._cache.popitem(last=False)
 
     # -- one stored message --------------------------------------------------------------------
     @staticmethod
@@ -134,9 +134,12 @@ class LifecyclePlacer:
         self.flush(repo, batch.activity, now)
         # Only now, with the end written: a later message of this batch still needed the
         # cached state (the store's row is updated above, not message by message).
+        cache = self._cache
         for key in batch.ended:
-            self._cache.pop(key, None)
+            cache.pop(key, None)
         batch.ended.clear()
+        while len(cache) > self._cache_size:  # the oldest, now that the store is up to date
+            cache.popitem(last=False)
 
     # -- folding activity into cases ----------------------------------------------------------------
     def flush_case(self, repo: Repository, activity: dict[int, Activity], case_id: int,
@@ -304,8 +307,9 @@ class LifecyclePlacer:
         if case is None:
             return
         active = max(0, case.active_sources - 1)
-        fields: dict = {"active_sources": active, "event_count": case.event_count + 1,
-                        "last_event_at": max(case.last_event_at, observed)}
+        # The end itself is already counted: apply() added it to the batch's activity and
+        # flush_case wrote that before this runs.
+        fields: dict = {"active_sources": active, "last_event_at": max(case.last_event_at, observed)}
         detail = f"{ev.agent_id}/{ev.source} sent end"
         if active == 0:
             fields["cleared_at"] = now

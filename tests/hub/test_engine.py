@@ -167,6 +167,24 @@ def test_an_ended_lifecycle_leaves_the_cache_and_late_messages_still_count_once(
 
 
 
+def test_a_batch_larger_than_the_cache_keeps_its_lifecycles_until_it_is_written(world):
+    """The cache is trimmed when a batch is written, never during one: a lifecycle that ended
+    early in a big batch and is ended again later in it (a resend) must not clear its case
+    twice, however many other lifecycles the batch brings."""
+    world.ingestor.placer._cache_size = 2  # noqa: SLF001 - far smaller than the batch
+    world.ingest(sensor_event(seq=1), sensor_event(seq=2, event_id="wm-2", source="meter-2"),
+                 sensor_event(seq=3, event_id="wm-2b", source="meter-2"),  # same meter: same case
+                 sensor_event(seq=4, event_id="wm-2", source="meter-2", kind="end"),
+                 sensor_event(seq=5, event_id="wm-4", source="meter-4"),
+                 sensor_event(seq=6, event_id="wm-5", source="meter-5"),
+                 sensor_event(seq=7, event_id="wm-2", source="meter-2", kind="end"))
+    cases = {c.origin_source: c for c in world.repo.list_cases()}
+    two = cases["meter-2"]
+    assert (two.event_count, two.active_sources, two.cleared_at) == (4, 1, None)  # wm-2b still on
+    assert all(cases[m].active_sources == 1 for m in ("meter-1", "meter-4", "meter-5"))
+    assert len(world.ingestor.placer._cache) <= 2  # noqa: SLF001 - trimmed once written
+
+
 def test_a_new_trigger_during_the_hold_keeps_the_case_open(world):
     world.ingest(sensor_event(seq=1), sensor_event(seq=2, kind="end"))
     world.clock.advance(seconds=200)
@@ -276,6 +294,7 @@ def test_agent_end_with_an_after_photo_asks_for_verification(world):
     r = world.ingest(event(seq=2, kind="end", snapshot=jpeg(2)))
     c = world.case()
     assert r.verify_cases == {1} and c.verify_pending and c.after_sha256 != c.before_sha256
+    assert (c.event_count, c.active_sources) == (2, 0)  # the end counted once, not twice
     world.do(world.engine.apply_verdict, 1, Verdict(Outcome.FIXED, 0.9, "", "t"), c.after_sha256)
     assert world.actions()[-2:] == ["resolved", "closed"]
 
