@@ -139,6 +139,9 @@ class Grid:
         return ((y0 + y1) / 2, (x0 + x1) / 2)
 
 
+_UNSEEN = object()
+
+
 class GridIndex:
     """Grids with point lookup. Overlapping grids resolve to the first in file order.
 
@@ -184,8 +187,9 @@ class GridIndex:
     def locate(self, lat: float, lon: float) -> Grid | None:
         key = (lat, lon)
         recent = self._recent
-        if key in recent:
-            return recent[key]
+        found = recent.get(key, _UNSEEN)  # one lookup: another thread may clear it meanwhile
+        if found is not _UNSEEN:
+            return found  # type: ignore[return-value]
         found = None
         for grid in self._buckets.get(self._cell_of(lon, lat), ()) if self.grids else ():
             if grid.contains(lat, lon):

@@ -45,7 +45,7 @@ class Thresholds(StrictModel):
     detector_gone: float = Field(0.15, ge=0, le=1, description="...and after-photo score at most this")
     detector_faded: float = Field(0.35, ge=0, le=1, description="an after-photo score at most this (above detector_absent) "
                                   "still counts as gone when it is also at most faded_ratio × the before-photo score "
-                                  "and the region changed by changed_fixed")
+                                  "and the region changed by changed_fixed; at or below detector_absent the rule is off")
     faded_ratio: float = Field(0.5, gt=0, lt=1, description="see detector_faded")
 
     @model_validator(mode="after")
@@ -56,10 +56,6 @@ class Thresholds(StrictModel):
             raise ValueError("detector_absent must be below detector_present")
         if self.changed_partial > self.changed_fixed:
             raise ValueError("changed_partial must not exceed changed_fixed")
-        if self.detector_faded < self.detector_absent:
-            raise ValueError("detector_faded must not be below detector_absent")
-        if self.detector_faded >= self.detector_present:
-            raise ValueError("detector_faded must be below detector_present")
         return self
 
 
