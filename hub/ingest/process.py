@@ -27,13 +27,13 @@ import os
 import pickle
 import signal
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 from ..broker import BrokerError
 from .decode import classify
 from .mqtt import Raw, Receiver, ReceiverSettings
 
-__all__ = ["ReceiverProcess", "receiver_main"]
+__all__ = ["ReceiverProcess", "decoded_chunks", "receiver_main"]
 
 log = logging.getLogger(__name__)
 
@@ -51,17 +51,21 @@ def receiver_main(settings: ReceiverSettings, conn: multiprocessing.connection.C
     decode_all = settings.decode == "all"
     decode_batches = settings.decode in ("all", "batches")
 
-    def sink(batch: list[Raw]) -> None:
+    def send(items: list) -> None:
         if broken.is_set():
             return
-        if decode_batches:
-            # Validate here, in parallel with the writer: the writer gets plain records.
-            batch = [classify(t, p) if decode_all or p[:1] == b"[" else (t, p) for t, p in batch]
         try:
-            conn.send_bytes(pickle.dumps(batch, protocol=pickle.HIGHEST_PROTOCOL))
+            conn.send_bytes(pickle.dumps(items, protocol=pickle.HIGHEST_PROTOCOL))
         except (OSError, EOFError):
             broken.set()
             stop.set()
+
+    def sink(batch: list[Raw]) -> None:
+        if not decode_batches:
+            send(batch)
+            return
+        for chunk in decoded_chunks(batch, decode_all):
+            send(chunk)
 
     receiver = Receiver(settings, sink)
     try:
@@ -76,6 +80,39 @@ def receiver_main(settings: ReceiverSettings, conn: multiprocessing.connection.C
     receiver.stop()
     conn.close()
 
+
+def decoded_chunks(batch: list[Raw], decode_all: bool = True,
+                   events: int | None = None) -> Iterator[list]:
+    """Decode ``batch`` in arrival order (every message when ``decode_all``, else only
+    replay arrays) and yield it in pieces of about ``events`` events (HANDOVER_EVENTS).
+
+    Validation runs here, in parallel with the writer, which gets plain records. Pieces,
+    not the whole batch: a backlog of replay messages arrives as one receive batch of
+    tens of thousands of events, and the writer would wait for all of it to be decoded,
+    then the receiver for the writer."""
+    limit = HANDOVER_EVENTS if events is None else events
+    out: list = []
+    weight = 0
+    for topic, payload in batch:
+        item: object
+        if decode_all or payload[:1] == b"[":
+            item = classify(topic, payload)
+            weight += len(getattr(item, "records", None) or ()) or 1
+        else:
+            item = (topic, payload)
+            weight += 1
+        out.append(item)
+        if weight >= limit:
+            yield out
+            out, weight = [], 0
+    if out:
+        yield out
+
+
+# Events per hand-over from a receiver child to the writer: small enough that the writer
+# starts on a backlog while the receiver still decodes it (pipelining), large enough that
+# pickling and the pipe cost little per event.
+HANDOVER_EVENTS = 2000
 
 _F_SETPIPE_SZ = 1031  # Linux
 
