@@ -35,3 +35,17 @@ def test_with_decode_batches_only_replay_arrays_are_decoded():
     chunks = list(decoded_chunks([(TOPIC, single), (TOPIC, replay(1, 3))], decode_all=False, events=2))
     assert chunks[0][0] == (TOPIC, single)  # raw: the writer decodes it
     assert isinstance(chunks[0][1], EventsItem) and len(chunks) == 1  # 1 + 3 events: one piece
+
+
+def test_decoded_messages_cross_the_pipe_unchanged():
+    """Records travel as plain tuples (cheaper to pickle) and come back as the same
+    EventsItem of EventRecords."""
+    import pickle
+
+    from hub.ingest.decode import EventRecord
+
+    items = next(decoded_chunks([(TOPIC, replay(1, 5)), (TOPIC, b"{not json")]))
+    back = pickle.loads(pickle.dumps(items, protocol=pickle.HIGHEST_PROTOCOL))
+    assert back == items
+    assert type(back[0]) is EventsItem and all(type(r) is EventRecord for r in back[0].records)
+    assert back[0].records[2].seq == 3 and isinstance(back[1], RefusedItem)
