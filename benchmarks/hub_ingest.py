@@ -15,6 +15,7 @@ every agent acknowledged up to its last seq.
 
     ./dev bench hub_ingest --json benchmarks/results/hub_ingest.json
     ./dev bench hub_ingest --quick            # smaller, for a smoke run
+    ./dev bench hub_ingest --batched-only --receivers 1 --repeat 5   # five batched runs
 """
 
 from __future__ import annotations
@@ -152,6 +153,7 @@ def main(argv: list[str] | None = None) -> int:
                    help="ingest.decode_in_receivers (default: the hub's default)")
     p.add_argument("--quick", action="store_true", help="20,000 / 40,000 events")
     p.add_argument("--single-only", action="store_true", help="skip the batched phases")
+    p.add_argument("--batched-only", action="store_true", help="skip the single-event phases")
     p.add_argument("--repeat", type=int, default=1,
                    help="measure the single-event phases this many times, alternating raw and hub")
     p.add_argument("--json", type=Path, help="write the results here")
@@ -167,19 +169,22 @@ def main(argv: list[str] | None = None) -> int:
         # Keep only bytes and per-agent counts: live Event objects would slow the hub's GC.
         return messages(work, per_message), {a: len(evs) for a, evs in work.items()}
 
-    single, single_counts = prepare(args.events, 1)
     results = []
-    for rep in range(args.repeat):
-        tag = f" #{rep + 1}" if args.repeat > 1 else ""
-        results.append(raw_phase(f"raw single{tag}", single, args.events))
-        for n in receivers:
-            results.append(asyncio.run(hub_phase(f"hub single x{n}{tag}", single, single_counts, n, decode)))
-    del single
+    if not args.batched_only:
+        single, single_counts = prepare(args.events, 1)
+        for rep in range(args.repeat):
+            tag = f" #{rep + 1}" if args.repeat > 1 else ""
+            results.append(raw_phase(f"raw single{tag}", single, args.events))
+            for n in receivers:
+                results.append(asyncio.run(hub_phase(f"hub single x{n}{tag}", single, single_counts, n, decode)))
+        del single
     if not args.single_only:
         batched, batch_counts = prepare(args.batch_events, args.per_message)
-        results.append(raw_phase("raw batched", batched, args.batch_events))
-        for n in receivers:
-            results.append(asyncio.run(hub_phase(f"hub batched x{n}", batched, batch_counts, n, decode)))
+        for rep in range(args.repeat):
+            tag = f" #{rep + 1}" if args.repeat > 1 else ""
+            results.append(raw_phase(f"raw batched{tag}", batched, args.batch_events))
+            for n in receivers:
+                results.append(asyncio.run(hub_phase(f"hub batched x{n}{tag}", batched, batch_counts, n, decode)))
 
     raw_single = 0
     for r in results:  # each hub single phase against the raw phase just before it
@@ -200,6 +205,11 @@ def main(argv: list[str] | None = None) -> int:
     if len(ratios) > 1:
         print(f"single-event ratio (x{receivers[0]}) over {len(ratios)} pairs: "
               f"min {min(ratios):.2f}, median {sorted(ratios)[len(ratios) // 2]:.2f}, max {max(ratios):.2f}")
+    rates = [r["events_per_s"] for r in results
+             if r["phase"].startswith(f"hub batched x{receivers[0]}") and r.get("receivers") == receivers[0]]
+    if len(rates) > 1:
+        print(f"batched replay (x{receivers[0]}) over {len(rates)} runs: min {min(rates):,}, "
+              f"median {sorted(rates)[len(rates) // 2]:,}, max {max(rates):,} events/s")
     print(f"load average at the end: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
     out = {"benchmark": "hub_ingest", "results": results,
            "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
