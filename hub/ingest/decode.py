@@ -10,7 +10,6 @@ does not resend it forever).
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -21,6 +20,8 @@ from protocol.errors import ProtocolError, Refusal
 from protocol.messages import Event, Rejection, SnapshotHeader, Status, Telemetry
 from protocol.topics import Channel, parse_topic
 
+from ..store.rows import compact_json
+
 __all__ = [
     "EventRecord",
     "EventsItem",
@@ -30,6 +31,7 @@ __all__ = [
     "StatusItem",
     "TelemetryItem",
     "classify",
+    "events_in",
     "rejections_from_payload",
 ]
 
@@ -66,9 +68,6 @@ class EventRecord(NamedTuple):
         return self[:-1] == other[:-1]
 
 
-_json = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode  # one encoder, not one a call
-
-
 def _iso(value: datetime) -> str:
     return value.astimezone(UTC).isoformat(timespec="microseconds")
 
@@ -81,7 +80,7 @@ def event_record(ev: Event, body: str) -> EventRecord:
         ev.location.lat, ev.location.lon, ev.location.place, ev.confidence,
         e.snapshot.sha256 if e.snapshot else None, tuple(e.bbox) if e.bbox else None,
         None if e.reading is None else e.reading.model_dump_json(),
-        _json(ev.attributes) if ev.attributes else None,
+        compact_json(ev.attributes) if ev.attributes else None,
         body,
     )
 
@@ -105,6 +104,13 @@ class EventsItem(NamedTuple):
         # Its records cross the pipe as plain tuples: pickling a NamedTuple goes through a
         # Python-level reduce for every record, which doubled a receiver's pickling time.
         return (_events_item, (self.agent_id, [tuple(r) for r in self.records]))
+
+
+def events_in(entry: object) -> int:
+    """Events an ingest entry carries: a decoded events message its records, anything else
+    (a raw message, status, telemetry, snapshot, refusal) one."""
+    records = getattr(entry, "records", None)
+    return len(records) if records is not None else 1
 
 
 def _events_item(agent_id: str, rows: list[tuple]) -> EventsItem:

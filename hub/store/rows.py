@@ -18,9 +18,10 @@ _JSON_COLUMNS = {
     "devices", "cameras", "seq_ranges", "data",
 }
 _BOOL_COLUMNS = {"verify_pending", "disabled"}
-# json.dumps with these options builds an encoder per call; one shared encoder writes the
-# same text a third faster (JSON columns are written on the ingest path).
-_json = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+# The store's JSON text: compact, UTF-8 kept. json.dumps with these options builds an
+# encoder per call; one shared encoder writes the same text a third faster (JSON columns
+# are written on the ingest path).
+compact_json = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
 
 def to_db_time(value: datetime) -> str:
@@ -39,7 +40,7 @@ def _to_db(name: str, value: Any) -> Any:
     if name in _JSON_COLUMNS and value is not None:
         if isinstance(value, str):  # already JSON text (no JSON column holds a bare string)
             return value
-        return _json(value)
+        return compact_json(value)
     if isinstance(value, bool):
         return int(value)
     return value

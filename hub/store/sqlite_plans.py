@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from .rows import to_db_time
+from .rows import compact_json, to_db_time
 from .schema import OPEN_STATES_SQL
 
 __all__ = ["PlanQueries"]
@@ -29,7 +29,7 @@ def _dict(row: sqlite3.Row | None) -> dict[str, Any] | None:
 
 
 def _json(value: Any) -> str | None:
-    return None if value is None else json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    return None if value is None else compact_json(value)
 
 
 class PlanQueries:
