@@ -36,7 +36,7 @@ from protocol.messages import Ack
 from protocol.topics import Channel, agent_topic
 
 from .engine.ingest import BatchResult, Ingestor, IngestStats
-from .ingest.decode import Item, classify, refused
+from .ingest.decode import Item, classify, events_in, refused
 from .store.repo import Repository
 
 __all__ = ["Writer"]
@@ -90,7 +90,7 @@ class Writer:
         """Queue messages. Blocks while ``max_buffered`` are waiting (backpressure)."""
         if self.first_submit_monotonic is None and messages:
             self.first_submit_monotonic = time.monotonic()
-        weight = sum(_weight(m) for m in messages)
+        weight = sum(events_in(m) for m in messages)
         with self._cond:
             while self._weight >= self.max_buffered and not self._stop:
                 self._space.wait(0.5)
@@ -151,7 +151,7 @@ class Writer:
                 while self._inbox and taken < self.batch_max:
                     entry = self._inbox.popleft()
                     raw.append(entry)
-                    taken += _weight(entry)
+                    taken += events_in(entry)
                 self._weight -= taken
                 self._space.notify_all()
             for fn, future, moves_events in commands:
@@ -215,7 +215,7 @@ class Writer:
         self.storage_error = f"{type(exc).__name__}: {exc}"
         with self._cond:
             self._inbox.extendleft(reversed(entries))
-            self._weight += sum(_weight(e) for e in entries)
+            self._weight += sum(events_in(e) for e in entries)
             if not self._stop:
                 self._cond.wait(min(2.0, 0.05 * 2 ** min(self.storage_failures, 6)))
 
@@ -274,7 +274,3 @@ def _store_unavailable(exc: BaseException) -> bool:
     return isinstance(exc, sqlite3.OperationalError) and code is not None \
         and (code & 0xFF) in _STORE_UNAVAILABLE
 
-
-def _weight(entry: Entry) -> int:
-    records = getattr(entry, "records", None)
-    return len(records) if records is not None else 1

@@ -30,7 +30,7 @@ import threading
 from collections.abc import Callable, Iterator
 
 from ..broker import BrokerError
-from .decode import classify
+from .decode import classify, events_in
 from .mqtt import Raw, Receiver, ReceiverSettings
 
 __all__ = ["ReceiverProcess", "decoded_chunks", "receiver_main"]
@@ -94,13 +94,8 @@ def decoded_chunks(batch: list[Raw], decode_all: bool = True,
     out: list = []
     weight = 0
     for topic, payload in batch:
-        item: object
-        if decode_all or payload[:1] == b"[":
-            item = classify(topic, payload)
-            weight += len(getattr(item, "records", None) or ()) or 1
-        else:
-            item = (topic, payload)
-            weight += 1
+        item = classify(topic, payload) if decode_all or payload[:1] == b"[" else (topic, payload)
+        weight += events_in(item)
         out.append(item)
         if weight >= limit:
             yield out
