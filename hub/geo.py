@@ -157,6 +157,7 @@ class GridIndex:
         self._by_id = {g.grid_id: g for g in self.grids}
         self._recent: dict[tuple[float, float], Grid | None] = {}
         self._buckets: dict[tuple[int, int], list[Grid]] = {}
+        self._origin, self._cell = (0.0, 0.0), (1.0, 1.0)  # no grids: no buckets, nothing found
         if self.grids:
             x0 = min(g.bbox[0] for g in self.grids)
             y0 = min(g.bbox[1] for g in self.grids)
@@ -165,12 +166,12 @@ class GridIndex:
             side = max(1, int(len(self.grids) ** 0.5))
             self._origin = (x0, y0)
             self._cell = (max((x1 - x0) / side, 1e-9), max((y1 - y0) / side, 1e-9))
-            for g in self.grids:  # file order within each bucket
-                cx0, cy0 = self._cell_of(g.bbox[0], g.bbox[1])
-                cx1, cy1 = self._cell_of(g.bbox[2], g.bbox[3])
-                for cx in range(cx0, cx1 + 1):
-                    for cy in range(cy0, cy1 + 1):
-                        self._buckets.setdefault((cx, cy), []).append(g)
+        for g in self.grids:  # file order within each bucket
+            cx0, cy0 = self._cell_of(g.bbox[0], g.bbox[1])
+            cx1, cy1 = self._cell_of(g.bbox[2], g.bbox[3])
+            for cx in range(cx0, cx1 + 1):
+                for cy in range(cy0, cy1 + 1):
+                    self._buckets.setdefault((cx, cy), []).append(g)
 
     def _cell_of(self, lon: float, lat: float) -> tuple[int, int]:
         return (int((lon - self._origin[0]) // self._cell[0]), int((lat - self._origin[1]) // self._cell[1]))
@@ -191,7 +192,7 @@ class GridIndex:
         if found is not _UNSEEN:
             return found  # type: ignore[return-value]
         found = None
-        for grid in self._buckets.get(self._cell_of(lon, lat), ()) if self.grids else ():
+        for grid in self._buckets.get(self._cell_of(lon, lat), ()):
             if grid.contains(lat, lon):
                 found = grid
                 break
