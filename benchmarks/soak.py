@@ -156,8 +156,12 @@ def analyse(samples: list[dict[str, Any]], warm_until: float, max_slope: float) 
             "flat": None if slope is None else abs(slope) <= max_slope,
             "cpu_pct": round(100 * (cpu[-1]["cpu_s"] - cpu[0]["cpu_s"]) / wall, 1) if wall else None,
         }
-    # Where the hub's growth is (reported, not judged): SQLite's allocations — page caches,
-    # bounded per connection — and the rest of the hub process.
+    return out
+
+
+def hub_breakdown(samples: list[dict[str, Any]], warm_until: float) -> dict[str, Any]:
+    """Where the hub's growth is (reported, not judged): SQLite's allocations — page caches,
+    bounded per connection — and the rest of the hub process."""
     parts: dict[str, list[tuple[float, float]]] = {"hub sqlite": [], "hub other": []}
     for smp in samples:
         mem = smp.get("hub_memory_mib") or {}
@@ -171,9 +175,7 @@ def analyse(samples: list[dict[str, Any]], warm_until: float, max_slope: float) 
         if after and slope is not None:
             breakdown[name] = {"start_mib": round(pts[0][1], 1), "after_warmup_mib": round(after[0][1], 1),
                                "end_mib": round(after[-1][1], 1), "slope_mib_per_h": round(slope, 2)}
-    if breakdown:
-        out["hub_breakdown"] = breakdown
-    return out
+    return breakdown
 
 
 def web_windows(samples: list[tuple[float, str, float, int]], t0: float, window_s: float) -> list[dict[str, Any]]:
@@ -267,8 +269,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "sample_every_s": args.sample_every, "max_slope_mib_per_h": args.max_slope,
         "loadavg": {"min": round(min(loads), 2), "mean": round(sum(loads) / len(loads), 2),
                     "max": round(max(loads), 2)} if loads else None,
-        "memory": mem,
-        "memory_flat": all(v["flat"] for k, v in mem.items() if k != "hub_breakdown") if mem else None,
+        "memory": mem, "memory_flat": all(v["flat"] for v in mem.values()) if mem else None,
+        "hub_breakdown": hub_breakdown(samples, t_start + warm_s),
         "fleet_final": final, "hub_alive_at_end": hub_alive,
         "lost": None if final is None else final["events_published"] - final["events_acked"],
         "ack_p99_ms_per_sample": {"max": max(ack_p99) if ack_p99 else None,
@@ -288,11 +290,9 @@ def report(r: dict[str, Any]) -> None:
     print(f"{'process':10}{'RSS start':>11}{'after warm':>12}{'end':>9}{'max':>9}{'MiB/h':>9}{'CPU %':>8}  flat "
           f"(|slope| <= {r['max_slope_mib_per_h']:g})")
     for name, m in r["memory"].items():
-        if name == "hub_breakdown":
-            continue
         print(f"{name:10}{m['rss_start_mib']:>11}{m['rss_after_warmup_mib']:>12}{m['rss_end_mib']:>9}"
               f"{m['rss_max_mib']:>9}{m['slope_mib_per_h']!s:>9}{m['cpu_pct']!s:>8}  {m['flat']}")
-    for name, m in r["memory"].get("hub_breakdown", {}).items():
+    for name, m in r["hub_breakdown"].items():
         print(f"  {name:12}{m['start_mib']:>7}{m['after_warmup_mib']:>12}{m['end_mib']:>9}"
               f"{'':>9}{m['slope_mib_per_h']!s:>9}   (hub process only, from its /metrics)")
     f = r["fleet_final"] or {}
