@@ -7,6 +7,11 @@ is events / (last commit − first message handed to the writer) for the hub, an
 messages / (last − first message) for the raw ceiling: a QoS 1 paho subscriber that does
 nothing, same broker, same client library, same shared subscription.
 
+Two raw ceilings for single-event messages: ``raw single`` is the target's baseline, a
+plain paho subscriber; ``broker single`` runs the same do-nothing subscriber on the hub's
+receive-tuned client (``hub.ingest.fastpaho``), which reads PUBLISH packets straight from
+its buffer, so it shows how fast Mosquitto itself can deliver.
+
 The hub does everything it does in production: decode and validate with the codec,
 dedupe, lifecycle rows, merge into cases (screen, route, dispatch, audit), commit in WAL
 with synchronous=FULL, then publish one ack per agent per batch. After each phase the
@@ -49,11 +54,11 @@ from hub.config import IngestConfig  # noqa: E402
 from protocol.topics import Channel, subscription  # noqa: E402
 
 
-def raw_phase(name: str, msgs: list, events: int) -> dict:
+def raw_phase(name: str, msgs: list, events: int, fast: bool = False) -> dict:
     for tmp in tmpdir():
         broker = start_broker(tmp / "broker")
         try:
-            null = NullSubscriber(broker, subscription(Channel.EVENTS, shared_group="raw"))
+            null = NullSubscriber(broker, subscription(Channel.EVENTS, shared_group="raw"), fast=fast)
             null.subscribe_and_leave()
             pub = Publisher(broker)
             pub.publish_all(msgs)
@@ -175,6 +180,7 @@ def main(argv: list[str] | None = None) -> int:
         for rep in range(args.repeat):
             tag = f" #{rep + 1}" if args.repeat > 1 else ""
             results.append(raw_phase(f"raw single{tag}", single, args.events))
+            results.append(raw_phase(f"broker single{tag}", single, args.events, fast=True))
             for n in receivers:
                 results.append(asyncio.run(hub_phase(f"hub single x{n}{tag}", single, single_counts, n, decode)))
         del single
@@ -186,12 +192,15 @@ def main(argv: list[str] | None = None) -> int:
             for n in receivers:
                 results.append(asyncio.run(hub_phase(f"hub batched x{n}{tag}", batched, batch_counts, n, decode)))
 
-    raw_single = 0
-    for r in results:  # each hub single phase against the raw phase just before it
+    raw_single = broker_single = 0
+    for r in results:  # each hub single phase against the raw phases just before it
         if r["phase"].startswith("raw single"):
             raw_single = r["messages_per_s"]
+        elif r["phase"].startswith("broker single"):
+            broker_single = r["messages_per_s"]
         elif r["phase"].startswith("hub single"):
             r["ratio_to_raw"] = round(r["messages_per_s"] / raw_single, 3)
+            r["ratio_to_broker"] = round(r["messages_per_s"] / broker_single, 3)
     head = f"{'phase':<18}{'msgs/s':>9}{'events/s':>10}{'ratio':>7}{'lost':>6}{'dups':>6}" \
            f"{'hub cpu':>8}{'recv cpu':>9}{'broker':>7}{'CPU us/msg (sub|hub+recv+broker)':>34}"
     print(head)
@@ -205,6 +214,11 @@ def main(argv: list[str] | None = None) -> int:
     if len(ratios) > 1:
         print(f"single-event ratio (x{receivers[0]}) over {len(ratios)} pairs: "
               f"min {min(ratios):.2f}, median {sorted(ratios)[len(ratios) // 2]:.2f}, max {max(ratios):.2f}")
+    if any("ratio_to_broker" in r for r in results):
+        print("ratio: against 'raw single', a plain paho QoS 1 subscriber that does nothing (the "
+              "target's baseline); 'broker single' is the same on the hub's receive-tuned client, "
+              "near what Mosquitto can send; hub / broker single: "
+              + ", ".join(f"{r['phase']} {r['ratio_to_broker']:.2f}" for r in results if "ratio_to_broker" in r))
     rates = [r["events_per_s"] for r in results
              if r["phase"].startswith(f"hub batched x{receivers[0]}") and r.get("receivers") == receivers[0]]
     if len(rates) > 1:

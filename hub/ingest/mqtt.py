@@ -201,7 +201,11 @@ class Receiver:
         # The receive-tuned paho client (fewer system calls a message; see fastpaho).
         self.mqtt = MqttClient(settings.mqtt, subscriptions=subs,
                                client_class=ReceiverClient if FAST_PAHO else mqtt.Client)
-        self.mqtt.client.on_message = self._on_raw  # the hot path: no wrapper
+        client = self.mqtt.client
+        if isinstance(client, ReceiverClient):
+            client.on_raw_publish = self._on_raw  # the hot path: PUBLISH bytes straight here
+        else:
+            client.on_message = lambda c, u, msg: self._on_raw(msg.topic, msg.payload)
         self._buf: list[Raw] = []
         self._buf_lock = threading.Lock()
         self._send_lock = threading.Lock()
@@ -211,11 +215,11 @@ class Receiver:
         self._flusher = threading.Thread(target=self._flush_loop, name="hub-receiver-flush",
                                          daemon=True)
 
-    def _on_raw(self, client, userdata, msg) -> None:
+    def _on_raw(self, topic: str, payload: bytes) -> None:
         with self._buf_lock:
             if not self._buf:
                 self._oldest = time.monotonic()
-            self._buf.append((msg.topic, msg.payload))
+            self._buf.append((topic, payload))
             self.received += 1
             full = len(self._buf) >= self.settings.handover
         if full:
