@@ -195,7 +195,7 @@ class LifecyclePlacer:
                                               f"open case {holder.id} holds the place now")
             if decision.action == "join":
                 case_id = decision.case_id
-                lifecycle_id = self._insert(repo, ev, observed, grid, now, case_id)
+                lifecycle_id = self._insert(repo, ev, grid, now, case_id)
                 repo.append_audit(case_id, now, "event_joined", None, None, Actor.AUTO,
                                   f"{ev.agent_id}/{ev.source} event {ev.event_id} ({decision.detail})")
                 act = activity.get(case_id)
@@ -212,7 +212,7 @@ class LifecyclePlacer:
             elif decision.action == "reopen":
                 case_id = decision.case_id
                 self.flush_case(repo, activity, case_id, now)
-                lifecycle_id = self._insert(repo, ev, observed, grid, now, case_id)
+                lifecycle_id = self._insert(repo, ev, grid, now, case_id)
                 case = repo.get_case(case_id)
                 assert case is not None
                 case = engine.update(repo, case, event_count=case.event_count + 1,
@@ -227,14 +227,14 @@ class LifecyclePlacer:
                     case_id = self._open_case(repo, ev, observed, grid, key, now)
                 except GroupKeyTaken:
                     continue  # an open case holds this key after all: decide again, it joins
-                lifecycle_id = self._insert(repo, ev, observed, grid, now, case_id)
+                lifecycle_id = self._insert(repo, ev, grid, now, case_id)
                 self._screen_and_accept(repo, ev, observed, grid, case_id, now)
                 result.counts.cases_opened += 1
             self._remember((ev.agent_id, ev.event_id), [lifecycle_id, case_id, ev.seq, ended])
             return
         raise RuntimeError(f"could not place event {ev.event_id} in a case")  # pragma: no cover
 
-    def _insert(self, repo: Repository, ev: EventRecord, observed: datetime, grid: Grid | None,
+    def _insert(self, repo: Repository, ev: EventRecord, grid: Grid | None,
                 now: datetime, case_id: int) -> int:
         return repo.insert_lifecycle(LifecycleRow(
             id=0, agent_id=ev.agent_id, event_id=ev.event_id, case_id=case_id,
@@ -242,8 +242,9 @@ class LifecyclePlacer:
             source=ev.source, lat=ev.lat, lon=ev.lon,
             grid_id=grid.grid_id if grid else None, confidence=ev.confidence,
             first_seq=ev.seq, last_seq=ev.seq, messages=1,
-            started_at=datetime.fromisoformat(ev.started_at) if ev.started_at else observed,
-            observed_at=observed, ended_at=now if ev.kind == "end" else None,
+            # Times as the record's text, already in the store's format.
+            started_at=ev.started_at or ev.observed_at,
+            observed_at=ev.observed_at, ended_at=now if ev.kind == "end" else None,
             snapshot_sha256=ev.snapshot_sha256, bbox=list(ev.bbox) if ev.bbox else None,
             reading=ev.reading, attributes=ev.attributes,  # JSON text, stored as it is
         ))

@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import NamedTuple
 
 from protocol.codec import decode_message, loads_lenient
@@ -68,7 +68,13 @@ class EventRecord(NamedTuple):
         return self[:-1] == other[:-1]
 
 
+_ZERO = timedelta(0)
+
+
 def _iso(value: datetime) -> str:
+    # Already UTC (agents send "Z"): format as it is, without building a converted copy.
+    if value.utcoffset() == _ZERO:
+        return value.isoformat(timespec="microseconds")
     return value.astimezone(UTC).isoformat(timespec="microseconds")
 
 

@@ -95,7 +95,12 @@ class CaseRow:
 
 @dataclass
 class LifecycleRow:
-    """One event lifecycle (agent_id, event_id) with its latest state."""
+    """One event lifecycle (agent_id, event_id) with its latest state.
+
+    Read back, times are datetimes and JSON columns Python values. The ingest path may
+    insert times as the store's ISO 8601 UTC text and reading/attributes as JSON text,
+    just as they come in the decoded record (converting them back and forth costs more
+    than the insert itself)."""
 
     id: int
     agent_id: str
@@ -112,13 +117,13 @@ class LifecycleRow:
     first_seq: int
     last_seq: int
     messages: int
-    started_at: datetime
-    observed_at: datetime
+    started_at: datetime | str
+    observed_at: datetime | str
     ended_at: datetime | None
     snapshot_sha256: str | None
     bbox: list[float] | None = None
-    reading: dict[str, Any] | None = None
-    attributes: dict[str, Any] | None = None
+    reading: dict[str, Any] | str | None = None
+    attributes: dict[str, Any] | str | None = None
 
 
 @dataclass

@@ -56,7 +56,7 @@ class SqliteRepository(WebQueries, PlanQueries):
         self.path = str(path)
         self.writer = writer
         self._lock_fd: int | None = None
-        self._last_time: tuple[datetime | None, str] = (None, "")
+        self._times: dict[datetime, str] = {}
         memory = self.path == ":memory:"
         if writer and take_lock and not memory:
             self._take_lock()
@@ -81,15 +81,17 @@ class SqliteRepository(WebQueries, PlanQueries):
             self.conn.execute("PRAGMA query_only = ON")
 
     def _t(self, value: datetime | str) -> str:
-        """to_db_time, remembering the last value (a batch converts its "now" many times);
-        a string is taken as already in the store's format."""
+        """to_db_time, remembering recent values (a batch converts its "now", its
+        recurrence cut-off and its events' times many times); a string is taken as already
+        in the store's format."""
         if type(value) is str:
             return value
-        last = self._last_time
-        if value is last[0]:
-            return last[1]
-        text = to_db_time(value)
-        self._last_time = (value, text)
+        times = self._times
+        text = times.get(value)
+        if text is None:
+            if len(times) >= 512:
+                times.clear()
+            text = times[value] = to_db_time(value)
         return text
 
     @classmethod
@@ -273,11 +275,12 @@ class SqliteRepository(WebQueries, PlanQueries):
         if closed_since is not None:
             sql += (f" UNION SELECT {cols} FROM cases WHERE state = 'closed' AND subcategory = ?"
                     " AND closed_at >= ? AND group_key = ?")
-            params += [subcategory, to_db_time(closed_since), group_key]
+            since = self._t(closed_since)
+            params += [subcategory, since, group_key]
             if box is not None:
                 sql += (f" UNION SELECT {cols} FROM cases WHERE state = 'closed' AND subcategory = ?"
                         " AND closed_at >= ? AND lat BETWEEN ? AND ? AND lon BETWEEN ? AND ?")
-                params += [subcategory, to_db_time(closed_since), *box]
+                params += [subcategory, since, *box]
         return [CandidateRow(r[0], r[1], r[2], r[3], r[4], datetime.fromisoformat(r[5]),
                              from_db_time(r[6]), r[7])
                 for r in self.conn.execute(sql, params)]
