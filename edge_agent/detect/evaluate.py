@@ -64,7 +64,9 @@ def evaluate_boxes(
     precision/recall at ``operating_score``. The detector should run with a low score
     threshold (e.g. 0.05) so the PR curve is complete."""
     labels = detector.labels
-    samples = render_samples(list(range(seed_base, seed_base + images)), workers=workers)
+    # At the detector's own input size: the same scenes, as little resampling as possible.
+    samples = render_samples(list(range(seed_base, seed_base + images)), workers=workers,
+                             size=detector.info.input_size)
     tally = {i: _ClassTally([], []) for i in range(len(labels))}
     started = time.perf_counter()
     for s in samples:

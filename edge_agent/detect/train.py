@@ -52,6 +52,7 @@ class TrainSettings:
     flip: bool = True  # random horizontal flips (mirror-symmetric scenes)
     max_minutes: float | None = None  # stop after the epoch that crosses this (schedule unchanged)
     box_loss: str = "l1"  # "l1" on width/height (v1, v2) or "giou": 1 - generalised IoU of the box
+    input_size: tuple[int, int] = INPUT_SIZE  # width, height; multiples of 32 (the backbone's stride)
 
     @classmethod
     def quick(cls, out: Path, seed: int = 7) -> TrainSettings:
@@ -62,7 +63,7 @@ class TrainSettings:
 
 def encode_targets(sample: Sample, num_classes: int) -> np.ndarray:
     """CenterNet targets for one sample: (H/8, W/8, C + 5) = heatmap, w, h, dx, dy, mask."""
-    gw, gh = INPUT_SIZE[0] // STRIDE, INPUT_SIZE[1] // STRIDE
+    gh, gw = sample.image.shape[0] // STRIDE, sample.image.shape[1] // STRIDE
     out = np.zeros((gh, gw, num_classes + 5), np.float32)
     ys, xs = np.mgrid[0:gh, 0:gw].astype(np.float32)
     # Biggest first, so a small object's centre wins a shared cell.
@@ -90,7 +91,7 @@ def mirror_targets(targets, num_classes: int):
     return tf.concat([m[..., : num_classes + 2], dx, m[..., num_classes + 3 :]], axis=-1)
 
 
-def build_model(num_classes: int, width: float = 1.0):
+def build_model(num_classes: int, width: float = 1.0, input_size: tuple[int, int] = INPUT_SIZE):
     import tensorflow as tf
     from tensorflow import keras
     from tensorflow.keras import layers
@@ -109,7 +110,7 @@ def build_model(num_classes: int, width: float = 1.0):
         x = layers.ReLU(6.0)(x)
         return conv_bn(x, filters)
 
-    inputs = keras.Input((INPUT_SIZE[1], INPUT_SIZE[0], 3), name="image")  # RGB 0..255
+    inputs = keras.Input((input_size[1], input_size[0], 3), name="image")  # RGB 0..255
     x = layers.Rescaling(1 / 127.5, offset=-1.0)(inputs)
     x = conv_bn(x, ch(16), 3, 2)  # /2
     x = dw_block(x, ch(32), 2)  # /4
@@ -138,7 +139,7 @@ def _giou_loss(y_true, y_pred, num_classes: int, mask):
     weighs a small box's error by how much of the box it spoils — what mAP@0.5 counts."""
     import tensorflow as tf
 
-    gw, gh = INPUT_SIZE[0] // STRIDE, INPUT_SIZE[1] // STRIDE
+    gh, gw = y_true.shape[-3], y_true.shape[-2]  # the output grid: the input size / STRIDE
     scale = tf.constant([gw, gh], tf.float32)  # widths and heights in cells, like the offsets
 
     def corners(t):
@@ -230,10 +231,13 @@ def train(settings: TrainSettings) -> dict:
     num_classes = len(LABELS)
     seeds = train_seeds(settings.images, settings.seed)
     log.info("rendering %d training scenes", len(seeds))
-    samples = render_samples(seeds, workers=settings.workers)
+    w, h = settings.input_size
+    if w % 32 or h % 32:
+        raise ValueError(f"input size {w}x{h}: width and height must be multiples of 32")
+    samples = render_samples(seeds, workers=settings.workers, size=(w, h))
     images, targets = _arrays(samples, num_classes)
     render_s = time.monotonic() - started
-    model = build_model(num_classes, settings.width)
+    model = build_model(num_classes, settings.width, (w, h))
     if settings.init_from is not None:
         from tensorflow.keras import layers
 
@@ -279,7 +283,7 @@ def train(settings: TrainSettings) -> dict:
     (out / "labels.txt").write_text("".join(f"{name}\n" for name in LABELS), encoding="utf-8")
     summary = {
         "settings": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(settings).items()},
-        "input_size": list(INPUT_SIZE),
+        "input_size": [w, h],
         "labels": list(LABELS),
         "losses": [round(float(v), 4) for v in history.history["loss"]],
         "epochs_run": len(history.history["loss"]),
@@ -304,7 +308,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-flip", action="store_true", help="no horizontal-flip augmentation (the v1 model had none)")
     parser.add_argument("--box-loss", choices=("l1", "giou"), default=TrainSettings.box_loss,
                         help="box size loss: L1 on width/height, or generalised IoU of the box")
+    parser.add_argument("--input-size", type=_size, default=TrainSettings.input_size, metavar="WxH",
+                        help="model input in pixels, multiples of 32 (default %(default)s); "
+                             "--init-from works across sizes (the network is fully convolutional)")
     parser.add_argument("--quick", action="store_true", help="reduced mode: tiny data, one epoch (for tests)")
+
+
+def _size(text: str) -> tuple[int, int]:
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not WIDTHxHEIGHT, e.g. 320x192") from None
+    if w <= 0 or h <= 0 or w % 32 or h % 32:
+        raise argparse.ArgumentTypeError(f"{text!r}: width and height must be positive multiples of 32")
+    return w, h
 
 
 def run(args: argparse.Namespace) -> int:
@@ -313,7 +330,8 @@ def run(args: argparse.Namespace) -> int:
     else:
         settings = TrainSettings(out=args.out, seed=args.seed, images=args.images, epochs=args.epochs,
                                  learning_rate=args.learning_rate, init_from=args.init_from, flip=not args.no_flip,
-                                 max_minutes=args.max_minutes, box_loss=args.box_loss)
+                                 max_minutes=args.max_minutes, box_loss=args.box_loss,
+                                 input_size=args.input_size)
     summary = train(settings)
     print(json.dumps({k: summary[k] for k in ("int8_bytes", "float_bytes", "params", "total_seconds")}))
     return 0

@@ -7,6 +7,7 @@ import argparse
 import json
 
 import numpy as np
+import pytest
 
 from edge_agent.detect import cli as detect_cli
 from edge_agent.detect.dataset import HELD_OUT_SEED_BASE, Sample, train_seeds
@@ -55,11 +56,24 @@ def test_the_giou_box_loss_is_zero_for_the_right_box_and_grows_with_the_error():
     assert float(_loss_fn(6, "giou")(truth, with_box(0.25, 0.5))) < float(_loss_fn(6, "giou")(truth, with_box(0.2, 0.45)))
 
 
-def test_reduced_training_with_the_giou_loss_runs(tmp_path):
+def test_reduced_training_with_the_giou_loss_and_a_larger_input_runs(tmp_path):
     from dataclasses import replace
 
-    summary = train(replace(TrainSettings.quick(tmp_path, seed=4), box_loss="giou"))
+    summary = train(replace(TrainSettings.quick(tmp_path, seed=4), box_loss="giou", input_size=(320, 192)))
     assert summary["settings"]["box_loss"] == "giou" and summary["int8_bytes"] > 10_000
+    assert summary["input_size"] == [320, 192]
+    det = Detector(tmp_path / "cityops_detector_int8.tflite", read_labels(tmp_path / "labels.txt"))
+    assert det.info.input_size == (320, 192)
+    assert isinstance(det.detect(np.zeros((720, 1280, 3), np.uint8)), list)
+
+
+def test_an_input_size_off_the_backbone_stride_is_refused():
+    from edge_agent.detect.train import _size
+
+    assert _size("320x192") == (320, 192)
+    for bad in ("300x192", "320", "axb", "0x0"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            _size(bad)
 
 
 def test_targets_put_a_peak_and_the_box_at_the_centre_cell():

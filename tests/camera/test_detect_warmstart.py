@@ -49,6 +49,23 @@ def test_weights_from_a_float_tflite_reproduce_its_outputs(exported):
     assert np.abs(want - build_model(6, 0.5)(images, training=False).numpy()).max() > 1e-3  # the check can fail
 
 
+def test_weights_carry_over_to_a_larger_input(exported):
+    """The network is fully convolutional: a 256×160 model's weights start a 320×192 one,
+    which then sees the same picture the same way (same outputs on the shared region's
+    content up to border effects; here simply: identical outputs on an image whose larger
+    copy is a zero-padded version, away from the padding)."""
+    source, path = exported
+    big = build_model(6, 0.5, (320, 192))
+    assert init_from(big, path) is True
+    assert big.input_shape[1:3] == (192, 320) and big.output_shape[1:3] == (24, 40)
+    images = np.random.default_rng(3).uniform(0, 255, (1, 160, 256, 3)).astype(np.float32)
+    padded = np.zeros((1, 192, 320, 3), np.float32)
+    padded[:, :160, :256] = images
+    want = source(images, training=False).numpy()[0, :14, :26]  # away from the new border
+    got = big(padded, training=False).numpy()[0, :14, :26]
+    assert np.abs(want - got).max() < 1e-3
+
+
 def test_a_model_of_another_width_or_kind_is_refused(exported, tmp_path):
     _, path = exported
     with pytest.raises(WarmStartError, match="different architecture or width"):
