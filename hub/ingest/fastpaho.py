@@ -202,6 +202,8 @@ class ReceiverClient(mqtt.Client):
                     if len(acks) >= _PUBACK_EVERY:
                         self._queue_pubacks(acks)
                         acks = []
+                        if self._sock is None:
+                            break  # the write found the connection gone: the broker resends the rest
         finally:
             if acks:
                 self._queue_pubacks(acks)
@@ -211,6 +213,8 @@ class ReceiverClient(mqtt.Client):
         return taken
 
     def _queue_pubacks(self, acks: list[bytes]) -> None:
+        if self._sock is None:
+            return  # connection gone: PUBACKs belong to it, the broker resends those messages
         joined = b"".join(acks)
         self._out_packet.append({"command": _PUBACK, "mid": 0, "qos": 0, "pos": 0,
                                  "to_process": len(joined), "packet": joined, "info": None})
