@@ -313,6 +313,7 @@ class MosquittoBroker:
         self.auth.attach(self)
         self._proc: subprocess.Popen[bytes] | None = None
         self._auto_port = settings.port == 0  # picked here: may be re-picked if taken
+        self._served = False  # has run on its port: a restart tries that port first
         self._auto_tls_port = settings.tls_port == 0
         self._log_offsets: tuple[int, int] = (0, 0)
 
@@ -366,14 +367,25 @@ class MosquittoBroker:
         if not self.settings.config_path.exists() or self.settings.port == 0:
             self.write_files()
         attempt = 0
+        # A restart keeps its address: clients know it. Its port can be held for a moment
+        # after the last run (a client socket that was given it as its own local port
+        # while nothing listened, a closing connection), so try it again for a while
+        # before a port picked here moves to a fresh one.
+        same_port_until = time.monotonic() + timeout if self._served else 0.0
         while True:
             attempt += 1
             self._spawn()
             try:
                 self.wait_ready(timeout)
+                self._served = True
                 return self
             except _PortTaken as exc:
                 self._reap()
+                if time.monotonic() < same_port_until:
+                    log.warning("port %s is still held (%s); retrying it", self.port, exc)
+                    attempt -= 1
+                    time.sleep(0.25)
+                    continue
                 if not self._auto_port or attempt >= _PORT_ATTEMPTS:
                     raise BrokerError(
                         f"mosquitto could not listen on {self.host}:{self.port}: {exc}. "

@@ -176,6 +176,25 @@ def test_kill_and_restart_keeps_the_port_and_credentials(broker):
     hub.close()
 
 
+def test_a_restart_waits_for_its_port_instead_of_moving_away_from_its_clients(tmp_path):
+    """Agents know the broker by its address: a broker that ran on a port it picked, and
+    finds that port held for a moment when it restarts (a full run once saw a client
+    socket given it as its local port while nothing listened), waits for it rather than
+    moving to a fresh port its clients would never find."""
+    with MosquittoBroker(BrokerSettings(data_dir=tmp_path / "b")) as b:
+        port = b.port
+        b.kill()
+        squatter = socket.socket()
+        squatter.bind(("127.0.0.1", port))
+        squatter.listen(4)
+        threading.Timer(1.5, squatter.close).start()
+        b.start(timeout=10)
+        assert b.port == port
+        hub = Client(b, b.settings.hub_user, b.settings.hub_password)
+        assert not hub.connect_rc.is_failure
+        hub.close()
+
+
 def test_tls_listener_works_end_to_end_with_generated_certificates(tmp_path):
     import ssl
 
