@@ -189,13 +189,7 @@ class ReceiverClient(mqtt.Client):
                     break  # paho's reader reports it
                 payload = buf[j:stop]
                 pos = sock._pos = stop
-                with self._in_callback_mutex:
-                    try:
-                        deliver(topic, payload)
-                    except Exception as err:
-                        self._easy_log(mqtt.MQTT_LOG_ERR, "Caught exception in on_raw_publish: %s", err)
-                        if not self.suppress_exceptions:
-                            raise
+                self._deliver(deliver, topic, payload)
                 taken += 1
                 if qos:
                     acks.append(_PUBACK_PACKET.pack(_PUBACK, 2, mid))
@@ -227,9 +221,14 @@ class ReceiverClient(mqtt.Client):
         if deliver is None:
             super()._handle_on_message(message)
             return
+        self._deliver(deliver, message.topic, message.payload)
+
+    def _deliver(self, deliver: Callable[[str, bytes], None], topic: str, payload: bytes) -> None:
+        """Call the callback as paho calls ``on_message``: under its callback lock, an
+        exception logged and re-raised unless ``suppress_exceptions``."""
         with self._in_callback_mutex:
             try:
-                deliver(message.topic, message.payload)
+                deliver(topic, payload)
             except Exception as err:
                 self._easy_log(mqtt.MQTT_LOG_ERR, "Caught exception in on_raw_publish: %s", err)
                 if not self.suppress_exceptions:
