@@ -54,6 +54,13 @@ _PUBACK_EVERY = 32  # messages handled from the buffer between PUBACK writes
 _PUBACK_PACKET = struct.Struct("!BBH")
 
 
+def _entry(command: int, packet: bytes | bytearray, mid: int = 0, qos: int = 0,
+           info: mqtt.MQTTMessageInfo | None = None) -> dict[str, Any]:
+    """An entry of paho's outgoing queue (``_out_packet``), shaped as paho builds them."""
+    return {"command": command, "mid": mid, "qos": qos, "pos": 0, "to_process": len(packet),
+            "packet": packet, "info": info}
+
+
 def _varint(buf: bytes, i: int, end: int) -> tuple[int, int]:
     """An MQTT variable byte integer at ``buf[i:]``: (value, index after it), or (-1, i)
     when it is not complete before ``end`` or longer than four bytes."""
@@ -209,9 +216,7 @@ class ReceiverClient(mqtt.Client):
     def _queue_pubacks(self, acks: list[bytes]) -> None:
         if self._sock is None:
             return  # connection gone: PUBACKs belong to it, the broker resends those messages
-        joined = b"".join(acks)
-        self._out_packet.append({"command": _PUBACK, "mid": 0, "qos": 0, "pos": 0,
-                                 "to_process": len(joined), "packet": joined, "info": None})
+        self._out_packet.append(_entry(_PUBACK, b"".join(acks)))
         self.loop_write()
 
     def _handle_on_message(self, message: mqtt.MQTTMessage) -> None:
@@ -239,8 +244,7 @@ class ReceiverClient(mqtt.Client):
         if self._thread is not None and threading.current_thread() is self._thread:
             # Queued by the loop itself (a PUBACK, a PINGREQ): loop_read / the loop write it
             # next, no need to wake select through the socket pair.
-            self._out_packet.append({"command": command, "mid": mid, "qos": qos, "pos": 0,
-                                     "to_process": len(packet), "packet": packet, "info": info})
+            self._out_packet.append(_entry(command, packet, mid, qos, info))
             self._call_socket_register_write()
             return mqtt.MQTTErrorCode.MQTT_ERR_SUCCESS
         return super()._packet_queue(command, packet, mid, qos, info)
@@ -252,7 +256,5 @@ class ReceiverClient(mqtt.Client):
             parts = []
             while q and (q[0]["command"] & 0xF0) == _PUBACK and q[0]["pos"] == 0:
                 parts.append(q.popleft()["packet"])
-            joined = b"".join(parts)
-            q.appendleft({"command": _PUBACK, "mid": 0, "qos": 0, "pos": 0,
-                          "to_process": len(joined), "packet": joined, "info": None})
+            q.appendleft(_entry(_PUBACK, b"".join(parts)))
         return super().loop_write()
