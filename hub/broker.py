@@ -366,14 +366,13 @@ class MosquittoBroker:
             self._auto_port = True
         if not self.settings.config_path.exists() or self.settings.port == 0:
             self.write_files()
-        attempt = 0
+        hops = 0
         # A restart keeps its address: clients know it. Its port can be held for a moment
         # after the last run (a client socket that was given it as its own local port
         # while nothing listened, a closing connection), so try it again for a while
         # before a port picked here moves to a fresh one.
         same_port_until = time.monotonic() + timeout if self._served else 0.0
         while True:
-            attempt += 1
             self._spawn()
             try:
                 self.wait_ready(timeout)
@@ -383,10 +382,10 @@ class MosquittoBroker:
                 self._reap()
                 if time.monotonic() < same_port_until:
                     log.warning("port %s is still held (%s); retrying it", self.port, exc)
-                    attempt -= 1
                     time.sleep(0.25)
                     continue
-                if not self._auto_port or attempt >= _PORT_ATTEMPTS:
+                hops += 1
+                if not self._auto_port or hops >= _PORT_ATTEMPTS:
                     raise BrokerError(
                         f"mosquitto could not listen on {self.host}:{self.port}: {exc}. "
                         "Another program holds the port; choose another (or 0 for a free one).\n"
