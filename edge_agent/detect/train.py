@@ -231,9 +231,7 @@ def train(settings: TrainSettings) -> dict:
     num_classes = len(LABELS)
     seeds = train_seeds(settings.images, settings.seed)
     log.info("rendering %d training scenes", len(seeds))
-    w, h = settings.input_size
-    if w % 32 or h % 32:
-        raise ValueError(f"input size {w}x{h}: width and height must be multiples of 32")
+    w, h = check_input_size(*settings.input_size)
     samples = render_samples(seeds, workers=settings.workers, size=(w, h))
     images, targets = _arrays(samples, num_classes)
     render_s = time.monotonic() - started
@@ -314,14 +312,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quick", action="store_true", help="reduced mode: tiny data, one epoch (for tests)")
 
 
+def check_input_size(w: int, h: int) -> tuple[int, int]:
+    """``(w, h)`` when the backbone (stride 32) can take it; else ValueError saying why."""
+    if w <= 0 or h <= 0 or w % 32 or h % 32:
+        raise ValueError(f"input size {w}x{h}: width and height must be positive multiples of 32")
+    return w, h
+
+
 def _size(text: str) -> tuple[int, int]:
     try:
         w, h = (int(v) for v in text.lower().split("x"))
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not WIDTHxHEIGHT, e.g. 320x192") from None
-    if w <= 0 or h <= 0 or w % 32 or h % 32:
-        raise argparse.ArgumentTypeError(f"{text!r}: width and height must be positive multiples of 32")
-    return w, h
+    try:
+        return check_input_size(w, h)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def run(args: argparse.Namespace) -> int:

@@ -68,12 +68,14 @@ def test_reduced_training_with_the_giou_loss_and_a_larger_input_runs(tmp_path):
 
 
 def test_an_input_size_off_the_backbone_stride_is_refused():
-    from edge_agent.detect.train import _size
+    from edge_agent.detect.train import _size, check_input_size
 
     assert _size("320x192") == (320, 192)
     for bad in ("300x192", "320", "axb", "0x0"):
         with pytest.raises(argparse.ArgumentTypeError):
             _size(bad)
+    with pytest.raises(ValueError, match="multiples of 32"):  # what train() checks for callers in code
+        check_input_size(320, 200)
 
 
 def test_targets_put_a_peak_and_the_box_at_the_centre_cell():
