@@ -15,7 +15,7 @@ __all__ = ["fire_lane_zone", "render"]
 _FLAT = ("puddle", "flood")  # painted on the ground before anything stands on it
 _AIR = ("smoke",)  # painted last, over everything
 MIN_BOX_FRACTION = 0.045  # a labelled object smaller than this (of the frame side) is left out
-MIN_VISIBLE = 0.5  # ...and so is one mostly outside the frame
+MIN_VISIBLE = 0.5  # ...and so is one mostly outside the frame, or mostly hidden behind others
 
 
 def _order(spec: SceneSpec) -> list[int]:
@@ -97,6 +97,52 @@ def _light(img: np.ndarray, spec: SceneSpec, emissive: np.ndarray) -> np.ndarray
     return lit
 
 
+_SUM = np.ones((1, 3), np.float32)
+
+
+def _paint(spec: SceneSpec, view: View, t: float, roll: np.ndarray | None, skip: frozenset[int],
+           ) -> tuple[np.ndarray, np.ndarray, list[GroundTruthBox], list[int]]:
+    """Background and objects, nearest last, without the objects in ``skip``. Returns the
+    image, its emissive map, the labelled boxes and the labelled objects that later
+    (opaque) objects left less than ``MIN_VISIBLE`` of: a puddle under a fallen tree, a
+    bin behind a car. Smoke, painted last and translucent, hides nothing."""
+    w, h = view.width, view.height
+    img = paint_background(spec, view)
+    emissive = np.zeros((h, w), np.float32)
+    owner = np.full((h, w), -1, np.int16)  # which object each pixel shows
+    painted: dict[int, int] = {}  # labelled object -> pixels it painted
+    boxes: list[GroundTruthBox] = []
+    for i in _order(spec):
+        if i in skip:
+            continue
+        obj = spec.objects[i]
+        backup = img.copy()
+        em_backup = emissive.copy() if obj.label else None
+        owner_backup = owner.copy() if obj.label else None
+        raw = PAINTERS[obj.kind](img, view, obj, t, emissive)
+        changed = cv2.transform(cv2.absdiff(img, backup), _SUM) > 0  # pixels it painted
+        if obj.kind not in _AIR:
+            owner[changed] = i
+        if obj.label is None:
+            continue
+        keep = raw is not None
+        if raw is not None:
+            box, vis = _clip_box(_transform_box(roll, raw), w, h)
+            keep = (vis >= MIN_VISIBLE and (box[2] - box[0]) >= MIN_BOX_FRACTION * w
+                    and (box[3] - box[1]) >= MIN_BOX_FRACTION * h)
+        if not keep:
+            img[:], emissive[:], owner[:] = backup, em_backup, owner_backup
+            continue
+        if obj.kind not in _AIR:  # painted last: nothing can hide it
+            painted[i] = int(changed.sum())
+        boxes.append(GroundTruthBox(obj.label, (box[0] / w, box[1] / h, box[2] / w, box[3] / h), obj.kind, i))
+    hidden = []
+    if painted:
+        shown = np.bincount(owner.ravel() + 1, minlength=len(spec.objects) + 1)
+        hidden = [i for i, n in painted.items() if n and shown[i + 1] < MIN_VISIBLE * n]
+    return img, emissive, boxes, hidden
+
+
 def render(
     spec: SceneSpec,
     size: tuple[int, int] = (640, 360),
@@ -107,32 +153,17 @@ def render(
     """Render ``spec`` at ``size`` (width, height) and time ``t`` (seconds; flames flicker,
     smoke rises, rain falls). Returns the BGR frame and the labelled objects' boxes.
 
-    Labelled objects too small or mostly outside the frame are not painted at all, so
-    every visible problem is in the ground truth. ``artefacts`` adds blur, sensor noise
+    Labelled objects too small, mostly outside the frame or mostly hidden behind nearer
+    objects are not painted at all, so every labelled problem can be seen and every
+    visible problem is in the ground truth. ``artefacts`` adds blur, sensor noise
     and JPEG compression.
     """
     w, h = size
     view = View(w, h, spec.camera)
-    img = paint_background(spec, view)
-    emissive = np.zeros((h, w), np.float32)
     roll = _roll_matrix(spec, w, h)
-    boxes: list[GroundTruthBox] = []
-    for i in _order(spec):
-        obj = spec.objects[i]
-        backup = img.copy() if obj.label else None
-        em_backup = emissive.copy() if obj.label else None
-        raw = PAINTERS[obj.kind](img, view, obj, t, emissive)
-        if obj.label is None:
-            continue
-        keep = raw is not None
-        if raw is not None:
-            box, vis = _clip_box(_transform_box(roll, raw), w, h)
-            keep = (vis >= MIN_VISIBLE and (box[2] - box[0]) >= MIN_BOX_FRACTION * w
-                    and (box[3] - box[1]) >= MIN_BOX_FRACTION * h)
-        if not keep:
-            img[:], emissive[:] = backup, em_backup
-            continue
-        boxes.append(GroundTruthBox(obj.label, (box[0] / w, box[1] / h, box[2] / w, box[3] / h), obj.kind, i))
+    img, emissive, boxes, hidden = _paint(spec, view, t, roll, skip=frozenset())
+    if hidden:  # paint the scene again without them: what is left is at least as visible
+        img, emissive, boxes, _ = _paint(spec, view, t, roll, skip=frozenset(hidden))
     rng = np.random.default_rng([spec.seed, 2, int(t * 1000)])
     img = _weather(img, spec, view, rng, t)
     img = _light(img, spec, emissive)

@@ -50,6 +50,25 @@ def test_boxes_mark_where_the_pixels_changed():
         assert diff[y1:y2 + 1, x1:x2 + 1].mean() > 0.1
 
 
+def test_a_problem_hidden_behind_a_nearer_object_is_neither_drawn_nor_labelled():
+    from simulators.scenes.spec import SceneObject
+
+    base = random_scene(5, problems=0)
+    puddle = SceneObject("puddle", 0.0, 18.0, 1.1, seed=3)
+    for cover in ("vehicle", "fallen_tree"):
+        on_top = base.with_objects([puddle, SceneObject(cover, 0.0, 16.5, 1.3, seed=4)])
+        img, truth = render(on_top, (384, 216), artefacts=False)
+        assert [g.label for g in truth] == [cover]  # no "water" nobody could see
+        alone, _ = render(base.with_objects([SceneObject(cover, 0.0, 16.5, 1.3, seed=4)]), (384, 216), artefacts=False)
+        assert np.array_equal(img, alone)  # and no sliver of it peeking out either
+        beside, truth = render(base.with_objects([puddle, SceneObject(cover, 7.0, 16.5, 1.3, seed=4)]),
+                               (384, 216), artefacts=False)
+        assert sorted(g.label for g in truth) == sorted(["water", cover])
+    # A small thing in front (a bench) leaves most of the puddle in view: still labelled.
+    _, truth = render(base.with_objects([puddle, SceneObject("bench", 0.0, 16.5, 1.3, seed=4)]), (384, 216))
+    assert [g.label for g in truth] == ["water"]
+
+
 def test_clip_timeline_matches_the_frames(tmp_path):
     clip = random_clip(9, duration_s=10, fps=2, size=(320, 180), problems=1, kinds=("flame",))
     (event,) = clip.events
