@@ -20,8 +20,10 @@ __all__ = ["add_eval_arguments", "register", "run_eval"]
 def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", type=Path, default=BUNDLED_MODEL, help="the .tflite model (default: bundled int8)")
     parser.add_argument("--labels", type=Path, default=BUNDLED_LABELS, help="its labels file")
-    parser.add_argument("--images", type=int, default=400, help="held-out scenes for mAP (default 400)")
+    parser.add_argument("--images", type=int, default=2000, help="held-out scenes for mAP (default %(default)s)")
     parser.add_argument("--clips", type=int, default=24, help="held-out clips for event recall (0 to skip)")
+    parser.add_argument("--validation", action="store_true",
+                        help="use the validation scenes and clips (for tuning) instead of the held-out ones")
     parser.add_argument("--clip-seconds", type=float, default=40.0, help="length of each clip")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--json", nargs="?", const="-", default=None, metavar="PATH",
@@ -29,19 +31,28 @@ def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run_eval(args: argparse.Namespace) -> int:
-    from .evaluate import evaluate_boxes, evaluate_events
+    from .dataset import HELD_OUT_SEED_BASE
+    from .evaluate import (
+        CLIP_SEED_BASE,
+        VALIDATION_CLIP_SEED_BASE,
+        VALIDATION_SEED_BASE,
+        evaluate_boxes,
+        evaluate_events,
+    )
     from .labels import read_labels
     from .runtime import Detector
 
+    split = "validation" if args.validation else "held-out"
+    scenes, clips = (VALIDATION_SEED_BASE, VALIDATION_CLIP_SEED_BASE) if args.validation else (HELD_OUT_SEED_BASE, CLIP_SEED_BASE)
     labels = read_labels(args.labels)
     low = Detector(args.model, labels, threads=args.threads, score_threshold=0.05)
-    report: dict = {"model": str(args.model), "boxes": evaluate_boxes(low, args.images)}
+    report: dict = {"model": str(args.model), "split": split, "boxes": evaluate_boxes(low, args.images, seed_base=scenes)}
     if args.clips > 0:
         live = Detector(args.model, labels, threads=args.threads, score_threshold=0.3)
-        report["events"] = evaluate_events(live, args.clips, duration_s=args.clip_seconds)
+        report["events"] = evaluate_events(live, args.clips, seed_base=clips, duration_s=args.clip_seconds)
     if args.json is None:
         b = report["boxes"]
-        print(f"mAP@0.5 {b['map50']:.3f} on {b['images']} held-out scenes")
+        print(f"mAP@0.5 {b['map50']:.3f} on {b['images']} {split} scenes")
         for name, c in b["per_class"].items():
             print(f"  {name:12s} AP {c['ap50']:.3f}  P {c['precision']}  R {c['recall']}  ({c['objects']} objects)")
         if "events" in report:

@@ -2,8 +2,9 @@
 precision and recall, and event-level recall on rendered clips (an event is found when a
 ``new`` is decided within 3 s of the object appearing) with false events per camera-hour.
 
-Held-out scenes use seeds from ``HELD_OUT_SEED_BASE`` up, which training never renders.
-Offline tool: imports the scene renderer.
+Held-out scenes use seeds from ``HELD_OUT_SEED_BASE`` up, which training never renders;
+a separate validation split (``VALIDATION_*``) is for tuning. Offline tool: imports the
+scene renderer.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -18,6 +20,7 @@ from edge_agent.camera.config import (
     ClassSettings,
     MotionConfig,
     TrackingConfig,
+    ZoneConfig,
     default_class_settings,
 )
 from edge_agent.camera.motion import MotionGate
@@ -29,9 +32,27 @@ from .labels import bundled_class_map
 from .postprocess import Detection, iou
 from .runtime import Detector
 
-__all__ = ["average_precision", "evaluate_boxes", "evaluate_events"]
+if TYPE_CHECKING:
+    from simulators.scenes.clips import Clip
 
+__all__ = [
+    "CLIP_SEED_BASE",
+    "VALIDATION_CLIP_SEED_BASE",
+    "VALIDATION_SEED_BASE",
+    "PlayedClip",
+    "average_precision",
+    "evaluate_boxes",
+    "evaluate_events",
+    "play_clips",
+    "score_clips",
+]
+
+# Above HELD_OUT_SEED_BASE, which training never reaches: the held-out scenes (from the
+# base), the held-out clips, and apart from both a validation split to tune on (score
+# thresholds, model choice), so the held-out figures are only ever measured, never fitted.
 CLIP_SEED_BASE = HELD_OUT_SEED_BASE + 500_000
+VALIDATION_SEED_BASE = HELD_OUT_SEED_BASE + 300_000
+VALIDATION_CLIP_SEED_BASE = HELD_OUT_SEED_BASE + 700_000
 
 
 def average_precision(recall: np.ndarray, precision: np.ndarray) -> float:
@@ -115,6 +136,122 @@ def evaluate_boxes(
     }
 
 
+@dataclass
+class PlayedClip:
+    """One rendered clip played through motion measurement and the detector, frame by
+    frame, so any tracker settings can be scored on it without rendering it again."""
+
+    clip: Clip
+    zones: Sequence[ZoneConfig]
+    frames: list[tuple[float, float, list[Detection]]]  # t, motion ratio, detections
+    drawn: set[int]  # events whose object was drawn within ``within_s`` of appearing
+
+
+def play_clips(
+    detector: Detector,
+    clips: int = 24,
+    *,
+    seed_base: int = CLIP_SEED_BASE,
+    duration_s: float = 40.0,
+    fps: float = 2.0,
+    size: tuple[int, int] = (640, 360),
+    within_s: float = 3.0,
+    motion: MotionConfig | None = None,
+) -> list[PlayedClip]:
+    """Render ``clips`` clips (one problem each, appearing after a quiet start) and run
+    the motion measurement and the detector on every frame. The detector's answer on a
+    frame the motion gate would skip is recorded too and simply not used then."""
+    from edge_agent.camera.config import ZonePurpose
+    from simulators.scenes import random_clip, render_clip_frame
+    from simulators.scenes.render import fire_lane_zone
+
+    played = []
+    for k in range(clips):
+        clip = random_clip(seed_base + k, duration_s=duration_s, fps=fps, size=size, problems=1)
+        zones: Sequence[ZoneConfig] = ()
+        if clip.scene.fire_lane:
+            zones = [ZoneConfig(id="lane", camera="sim", polygon=fire_lane_zone(clip.scene, size),
+                                purpose=ZonePurpose.FIRE_LANE, dwell_s=0.0)]
+        gate = MotionGate(motion or MotionConfig())
+        run = PlayedClip(clip, zones, [], set())
+        for i in range(int(duration_s * fps)):
+            t = i / fps
+            img, truth = render_clip_frame(clip, t, size)
+            run.drawn.update(ei for ei, e in enumerate(clip.events) if e.appear_s <= t <= e.appear_s + within_s
+                             and any(g.index == e.index for g in truth))
+            run.frames.append((t, gate.measure(img), detector.detect(img)))
+        played.append(run)
+    return played
+
+
+def score_clips(
+    played: Sequence[PlayedClip],
+    *,
+    within_s: float = 3.0,
+    class_settings: Callable[[str], ClassSettings] = default_class_settings,
+    motion: MotionConfig | None = None,
+) -> dict:
+    """Event recall and false events of played clips through motion gate → tracker, as the
+    camera worker runs them, with ``class_settings`` (the camera's defaults unless given).
+    An appearance is found when a ``new`` of its label comes within ``within_s``; every
+    other ``new`` is a false event.
+
+    An appearance the renderer never draws during ``within_s`` (the clip generator can
+    place an object that stays under the renderer's size floor, or behind a nearer one,
+    and then it has no pixels at all) cannot be found by anything: it is counted as
+    ``unseen`` and left out of the recall."""
+    class_map = bundled_class_map()
+    found = missed = unseen = 0
+    delays: list[float] = []
+    per_label: dict[str, list[int]] = {}  # found, events, false
+    duration = 0.0
+    for run in played:
+        clip = run.clip
+        tracker = Tracker(TrackingConfig(end_after_s=4.0), class_map, zones=run.zones, class_settings=class_settings)
+        gate = MotionGate(motion or MotionConfig())
+        news: list[tuple[float, str]] = []
+        for t, ratio, detections in run.frames:
+            if gate.should_detect(ratio, t, tracking=tracker.active):  # as the camera worker does:
+                decisions = tracker.step([d for d in detections if class_settings(d.label).enabled], t)
+            else:
+                decisions = tracker.tick(t)
+            news += [(d.t, d.label) for d in decisions if d.kind == EventKind.NEW]
+        duration += clip.duration_s
+        matched: set[int] = set()
+        for ei, e in enumerate(clip.events):
+            if ei not in run.drawn:
+                unseen += 1
+                continue
+            hit = next((j for j, (t, lab) in enumerate(news) if j not in matched and lab == e.label
+                        and e.appear_s - 0.01 <= t <= e.appear_s + within_s), None)
+            per_label.setdefault(e.label, [0, 0, 0])[1] += 1
+            if hit is None:
+                missed += 1
+            else:
+                matched.add(hit)
+                found += 1
+                per_label[e.label][0] += 1
+                delays.append(news[hit][0] - e.appear_s)
+        for j, (t, lab) in enumerate(news):
+            if j not in matched and not any(lab == e.label and e.appear_s - 0.01 <= t < e.disappear_s + 1
+                                            for e in clip.events):
+                per_label.setdefault(lab, [0, 0, 0])[2] += 1
+    false = sum(v[2] for v in per_label.values())
+    hours = duration / 3600
+    return {
+        "clips": len(played),
+        "fps": played[0].clip.fps if played else 0.0,
+        "events": found + missed,
+        "found": found,
+        "recall": round(found / max(1, found + missed), 4),
+        "unseen": unseen,
+        "false_events": false,
+        "false_per_camera_hour": round(false / hours, 2) if hours else 0.0,
+        "median_delay_s": round(float(np.median(delays)), 2) if delays else None,
+        "per_label": {k: {"found": v[0], "events": v[1], "false": v[2]} for k, v in sorted(per_label.items())},
+    }
+
+
 def evaluate_events(
     detector: Detector,
     clips: int = 24,
@@ -127,74 +264,11 @@ def evaluate_events(
     class_settings: Callable[[str], ClassSettings] = default_class_settings,
     motion: MotionConfig | None = None,
 ) -> dict:
-    """Play ``clips`` rendered clips (one problem each, appearing after a quiet start)
-    through motion gate → detector → tracker at ``fps``, as the camera worker does, with
-    the camera's default settings unless given. An appearance is found when a ``new`` of
-    its label comes within ``within_s``; every other ``new`` is a false event.
-
-    An appearance the renderer never draws during ``within_s`` (the clip generator can
-    place an object that stays under the renderer's size floor, and then it has no
-    pixels at all) cannot be found by anything: it is counted as ``unseen`` and left out
-    of the recall."""
-    from edge_agent.camera.config import ZoneConfig, ZonePurpose
-    from simulators.scenes import random_clip, render_clip_frame
-    from simulators.scenes.render import fire_lane_zone
-
-    class_map = bundled_class_map()
-    found = missed = false = unseen = 0
-    delays: list[float] = []
-    per_label: dict[str, list[int]] = {}
-    for k in range(clips):
-        clip = random_clip(seed_base + k, duration_s=duration_s, fps=fps, size=size, problems=1)
-        zones: Sequence[ZoneConfig] = ()
-        if clip.scene.fire_lane:
-            zones = [ZoneConfig(id="lane", camera="sim", polygon=fire_lane_zone(clip.scene, size),
-                                purpose=ZonePurpose.FIRE_LANE, dwell_s=0.0)]
-        tracker = Tracker(TrackingConfig(end_after_s=4.0), class_map, zones=zones, class_settings=class_settings)
-        gate = MotionGate(motion or MotionConfig())
-        news: list[tuple[float, str]] = []
-        drawn: set[int] = set()  # events whose object was drawn within within_s of appearing
-        for i in range(int(duration_s * fps)):
-            t = i / fps
-            img, truth = render_clip_frame(clip, t, size)
-            drawn.update(ei for ei, e in enumerate(clip.events) if e.appear_s <= t <= e.appear_s + within_s
-                         and any(g.index == e.index for g in truth))
-            ratio = gate.measure(img)
-            if gate.should_detect(ratio, t, tracking=tracker.active):
-                decisions = tracker.step(detector.detect(img), t)
-            else:
-                decisions = tracker.tick(t)
-            news += [(d.t, d.label) for d in decisions if d.kind == EventKind.NEW]
-        matched: set[int] = set()
-        for ei, e in enumerate(clip.events):
-            if ei not in drawn:
-                unseen += 1
-                continue
-            hit = next((j for j, (t, lab) in enumerate(news) if j not in matched and lab == e.label
-                        and e.appear_s - 0.01 <= t <= e.appear_s + within_s), None)
-            per_label.setdefault(e.label, [0, 0])[1] += 1
-            if hit is None:
-                missed += 1
-            else:
-                matched.add(hit)
-                found += 1
-                per_label[e.label][0] += 1
-                delays.append(news[hit][0] - e.appear_s)
-        false += sum(1 for j, (t, lab) in enumerate(news) if j not in matched
-                     and not any(lab == e.label and e.appear_s - 0.01 <= t < e.disappear_s + 1 for e in clip.events))
-    hours = clips * duration_s / 3600
-    return {
-        "clips": clips,
-        "fps": fps,
-        "events": found + missed,
-        "found": found,
-        "recall": round(found / max(1, found + missed), 4),
-        "unseen": unseen,
-        "false_events": false,
-        "false_per_camera_hour": round(false / hours, 2) if hours else 0.0,
-        "median_delay_s": round(float(np.median(delays)), 2) if delays else None,
-        "per_label": {k: {"found": v[0], "events": v[1]} for k, v in sorted(per_label.items())},
-    }
+    """Play ``clips`` rendered clips through motion gate → detector → tracker at ``fps``,
+    as the camera worker does, and score them (:func:`score_clips`)."""
+    played = play_clips(detector, clips, seed_base=seed_base, duration_s=duration_s, fps=fps, size=size,
+                        within_s=within_s, motion=motion)
+    return score_clips(played, within_s=within_s, class_settings=class_settings, motion=motion)
 
 
 def detections_summary(found: list[Detection]) -> list[dict]:

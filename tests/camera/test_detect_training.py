@@ -11,7 +11,14 @@ import pytest
 
 from edge_agent.detect import cli as detect_cli
 from edge_agent.detect.dataset import HELD_OUT_SEED_BASE, Sample, train_seeds
-from edge_agent.detect.evaluate import CLIP_SEED_BASE, average_precision
+from edge_agent.detect.evaluate import (
+    CLIP_SEED_BASE,
+    VALIDATION_CLIP_SEED_BASE,
+    VALIDATION_SEED_BASE,
+    average_precision,
+    play_clips,
+    score_clips,
+)
 from edge_agent.detect.labels import read_labels
 from edge_agent.detect.runtime import Detector
 from edge_agent.detect.train import TrainSettings, encode_targets, train
@@ -91,7 +98,8 @@ def test_targets_put_a_peak_and_the_box_at_the_centre_cell():
 def test_training_and_held_out_seeds_never_overlap():
     for seed in (0, 7, 999):
         assert max(train_seeds(10_000, seed)) < HELD_OUT_SEED_BASE
-    assert CLIP_SEED_BASE > HELD_OUT_SEED_BASE + 100_000
+    # Held-out scenes, validation scenes, held-out clips, validation clips: apart.
+    assert HELD_OUT_SEED_BASE + 100_000 < VALIDATION_SEED_BASE < CLIP_SEED_BASE < VALIDATION_CLIP_SEED_BASE
 
 
 def test_average_precision_of_perfect_and_half_right_rankings():
@@ -109,6 +117,35 @@ def test_eval_model_reports_map_and_per_class_precision_recall(bundled_model, tm
     assert 0.0 <= boxes["map50"] <= 1.0 and set(boxes["per_class"]) == set(read_labels(labels))
     assert {"ap50", "precision", "recall", "objects"} <= set(boxes["per_class"]["flame"])
     assert {"recall", "false_per_camera_hour", "found", "events"} <= set(report["events"])
+
+
+def test_eval_model_can_run_on_the_validation_split(bundled_model, capsys):
+    model, labels = bundled_model
+    args = ["--model", str(model), "--labels", str(labels), "--images", "6", "--clips", "0", "--validation"]
+    assert detect_cli.main(["eval-model", *args, "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["split"] == "validation" and report["boxes"]["seed_base"] == VALIDATION_SEED_BASE
+
+
+def test_clips_played_once_score_any_thresholds_and_the_tuner_picks_the_one_that_finds(bundled_model):
+    from edge_agent.camera.config import ClassSettings
+    from edge_agent.detect.runtime import Detector
+    from edge_agent.detect.tune import choose_thresholds
+
+    model, labels_path = bundled_model
+    labels = read_labels(labels_path)
+    played = play_clips(Detector(model, labels, score_threshold=0.3), 2, seed_base=VALIDATION_CLIP_SEED_BASE,
+                        duration_s=12)
+    assert [len(p.frames) for p in played] == [24, 24]
+    live = score_clips(played)
+    assert live["events"] == 2 and live["found"] == 2  # a flame and a puddle, both reported
+    nothing = score_clips(played, class_settings=lambda label: ClassSettings(enabled=False))
+    assert nothing["found"] == 0 and nothing["false_events"] == 0
+    # 0.999 is out of an int8 sigmoid's reach (at most 255/256): only 0.3 finds anything.
+    report = choose_thresholds(played, labels, grid=(0.3, 0.999))
+    assert report["chosen"] == {"flame": 0.3, "water": 0.3}
+    assert report["table"]["flame"] == {0.3: [1, 1, 0], 0.999: [0, 1, 0]}
+    assert report["result"]["found"] == 2
 
 
 def test_commands_register_on_a_cli():
