@@ -259,7 +259,7 @@ def main(argv: list[str] | None = None) -> int:
     results["pipeline_720p"] = bench_pipeline(frames, 2 if quick else 10)
     results["streams"] = bench_streams(args.streams, 10 if quick else args.seconds)
     if not args.skip_accuracy:
-        results["accuracy"] = bench_accuracy(60 if quick else 400, 4 if quick else 24)
+        results["accuracy"] = bench_accuracy(60 if quick else 2000, 4 if quick else 60)
     results["machine"]["load_avg_at_end"] = [round(v, 2) for v in os.getloadavg()]
 
     m = results["model"]

@@ -21,7 +21,7 @@ def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", type=Path, default=BUNDLED_MODEL, help="the .tflite model (default: bundled int8)")
     parser.add_argument("--labels", type=Path, default=BUNDLED_LABELS, help="its labels file")
     parser.add_argument("--images", type=int, default=2000, help="held-out scenes for mAP (default %(default)s)")
-    parser.add_argument("--clips", type=int, default=24, help="held-out clips for event recall (0 to skip)")
+    parser.add_argument("--clips", type=int, default=60, help="held-out clips for event recall (default %(default)s; 0 to skip)")
     parser.add_argument("--validation", action="store_true",
                         help="use the validation scenes and clips (for tuning) instead of the held-out ones")
     parser.add_argument("--clip-seconds", type=float, default=40.0, help="length of each clip")
