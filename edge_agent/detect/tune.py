@@ -10,9 +10,10 @@ the recorded frames, which is exact: the motion gate and the tracker see what th
 would have seen live. Only validation clips are used; the held-out clips that
 ``eval-model`` reports on stay unfitted.
 
-For each label, the threshold that finds the most of that label's appearances wins,
-then the one with the fewest false events of that label, then the middle of the tied
-values (a margin both ways). Labels a track is decided for separately, so the labels
+For each label: of the thresholds that find the most of its appearances, the highest is
+dropped (one step of margin: above it appearances start to be missed, and a validation
+set has only a dozen appearances a label), then the one with the fewest false events of
+that label wins, then the middle of the tied values. Labels a track is decided for separately, so the labels
 are chosen one at a time and the final combination is scored once more as a whole.
 """
 
@@ -53,8 +54,12 @@ def choose_thresholds(played: Sequence, labels: Sequence[str], grid: Sequence[fl
         rows = table.get(label)
         if not rows:
             continue  # no appearance and no false event of it: nothing to choose on
-        best = max(rows.values(), key=lambda r: (r[0], -r[2]))
-        tied = [v for v, r in sorted(rows.items()) if r[0] == best[0] and r[2] == best[2]]
+        most = max(r[0] for r in rows.values())
+        finding = [v for v, r in sorted(rows.items()) if r[0] == most]
+        if len(finding) > 1:  # one step of margin below the value where appearances start to be missed
+            finding = finding[:-1]
+        fewest = min(rows[v][2] for v in finding)
+        tied = [v for v in finding if rows[v][2] == fewest]
         chosen[label] = tied[len(tied) // 2]
 
     def final(label: str) -> ClassSettings:
