@@ -87,11 +87,17 @@ class ClassSettings(StrictModel):
     subcategory: str | None = Field(None, description="override the detector's class mapping for this camera")
 
 
-# Defaults per label of the bundled model, chosen on validation clips (docs/model_card.md):
-# water scores lower than the rest (soft edges), and smoke below 0.5 is mostly fog and rain.
+# Defaults per label of the bundled model (v3), chosen on 120 validation clips with
+# ``python -m edge_agent.detect.tune`` (docs/model_card.md): each is one step below the score
+# where that label's appearances start to be missed, with the fewest false events there.
+# Water scores lower than the rest (soft edges); smoke below 0.4 is mostly fog and rain.
 BUNDLED_CLASS_DEFAULTS: dict[str, ClassSettings] = {
-    "water": ClassSettings(min_score=0.40),
+    "water": ClassSettings(min_score=0.35),
+    "flame": ClassSettings(min_score=0.50),
     "smoke": ClassSettings(min_score=0.50),
+    "fallen_tree": ClassSettings(min_score=0.40),
+    "garbage": ClassSettings(min_score=0.45),
+    "vehicle": ClassSettings(min_score=0.40),
 }
 
 
