@@ -21,7 +21,7 @@ from protocol.base import StrictModel
 
 from ..cases.closure import Outcome, Verdict
 
-__all__ = ["AlignStats", "Evidence", "Thresholds", "alignment_problem", "decide"]
+__all__ = ["AlignStats", "Evidence", "Thresholds", "alignment_problem", "decide", "homography_problem"]
 
 NAME = "photo"
 
@@ -92,7 +92,14 @@ def alignment_problem(stats: AlignStats, width: int, height: int, t: Thresholds)
     ratio = stats.inliers / max(1, stats.matches)
     if ratio < t.min_inlier_ratio:
         return f"only {ratio:.0%} of the matches agree on one view (need {t.min_inlier_ratio:.0%})"
-    m = np.asarray(stats.matrix, dtype=np.float64)
+    return homography_problem(stats.matrix, width, height, t)
+
+
+def homography_problem(matrix, width: int, height: int, t: Thresholds) -> str | None:
+    """Why an after → before homography cannot be a re-take of the same view (it mirrors,
+    zooms too far, folds over the horizon, twists), or None when it can. Every matrix the
+    verifier warps with is checked, not only the whole-view fit."""
+    m = np.asarray(matrix, dtype=np.float64)
     if not np.all(np.isfinite(m)) or abs(m[2, 2]) < 1e-9:
         return "degenerate homography"
     m = m / m[2, 2]

@@ -1,5 +1,6 @@
-"""Re-running the bundled detector on the problem's region (the camera side's
-:class:`edge_agent.detect.runtime.Detector`, loaded once, used from one thread at a time).
+"""Re-running a camera detector on the problem's region (by default the camera model v2,
+pinned in ``hub/verify/models``; the camera side's :class:`edge_agent.detect.runtime.Detector`,
+loaded once, used from one thread at a time).
 
 :meth:`RegionDetector.scores` crops the region with context at the model's aspect ratio
 (the detector was trained on whole street scenes, so the crops keep plenty of scene
@@ -21,8 +22,10 @@ from edge_agent.detect.runtime import Detector
 
 __all__ = ["BUNDLED_LABELS", "BUNDLED_MODEL", "RegionDetector"]
 
-_MODELS = Path(__file__).resolve().parents[2] / "edge_agent" / "detect" / "models"
-BUNDLED_MODEL = _MODELS / "cityops_detector_int8.tflite"
+# The camera detector v2, pinned: the verifier's thresholds were tuned on its scores (see
+# hub/verify/models/__init__.py). The camera agent's own bundled model moves on separately.
+_MODELS = Path(__file__).resolve().parent / "models"
+BUNDLED_MODEL = _MODELS / "photo_detector_int8.tflite"
 BUNDLED_LABELS = _MODELS / "labels.txt"
 
 

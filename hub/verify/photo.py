@@ -16,7 +16,7 @@ from pathlib import Path
 
 from ..cases.closure import Outcome, Region, Verdict
 from . import images
-from .decide import NAME, Evidence, Thresholds, alignment_problem, decide
+from .decide import NAME, Evidence, Thresholds, alignment_problem, decide, homography_problem
 from .detector import BUNDLED_LABELS, BUNDLED_MODEL, RegionDetector
 
 __all__ = ["PhotoVerifier"]
@@ -94,7 +94,12 @@ class PhotoVerifier:
         problem = alignment_problem(aligned.stats, before.shape[1], before.shape[0], t)
         if problem is not None or aligned.matrix is None:
             return None, self._uncertain(f"the photos cannot be aligned: {problem}")
-        start = aligned.local if aligned.local is not None else aligned.matrix
+        h, w = before.shape[:2]
+        # The fit near the region follows the ground the problem lies on, unless it is no
+        # re-take of the view at all (a few matches on a plain lawn can fit a mirrored,
+        # folded plane that still puts the region's corners near the right place).
+        local_ok = aligned.local is not None and homography_problem(aligned.local, w, h, t) is None
+        start = aligned.local if local_ok else aligned.matrix
         warped, valid = images.warp(after, start, before.shape)
         matrix = images.refine(before, warped, valid, crop, start)
         if matrix is not start:
@@ -108,7 +113,6 @@ class PhotoVerifier:
         if det is not None:
             box = (crop.x0 + crop.bx0, crop.y0 + crop.by0, crop.x0 + crop.bx1, crop.y0 + crop.by1)
             seen_before = det.scores(before, box)
-            h, w = before.shape[:2]
             grow = (max(AFTER_SEARCH * (box[2] - box[0]), AFTER_SEARCH_FRAME * w),
                     max(AFTER_SEARCH * (box[3] - box[1]), AFTER_SEARCH_FRAME * h))
             seen_after = det.scores(images.match_light(before, warped, valid, crop), box, grow=grow)

@@ -57,9 +57,9 @@ def make_pair(seed: int, fixed: bool | None = None, *, size: tuple[int, int] = (
     kind = kind or str(rng.choice(kinds))
     base = random_scene(seed, problems=0, distractors=int(rng.integers(1, 4)))
     base = base.replace(light=str(rng.choice(["day", "overcast"])), weather="clear" if rng.random() < 0.7 else base.weather)
-    for _ in range(30):  # a problem clearly visible in the before photo
+    for _ in range(30):  # a problem clearly visible in the before photo, not behind a distractor
         problem = random_object(rng, kind, base.camera)
-        if clearly_visible(base.with_objects([problem])):
+        if clearly_visible(base.with_objects([*base.objects, problem])):
             break
     before = base.with_objects([*base.objects, problem])
     img_before, boxes_before = render(before, size)

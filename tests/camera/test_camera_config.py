@@ -110,7 +110,8 @@ def test_bundled_class_defaults_apply_unless_the_camera_names_the_class(tmp_path
     section = load_camera_section(write(tmp_path, GOOD))
     gate, lane = section.cameras
     assert gate.class_settings("water").min_score == 0.6  # the camera's own setting wins
-    assert lane.class_settings("water").min_score == 0.40  # the bundled model's default
+    assert lane.class_settings("water").min_score == 0.35  # the bundled model's default
     assert lane.class_settings("smoke").min_score == 0.50
-    assert lane.class_settings("flame").min_score == 0.45 and lane.class_settings("flame").min_frames == 3
+    assert lane.class_settings("flame").min_score == 0.50 and lane.class_settings("flame").min_frames == 3
+    assert lane.class_settings("nonesuch").min_score == 0.45  # a label the bundled model has not: the general default
     assert lane.motion.idle_detect_s == 1.0

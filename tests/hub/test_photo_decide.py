@@ -12,7 +12,14 @@ from hubtest import make_config
 from hub.cases.closure import Outcome, Verdict, decide_on_verdict
 from hub.config import load_config
 from hub.verify import build_verifier
-from hub.verify.decide import AlignStats, Evidence, Thresholds, alignment_problem, decide
+from hub.verify.decide import (
+    AlignStats,
+    Evidence,
+    Thresholds,
+    alignment_problem,
+    decide,
+    homography_problem,
+)
 from protocol.errors import ConfigError
 
 T = Thresholds()
@@ -44,6 +51,15 @@ def test_a_plausible_homography_is_trusted():
 ])
 def test_untrustworthy_homographies_are_refused_with_the_reason(st, words):
     assert words in alignment_problem(st, W, H, T)
+
+
+def test_a_local_fit_that_is_no_retake_of_the_view_is_refused_too():
+    # Fitted on a few matches around a bin on a plain lawn (held-out pair 1,200,259): it put
+    # the region's corners near the right place, warped everything else beyond recognition,
+    # and the verifier closed a case whose overflowing bin was still there.
+    local = np.array([[-6.282, 0.193, 863.452], [-2.839, -2.229, 590.82], [-0.016, 0.001, 1.0]])
+    assert "scales the view" in homography_problem(local, W, H, T)
+    assert homography_problem(rotation(2, 0.97, -8), W, H, T) is None
 
 
 def ev(ctx=0.9, changed=0.7, before=0.8, after=0.0, other=0.0, detector=True) -> Evidence:
