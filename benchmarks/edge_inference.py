@@ -164,7 +164,8 @@ def agent_streams(port: int, streams: int, seconds: float) -> None:
 
     section = CameraSection.model_validate({
         "cameras": [{"id": f"cam{k}", "url": f"http://127.0.0.1:{port}/cameras/cam{k}.mjpg", "fps": 2} for k in range(streams)],
-        "detector": {"threads": 1},
+        "detector": {"threads": 1, "model": str(MODELS / "cityops_detector_int8.tflite"),
+                     "labels": str(MODELS / "labels.txt")},
     })
 
     async def main() -> dict:
@@ -210,7 +211,8 @@ def bench_streams(streams: int, seconds: float) -> dict:
         if "READY" not in line:
             raise RuntimeError("the camera simulator did not start")
         agent = subprocess.run([*me, "--role", "agent", "--port", str(port), "--streams", str(streams),
-                                "--seconds", str(seconds)], capture_output=True, text=True, timeout=seconds + 120, env=env)
+                                "--seconds", str(seconds), "--models", str(MODELS)],
+                               capture_output=True, text=True, timeout=seconds + 120, env=env)
         if agent.returncode != 0:
             raise RuntimeError(agent.stderr[-2000:])
         return json.loads(agent.stdout.strip().splitlines()[-1])
@@ -232,15 +234,20 @@ def bench_accuracy(images: int, clips: int) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
+    global MODELS  # --models replaces the bundled folder for every part of the run
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--json", type=Path, default=None, help="write the results here")
     p.add_argument("--quick", action="store_true", help="short runs (a smoke test of the benchmark)")
     p.add_argument("--streams", type=int, default=16)
     p.add_argument("--seconds", type=float, default=60.0, help="length of the streams run")
     p.add_argument("--skip-accuracy", action="store_true")
+    p.add_argument("--models", type=Path, default=MODELS,
+                   help="folder with cityops_detector_int8/float.tflite and labels.txt (default: the bundled "
+                        "model): an older model's folder gives a baseline on the same machine")
     p.add_argument("--role", choices=["serve", "agent"], help=argparse.SUPPRESS)
     p.add_argument("--port", type=int, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
+    MODELS = args.models.resolve()
     if args.role == "serve":
         serve_streams(args.port, args.streams, args.seconds)
         return 0

@@ -43,6 +43,22 @@ def test_bundled_model_is_quiet_on_an_empty_street(bundled_model):
     assert det.detect(image) == []
 
 
+def test_a_720p_frame_reaches_the_model_as_one_area_resize_would_give_it(bundled_model):
+    import cv2
+
+    model, labels = bundled_model
+    det = Detector(model, read_labels(labels))
+    frame, _ = render(_scene("bench"), (1280, 720))
+    w, h = det.info.input_size
+    want = cv2.cvtColor(cv2.resize(frame, (w, h), interpolation=cv2.INTER_AREA), cv2.COLOR_BGR2RGB).astype(int) - 128
+    got = det._prepare(frame)[0].astype(int)  # int8: the pixel minus 128
+    assert got.shape == (h, w, 3)
+    diff = np.abs(got - want)  # halves first, then the rest: the same averaging, but for thin sharp edges
+    assert diff.mean() < 0.2 and (diff > 2).mean() < 0.03
+    exact = cv2.cvtColor(cv2.resize(frame, (w, h), interpolation=cv2.INTER_AREA), cv2.COLOR_BGR2RGB)
+    assert np.array_equal(det._prepare(exact[..., ::-1].copy())[0].astype(int), exact.astype(int) - 128)
+
+
 def test_odd_frames_are_handled(bundled_model):
     model, labels = bundled_model
     det = Detector(model, read_labels(labels))
