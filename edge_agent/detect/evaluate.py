@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -256,18 +256,15 @@ def evaluate_events(
     detector: Detector,
     clips: int = 24,
     *,
-    seed_base: int = CLIP_SEED_BASE,
-    duration_s: float = 40.0,
-    fps: float = 2.0,
-    size: tuple[int, int] = (640, 360),
     within_s: float = 3.0,
     class_settings: Callable[[str], ClassSettings] = default_class_settings,
     motion: MotionConfig | None = None,
+    **clip_options: Any,
 ) -> dict:
-    """Play ``clips`` rendered clips through motion gate → detector → tracker at ``fps``,
-    as the camera worker does, and score them (:func:`score_clips`)."""
-    played = play_clips(detector, clips, seed_base=seed_base, duration_s=duration_s, fps=fps, size=size,
-                        within_s=within_s, motion=motion)
+    """Play ``clips`` rendered clips through motion gate → detector → tracker, as the camera
+    worker does (:func:`play_clips`; ``clip_options``: its ``seed_base``, ``duration_s``,
+    ``fps``, ``size``), and score them (:func:`score_clips`)."""
+    played = play_clips(detector, clips, within_s=within_s, motion=motion, **clip_options)
     return score_clips(played, within_s=within_s, class_settings=class_settings, motion=motion)
 
 

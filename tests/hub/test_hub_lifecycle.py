@@ -110,7 +110,7 @@ def test_serve_runs_as_a_process_and_stops_on_sigterm(tmp_path):
     try:
         line = proc.stdout.readline()
         assert line.startswith("cityops-hub: serving http://127.0.0.1:"), line + proc.stderr.read()
-        assert "photo verification: photo (ORB + RANSAC, SSIM, detector cityops_detector_int8.tflite)" in line
+        assert "photo verification: photo (ORB + RANSAC, SSIM, detector photo_detector_int8.tflite)" in line
         url = line.split()[2]
 
         async def health():
