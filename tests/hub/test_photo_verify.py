@@ -52,8 +52,8 @@ def test_a_problem_still_there_is_not_fixed(verifier, seed):
 
 
 @pytest.mark.parametrize(("seed", "truth", "why"), [
-    (2106, "fixed", "half-sees"),  # the puddle is gone, but the detector still scores 0.42 there
-    (3039, "not_fixed", "half-sees"),  # the flame moved with the camera's parallax and changed shape
+    (1023, "fixed", "half-sees"),  # the puddle is gone, but the detector still scores 0.42 there
+    (2224, "not_fixed", "changed only in part"),  # the smoke drifted; the detector scores it 0.76 → 0.42
 ])
 def test_rendered_pairs_the_verifier_is_unsure_of_go_to_an_operator(verifier, seed, truth, why):
     p, box = pair(seed)
@@ -63,9 +63,9 @@ def test_rendered_pairs_the_verifier_is_unsure_of_go_to_an_operator(verifier, se
 
 
 def test_a_faint_trace_where_the_problem_was_is_fixed(verifier):
-    """Seed 1055: the flame is gone; the detector still gives the place 0.24
-    (0.69 before) and the region changed over most of its area."""
-    p, box = pair(1055)
+    """Seed 1006: the flame is gone; the detector still gives the place 0.29
+    (0.84 before) and the region changed over most of its area."""
+    p, box = pair(1006)
     assert (p.label, p.category) == ("fixed", "flame")
     v = verifier.verify(jpeg(p.before), jpeg(p.after), box)
     assert v.outcome is Outcome.FIXED and "faint trace" in v.detail, v.detail
