@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 import threading
+import time
 
 import paho.mqtt.client as mqtt
 import pytest
@@ -185,7 +186,16 @@ def test_a_restart_waits_for_its_port_instead_of_moving_away_from_its_clients(tm
         port = b.port
         b.kill()
         squatter = socket.socket()
-        squatter.bind(("127.0.0.1", port))
+        squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # over the old connections' TIME_WAIT
+        deadline = time.monotonic() + 5
+        while True:  # the killed broker's listening socket goes when the kernel has reaped it
+            try:
+                squatter.bind(("127.0.0.1", port))
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
         squatter.listen(4)
         threading.Timer(1.5, squatter.close).start()
         b.start(timeout=10)
