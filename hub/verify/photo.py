@@ -91,10 +91,10 @@ class PhotoVerifier:
             return None, self._uncertain("the after-photo cannot be decoded")
         crop = images.region_crop(before.shape, region, self.margin)
         aligned = images.align(before, after, crop)
-        problem = alignment_problem(aligned.stats, before.shape[1], before.shape[0], t)
+        h, w = before.shape[:2]
+        problem = alignment_problem(aligned.stats, w, h, t)
         if problem is not None or aligned.matrix is None:
             return None, self._uncertain(f"the photos cannot be aligned: {problem}")
-        h, w = before.shape[:2]
         # The fit near the region follows the ground the problem lies on, unless it is no
         # re-take of the view at all (a few matches on a plain lawn can fit a mirrored,
         # folded plane that still puts the region's corners near the right place).
