@@ -5,7 +5,8 @@ paho's socket callbacks register its socket with the loop (``add_reader`` /
 event-loop thread: no second thread touches the outbox. The blocking part of connecting
 (DNS, TCP, the TLS handshake) runs in an executor.
 
-Refused connections are classified: bad user name or password, not authorised, banned
+Refused connections are classified: bad user name or password, not authorised, banned,
+bad authentication method (the one list in :mod:`protocol.mqttcodes`)
 → :class:`~edge_agent.errors.AuthError` (the session stops retrying and says so);
 anything else → :class:`~edge_agent.errors.TransportError` (retried with backoff).
 Every paho return code is checked; MQTT v5 PUBACK reason codes (135 not authorised,
@@ -29,16 +30,14 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from edge_agent.config.sections import MqttConfig
 from edge_agent.errors import AuthError, TransportError
+from protocol.mqttcodes import auth_refusal
 
 from .base import MessageHandler, Will
 
-__all__ = ["AUTH_REASONS", "MqttTransport"]
+__all__ = ["MqttTransport"]
 
 log = logging.getLogger(__name__)
 
-# CONNACK reason codes that retrying will not fix (MQTT v5 numbering; paho maps 3.1.1's).
-AUTH_REASONS = {134: "bad user name or password", 135: "not authorised", 138: "banned",
-                140: "bad authentication method"}
 
 
 class MqttTransport:
@@ -140,7 +139,7 @@ class MqttTransport:
             raise
         if reason.is_failure:
             self._teardown()
-            if reason.value in AUTH_REASONS:
+            if auth_refusal(reason.value):  # retrying will not fix these (protocol.mqttcodes)
                 raise AuthError(
                     f"the broker refused the credentials ({reason}); check the credentials file "
                     f"or provision the agent again", host=host, port=port)

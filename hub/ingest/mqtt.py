@@ -27,6 +27,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from protocol.mqttcodes import auth_refusal
 from protocol.topics import QOS, Channel, subscription
 
 from ..broker import BrokerError
@@ -53,9 +54,6 @@ class MqttSettings:
     keepalive_s: int = 30
     session_expiry_s: int = 0  # >0: a persistent session the broker keeps while we are away
     tls: bool = False
-
-
-_AUTH_FAILURES = {134, 135, 138}  # bad user name or password, not authorised, banned
 
 
 class MqttClient:
@@ -89,7 +87,7 @@ class MqttClient:
         if reason.is_failure:
             self.failure = f"broker refused the connection: {reason} ({reason.value})"
             log.error("%s: %s", self.settings.client_id, self.failure)
-            if reason.value in _AUTH_FAILURES:
+            if auth_refusal(reason.value):  # the one list: protocol.mqttcodes
                 # Wrong credentials do not fix themselves: stop instead of hammering.
                 client.disconnect()
             return
