@@ -17,6 +17,7 @@ import cv2
 import numpy as np
 
 from .decide import AlignStats
+from .imagesize import ImageRefused, decode_image
 
 __all__ = ["Aligned", "Crop", "align", "decode", "measure", "region_crop", "ssim_map"]
 
@@ -28,10 +29,13 @@ CHANGE_FLOOR, CHANGE_CEILING = 12.0, 30.0
 
 
 def decode(jpeg: bytes, work_width: int = WORK_WIDTH) -> np.ndarray | None:
-    """BGR image scaled to ``work_width``; None when it is not a decodable image."""
-    data = np.frombuffer(jpeg, dtype=np.uint8)
-    img = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
-    if img is None or img.shape[0] < 16 or img.shape[1] < 16:
+    """BGR image scaled to ``work_width``; None when it is not a decodable image, or its
+    header claims more pixels than :mod:`hub.verify.imagesize` allows (never decoded)."""
+    try:
+        img = decode_image(jpeg, cv2.IMREAD_COLOR)
+    except ImageRefused:
+        return None
+    if img.shape[0] < 16 or img.shape[1] < 16:
         return None
     h, w = img.shape[:2]
     if w != work_width:

@@ -15,7 +15,7 @@ from .actions import parse_action, perform
 from .common import hub_of, json_response, principal, query_int
 from .problems import FieldErrors, WebError
 from .serialize import case_json
-from .uploads import check_jpeg
+from .uploads import checked_jpeg
 from .views import _json_body, case_detail
 
 __all__ = ["accept", "get_case", "list_cases", "note", "reject", "resolve"]
@@ -86,7 +86,7 @@ async def resolve(request: web.Request) -> web.Response:
         data = {"note": form.get("note", "")} if isinstance(form.get("note", ""), str) else {}
         jpeg = None
         if photo is not None and not isinstance(photo, str):
-            jpeg = check_jpeg(photo.file.read()).data
+            jpeg = (await checked_jpeg(photo.file.read())).data
         elif isinstance(photo, str) and photo:
             raise FieldErrors({"photo": "send the photo as a file part, not as text"},
                               code="bad_photo")

@@ -30,7 +30,7 @@ from .security import (
     set_cookie,
 )
 from .serialize import agent_json, case_json
-from .uploads import check_jpeg
+from .uploads import checked_jpeg
 from .views import case_detail, month_scores
 
 __all__ = ["agents", "case", "case_action", "cases", "dead_letters", "error_page", "login",
@@ -245,7 +245,7 @@ async def case_action(request: web.Request) -> web.StreamResponse:
             photo = form.get("photo")
             data.pop("photo", None)
             if photo is not None and not isinstance(photo, str) and photo.filename:
-                jpeg = check_jpeg(photo.file.read()).data
+                jpeg = (await checked_jpeg(photo.file.read())).data
         body = parse_action(action, data)
         await perform(hub, who, case_id, action, body, after_jpeg=jpeg)
     except FieldErrors as exc:
