@@ -54,8 +54,8 @@ def frames_720p(count: int) -> list[np.ndarray]:
 
 
 def bench_model(frames: list[np.ndarray], runs: int) -> dict:
-    from edge_agent.detect.labels import read_labels
-    from edge_agent.detect.runtime import Detector
+    from vision.labels import read_labels
+    from vision.runtime import Detector
 
     labels = read_labels(MODELS / "labels.txt")
     out = {}
@@ -86,9 +86,9 @@ def bench_pipeline(frames: list[np.ndarray], seconds: float) -> dict:
 
     from edge_agent.camera.config import ClassSettings, MotionConfig, TrackingConfig
     from edge_agent.camera.motion import MotionGate
-    from edge_agent.detect.labels import bundled_class_map, read_labels
-    from edge_agent.detect.runtime import Detector
     from edge_agent.tracking import Tracker
+    from vision.labels import bundled_class_map, read_labels
+    from vision.runtime import Detector
 
     jpegs = [cv2.imencode(".jpg", f, [cv2.IMWRITE_JPEG_QUALITY, 80])[1].tobytes() for f in frames]
     det = Detector(MODELS / "cityops_detector_int8.tflite", read_labels(MODELS / "labels.txt"), threads=1)
@@ -222,9 +222,9 @@ def bench_streams(streams: int, seconds: float) -> dict:
 
 
 def bench_accuracy(images: int, clips: int) -> dict:
-    from edge_agent.detect.evaluate import evaluate_boxes, evaluate_events
-    from edge_agent.detect.labels import read_labels
-    from edge_agent.detect.runtime import Detector
+    from training.evaluate import evaluate_boxes, evaluate_events
+    from vision.labels import read_labels
+    from vision.runtime import Detector
 
     labels = read_labels(MODELS / "labels.txt")
     model = MODELS / "cityops_detector_int8.tflite"

@@ -25,9 +25,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from edge_agent.camera.config import ClassSettings, TrackingConfig, ZoneConfig, ZonePurpose
-from edge_agent.detect.postprocess import Detection, covered, iou
 from protocol.ids import new_event_id
 from protocol.messages import EventKind
+from vision.postprocess import Detection, covered, iou
 
 __all__ = ["Lifecycle", "Track", "Tracker", "box_in_polygon"]
 

@@ -1,8 +1,8 @@
 """The camera component: every configured camera as a :class:`CameraWorker`, all sharing
-one detector through a :class:`~edge_agent.detect.runtime.DetectorService`.
+one detector through a :class:`~vision.runtime.DetectorService`.
 
 Building it loads the model and labels, so a bad model fails at start-up with the file
-and the fix named (:class:`~edge_agent.detect.runtime.ModelError`)."""
+and the fix named (:class:`~vision.runtime.ModelError`)."""
 
 from __future__ import annotations
 
@@ -11,10 +11,10 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from edge_agent.detect.labels import read_labels
-from edge_agent.detect.runtime import Detector, DetectorService
 from edge_agent.emit import EventSink
 from protocol.clock import Clock, SystemClock
+from vision.labels import read_labels
+from vision.runtime import Detector, DetectorService
 
 from .config import CameraConfig, CameraSection, DetectorConfig
 from .sources import FrameSource, open_source

@@ -21,12 +21,13 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
-from edge_agent.detect.labels import LabelsError, read_labels
 from protocol.base import StrictModel
 from protocol.config import Document, format_path, parse_yaml, validate_document
 from protocol.errors import ConfigError, ConfigProblem
 from protocol.ids import Id
 from protocol.taxonomy import Source, taxonomy
+from vision.labels import LabelsError, read_labels
+from vision.models import BUNDLED_LABELS, BUNDLED_MODEL
 
 __all__ = [
     "BUNDLED_CLASS_DEFAULTS",
@@ -48,9 +49,6 @@ __all__ = [
     "locate_cross_checks",
 ]
 
-MODELS_DIR = Path(__file__).resolve().parent.parent / "detect" / "models"
-BUNDLED_MODEL = MODELS_DIR / "cityops_detector_int8.tflite"
-BUNDLED_LABELS = MODELS_DIR / "labels.txt"
 
 Fraction = Annotated[float, Field(ge=0.0, le=1.0)]
 Point = tuple[Fraction, Fraction]
@@ -88,7 +86,7 @@ class ClassSettings(StrictModel):
 
 
 # Defaults per label of the bundled model (v3), chosen on 120 validation clips with
-# ``python -m edge_agent.detect.tune`` (docs/model_card.md): each is one step below the score
+# ``python -m training.tune`` (docs/model_card.md): each is one step below the score
 # where that label's appearances start to be missed, with the fewest false events there.
 # Water scores lower than the rest (soft edges); smoke below 0.4 is mostly fog and rain.
 BUNDLED_CLASS_DEFAULTS: dict[str, ClassSettings] = {
@@ -220,7 +218,7 @@ class DetectorConfig(StrictModel):
         return _resolve(v, info)
 
     def class_map(self, labels: list[str]) -> dict[str, str | None]:
-        from edge_agent.detect.labels import bundled_class_map
+        from vision.labels import bundled_class_map
 
         if self.classes is not None:
             return {label: self.classes.get(label) for label in labels}
@@ -283,7 +281,7 @@ def camera_problems(
                 if cs.subcategory and (why := _camera_subcategory(cs.subcategory)):
                     out.append((("cameras", ci, "classes", label, "subcategory"), why))
         if check_model and detector.check_model:
-            from edge_agent.detect.runtime import ModelError
+            from vision.runtime import ModelError
 
             try:
                 checked_model(detector.model, tuple(labels), detector.layout)
@@ -308,9 +306,9 @@ _CHECKED: dict[tuple, str | None] = {}
 
 
 def checked_model(path: Path, labels: tuple[str, ...], layout: str) -> None:
-    """:func:`~edge_agent.detect.runtime.inspect_model`, remembered per file version (a
+    """:func:`~vision.runtime.inspect_model`, remembered per file version (a
     desired config applied at run time does not load the model again just to check it)."""
-    from edge_agent.detect.runtime import ModelError, inspect_model
+    from vision.runtime import ModelError, inspect_model
 
     try:
         st = path.stat()

@@ -1,5 +1,5 @@
 """Re-running a camera detector on the problem's region (by default the camera model v2,
-pinned in ``hub/verify/models``; the camera side's :class:`edge_agent.detect.runtime.Detector`,
+pinned in ``hub/verify/models``; the shared runtime's :class:`vision.runtime.Detector`,
 loaded once, used from one thread at a time).
 
 :meth:`RegionDetector.scores` crops the region with context at the model's aspect ratio
@@ -16,9 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
-from edge_agent.detect.labels import read_labels
-from edge_agent.detect.postprocess import covered
-from edge_agent.detect.runtime import Detector
+from vision.labels import read_labels
+from vision.postprocess import covered
+from vision.runtime import Detector
 
 __all__ = ["BUNDLED_LABELS", "BUNDLED_MODEL", "RegionDetector"]
 

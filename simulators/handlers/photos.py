@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from edge_agent.detect.labels import bundled_class_map
+from vision.labels import bundled_class_map
 
 from ..scenes.pairs import make_pair, retake
 from ..scenes.spec import SceneObject, SceneSpec

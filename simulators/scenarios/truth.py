@@ -101,7 +101,7 @@ def camera_problem(pid: str, agent_id: str, camera_id: str, kind: str, start: fl
                    detect_within_s: float, scale: float) -> Problem:
     """A problem in a camera's view: due ``detect_within_s`` real seconds after it appears;
     a lifecycle starting between shortly before it appears and its track's end is its."""
-    from edge_agent.detect.labels import bundled_class_map
+    from vision.labels import bundled_class_map
 
     from ..scenes.spec import PROBLEM_KINDS
 

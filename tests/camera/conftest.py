@@ -16,7 +16,7 @@ TINY_LABELS = ["cat", "dog", "bird"]
 
 @pytest.fixture(scope="session")
 def bundled_model() -> tuple[Path, Path]:
-    assert BUNDLED_MODEL.is_file(), "the bundled model is missing: run python -m edge_agent.detect.train"
+    assert BUNDLED_MODEL.is_file(), "the bundled model is missing: run python -m training.train"
     return BUNDLED_MODEL, BUNDLED_LABELS
 
 

@@ -14,7 +14,6 @@ import pytest
 
 from edge_agent.camera.component import CameraComponent
 from edge_agent.camera.config import CameraSection
-from edge_agent.detect.runtime import ModelError
 from edge_agent.emit import EventDraft, MemorySink
 from edge_agent.tracking import box_in_polygon
 from protocol import limits
@@ -23,6 +22,7 @@ from protocol.messages import Event, EventKind
 from simulators.camera import CameraStream, serve
 from simulators.scenes import Clip, ClipEvent, SceneObject, SceneSpec, write_clip
 from simulators.scenes.spec import CameraPose, near_z
+from vision.runtime import ModelError
 
 FIRE = "community_safety.fire"
 

@@ -6,10 +6,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edge_agent.detect.labels import LabelsError, read_labels
-from edge_agent.detect.runtime import Detector, DetectorService, ModelError, inspect_model
 from simulators.scenes import SceneObject, SceneSpec, render
 from simulators.scenes.spec import CameraPose, near_z
+from vision.labels import LabelsError, read_labels
+from vision.runtime import Detector, DetectorService, ModelError, inspect_model
 
 TINY_LABELS = ["cat", "dog", "bird"]  # as in conftest.tiny_models
 
@@ -30,7 +30,7 @@ def test_bundled_model_finds_a_rendered_problem_where_it_is(bundled_model, kind,
     assert truth, "the scene should show the problem"
     best = max((d for d in found if d.label == label), key=lambda d: d.score, default=None)
     assert best is not None, f"no {label} in {found}"
-    from edge_agent.detect.postprocess import iou
+    from vision.postprocess import iou
 
     assert iou(best.box, truth[0].box) > 0.4
 

@@ -9,9 +9,9 @@ import json
 import numpy as np
 import pytest
 
-from edge_agent.detect import cli as detect_cli
-from edge_agent.detect.dataset import HELD_OUT_SEED_BASE, Sample, train_seeds
-from edge_agent.detect.evaluate import (
+from training import cli as detect_cli
+from training.dataset import HELD_OUT_SEED_BASE, Sample, train_seeds
+from training.evaluate import (
     CLIP_SEED_BASE,
     VALIDATION_CLIP_SEED_BASE,
     VALIDATION_SEED_BASE,
@@ -19,9 +19,9 @@ from edge_agent.detect.evaluate import (
     play_clips,
     score_clips,
 )
-from edge_agent.detect.labels import read_labels
-from edge_agent.detect.runtime import Detector
-from edge_agent.detect.train import TrainSettings, encode_targets, train
+from training.train import TrainSettings, encode_targets, train
+from vision.labels import read_labels
+from vision.runtime import Detector
 
 
 def test_reduced_training_produces_a_working_int8_model(tmp_path):
@@ -39,7 +39,7 @@ def test_reduced_training_produces_a_working_int8_model(tmp_path):
 def test_the_giou_box_loss_is_zero_for_the_right_box_and_grows_with_the_error():
     import tensorflow as tf
 
-    from edge_agent.detect.train import _giou_loss, _loss_fn
+    from training.train import _giou_loss, _loss_fn
 
     sample = Sample(np.zeros((160, 256, 3), np.uint8), np.array([2]), np.array([[0.25, 0.5, 0.5, 1.0]], np.float32))
     truth = tf.constant(encode_targets(sample, 6)[None])
@@ -75,7 +75,7 @@ def test_reduced_training_with_the_giou_loss_and_a_larger_input_runs(tmp_path):
 
 
 def test_an_input_size_off_the_backbone_stride_is_refused():
-    from edge_agent.detect.train import _size, check_input_size
+    from training.train import _size, check_input_size
 
     assert _size("320x192") == (320, 192)
     for bad in ("300x192", "320", "axb", "0x0"):
@@ -129,8 +129,8 @@ def test_eval_model_can_run_on_the_validation_split(bundled_model, capsys):
 
 def test_clips_played_once_score_any_thresholds_and_the_tuner_picks_the_one_that_finds(bundled_model):
     from edge_agent.camera.config import ClassSettings
-    from edge_agent.detect.runtime import Detector
-    from edge_agent.detect.tune import choose_thresholds
+    from training.tune import choose_thresholds
+    from vision.runtime import Detector
 
     model, labels_path = bundled_model
     labels = read_labels(labels_path)

@@ -7,9 +7,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edge_agent.detect.dataset import Sample
-from edge_agent.detect.train import build_model, encode_targets, mirror_targets
-from edge_agent.detect.warmstart import WarmStartError, init_from
+from training.dataset import Sample
+from training.train import build_model, encode_targets, mirror_targets
+from training.warmstart import WarmStartError, init_from
 
 tf = pytest.importorskip("tensorflow")
 

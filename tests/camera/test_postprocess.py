@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edge_agent.detect.postprocess import decode_centernet, decode_ssd, decode_yolo, iou, nms
+from vision.postprocess import decode_centernet, decode_ssd, decode_yolo, iou, nms
 
 
 def test_nms_keeps_the_best_of_overlapping_boxes():

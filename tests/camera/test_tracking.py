@@ -7,9 +7,9 @@ import itertools
 import pytest
 
 from edge_agent.camera.config import ClassSettings, TrackingConfig, ZoneConfig, ZonePurpose
-from edge_agent.detect.postprocess import Detection
 from edge_agent.tracking import Tracker, box_in_polygon
 from protocol.messages import EventKind
+from vision.postprocess import Detection
 
 MAP = {"flame": "community_safety.fire", "vehicle": None, "water": "flood.road_waterlogging"}
 

@@ -1,6 +1,6 @@
 """Train the bundled detector from rendered scenes and export it as full-int8 TFLite.
 
-    python -m edge_agent.detect.train --out edge_agent/detect/models --seed 7
+    python -m training.train --out vision/models --seed 7
     cityops-agent train-model --out /tmp/model --quick      # the reduced mode the tests run
 
 The architecture, a small CenterNet-style detector, is chosen for a CPU-only edge box:
@@ -25,8 +25,12 @@ import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+
+from protocol.errors import CityopsError
+from vision.models import MODELS_DIR
 
 from .dataset import INPUT_SIZE, Sample, render_samples, train_seeds
 
@@ -34,7 +38,6 @@ __all__ = ["TrainSettings", "build_model", "encode_targets", "main", "mirror_tar
 
 log = logging.getLogger(__name__)
 STRIDE = 8
-BUNDLED_DIR = Path(__file__).resolve().parent / "models"
 
 
 @dataclass(frozen=True)
@@ -215,11 +218,24 @@ def _export(model, calibration: np.ndarray, out: Path) -> dict[str, int]:
     return sizes
 
 
+def tensorflow() -> Any:
+    """The ``tensorflow`` module; a :class:`CityopsError` naming the fix when the ``train``
+    extra is not installed (the agent and the hub never need it)."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    try:
+        import tensorflow as tf
+    except ModuleNotFoundError as exc:
+        raise CityopsError(
+            f"training the detector needs TensorFlow, which is not installed ({exc}); "
+            "install the train extra: pip install 'cityops[train]' (in a checkout: ./dev setup)"
+        ) from None
+    return tf
+
+
 def train(settings: TrainSettings) -> dict:
     """Render, train, export. Writes into ``settings.out``: the int8 and float ``.tflite``,
     ``labels.txt`` and ``training.json`` (settings, losses, time). Returns that summary."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import tensorflow as tf
+    tf = tensorflow()
 
     from simulators.scenes import LABELS
 
@@ -295,7 +311,7 @@ def train(settings: TrainSettings) -> dict:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--out", type=Path, default=BUNDLED_DIR, help="output folder (default: the bundled model's)")
+    parser.add_argument("--out", type=Path, default=MODELS_DIR, help="output folder (default: the bundled model's)")
     parser.add_argument("--seed", type=int, default=TrainSettings.seed, help="training seed (scenes and weights)")
     parser.add_argument("--images", type=int, default=TrainSettings.images, help="rendered training scenes")
     parser.add_argument("--epochs", type=int, default=TrainSettings.epochs)
@@ -346,7 +362,7 @@ def run(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     from protocol.cliutil import run_main
 
-    parser = argparse.ArgumentParser(prog="python -m edge_agent.detect.train", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m training.train", description=__doc__.split("\n")[0])
     add_arguments(parser)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")

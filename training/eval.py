@@ -1,4 +1,4 @@
-"""``python -m edge_agent.detect.eval [--json [PATH]]``: the ``eval-model`` command."""
+"""``python -m training.eval [--json [PATH]]``: the ``eval-model`` command."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from .cli import add_eval_arguments, run_eval
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m edge_agent.detect.eval", description="evaluate a detector on held-out rendered scenes")
+    parser = argparse.ArgumentParser(prog="python -m training.eval", description="evaluate a detector on held-out rendered scenes")
     add_eval_arguments(parser)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)

@@ -77,7 +77,7 @@ def load_interpreter(path: Path | str, threads: int = 1) -> Any:
     """An allocated interpreter for ``path``; :class:`ModelError` when it cannot be."""
     path = Path(path)
     if not path.is_file():
-        raise ModelError(path, "file not found; check detector.model (the bundled model is edge_agent/detect/models/cityops_detector_int8.tflite)")
+        raise ModelError(path, "file not found; check detector.model (the bundled model is vision/models/cityops_detector_int8.tflite)")
     data = path.read_bytes()
     if len(data) < 16 or data[4:8] != b"TFL3":
         raise ModelError(path, "is not a TFLite model (no TFL3 identifier); export the model with the TFLite converter")

@@ -1,7 +1,7 @@
 """``train-model`` and ``eval-model``: the detector's commands, for ``cityops-agent``.
 
 The agent CLI adds them with :func:`register`; both also run on their own as
-``python -m edge_agent.detect.train`` and ``python -m edge_agent.detect.eval``.
+``python -m training.train`` and ``python -m training.eval``.
 """
 
 from __future__ import annotations
@@ -31,6 +31,9 @@ def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run_eval(args: argparse.Namespace) -> int:
+    from vision.labels import read_labels
+    from vision.runtime import Detector
+
     from .dataset import HELD_OUT_SEED_BASE
     from .evaluate import (
         CLIP_SEED_BASE,
@@ -39,8 +42,6 @@ def run_eval(args: argparse.Namespace) -> int:
         evaluate_boxes,
         evaluate_events,
     )
-    from .labels import read_labels
-    from .runtime import Detector
 
     split = "validation" if args.validation else "held-out"
     scenes, clips = (VALIDATION_SEED_BASE, VALIDATION_CLIP_SEED_BASE) if args.validation else (HELD_OUT_SEED_BASE, CLIP_SEED_BASE)

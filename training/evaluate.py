@@ -26,11 +26,11 @@ from edge_agent.camera.config import (
 from edge_agent.camera.motion import MotionGate
 from edge_agent.tracking import Tracker
 from protocol.messages import EventKind
+from vision.labels import bundled_class_map
+from vision.postprocess import Detection, iou
+from vision.runtime import Detector
 
 from .dataset import HELD_OUT_SEED_BASE, render_samples
-from .labels import bundled_class_map
-from .postprocess import Detection, iou
-from .runtime import Detector
 
 if TYPE_CHECKING:
     from simulators.scenes.clips import Clip

@@ -1,6 +1,6 @@
 """Choose the tracker's per-class score thresholds for a detector on the validation clips.
 
-    python -m edge_agent.detect.tune --model /tmp/m/cityops_detector_int8.tflite --clips 60
+    python -m training.tune --model /tmp/m/cityops_detector_int8.tflite --clips 60
 
 A new model scores differently from the last one, so the thresholds a track's median
 score must reach before it is reported (``BUNDLED_CLASS_DEFAULTS`` in
@@ -72,7 +72,7 @@ def choose_thresholds(played: Sequence, labels: Sequence[str], grid: Sequence[fl
 def main(argv: list[str] | None = None) -> int:
     from protocol.cliutil import run_main
 
-    parser = argparse.ArgumentParser(prog="python -m edge_agent.detect.tune", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m training.tune", description=__doc__.split("\n")[0])
     parser.add_argument("--model", type=Path, default=BUNDLED_MODEL)
     parser.add_argument("--labels", type=Path, default=BUNDLED_LABELS)
     parser.add_argument("--clips", type=int, default=60, help="validation clips (default %(default)s)")
@@ -82,9 +82,10 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING)
 
     def run() -> int:
+        from vision.labels import read_labels
+        from vision.runtime import Detector
+
         from .evaluate import VALIDATION_CLIP_SEED_BASE, play_clips
-        from .labels import read_labels
-        from .runtime import Detector
 
         labels = read_labels(args.labels)
         detector = Detector(args.model, labels, score_threshold=0.3)
