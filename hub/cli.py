@@ -157,7 +157,9 @@ def _enroll(args: argparse.Namespace) -> int:
     try:
         now = SystemClock().now()
         with repo.transaction():
-            token = issue_token(repo, args.agent_id, args.grid, ttl, now)
+            token = issue_token(repo, args.agent_id, args.grid, ttl, now,
+                                hub_user=setup.config.broker.username,
+                                hub_client_prefix=setup.config.ingest.client_id)
     finally:
         repo.close()
     print(token)

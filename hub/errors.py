@@ -46,7 +46,8 @@ class IllegalTransition(CaseError):
 
 
 class EnrollmentError(HubError):
-    """An enrollment token was refused. ``code``: unknown_token, token_used, token_expired."""
+    """An enrollment was refused. ``code``: unknown_token, token_used, token_expired,
+    bad_ttl, bad_agent_id, reserved_agent_id (the hub's own user or a pseudo-agent)."""
 
     def __init__(self, code: str, detail: str) -> None:
         self.code = code

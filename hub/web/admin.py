@@ -125,7 +125,9 @@ async def _enroll(request: web.Request, data: dict[str, Any]) -> str:
         raise FieldErrors({"grid_id": f"unknown grid {grid!r}"}, form="enroll")
     try:
         ttl = parse_ttl(str(data.get("ttl") or hub.config.enrollment.default_ttl_s))
-        return await hub.write(lambda repo: issue_token(repo, agent_id, grid, ttl, hub.clock.now()))
+        return await hub.write(lambda repo: issue_token(
+            repo, agent_id, grid, ttl, hub.clock.now(), hub_user=hub.config.broker.username,
+            hub_client_prefix=hub.config.ingest.client_id))
     except EnrollmentError as exc:
         field = "ttl" if exc.code == "bad_ttl" else "agent_id"
         raise FieldErrors({field: exc.detail}, form="enroll", code=exc.code) from None

@@ -307,8 +307,9 @@ async def enroll(request: web.Request) -> web.Response:
     except (ValidationError, ValueError) as exc:
         return problem(400, "bad_request", f"expected {{token, hostname, agent_version}}: {exc}")
     try:
-        claim = await hub.write(lambda repo: claim_token(repo, req.token, hub.clock.now(),
-                                                         req.hostname))
+        claim = await hub.write(lambda repo: claim_token(
+            repo, req.token, hub.clock.now(), req.hostname, hub_user=hub.config.broker.username,
+            hub_client_prefix=hub.config.ingest.client_id))
     except EnrollmentError as exc:
         status = 401 if exc.code == "unknown_token" else 403
         return problem(status, exc.code, exc.detail)

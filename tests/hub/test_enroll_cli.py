@@ -143,3 +143,89 @@ async def test_cli_scores_csv(tmp_path, capsys, clock):
     assert lines[1].startswith("2026-07,grid,g-01,1,1,1.0,1.0,0.0,0.0")
     assert lines[2].startswith("2026-07,grid,all,1,1")
     assert await asyncio.to_thread(main, ["scores", "--config", str(path), "--month", "July"]) == 1
+
+
+# -- reserved ids (the hub's broker user, the pseudo-agents) -------------------------------------
+
+RESERVED = ["hub", "open311", "reporter", "linkage", "vitals", "Hub", "cityops-hub-link",
+            "cityops-hub-recv-0"]
+
+
+def test_every_hub_channel_is_a_reserved_id():
+    """The pseudo-agents the hub makes events for are all on the one list."""
+    from hub.vitals.events import VITALS_AGENT
+    from hub.web import linkage, open311, reporter
+    from protocol.ids import RESERVED_AGENT_IDS
+
+    assert {linkage.CHANNEL, open311.CHANNEL, reporter.CHANNEL, VITALS_AGENT, "hub"} \
+        <= set(RESERVED_AGENT_IDS)
+
+
+@pytest.mark.parametrize("agent_id", RESERVED)
+def test_cli_refuses_to_enroll_a_reserved_id(tmp_path, capsys, agent_id):
+    path = write_config(tmp_path)
+    assert main(["enroll", "--config", str(path), "--agent-id", agent_id]) == 1
+    err = capsys.readouterr().err
+    assert f"agent id {agent_id!r} is reserved: it is" in err and "give the agent another id" in err
+    assert "Traceback" not in err
+
+
+def test_cli_refuses_the_configured_broker_user_and_enrolls_others(tmp_path, capsys):
+    path = write_hub_yaml(tmp_path, "ingest: {receivers: 0}\n")
+    path.write_text(path.read_text().replace("broker: {", "broker: {username: hub-main, "))
+    assert main(["enroll", "--config", str(path), "--agent-id", "hub-main"]) == 1
+    assert "'hub-main' is reserved: it is the hub's own broker user" in capsys.readouterr().err
+    assert main(["enroll", "--config", str(path), "--agent-id", "hub-2"]) == 0  # a normal id
+    assert capsys.readouterr().out.strip().startswith("enr_")
+
+
+async def admin_post(hub, path, body):
+    from hub.auth.accounts import create_api_token
+
+    _, token = await hub.write(lambda r: create_api_token(r, "ops", "admin", hub.clock.now(),
+                                                          departments=()))
+    async with aiohttp.ClientSession() as s, s.post(
+            hub.web_url.rstrip("/") + path, json=body,
+            headers={"Authorization": f"Bearer {token}"}) as r:
+        return r.status, await r.json(content_type=None)
+
+
+async def test_admin_api_refuses_reserved_ids_and_issues_normal_ones(hub):
+    for agent_id in RESERVED:
+        status, body = await admin_post(hub, "/api/v1/admin/enrollment-tokens", {"agent_id": agent_id})
+        assert (status, body["code"]) == (400, "reserved_agent_id"), body
+        assert f"{agent_id!r} is reserved" in body["detail"]
+    status, body = await admin_post(hub, "/api/v1/admin/enrollment-tokens", {"agent_id": "box-9"})
+    assert status == 201 and body["token"].startswith("enr_")
+    status, body = await post(hub, {"token": body["token"]})
+    assert status == 200 and body["agent_id"] == "box-9"
+
+
+@pytest.mark.parametrize("agent_id", ["hub", "vitals"])
+async def test_a_stored_token_for_a_reserved_id_is_refused_and_the_hub_user_kept(hub, agent_id):
+    """A token issued before ids were checked: claiming it neither replaces the hub's broker
+    password nor spends the token."""
+    from hub.enroll import token_hash
+
+    token = "enr_" + "t" * 40
+    now = hub.clock.now()
+    await hub.write(lambda r: r.add_token(token_hash(token), agent_id, None, now, now + timedelta(hours=1)))
+    files = sorted(hub.broker.settings.data_dir.glob("passwd*"))
+    before = [f.read_bytes() for f in files]
+    status, body = await post(hub, {"token": token})
+    assert (status, body["code"]) == (403, "reserved_agent_id") and f"{agent_id!r}" in body["detail"]
+    assert [f.read_bytes() for f in files] == before  # no password written or replaced
+    assert (await hub.read(lambda r: r.get_token(token_hash(token)))).used_at is None
+
+
+def test_the_broker_password_file_refuses_reserved_users(broker):
+    from hub.broker import BrokerError
+
+    for name in ("open311", "reporter", "linkage", "vitals", broker.settings.hub_user):
+        with pytest.raises(BrokerError, match=f"broker user '{name}' is"):
+            broker.auth.set_user(name, "a-password-0123456")
+        with pytest.raises(BrokerError, match=f"broker user '{name}' is"):
+            broker.auth.set_users({"agent-1": "a-password-0123456", name: "a-password-0123456"})
+    assert "agent-1" not in broker.auth.users()  # a refused batch writes nothing
+    broker.auth.set_user("agent-1", "a-password-0123456")
+    assert broker.auth.check("agent-1", "a-password-0123456")
