@@ -47,6 +47,7 @@ class Refusal(StrEnum):
     TOPIC_MISMATCH = "topic_mismatch"  # payload's agent_id differs from the topic's
     BAD_TOPIC = "bad_topic"  # topic outside the grammar
     CONFLICT = "conflict"  # same (agent, event, seq) seen with different content
+    SEQ_OUT_OF_WINDOW = "seq_out_of_window"  # seq far above the agent's highest (hub/ingest/seqs.py)
 
 
 class ProtocolError(CityopsError):

@@ -16,6 +16,7 @@ import logging
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from protocol.errors import Refusal
 from protocol.messages import Ack, Rejection, Status, Telemetry
 
 from ..ingest.decode import (
@@ -56,6 +57,8 @@ class IngestStats:
     cases_joined: int = 0
     cases_reopened: int = 0
     gaps_opened: int = 0
+    seq_out_of_window: int = 0  # events refused: seq far above the agent's highest (a dead letter)
+    seqs_given_up: int = 0  # seqs of the oldest gaps given up under the range cap (acked as lost)
     batches: int = 0
     batch_failures: int = 0
     acks_sent: int = 0
@@ -104,7 +107,7 @@ class Ingestor:
             row = repo.get_agent(agent_id)
             cached = (SeqState(row.seq_upto, [list(r) for r in row.seq_ranges], row.seq_highest,
                                row.seq_gaps) if row else SeqState())
-        state = SeqState(cached.upto, [list(r) for r in cached.ranges], cached.highest, cached.gaps)
+        state = cached.copy()
         result.seq_states[agent_id] = state
         return state
 
@@ -128,6 +131,15 @@ class Ingestor:
                 tracker = self._seq(repo, result, item.agent_id)
                 for rec in item.records:
                     c.events_received += 1
+                    if not tracker.admits(rec.seq):  # far beyond anything the agent sent before
+                        c.seq_out_of_window += 1
+                        detail = tracker.refusal(rec.seq)
+                        self._dead_letter(repo, item.agent_id, Refusal.SEQ_OUT_OF_WINDOW.value,
+                                          detail, rec.body, now)
+                        rejections.setdefault(item.agent_id, []).append(Rejection(
+                            seq=rec.seq, event_id=rec.event_id,
+                            reason=f"{Refusal.SEQ_OUT_OF_WINDOW.value}: {detail}"[:200]))
+                        continue
                     seqs.append(rec.seq)
                     key = (rec.agent_id, rec.seq)
                     earlier = pending.get(key)
@@ -194,7 +206,13 @@ class Ingestor:
         seq_rows = []
         for agent_id in handled:
             state = self._seq(repo, result, agent_id)
+            given_up = state.given_up
             opened = state.add(handled[agent_id])
+            if state.given_up > given_up:
+                c.seqs_given_up += state.given_up - given_up
+                log.warning("agent %s: over %s open sequence gaps; gave up waiting for the oldest "
+                            "(%s seqs, now acked up to %s)", agent_id, state.max_ranges,
+                            state.given_up - given_up, state.upto)
             if opened:
                 c.gaps_opened += opened
                 log.warning("agent %s: sequence gap (have up to %s, now %s; %s missing)",
