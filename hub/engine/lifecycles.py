@@ -98,6 +98,10 @@ class LifecyclePlacer:
         if upd is None:
             upd = batch.lifecycles[lifecycle_id] = LifecycleUpdate(lifecycle_id, 0)
         upd.messages += 1
+        if upd.first_seq is None or ev.seq < upd.first_seq:
+            # The store keeps the lowest seq's start: a redelivered ``new`` stored after its
+            # ``end`` still starts the lifecycle (order follows seq, not arrival).
+            upd.first_seq, upd.started_at = ev.seq, ev.started_at or ev.observed_at
         if ev.seq > last_seq:
             state[2] = ev.seq
             upd.seq, upd.kind, upd.observed_at, upd.confidence = (ev.seq, ev.kind,

@@ -129,11 +129,15 @@ class LifecycleRow:
 @dataclass
 class LifecycleUpdate:
     """``messages`` more messages of lifecycle ``id``; ``latest`` fields are set only when
-    one of them is newer than what is stored (``seq`` greater than ``last_seq``)."""
+    one of them is newer than what is stored (``seq`` greater than ``last_seq``), and the
+    start (``first_seq``, ``started_at``) only when one is older than the stored
+    ``first_seq`` (a ``new`` redelivered after its ``end``: order follows seq)."""
 
     id: int
     messages: int
     ended_at: datetime | None = None
+    first_seq: int | None = None  # the lowest seq of these messages
+    started_at: datetime | str | None = None  # that message's start
     seq: int | None = None  # None: no newer message
     kind: str = ""
     observed_at: datetime | str | None = None  # a string: ISO UTC in the store's format

@@ -204,12 +204,17 @@ class SqliteRepository(WebQueries, PlanQueries):
             " last_seq = max(last_seq, coalesce(?, 0)),"
             " observed_at = coalesce(?, observed_at), confidence = coalesce(?, confidence),"
             " snapshot_sha256 = coalesce(?, snapshot_sha256), bbox = coalesce(?, bbox),"
-            " reading = coalesce(?, reading), ended_at = coalesce(ended_at, ?) WHERE id = ?",
+            " reading = coalesce(?, reading), ended_at = coalesce(ended_at, ?),"
+            # An older message than the stored first one: the lifecycle starts there.
+            " started_at = CASE WHEN ? < first_seq THEN ? ELSE started_at END,"
+            " first_seq = min(first_seq, coalesce(?, first_seq)) WHERE id = ?",
             [(u.messages, None if u.ended_at is None else t(u.ended_at), u.seq, u.kind, u.seq,
               None if u.observed_at is None else t(u.observed_at),
               None if u.seq is None else u.confidence, u.snapshot_sha256,
               _to_db("bbox", u.bbox), _to_db("reading", u.reading),
-              None if u.ended_at is None else t(u.ended_at), u.id) for u in updates])
+              None if u.ended_at is None else t(u.ended_at),
+              u.first_seq, None if u.started_at is None else t(u.started_at), u.first_seq,
+              u.id) for u in updates])
 
     def update_lifecycle(self, lifecycle_id: int, **fields: Any) -> None:
         self._update("events", "id", lifecycle_id, fields)
