@@ -31,7 +31,7 @@ from protocol.clock import Clock, SystemClock
 from protocol.ids import new_secret
 from protocol.topics import QOS, Channel, subscription
 
-from .broker import BrokerAuth, BrokerSettings, MosquittoBroker
+from .broker import BrokerAuth, BrokerSettings, MosquittoBroker, hub_share_group
 from .cases.closure import Outcome, Verdict, Verifier
 from .config import HubConfig, Setup, build_setup
 from .engine.core import CaseEngine
@@ -155,6 +155,16 @@ class Hub:
         self.started = False
 
     def _stop_threads(self) -> None:
+        try:
+            self._stop_clients()
+        finally:  # whatever failed or hung above, the managed broker goes with the hub
+            if self.broker is not None:
+                self.broker.stop()
+                self.broker = None
+
+    WRITER_STOP_S = 5.0  # what the writer has not stored by then stays in the agents' outboxes
+
+    def _stop_clients(self) -> None:
         for receiver in self.receivers:
             try:
                 receiver.stop()
@@ -162,9 +172,16 @@ class Hub:
                 log.exception("stopping a receiver failed")
         self.receivers.clear()
         if self.writer is not None:
-            self.writer.stop()
+            self.writer.stop(self.WRITER_STOP_S)
+            if self.writer.alive():
+                log.error("the hub writer did not finish within %.0fs; stopping without it "
+                          "(%s queued events were not stored: the agents resend them, no ack "
+                          "covers them)", self.WRITER_STOP_S, self.writer.backlog())
         if self.link is not None:
-            self.link.stop()
+            try:
+                self.link.stop()
+            except Exception:
+                log.exception("stopping the link client failed")
             self.link = None
         with self._reader_lock:
             readers, self._all_readers = self._all_readers, []
@@ -174,12 +191,9 @@ class Hub:
                 reader.close()
             except Exception:
                 log.exception("closing a read connection failed")
-        if self.repo is not None:
-            self.repo.close()
+        if self.repo is not None and not (self.writer is not None and self.writer.alive()):
+            self.repo.close()  # (a writer still inside a transaction keeps its connection)
             self.repo = None
-        if self.broker is not None:
-            self.broker.stop()
-            self.broker = None
 
     async def __aenter__(self) -> Hub:
         return await self.start()
@@ -198,8 +212,11 @@ class Hub:
 
     def _broker_settings(self) -> BrokerSettings:
         b = self.config.broker
+        # The managed broker gives the hub a loopback listener of its own (a free port):
+        # agents cannot log in there, and on theirs their client id is their user name.
         settings = BrokerSettings(data_dir=b.data_dir, host=b.host, port=b.port,
-                                  hub_user=b.username, hub_password=self.hub_password)
+                                  hub_user=b.username, hub_password=self.hub_password,
+                                  internal_port=0 if b.managed else None)
         if b.managed and b.managed_tls:
             files = ensure_tls_files(b.managed_tls.dir, b.managed_tls.names)
             settings.tls_port = b.managed_tls.port
@@ -229,8 +246,10 @@ class Hub:
     def _mqtt_settings(self, suffix: str, session_expiry_s: int = 0) -> MqttSettings:
         b = self.config.broker
         tls = b.tls
+        host, port = ((self.broker.hub_host, self.broker.hub_port) if self.broker
+                      else (self.broker_host, self.broker_port))
         return MqttSettings(
-            host=self.broker_host, port=self.broker_port, username=b.username,
+            host=host, port=port, username=b.username,
             password=self.hub_password, client_id=f"{self.config.ingest.client_id}-{suffix}",
             ca_file=str(tls.ca_file) if tls and tls.ca_file else None,
             cert_file=str(tls.cert_file) if tls and tls.cert_file else None,
@@ -249,9 +268,14 @@ class Hub:
         self.link.start()
         ing = self.config.ingest
         n = ing.receivers
+        # A share group agents cannot name (Mosquitto does not check subscription filters:
+        # an agent that names the group joins it and takes a share of every agent's events).
+        group = (hub_share_group(self.config.broker.data_dir, ing.shared_group)
+                 if ing.shared_group is not None else None)
+        retired = [ing.shared_group] if group is not None else []  # the group's name before
         for i in range(max(n, 1)):
             settings = ReceiverSettings(self._mqtt_settings(f"recv-{i}", session_expiry_s=86400),
-                                        shared_group=ing.shared_group,
+                                        shared_group=group, retired_groups=retired,
                                         decode=ing.decode_in_receivers)
             if n == 0:
                 receiver: Receiver | ReceiverProcess = Receiver(settings, writer.submit)

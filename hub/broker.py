@@ -16,8 +16,14 @@ configured command (an argument list, never a shell string).
 from __future__ import annotations
 
 import base64
+import concurrent.futures
+import contextlib
+import ctypes
+import fcntl
+import functools
 import hashlib
 import hmac
+import json
 import logging
 import os
 import pwd
@@ -27,13 +33,16 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
+import tempfile
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from protocol.errors import CityopsError
-from protocol.ids import is_safe_id, new_secret
+from protocol.ids import is_safe_id, new_secret, reserved_agent_id
 from protocol.limits import BROKER_MESSAGE_SIZE_LIMIT
 from protocol.topics import acl_lines
 
@@ -99,6 +108,16 @@ def verify_password(password: str, hashed: str) -> bool:
     return hmac.compare_digest(base64.b64encode(got).decode(), digest)
 
 
+MIB = 1024 * 1024
+
+# The hub session's queue bound (docs/hub.md, "Broker limits"): a 15-minute hub outage at
+# the design peak of 1,000 single-event messages a second is 900,000 messages of about
+# 1 KB. Beyond either bound Mosquitto drops new messages for that session; the agents'
+# outboxes resend whatever the hub has not acknowledged, so the bound costs time, not data.
+HUB_QUEUE_MESSAGES = 1_000_000
+HUB_QUEUE_BYTES = 1024 * MIB
+
+
 @dataclass
 class BrokerSettings:
     """What the generated mosquitto.conf says. Defaults suit one district on one machine."""
@@ -108,12 +127,21 @@ class BrokerSettings:
     port: int = 0  # 0: pick a free port when the broker starts
     hub_user: str = "hub"
     hub_password: str = field(default_factory=lambda: new_secret("mqp"))
+    # The hub's own listener on the loopback (0: a free port). Set, the agents' listeners
+    # know only agents (their own password and ACL files, client id = user name) and the
+    # hub user exists only here. None: one listener for the hub and agents alike (tests
+    # that play the hub themselves, `broker write-config` for an external broker).
+    internal_port: int | None = None
+    internal_host: str = "127.0.0.1"
     persistence: bool = True
     autosave_interval_s: int = 30
     message_size_limit: int = BROKER_MESSAGE_SIZE_LIMIT
     max_inflight_messages: int = 100  # per client, QoS 1 messages in flight to it
-    max_queued_messages: int = 200_000  # per client, queued while it is slow or offline
+    max_queued_messages: int = HUB_QUEUE_MESSAGES  # per client, queued while it is slow or away
+    max_queued_bytes: int = HUB_QUEUE_BYTES  # per client, payload bytes in that queue
     max_connections: int = -1
+    log_max_bytes: int = 10 * MIB  # mosquitto.log is rotated to mosquitto.log.1 beyond this
+    log_check_s: float = 0.5  # how often the size is checked while the broker runs
     tls_port: int | None = None  # a second listener with TLS when set (0: free port)
     tls_certfile: Path | None = None
     tls_keyfile: Path | None = None
@@ -127,33 +155,113 @@ class BrokerSettings:
             raise BrokerError(f"hub user {self.hub_user!r} is not a valid id")
 
     @property
+    def isolated(self) -> bool:
+        """The hub has a listener of its own that agents cannot use."""
+        return self.internal_port is not None
+
+    @property
     def config_path(self) -> Path:
         return self.data_dir / "mosquitto.conf"
 
     @property
     def password_path(self) -> Path:
+        """The agents' password file (and the hub's too when not isolated)."""
         return self.data_dir / "passwd"
+
+    @property
+    def hub_password_path(self) -> Path:
+        """The hub's own listener's password file: the hub user alone."""
+        return self.data_dir / "passwd.hub"
 
     @property
     def acl_path(self) -> Path:
         return self.data_dir / "acl"
 
     @property
+    def hub_acl_path(self) -> Path:
+        return self.data_dir / "acl.hub"
+
+    @property
     def log_path(self) -> Path:
         return self.data_dir / "mosquitto.log"
+
+    @property
+    def pid_path(self) -> Path:
+        """The running broker and the hub that owns it (see :func:`reap_leftover_brokers`)."""
+        return self.data_dir / "mosquitto.pid"
 
     @property
     def persistence_dir(self) -> Path:
         return self.data_dir / "persist"
 
 
+def split_acl(hub_user: str) -> tuple[list[str], list[str]]:
+    """The generated ACL split in two: the agents' patterns and the hub user's section."""
+    lines = acl_lines(hub_user)
+    at = lines.index(f"user {hub_user}")
+    head = [line for line in lines[:at] if line.strip()]
+    return head, [lines[0], *lines[at:]]
+
+
+def hub_share_group(data_dir: Path, prefix: str) -> str:
+    """The hub receivers' shared-subscription group: ``prefix`` and a secret kept in
+    ``data_dir``. Mosquitto (2.0) does not check subscription filters against its ACL
+    file, so any client that knows a group's name can join it and take a share of its
+    messages; a group agents cannot name is one they cannot join. The secret is kept
+    across restarts because the receivers' persistent sessions are subscribed to it."""
+    path = Path(data_dir) / "share-group"
+    try:
+        secret = path.read_text().strip()
+    except FileNotFoundError:
+        secret = ""
+    if not (secret and is_safe_id(secret)):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        secret = secrets.token_hex(12)
+        _write_atomic(path, secret + "\n", 0o600)
+    group = f"{prefix}-{secret}"
+    if not is_safe_id(group):
+        raise BrokerError(f"shared group prefix {prefix!r} is too long or not a valid id")
+    return group
+
+
+def _write_atomic(path: Path, text: str, mode: int, run_as: str | None = None) -> None:
+    """Write ``path`` through a temp file of its own (never a shared name), fsync it,
+    rename it over ``path`` and fsync the folder: a crash leaves the old or the new file."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fchmod(f.fileno(), mode)
+            os.fsync(f.fileno())
+        _chown_for_broker(Path(tmp), run_as)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
 class BrokerAuth:
     """The broker's password file: add and remove agents, keep the hub user.
 
-    Writes are atomic (temp file + rename) and the file is mode 0600 (0640 with the
+    Every change is one read-modify-write under a lock (a thread lock and ``flock`` on
+    ``passwd.lock``, so concurrent enrollments and a second process serialise), written
+    atomically (own temp file, fsync, rename). The file is mode 0600 (0640 with the
     broker's group when it runs as another user). ``reload`` tells the broker to re-read
     password and ACL files.
+
+    With an isolated hub listener (``settings.internal_port``) the hub user lives in its
+    own ``passwd.hub`` and is never in the agents' file.
     """
+
+    _thread_locks: dict[Path, threading.Lock] = {}
+    _thread_locks_guard = threading.Lock()
 
     def __init__(self, settings: BrokerSettings, reload_command: Sequence[str] | None = None):
         self.settings = settings
@@ -163,9 +271,23 @@ class BrokerAuth:
     def attach(self, broker: MosquittoBroker) -> None:
         self._broker = broker
 
-    def _read(self) -> dict[str, str]:
-        entries: dict[str, str] = {}
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
         path = self.settings.password_path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with BrokerAuth._thread_locks_guard:
+            lock = BrokerAuth._thread_locks.setdefault(path.resolve(), threading.Lock())
+        with lock:
+            fd = os.open(path.with_name(path.name + ".lock"), os.O_RDWR | os.O_CREAT, 0o600)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+                yield
+            finally:
+                os.close(fd)  # closing drops the flock
+
+    def _read(self, path: Path | None = None) -> dict[str, str]:
+        entries: dict[str, str] = {}
+        path = path or self.settings.password_path
         if not path.exists():
             return entries
         for raw in path.read_text().splitlines():
@@ -174,53 +296,78 @@ class BrokerAuth:
                 entries[user] = hashed
         return entries
 
-    def _write(self, entries: dict[str, str]) -> None:
-        path = self.settings.password_path
+    def _write(self, entries: dict[str, str], path: Path | None = None) -> None:
+        path = path or self.settings.password_path
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text("".join(f"{u}:{h}\n" for u, h in sorted(entries.items())))
-        os.chmod(tmp, 0o600)
-        _chown_for_broker(tmp, self.settings.run_as)
-        os.replace(tmp, path)
+        _write_atomic(path, "".join(f"{u}:{h}\n" for u, h in sorted(entries.items())), 0o600,
+                      self.settings.run_as)
+
+    def _check_agent_user(self, username: str) -> None:
+        if not is_safe_id(username):
+            raise BrokerError(f"broker user {username!r} is not a valid id")
+        if self.settings.isolated and username == self.settings.hub_user:
+            raise BrokerError(f"{username!r} is the hub's own broker user, not an agent")
+        why = reserved_agent_id(username, hub_user=self.settings.hub_user)  # the one list
+        if why:
+            raise BrokerError(f"broker user {username!r} is reserved for the hub: {why}")
 
     def users(self) -> list[str]:
         return sorted(self._read())
 
     def set_user(self, username: str, password: str) -> None:
-        if not is_safe_id(username):
-            raise BrokerError(f"broker user {username!r} is not a valid id")
-        entries = self._read()
-        entries[username] = hash_password(password)
-        self._write(entries)
+        self._check_agent_user(username)
+        hashed = hash_password(password)
+        with self._locked():
+            entries = self._read()
+            entries[username] = hashed
+            self._write(entries)
 
     def set_users(self, credentials: dict[str, str]) -> None:
         """Add or replace many users in one write (fleets of thousands)."""
-        entries = self._read()
-        for username, password in credentials.items():
-            if not is_safe_id(username):
-                raise BrokerError(f"broker user {username!r} is not a valid id")
-            entries[username] = hash_password(password)
-        self._write(entries)
+        for username in credentials:
+            self._check_agent_user(username)
+        hashed = {u: hash_password(pw) for u, pw in credentials.items()}
+        with self._locked():
+            entries = self._read()
+            entries.update(hashed)
+            self._write(entries)
+
+    def set_hub_user(self) -> None:
+        """Write the hub user: into ``passwd.hub`` (and out of the agents' file) when the
+        hub has its own listener, else into the shared file."""
+        s = self.settings
+        hashed = hash_password(s.hub_password)
+        with self._locked():
+            entries = self._read()
+            if s.isolated:
+                self._write({s.hub_user: hashed}, s.hub_password_path)
+                if entries.pop(s.hub_user, None) is not None or not s.password_path.exists():
+                    self._write(entries)
+            else:
+                entries[s.hub_user] = hashed
+                self._write(entries)
 
     def remove_user(self, username: str) -> bool:
-        entries = self._read()
-        if entries.pop(username, None) is None:
-            return False
-        self._write(entries)
-        return True
+        with self._locked():
+            entries = self._read()
+            if entries.pop(username, None) is None:
+                return False
+            self._write(entries)
+            return True
 
     def check(self, username: str, password: str) -> bool:
         hashed = self._read().get(username)
         return hashed is not None and verify_password(password, hashed)
 
     def write_acl(self) -> None:
-        path = self.settings.acl_path
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text("\n".join(acl_lines(self.settings.hub_user)) + "\n")
-        os.chmod(tmp, 0o600)
-        _chown_for_broker(tmp, self.settings.run_as)
-        os.replace(tmp, path)
+        s = self.settings
+        s.acl_path.parent.mkdir(parents=True, exist_ok=True)
+        if s.isolated:
+            agents, hub = split_acl(s.hub_user)
+            _write_atomic(s.acl_path, "\n".join(agents) + "\n", 0o600, s.run_as)
+            _write_atomic(s.hub_acl_path, "\n".join(hub) + "\n", 0o600, s.run_as)
+        else:
+            _write_atomic(s.acl_path, "\n".join(acl_lines(s.hub_user)) + "\n", 0o600, s.run_as)
 
     def reload(self) -> None:
         """Make the broker re-read its password and ACL files."""
@@ -246,21 +393,25 @@ def _chown_for_broker(path: Path, run_as: str | None) -> None:
 
 
 def render_config(settings: BrokerSettings) -> str:
-    """The mosquitto.conf text for ``settings`` (port must be resolved)."""
+    """The mosquitto.conf text for ``settings`` (ports must be resolved).
+
+    Isolated (``internal_port`` set): ``per_listener_settings true``; the first listener
+    is the hub's, on the loopback, with ``passwd.hub``/``acl.hub``; the agents' listeners
+    (plain and TLS) have the agents' files and ``use_username_as_clientid``, so an agent's
+    client id is its user name and it cannot take over the hub's client ids or sessions.
+    """
     s = settings
     run_as = s.run_as or pwd.getpwuid(os.geteuid()).pw_name
     lines = [
         "# generated by cityops (hub/broker.py); regenerate rather than edit",
-        "per_listener_settings false",
-        "allow_anonymous false",
-        f"password_file {s.password_path}",
-        f"acl_file {s.acl_path}",
+        f"per_listener_settings {'true' if s.isolated else 'false'}",
         f"user {run_as}",
         f"message_size_limit {s.message_size_limit}",
         f"max_inflight_messages {s.max_inflight_messages}",
         f"max_queued_messages {s.max_queued_messages}",
-        "max_queued_bytes 0",
+        f"max_queued_bytes {s.max_queued_bytes}",
         "set_tcp_nodelay true",
+        # The hub rotates this file by size (MosquittoBroker's log keeper; SIGHUP reopens it).
         f"log_dest file {s.log_path}",
         "log_type error",
         "log_type warning",
@@ -277,7 +428,20 @@ def render_config(settings: BrokerSettings) -> str:
         ]
     else:
         lines.append("persistence false")
-    lines += ["", f"listener {s.port} {s.host}", f"max_connections {s.max_connections}"]
+
+    def auth(password_path: Path, acl_path: Path) -> list[str]:
+        return ["allow_anonymous false", f"password_file {password_path}", f"acl_file {acl_path}"]
+
+    if s.isolated:
+        lines += ["", "# the hub's own clients: loopback only, the hub user alone",
+                  f"listener {s.internal_port} {s.internal_host}",
+                  *auth(s.hub_password_path, s.hub_acl_path)]
+        agent_lines = [*auth(s.password_path, s.acl_path), "use_username_as_clientid true"]
+    else:
+        lines += ["", *auth(s.password_path, s.acl_path)]
+        agent_lines = []
+    lines += ["", f"listener {s.port} {s.host}", f"max_connections {s.max_connections}",
+              *agent_lines]
     if s.tls_port is not None:
         if not (s.tls_certfile and s.tls_keyfile):
             raise BrokerError("a TLS listener needs tls_certfile and tls_keyfile")
@@ -285,6 +449,7 @@ def render_config(settings: BrokerSettings) -> str:
             "",
             f"listener {s.tls_port} {s.host}",
             f"max_connections {s.max_connections}",
+            *agent_lines,
             f"certfile {s.tls_certfile}",
             f"keyfile {s.tls_keyfile}",
         ]
@@ -303,7 +468,14 @@ class MosquittoBroker:
         with MosquittoBroker(BrokerSettings(data_dir=tmp)) as broker:
             broker.auth.set_user("agent-1", "secret...")
             broker.reload()
-            ... connect to broker.host, broker.port as broker.settings.hub_user ...
+            ... agents connect to broker.host, broker.port; the hub user to
+            broker.hub_host, broker.hub_port ...
+
+    The broker's whole lifetime belongs to this object: ``start`` first stops a broker
+    that an earlier run of the hub left behind on the same config (a ``kill -9`` of the
+    hub; see :func:`reap_leftover_brokers`), on Linux the broker gets SIGTERM when the
+    process that started it dies, and a thread keeps ``mosquitto.log`` under
+    ``settings.log_max_bytes``.
     """
 
     def __init__(self, settings: BrokerSettings, *, binary: str | None = None):
@@ -315,7 +487,11 @@ class MosquittoBroker:
         self._auto_port = settings.port == 0  # picked here: may be re-picked if taken
         self._served = False  # has run on its port: a restart tries that port first
         self._auto_tls_port = settings.tls_port == 0
+        self._auto_internal_port = settings.internal_port == 0
         self._log_offsets: tuple[int, int] = (0, 0)
+        self._keeper: threading.Thread | None = None
+        self._keeper_stop = threading.Event()
+        self.log_rotations = 0
 
     # -- files -------------------------------------------------------------------
     def write_files(self) -> Path:
@@ -328,20 +504,32 @@ class MosquittoBroker:
             s.port = free_port(s.host)
         if s.tls_port == 0:
             s.tls_port = free_port(s.host)
-        self.auth.set_user(s.hub_user, s.hub_password)
+        if s.internal_port == 0:
+            s.internal_port = free_port(s.internal_host)
+        self.auth.set_hub_user()
         self.auth.write_acl()
-        s.config_path.write_text(render_config(s))
-        os.chmod(s.config_path, 0o644)
+        _write_atomic(s.config_path, render_config(s), 0o644)
         return s.config_path
 
     # -- process -----------------------------------------------------------------
     @property
     def host(self) -> str:
+        """Where agents connect."""
         return self.settings.host
 
     @property
     def port(self) -> int:
         return self.settings.port
+
+    @property
+    def hub_host(self) -> str:
+        """Where the hub user connects: its own listener when isolated."""
+        return self.settings.internal_host if self.settings.isolated else self.settings.host
+
+    @property
+    def hub_port(self) -> int:
+        s = self.settings
+        return s.internal_port if s.internal_port is not None else s.port
 
     @property
     def running(self) -> bool:
@@ -362,10 +550,14 @@ class MosquittoBroker:
         """
         if self.running:
             return self
-        if self.settings.port == 0:
+        s = self.settings
+        if s.port == 0:
             self._auto_port = True
-        if not self.settings.config_path.exists() or self.settings.port == 0:
+        if s.internal_port == 0:
+            self._auto_internal_port = True
+        if not s.config_path.exists() or s.port == 0 or s.internal_port == 0:
             self.write_files()
+        reap_leftover_brokers(s)
         hops = 0
         # A restart keeps its address: clients know it. Its port can be held for a moment
         # after the last run (a client socket that was given it as its own local port
@@ -377,6 +569,7 @@ class MosquittoBroker:
             try:
                 self.wait_ready(timeout)
                 self._served = True
+                self._started()
                 return self
             except _PortTaken as exc:
                 self._reap()
@@ -385,18 +578,35 @@ class MosquittoBroker:
                     time.sleep(0.25)
                     continue
                 hops += 1
-                if not self._auto_port or hops >= _PORT_ATTEMPTS:
+                movable = self._auto_port or self._auto_internal_port
+                if not movable or hops >= _PORT_ATTEMPTS:
                     raise BrokerError(
-                        f"mosquitto could not listen on {self.host}:{self.port}: {exc}. "
-                        "Another program holds the port; choose another (or 0 for a free one).\n"
-                        + self.log_tail()
+                        f"mosquitto could not listen on {self.host}:{self.port}"
+                        + (f" and {s.internal_host}:{s.internal_port}" if s.isolated else "")
+                        + f": {exc}. Another program holds the port; choose another "
+                        "(or 0 for a free one).\n" + self.log_tail()
                     ) from None
-                log.warning("port %s was taken before mosquitto bound it (%s); trying a fresh port",
-                            self.port, exc)
-                self.settings.port = 0
-                if self.settings.tls_port is not None and self._auto_tls_port:
-                    self.settings.tls_port = 0
+                log.warning("a port was taken before mosquitto bound it (%s); trying fresh ports",
+                            exc)
+                if self._auto_port:
+                    s.port = 0
+                if s.tls_port is not None and self._auto_tls_port:
+                    s.tls_port = 0
+                if s.internal_port is not None and self._auto_internal_port:
+                    s.internal_port = 0
                 self.write_files()
+
+    def _started(self) -> None:
+        """Record the broker in the PID file and start keeping its log small."""
+        assert self._proc is not None
+        record = {"pid": self._proc.pid, "start": _proc_start(self._proc.pid),
+                  "config": str(self.settings.config_path), "hub_pid": os.getpid(),
+                  "hub_start": _proc_start(os.getpid())}
+        _write_atomic(self.settings.pid_path, json.dumps(record) + "\n", 0o644)
+        self._keeper_stop = threading.Event()
+        self._keeper = threading.Thread(target=self._keep_log, args=(self._proc, self._keeper_stop),
+                                        name="broker-log-keeper", daemon=True)
+        self._keeper.start()
 
     def _log_paths(self) -> tuple[Path, Path]:
         return self.settings.log_path, self.settings.data_dir / "mosquitto.stderr"
@@ -407,22 +617,27 @@ class MosquittoBroker:
         for path, offset in zip(self._log_paths(), self._log_offsets, strict=True):
             if path.exists():
                 with open(path, "rb") as f:
-                    f.seek(offset)
+                    f.seek(min(offset, path.stat().st_size))
                     out.append(f.read().decode(errors="replace"))
         return "\n".join(out)
 
     def _spawn(self) -> None:
         self._log_offsets = tuple(p.stat().st_size if p.exists() else 0 for p in self._log_paths())
-        log_file = open(self.settings.data_dir / "mosquitto.stderr", "ab")  # noqa: SIM115
+        stderr_path = self.settings.data_dir / "mosquitto.stderr"
+        if stderr_path.exists() and stderr_path.stat().st_size > self.settings.log_max_bytes:
+            os.replace(stderr_path, stderr_path.with_name(stderr_path.name + ".1"))
+            self._log_offsets = (self._log_offsets[0], 0)
+        log_file = open(stderr_path, "ab")  # noqa: SIM115
+        argv = [self.binary, "-c", str(self.settings.config_path)]
         try:
-            self._proc = subprocess.Popen(  # noqa: S603 - fixed argv, no shell
-                [self.binary, "-c", str(self.settings.config_path)],
-                stdin=subprocess.DEVNULL,
-                stdout=log_file,
-                stderr=log_file,
-                preexec_fn=_raise_fd_limit,  # noqa: PLW1509
-                start_new_session=True,
-            )
+            # Started from one long-lived thread: Linux sends the parent-death signal when
+            # the *thread* that forked the child ends, and the caller's may be a pool
+            # thread that ends early.
+            self._proc = _spawner().submit(
+                lambda: subprocess.Popen(  # noqa: S603 - fixed argv, no shell
+                    argv, stdin=subprocess.DEVNULL, stdout=log_file, stderr=log_file,
+                    preexec_fn=functools.partial(_child_setup, os.getpid(), _prctl()),  # noqa: PLW1509
+                    start_new_session=True)).result()
         finally:
             log_file.close()
 
@@ -445,7 +660,7 @@ class MosquittoBroker:
                     f"mosquitto exited with code {self._proc.returncode} at start-up:\n"
                     + self.log_tail()
                 )
-            answer = mqtt_probe(self.host, self.port, self.settings.hub_user,
+            answer = mqtt_probe(self.hub_host, self.hub_port, self.settings.hub_user,
                                 self.settings.hub_password)
             if answer == 0 and (self._proc is None or self._proc.poll() is None):
                 return
@@ -458,7 +673,7 @@ class MosquittoBroker:
                 raise _PortTaken(f"another MQTT server there refused the hub user (CONNACK {answer})")
             time.sleep(0.02)
         raise BrokerError(
-            f"mosquitto did not answer MQTT on {self.host}:{self.port} within {timeout}s:\n"
+            f"mosquitto did not answer MQTT on {self.hub_host}:{self.hub_port} within {timeout}s:\n"
             + self.log_tail()
         )
 
@@ -471,7 +686,45 @@ class MosquittoBroker:
         # Mosquitto handles the signal in its main loop; give it a moment to re-read.
         time.sleep(0.2)
 
+    # -- the log -------------------------------------------------------------------
+    def rotate_log(self) -> bool:
+        """Move ``mosquitto.log`` to ``mosquitto.log.1`` (replacing the older one) once it
+        is larger than ``log_max_bytes``; SIGHUP makes the broker reopen its log file."""
+        path = self.settings.log_path
+        try:
+            size = path.stat().st_size
+        except FileNotFoundError:
+            return False
+        if size <= self.settings.log_max_bytes or not self.running:
+            return False
+        assert self._proc is not None
+        os.replace(path, path.with_name(path.name + ".1"))
+        self._proc.send_signal(signal.SIGHUP)
+        self.log_rotations += 1
+        log.info("broker log reached %d bytes (cap %d); rotated to %s.1", size,
+                 self.settings.log_max_bytes, path.name)
+        return True
+
+    def _keep_log(self, proc: subprocess.Popen[bytes], stop: threading.Event) -> None:
+        while not stop.wait(self.settings.log_check_s) and proc.poll() is None:
+            try:
+                self.rotate_log()
+            except OSError as exc:
+                log.error("could not rotate the broker log %s: %s", self.settings.log_path, exc)
+
+    def _stop_keeper(self) -> None:
+        self._keeper_stop.set()
+        if self._keeper is not None and self._keeper is not threading.current_thread():
+            self._keeper.join(5)
+        self._keeper = None
+
+    # -- stopping ------------------------------------------------------------------
+    def _forget(self) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            self.settings.pid_path.unlink()
+
     def stop(self, timeout: float = 10.0) -> None:
+        self._stop_keeper()
         if self._proc is None:
             return
         if self._proc.poll() is None:
@@ -479,16 +732,36 @@ class MosquittoBroker:
             try:
                 self._proc.wait(timeout)
             except subprocess.TimeoutExpired:
+                log.error("mosquitto (pid %s) did not stop within %.0fs of SIGTERM; killing it",
+                          self._proc.pid, timeout)
                 self._proc.kill()
                 self._proc.wait(timeout)
         self._proc = None
+        self._forget()
+
+    def terminate_now(self, timeout: float = 3.0) -> None:
+        """SIGTERM (then SIGKILL) the broker from any thread, without waiting on locks or
+        touching state another thread may be using: the last resort of a hub that must exit."""
+        self._keeper_stop.set()
+        proc = self._proc
+        if proc is None or proc.poll() is not None:
+            return
+        proc.terminate()
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout)
+        self._forget()
 
     def kill(self) -> None:
         """kill -9, for fault-injection tests. Persistence keeps what was saved."""
+        self._stop_keeper()
         if self._proc is not None and self._proc.poll() is None:
             self._proc.kill()
             self._proc.wait(10)
         self._proc = None
+        self._forget()
 
     def restart(self, timeout: float = 10.0) -> None:
         self.stop()
@@ -496,7 +769,7 @@ class MosquittoBroker:
 
     def log_tail(self, lines: int = 30) -> str:
         chunks = []
-        for path in (self.settings.log_path, self.settings.data_dir / "mosquitto.stderr"):
+        for path in self._log_paths():
             if path.exists():
                 chunks += path.read_text(errors="replace").splitlines()[-lines:]
         return "\n".join(chunks[-lines:]) or "(no broker log)"
@@ -506,6 +779,144 @@ class MosquittoBroker:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+# -- a broker left behind ----------------------------------------------------------------
+
+def _proc_start(pid: int) -> int | None:
+    """When process ``pid`` started (clock ticks since boot; Linux), None if unknown."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat[stat.rindex(")") + 2:].split()
+    return int(fields[19]) if len(fields) > 19 else None
+
+
+def _proc_alive(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    except OSError:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
+    return stat[stat.rindex(")") + 2:][:1] not in ("Z", "X")  # a zombie has exited
+
+
+def _runs_config(pid: int, config_path: Path) -> bool:
+    """True when process ``pid`` is a mosquitto started on ``config_path``."""
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    return (len(argv) >= 3 and os.path.basename(argv[0]).startswith(b"mosquitto")
+            and argv[1:3] == [b"-c", os.fsencode(config_path)])
+
+
+def _brokers_on(config_path: Path) -> set[int]:
+    """Every live mosquitto started on ``config_path`` (Linux /proc)."""
+    found: set[int] = set()
+    proc = Path("/proc")
+    if not proc.is_dir():
+        return found
+    for entry in proc.iterdir():
+        pid = int(entry.name) if entry.name.isdigit() else 0
+        if pid and _runs_config(pid, config_path) and _proc_alive(pid):
+            found.add(pid)
+    return found
+
+
+def reap_leftover_brokers(settings: BrokerSettings, grace_s: float = 5.0) -> list[int]:
+    """Stop every mosquitto running on this data dir's config that no live hub owns.
+
+    A hub killed with ``kill -9`` (or a power-cycled container that kept its PID
+    namespace) leaves its broker running in its own session; a new broker could not bind
+    the port, and the old one would never re-read the password file. The PID file names
+    the broker and the hub that started it: a broker whose hub is another live process is
+    refused (two hubs on one data dir), anything else running our config is stopped
+    (SIGTERM, then SIGKILL after ``grace_s``) with a log line. Returns the stopped pids.
+    """
+    config = settings.config_path
+    record: dict = {}
+    with contextlib.suppress(OSError, ValueError):
+        record = json.loads(settings.pid_path.read_text())
+    hub_pid = record.get("hub_pid")
+    if (isinstance(hub_pid, int) and hub_pid != os.getpid() and _proc_alive(hub_pid)
+            and _proc_start(hub_pid) == record.get("hub_start")
+            and isinstance(record.get("pid"), int) and _runs_config(record["pid"], config)
+            and _proc_alive(record["pid"])):
+        raise BrokerError(
+            f"another hub (pid {hub_pid}) runs the broker of {settings.data_dir} "
+            f"(mosquitto pid {record['pid']}); stop it first, or give this hub its own "
+            "broker.data_dir")
+    leftovers = _brokers_on(config)
+    if isinstance(record.get("pid"), int) and _runs_config(record["pid"], config) \
+            and _proc_alive(record["pid"]):
+        leftovers.add(record["pid"])
+    for pid in sorted(leftovers):
+        log.warning("stopping mosquitto pid %s, left running on %s by an earlier run of the "
+                    "hub (it would hold the port and never re-read the password file)", pid, config)
+        _end_process(pid, grace_s)
+    return sorted(leftovers)
+
+
+def _end_process(pid: int, grace_s: float) -> None:
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            return
+        deadline = time.monotonic() + grace_s
+        while time.monotonic() < deadline:
+            if not _proc_alive(pid):
+                return
+            time.sleep(0.05)
+    raise BrokerError(f"mosquitto pid {pid} did not exit after SIGKILL")
+
+
+# -- starting the child ---------------------------------------------------------------------
+
+_SPAWNER: concurrent.futures.ThreadPoolExecutor | None = None
+_SPAWNER_GUARD = threading.Lock()
+_PR_SET_PDEATHSIG = 1
+
+
+def _spawner() -> concurrent.futures.ThreadPoolExecutor:
+    """One thread that forks every broker and lives until the interpreter exits."""
+    global _SPAWNER
+    with _SPAWNER_GUARD:
+        if _SPAWNER is None:
+            _SPAWNER = concurrent.futures.ThreadPoolExecutor(
+                1, thread_name_prefix="cityops-broker-parent")
+        return _SPAWNER
+
+
+@functools.cache
+def _prctl():  # noqa: ANN202 - a ctypes function or None
+    """libc's prctl on Linux (looked up before fork: the child only calls it)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        return ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+
+
+def _child_setup(parent_pid: int, prctl) -> None:  # noqa: ANN001
+    """In the forked child, before exec: more file descriptors, and SIGTERM when the hub
+    dies (Linux; cleared by the kernel if mosquitto later drops root for ``user``, so the
+    PID file check at the next start stays the guarantee)."""
+    _raise_fd_limit()
+    if prctl is not None:
+        prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+        if os.getppid() != parent_pid:  # the hub died between fork and prctl
+            os._exit(1)
 
 
 _PORT_ATTEMPTS = 5

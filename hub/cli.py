@@ -28,8 +28,11 @@ import argparse
 import asyncio
 import getpass
 import json
+import logging
+import os
 import signal
 import sys
+import threading
 from contextlib import contextmanager
 from dataclasses import asdict
 from datetime import datetime
@@ -115,17 +118,33 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+STOP_GRACE_S = 20.0  # after SIGTERM/SIGINT: a clean stop takes longer than this only when stuck
+
+
 def _serve(args: argparse.Namespace) -> int:
     from .app import Hub
 
     setup = load_setup(args.config)
+    hub = Hub(setup)
 
     async def run() -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
+
+        def on_signal(sig: signal.Signals) -> None:
+            if stop.is_set():  # a second signal: the operator will not wait
+                _hard_exit(hub, f"a second {sig.name}")
+            stop.set()
+            # A clean stop waits for the writer and the receivers; should one of them hang,
+            # SIGTERM must still end the hub and its broker.
+            timer = threading.Timer(STOP_GRACE_S, _hard_exit,
+                                    (hub, f"no clean stop within {STOP_GRACE_S:.0f}s of {sig.name}"))
+            timer.daemon = True
+            timer.start()
+
         for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
-        async with Hub(setup) as hub:
+            loop.add_signal_handler(sig, on_signal, sig)
+        async with hub:
             describe = getattr(hub.verifier, "describe", None)
             verification = describe() if describe else "none: after-photos go to an operator"
             print(f"cityops-hub: serving {hub.web_url} (broker {hub.broker_host}:{hub.broker_port}; "
@@ -134,6 +153,18 @@ def _serve(args: argparse.Namespace) -> int:
 
     asyncio.run(run())
     return 0
+
+
+def _hard_exit(hub, why: str) -> None:  # noqa: ANN001 - hub.app.Hub, imported lazily
+    """Stop the managed broker and end the process now (exit status 1)."""
+    logging.getLogger("hub.cli").error("%s: stopping the broker and exiting without a clean stop "
+                                       "(events not yet stored stay in the agents' outboxes)", why)
+    broker = hub.broker
+    try:
+        if broker is not None:
+            broker.terminate_now()
+    finally:
+        os._exit(1)
 
 
 def _check(args: argparse.Namespace) -> int:
