@@ -26,6 +26,7 @@ COMMAND_MODULES = (
     "edge_agent.commands.provision",
     "edge_agent.commands.outbox",
     "edge_agent.commands.model",
+    "edge_agent.commands.detect",
 )
 
 Handler = Callable[[argparse.Namespace], int | None]
