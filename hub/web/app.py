@@ -17,6 +17,7 @@ from aiohttp import web
 
 from protocol.provisioning import ENROLL_PATH
 
+from ..auth.passwords import PasswordChecker
 from ..auth.ratelimit import LoginLimiter
 from . import admin, handler_api, linkage, open311, pages, plans_web, reporter, views
 from .live import LiveFeed
@@ -239,7 +240,8 @@ def create_app(hub: Hub) -> web.Application:
     cfg = hub.config.web
     info = {r.name: r for r in ROUTES}
     security = SecurityState(LoginLimiter(cfg.login_limits.per_account, cfg.login_limits.per_address,
-                                          cfg.login_limits.window_min * 60), {}, {})
+                                          cfg.login_limits.window_min * 60), {}, {},
+                             PasswordChecker())
     metrics = HttpMetrics()
     app = web.Application(client_max_size=CLIENT_MAX_SIZE, middlewares=[
         _access_middleware(metrics, cfg.access_log),
@@ -261,6 +263,10 @@ def create_app(hub: Hub) -> web.Application:
     async def stop_live(_app: web.Application) -> None:
         await live.stop()
 
+    async def stop_pools(_app: web.Application) -> None:
+        security.passwords.close()
+
     app.on_startup.append(start_live)
     app.on_shutdown.append(stop_live)
+    app.on_cleanup.append(stop_pools)
     return app

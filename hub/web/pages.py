@@ -5,7 +5,6 @@ back here; bad input re-shows the form with the field marked; success redirects
 
 from __future__ import annotations
 
-import asyncio
 import mimetypes
 import time
 from datetime import timedelta
@@ -15,7 +14,7 @@ from urllib.parse import quote, urlencode
 from aiohttp import web
 
 from ..auth.accounts import principal_for_user, sha256_hex, start_session
-from ..auth.passwords import verify_password
+from ..auth.errors import AuthError
 from ..auth.roles import Role
 from ..store.repo import CaseFilter
 from .actions import parse_action, perform
@@ -101,20 +100,27 @@ async def login(request: web.Request) -> web.StreamResponse:
 
     state = request.app[SECURITY_KEY]
     remote = request.remote or "?"
-    verdict = state.limiter.check(username, remote, time.monotonic())
+    # The attempt counts as a failure from here on (a success gives it back): concurrent
+    # guesses cannot all pass the check before the first one is verified.
+    verdict = state.limiter.attempt(username, remote, time.monotonic())
     if not verdict.allowed:
         minutes = max(1, round(verdict.retry_after_s / 60))
         what = "this account" if verdict.scope == "account" else "your address"
         return _login_page(request, status=429, username=username,
                            error=f"Too many failed sign-ins for {what}. Try again in about "
                                  f"{minutes} min, or ask an administrator.")
-    user = await hub.read(lambda repo: repo.get_user(username))
-    ok = await asyncio.to_thread(verify_password, user.password_hash if user else None, password)
+    try:
+        user = await hub.read(lambda repo: repo.get_user(username))
+        ok = await state.passwords.verify(user.password_hash if user else None, password)
+    except AuthError as exc:  # busy: not verified, so not a failure
+        state.limiter.release(username, remote, verdict)
+        response = _login_page(request, status=429, username=username, error=exc.detail)
+        response.headers["Retry-After"] = str(exc.retry_after_s or 2)
+        return response
     if not ok or user is None or user.disabled:
-        state.limiter.failed(username, remote, time.monotonic())
         return _login_page(request, status=401, username=username,
                            error="Wrong user name or password (or the account is disabled).")
-    state.limiter.succeeded(username)
+    state.limiter.succeeded(username, remote, verdict, time.monotonic())
     tls = hub.config.web.tls is not None
     old = request.cookies.get(session_cookie_name(tls))
     ttl = timedelta(hours=hub.config.web.session_ttl_h)

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from ..auth.accounts import principal_for_token, principal_for_user, sha256_hex, valid_session
+from ..auth.passwords import PasswordChecker
 from ..auth.ratelimit import LoginLimiter
 from ..auth.roles import Principal
 from .problems import WebError
@@ -42,11 +43,13 @@ TOUCH_EVERY_S = 60.0
 
 @dataclass
 class SecurityState:
-    """Per-app state: the login limiter and when each session was last marked used."""
+    """Per-app state: the login limiter, the password checker's pool and when each
+    session was last marked used."""
 
     limiter: LoginLimiter
     touched: dict[str, float]
     token_touched: dict[int, float]
+    passwords: PasswordChecker
 
 
 def session_cookie_name(tls: bool) -> str:
