@@ -8,16 +8,25 @@
 * ``ca.pem`` when the hub's broker speaks TLS and sent its CA;
 * ``agent.yaml``: a starter config that points at both (devices to be added).
 
-A wrong, used or expired token, an unreachable hub and a refusal to overwrite existing
-credentials each end in one clear :class:`~edge_agent.errors.ProvisioningError`.
+The token and the password in the answer are secrets, so the request goes over https
+only (:func:`check_hub_url`): the hub's certificate is checked against the system's CAs,
+or against the hub's own CA given with ``--ca-file`` (a private CA such as the one
+``hub/tls.py`` makes). Plain http needs ``--insecure-http`` and prints a warning. The
+broker's CA then arrives in the answer, which the verified connection vouches for.
+
+A wrong, used or expired token, an unreachable hub, an untrusted certificate and a
+refusal to overwrite existing credentials each end in one clear
+:class:`~edge_agent.errors.ProvisioningError`.
 """
 
 from __future__ import annotations
 
 import json
 import socket
+import ssl
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import aiohttp
 import yaml
@@ -28,11 +37,13 @@ from edge_agent.credentials import write_secret
 from edge_agent.errors import ProvisioningError
 from protocol.provisioning import ENROLL_PATH, EnrollRequest, EnrollResponse
 
-__all__ = ["ProvisionResult", "enroll", "provision", "starter_config"]
+__all__ = ["INSECURE_HTTP_FLAG", "ProvisionResult", "check_hub_url", "enroll", "provision",
+           "starter_config"]
 
 CREDENTIALS = "credentials.yaml"
 CA = "ca.pem"
 CONFIG = "agent.yaml"
+INSECURE_HTTP_FLAG = "--insecure-http"
 
 
 @dataclass(frozen=True)
@@ -63,8 +74,49 @@ def _problem_text(body: str) -> str:
     return body.strip()[:300]
 
 
-async def enroll(hub: str, token: str, *, timeout_s: float = 15.0, hostname: str | None = None) -> EnrollResponse:
-    """POST the token to the hub and return what it answers."""
+def check_hub_url(hub: str, *, insecure_http: bool = False) -> str | None:
+    """Refuse a hub address the token may not travel to; a warning (to print) when it goes
+    in clear because ``insecure_http`` allows it, else None."""
+    try:
+        parts = urlsplit(hub)
+        ok = parts.scheme in ("http", "https") and bool(parts.hostname)
+    except ValueError:
+        ok = False
+    if not ok:
+        raise ProvisioningError(f"{hub!r} is not a hub URL; use e.g. https://hub.example:8443", hub=hub)
+    if parts.scheme == "https":
+        return None
+    if not insecure_http:
+        raise ProvisioningError(
+            f"{hub} is plain http: the enrollment token and the broker password the hub answers "
+            f"would cross the network in clear. Use the hub's https address (with --ca-file "
+            f"CA.pem for a private CA), or pass {INSECURE_HTTP_FLAG} to send them in clear anyway "
+            "(a closed test network only)", hub=hub)
+    return (f"provisioning over plain http ({INSECURE_HTTP_FLAG}): the enrollment token and "
+            "the broker password cross the network in clear, and nothing proves the answer "
+            "came from your hub; use https for real agents")
+
+
+def _tls_context(hub: str, ca_file: Path | None) -> ssl.SSLContext | None:
+    """The hub's certificate is checked against ``ca_file`` only, when given; else None
+    (aiohttp's default: the system's CAs)."""
+    if ca_file is None:
+        return None
+    if urlsplit(hub).scheme != "https":
+        raise ProvisioningError("--ca-file is for an https hub; give its https:// address", hub=hub)
+    try:
+        return ssl.create_default_context(cafile=str(ca_file))
+    except (OSError, ssl.SSLError) as exc:
+        raise ProvisioningError(f"cannot use --ca-file {ca_file}: {getattr(exc, 'strerror', None) or exc}"
+                                "; give the hub's CA certificate in PEM", hub=hub) from None
+
+
+async def enroll(hub: str, token: str, *, timeout_s: float = 15.0, hostname: str | None = None,
+                 ca_file: Path | None = None, insecure_http: bool = False) -> EnrollResponse:
+    """POST the token to the hub over https (``ca_file``: trust that CA for it; plain http
+    only with ``insecure_http``) and return what it answers."""
+    check_hub_url(hub, insecure_http=insecure_http)
+    tls = _tls_context(hub, ca_file)
     url = hub.rstrip("/") + ENROLL_PATH
     try:
         request = EnrollRequest(token=token, hostname=hostname or socket.gethostname()[:200],
@@ -75,13 +127,23 @@ async def enroll(hub: str, token: str, *, timeout_s: float = 15.0, hostname: str
     try:
         async with (
             aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout_s)) as http,
-            http.post(url, data=request.model_dump_json(),
+            http.post(url, data=request.model_dump_json(), ssl=tls if tls is not None else True,
                       headers={"Content-Type": "application/json"}) as resp,
         ):
             body = await resp.text()
             status = resp.status
     except aiohttp.InvalidURL:
         raise ProvisioningError(f"{hub!r} is not a URL; use e.g. https://hub.example:8443", hub=hub) from None
+    except aiohttp.ClientConnectorCertificateError as exc:
+        trusted = f"the CA in {ca_file}" if ca_file else "this machine's CAs"
+        raise ProvisioningError(
+            f"the hub's certificate at {url} is not trusted by {trusted} ({exc.certificate_error}); "
+            "pass --ca-file with the hub's CA certificate (a hub that makes its own: ca.crt in its "
+            "broker.managed_tls.dir), and check the address is a name the certificate is for",
+            hub=hub) from None
+    except aiohttp.ClientSSLError as exc:
+        raise ProvisioningError(f"TLS with the hub at {url} failed ({exc}); is the hub serving "
+                                "https on that port (web.tls)?", hub=hub) from None
     except (aiohttp.ClientConnectionError, TimeoutError) as exc:
         raise ProvisioningError(f"the hub is unreachable at {url} ({exc or 'timed out'}); check "
                                 "the address and that the hub is running", hub=hub) from None

@@ -53,3 +53,17 @@ def test_every_rule_and_event_subcategory_is_documented():
         assert rule.subcategory in DOC, rule.subcategory
     for code in ("flood.underpass_water_level", "device.offline"):
         assert code in DOC
+
+
+def test_every_option_of_the_operating_commands_is_documented():
+    """run, check-config, provision and outbox: each of their options is in docs/agent.md
+    (the training and evaluation commands are documented in docs/camera.md)."""
+    from edge_agent.cli import build_parser
+
+    sub = next(a for a in build_parser()._actions if a.dest == "command")
+    for name in ("run", "check-config", "provision", "outbox"):
+        assert f"`cityops-agent {name}" in DOC, name
+        for action in sub.choices[name]._actions:
+            for option in action.option_strings:
+                if option.startswith("--") and option != "--help":
+                    assert option in DOC, f"cityops-agent {name} {option} is not in docs/agent.md"
