@@ -521,7 +521,8 @@ class SqliteRepository(WebQueries, PlanQueries):
             "snapshots": one("SELECT count(*) FROM snapshots"),
             "agents": one("SELECT count(*) FROM agents"),
             "agents_online": one("SELECT count(*) FROM agents WHERE state = 'online'"),
-            "seq_gaps": one("SELECT coalesce(sum(seq_gaps), 0) FROM agents"),
+            "seq_gaps": one("SELECT coalesce(sum(seq_gaps), 0) FROM agents"),  # ever opened
+            "seq_gaps_open": one("SELECT coalesce(sum(json_array_length(seq_ranges)), 0) FROM agents"),
         }
 
 

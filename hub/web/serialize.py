@@ -109,15 +109,22 @@ def case_json(case: CaseRow, tax: Taxonomy, departments: dict[str, Any] | None =
     }
 
 
-def agent_json(agent: AgentRow, now: datetime, stale_after_s: float) -> dict[str, Any]:
-    """An agent row plus what the page shows: online / offline / stale."""
+def agent_json(agent: AgentRow, now: datetime, stale_after_s: float,
+               messages_stored: int | None = None) -> dict[str, Any]:
+    """An agent row plus what the page shows: online / offline / stale. Its sequence state
+    as a summary (the ranges themselves, up to 2,000, stay in the hub)."""
     data = jsonable(agent)
     shown = agent.state
     if agent.state == "online" and (agent.last_seen is None
                                     or (now - agent.last_seen).total_seconds() > stale_after_s):
         shown = "stale"
     data["shown_state"] = shown
+    ranges = data.pop("seq_ranges")
+    data["seq_gaps_opened"] = data.pop("seq_gaps")  # ever, since the agent's first message
+    data["seq_gaps_open"] = len(ranges)  # now: each range above seq_upto has a hole below it
     data["missing_seqs"] = max(0, agent.seq_highest - agent.seq_upto
-                               - sum(hi - lo + 1 for lo, hi in agent.seq_ranges))
+                               - sum(hi - lo + 1 for lo, hi in ranges))
+    if messages_stored is not None:
+        data["messages_stored"] = messages_stored
     data["devices_down"] = sorted(k for k, v in agent.devices.items() if v == "down")
     return data

@@ -181,10 +181,14 @@ async def agents_json(request: web.Request) -> web.Response:
     offset = query_int(request, "offset", 0, 0, 10**9)
     now = hub.clock.now()
     stale_s = hub.config.agents.stale_after_s
-    agents, total = await hub.read(lambda repo: repo.search_agents(
-        state=state, text=text, stale_before=now - timedelta(seconds=stale_s),
-        limit=limit, offset=offset))
-    return json_response({"agents": [agent_json(a, now, stale_s) for a in agents],
+
+    def read(repo):
+        agents, total = repo.search_agents(state=state, text=text, limit=limit, offset=offset,
+                                           stale_before=now - timedelta(seconds=stale_s))
+        return agents, total, repo.messages_stored_by_agent([a.agent_id for a in agents])
+
+    agents, total, stored = await hub.read(read)
+    return json_response({"agents": [agent_json(a, now, stale_s, stored[a.agent_id]) for a in agents],
                           "total": total, "limit": limit, "offset": offset})
 
 
