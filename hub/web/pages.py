@@ -9,7 +9,7 @@ import mimetypes
 import time
 from datetime import timedelta
 from typing import Any
-from urllib.parse import quote, urlencode
+from urllib.parse import quote, urlencode, urlsplit
 
 from aiohttp import web
 
@@ -33,7 +33,7 @@ from .uploads import checked_jpeg
 from .views import case_detail, month_scores
 
 __all__ = ["agents", "case", "case_action", "cases", "dead_letters", "error_page", "login",
-           "login_form", "logout", "my_cases", "overview", "rejected", "scores", "static"]
+           "login_form", "logout", "my_cases", "overview", "rejected", "safe_next", "scores", "static"]
 
 FLASH = {
     "accept": "Accepted and dispatched by the routing table.",
@@ -63,10 +63,27 @@ def error_page(request: web.Request, exc: WebError) -> web.StreamResponse:
 
 
 # -- sign-in --------------------------------------------------------------------------------------
-def _safe_next(value: str | None) -> str:
-    if value and value.startswith("/") and not value.startswith("//") and "\\" not in value:
-        return value
-    return "/"
+def safe_next(value: str | None) -> str:
+    """Where to go after signing in: ``value`` when it is a path on this hub, else ``/``.
+
+    Browsers drop tabs and newlines from a URL and read a backslash as a slash, so
+    ``/<TAB>/evil.example`` becomes ``//evil.example``, another host. Refused: any control
+    character, whitespace or backslash, anything longer than 2,000 characters, and
+    whatever does not parse as a bare path starting with exactly one ``/`` (no scheme,
+    no host)."""
+    if not value or len(value) > 2000:
+        return "/"
+    if any(ch == "\\" or ch.isspace() or not ch.isprintable() for ch in value):
+        return "/"
+    if not value.startswith("/") or value.startswith("//"):
+        return "/"
+    try:
+        parts = urlsplit(value)
+    except ValueError:
+        return "/"
+    if parts.scheme or parts.netloc or not parts.path.startswith("/") or parts.path.startswith("//"):
+        return "/"
+    return value
 
 
 def _login_page(request: web.Request, *, status: int = 200, error: str = "",
@@ -74,7 +91,7 @@ def _login_page(request: web.Request, *, status: int = 200, error: str = "",
     token = pre_login_token(request)
     response = page(request, "login.html", status=status, title="Sign in", login_error=error,
                     username=username, login_token=token,
-                    next=_safe_next(request.query.get("next")))
+                    next=safe_next(request.query.get("next")))
     hub = hub_of(request)
     set_cookie(response, PRE_LOGIN_COOKIE, token, tls=hub.config.web.tls is not None,
                max_age=3600)
@@ -128,7 +145,7 @@ async def login(request: web.Request) -> web.StreamResponse:
         repo, user, hub.clock.now(), ttl, previous_sha256=sha256_hex(old) if old else None,
         remote=remote, user_agent=request.headers.get("User-Agent")))
     who = principal_for_user(user)
-    target = _safe_next(str(form.get("next", "")))
+    target = safe_next(str(form.get("next", "")))
     if target == "/" and who.role is Role.HANDLER:
         target = "/my"
     elif target == "/" and who.role is Role.REPORTER:

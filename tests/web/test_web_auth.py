@@ -224,3 +224,45 @@ async def test_retention_removes_expired_sessions(hub, client, clock):
     clock.advance(hours=hub.config.web.session_ttl_h + 1)
     assert (await hub.sweep())["sessions"] == 1
     assert (await client.get("/api/v1/me")).status == 401
+
+
+# -- where sign-in sends you (issue 17, point 19) ----------------------------------------------------
+HOSTILE_NEXT = [
+    "/\t/evil.example", "/\n/evil.example", "/\r\n/evil.example", "\t//evil.example",
+    "//evil.example", "///evil.example", "/\\evil.example", "\\\\evil.example", "/\\/evil.example",
+    " //evil.example", "/ /evil.example", "/\u3000/evil.example", "/\u2028/evil.example",
+    "/\x00/evil.example", "/\x7f/evil.example", "/\u200b/evil.example",
+    "https://evil.example/", "http:evil.example", "javascript:alert(1)", "evil.example",
+    "//evil.example/%2e%2e", "/" + "a" * 2001,
+]
+SAFE_NEXT = ["/", "/cases?state=new&q=x", "/cases/12", "/my", "/plans/flood?saved=2",
+             "/a//b", "/%2F%2Fevil.example", "/cases#top"]
+
+
+@pytest.mark.parametrize("value", HOSTILE_NEXT)
+def test_a_next_that_leaves_the_hub_becomes_the_overview(value):
+    from hub.web.pages import safe_next
+
+    assert safe_next(value) == "/"
+
+
+@pytest.mark.parametrize("value", SAFE_NEXT)
+def test_a_next_on_the_hub_is_kept(value):
+    from hub.web.pages import safe_next
+
+    assert safe_next(value) == value
+
+
+@pytest.mark.parametrize("query", ["next=%2F%09%2Fevil.example", "next=%2F%5Cevil.example",
+                                   "next=%2F%0A%2Fevil.example", "next=%2F%2Fevil.example"])
+async def test_sign_in_never_redirects_to_another_host(client, query):
+    page = await client.get(f"/login?{query}")
+    hidden = re.search(r'name="next" value="([^"]*)"', page.text).group(1)
+    assert hidden == "/"
+    token = re.search(r'name="csrf_token" value="([^"]+)"', page.text).group(1)
+    from urllib.parse import parse_qs
+
+    raw_next = parse_qs(query)["next"][0]
+    r = await client.post("/login", data={"username": "op", "password": PASSWORD,
+                                          "csrf_token": token, "next": raw_next})
+    assert r.status == 303 and r.headers["Location"] == "/", r.headers.get("Location")
