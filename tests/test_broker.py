@@ -285,3 +285,61 @@ def test_a_configured_port_held_by_another_program_is_a_clear_error(tmp_path):
             MosquittoBroker(settings).start(timeout=5)
     finally:
         squatter.close()
+
+
+def test_the_generated_config_bounds_each_session_and_isolates_the_hub(tmp_path):
+    """Issue 17 points 10 and 13: the queue a session may hold is bounded (docs/hub.md says
+    why these numbers); with an internal listener the hub user exists only there."""
+    from hub.broker import HUB_QUEUE_BYTES, HUB_QUEUE_MESSAGES, render_config
+
+    s = BrokerSettings(data_dir=tmp_path, port=1883, internal_port=41883)
+    conf = render_config(s).splitlines()
+    assert f"max_queued_bytes {HUB_QUEUE_BYTES}" in conf and HUB_QUEUE_BYTES > 0
+    assert f"max_queued_messages {HUB_QUEUE_MESSAGES}" in conf
+    assert "per_listener_settings true" in conf
+    hub_at, agents_at = conf.index("listener 41883 127.0.0.1"), conf.index("listener 1883 127.0.0.1")
+    hub_part, agent_part = conf[hub_at:agents_at], conf[agents_at:]
+    assert f"password_file {s.hub_password_path}" in hub_part and "allow_anonymous false" in hub_part
+    assert f"password_file {s.password_path}" in agent_part and "allow_anonymous false" in agent_part
+    assert "use_username_as_clientid true" in agent_part
+
+
+def test_a_flood_of_failed_logins_leaves_the_log_under_its_cap(tmp_path):
+    """Unauthenticated connects each write log lines; the hub rotates mosquitto.log by
+    size (one older generation kept), so the live file stays under its cap."""
+    from hub.broker import mqtt_probe
+
+    cap = 16 * 1024
+    settings = BrokerSettings(data_dir=tmp_path / "b", log_max_bytes=cap, log_check_s=0.05)
+    with MosquittoBroker(settings) as b:
+        for i in range(1200):  # about 150 bytes of log each: ~11 caps
+            assert mqtt_probe(b.host, b.port, f"nobody-{i}", "wrong") in (4, 5)
+        deadline = time.monotonic() + 5
+        while settings.log_path.stat().st_size > cap and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert b.log_rotations >= 1
+        assert settings.log_path.stat().st_size <= cap
+        assert settings.log_path.with_name("mosquitto.log.1").exists()
+        assert mqtt_probe(b.hub_host, b.hub_port, settings.hub_user, settings.hub_password) == 0
+
+
+def test_concurrent_enrollments_keep_every_credential(broker):
+    """Issue 17 point 12: sixteen agents enrolled at once (each: add to the password file,
+    reload the broker) can all connect afterwards."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from hub.broker import mqtt_probe
+
+    creds = {f"agent-{i:02d}": f"password-of-agent-{i:02d}-xyz" for i in range(16)}
+    barrier = threading.Barrier(len(creds))
+
+    def enroll(user: str) -> None:
+        barrier.wait()
+        broker.auth.set_user(user, creds[user])
+        broker.reload()
+
+    with ThreadPoolExecutor(len(creds)) as pool:
+        list(pool.map(enroll, creds))
+    assert set(creds) <= set(broker.auth.users())
+    refused = [u for u, pw in creds.items() if mqtt_probe(broker.host, broker.port, u, pw) != 0]
+    assert refused == []
