@@ -28,6 +28,7 @@ __all__ = [
     "create_api_token",
     "principal_for_token",
     "principal_for_user",
+    "principal_now",
     "revoke_api_token",
     "set_disabled",
     "set_password",
@@ -172,4 +173,24 @@ def revoke_api_token(repo: Repository, token_id: int, now: datetime) -> None:
 
 def principal_for_token(row: ApiTokenRow) -> Principal:
     return Principal("token", row.name, Role(row.role), row.department, row.name,
-                     token_id=row.id)
+                     token_id=row.id, token_sha256=row.token_sha256)
+
+
+def principal_now(repo: Repository, who: Principal, now: datetime) -> Principal | None:
+    """``who`` as the database has it now, for a request that outlives its check (the
+    live feed): None once the session has ended (sign-out, password change, disabling)
+    or expired, the user is disabled or gone, or the token is revoked. The role and
+    department are read again too. An open stream is use of its session, so the idle
+    limit does not apply here; the absolute expiry does."""
+    if who.kind == "user":
+        session = repo.get_session(who.session_sha256) if who.session_sha256 else None
+        if session is None or session.expires_at <= now or session.username != who.name:
+            return None
+        user = repo.get_user(session.username)
+        if user is None or user.disabled:
+            return None
+        return principal_for_user(user, session)
+    row = repo.get_api_token(who.token_sha256) if who.token_sha256 else None
+    if row is None or row.revoked_at is not None or row.id != who.token_id:
+        return None
+    return principal_for_token(row)

@@ -97,6 +97,7 @@ class Principal:
     session_sha256: str | None = None
     csrf: str | None = None
     token_id: int | None = None
+    token_sha256: str | None = None  # to look the token up again (a long-lived stream)
 
     @property
     def actor(self) -> str:

@@ -1,27 +1,40 @@
 """The live feed behind the status page: one overview computed per interval (only when
 somebody watches and the database changed), pushed to every browser over server-sent
 events. Pages then refresh their live regions; wall screens never reload.
+
+Each stream checks its principal again before every push and keep-alive
+(:func:`hub.auth.accounts.principal_now`): a stream ends once its session has ended or
+expired, its user is disabled or its token revoked, and what it shows follows the role
+the database has now.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import time
 from collections import deque
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
+from aiohttp import web
+
+from ..auth.accounts import principal_now
+from ..auth.roles import Principal
 from ..store.sqlite import SharedReader
-from .serialize import agent_json
+from .serialize import agent_json, jsonable
 
 if TYPE_CHECKING:
     from ..app import Hub
 
-__all__ = ["EventRate", "LiveFeed", "overview"]
+__all__ = ["KEEPALIVE_S", "EventRate", "LiveFeed", "overview", "stream"]
 
 log = logging.getLogger(__name__)
+
+KEEPALIVE_S = 15.0
+_KEEPALIVE = object()
 
 
 class EventRate:
@@ -168,3 +181,51 @@ class LiveFeed:
                     q.put_nowait(data)
             except Exception:
                 log.exception("live overview failed")
+
+
+async def stream(request: web.Request, feed: LiveFeed, who: Principal) -> web.StreamResponse:
+    """Server-sent events: ``overview`` whenever the data changed (at most once per
+    ``web.live_interval_s``); a comment line every 15 s keeps proxies from closing it.
+    Before each, ``who`` is checked again; the stream ends when it no longer may watch."""
+    hub = feed.hub
+    response = web.StreamResponse(headers={"Content-Type": "text/event-stream",
+                                           "Cache-Control": "no-cache",
+                                           "X-Accel-Buffering": "no"})
+    await response.prepare(request)
+    queue = feed.subscribe()
+    current: Principal | None = who
+
+    async def allowed() -> bool:
+        nonlocal current
+        now = hub.clock.now()
+        current = await hub.read(lambda repo: principal_now(repo, who, now))
+        return current is not None and current.can("signed_in")
+
+    async def send(data: dict[str, Any]) -> None:
+        assert current is not None
+        payload = data if current.can("view") else {"version": data["version"], "now": data["now"]}
+        text = json.dumps(jsonable(payload), separators=(",", ":"), ensure_ascii=False)
+        await response.write(f"event: overview\nid: {data['version']}\ndata: {text}\n\n".encode())
+
+    try:
+        item: Any = feed.latest or await feed.compute()
+        while item is not None:  # None: the feed stops
+            if not await allowed():
+                log.info("live feed of %s ended: signed out, expired, disabled or revoked",
+                         who.actor)
+                break
+            if item is _KEEPALIVE:
+                await response.write(b": keep-alive\n\n")
+            else:
+                await send(item)
+            try:
+                item = await asyncio.wait_for(queue.get(), KEEPALIVE_S)
+            except TimeoutError:
+                item = _KEEPALIVE
+    except (ConnectionResetError, asyncio.CancelledError):
+        pass
+    finally:
+        feed.unsubscribe(queue)
+    with contextlib.suppress(ConnectionResetError, RuntimeError):
+        await response.write_eof()
+    return response

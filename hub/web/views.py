@@ -4,8 +4,6 @@ the hub for actions. No logic of their own; shapes come from :mod:`serialize`.""
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import json
 import logging
 from datetime import timedelta
 from pathlib import Path
@@ -24,7 +22,7 @@ from ..memory import rss_bytes, sqlite_bytes
 from ..scores import month_bounds, score_cases
 from .actions import load_case_for, parse_action, perform
 from .common import case_filter, hub_of, json_response, principal, query_int
-from .live import overview
+from .live import overview, stream
 from .metrics import render
 from .problems import FieldErrors, WebError, problem
 from .serialize import agent_json, jsonable, snapshot_url
@@ -64,39 +62,8 @@ async def overview_json(request: web.Request) -> web.Response:
 
 
 async def live(request: web.Request) -> web.StreamResponse:
-    """Server-sent events: ``overview`` whenever the data changed (at most once per
-    ``web.live_interval_s``); a comment line every 15 s keeps proxies from closing it."""
-    who = principal(request)
-    feed = _live(request)
-    response = web.StreamResponse(headers={"Content-Type": "text/event-stream",
-                                           "Cache-Control": "no-cache",
-                                           "X-Accel-Buffering": "no"})
-    await response.prepare(request)
-    queue = feed.subscribe()
-
-    async def send(data: dict[str, Any]) -> None:
-        payload = data if who.can("view") else {"version": data["version"], "now": data["now"]}
-        text = json.dumps(jsonable(payload), separators=(",", ":"), ensure_ascii=False)
-        await response.write(f"event: overview\nid: {data['version']}\ndata: {text}\n\n".encode())
-
-    try:
-        await send(feed.latest or await feed.compute())
-        while True:
-            try:
-                data = await asyncio.wait_for(queue.get(), 15)
-            except TimeoutError:
-                await response.write(b": keep-alive\n\n")
-                continue
-            if data is None:
-                break
-            await send(data)
-    except (ConnectionResetError, asyncio.CancelledError):
-        pass
-    finally:
-        feed.unsubscribe(queue)
-    with contextlib.suppress(ConnectionResetError, RuntimeError):
-        await response.write_eof()
-    return response
+    """Server-sent events of the overview (:func:`hub.web.live.stream`)."""
+    return await stream(request, _live(request), principal(request))
 
 
 async def cases_json(request: web.Request) -> web.Response:
