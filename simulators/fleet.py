@@ -18,7 +18,9 @@ broker alone); ``--broker HOST:PORT --credentials FILE`` for one you run, with
 credentials provisioned beforehand (``--provision DIR --credentials FILE`` writes them
 into DIR's Mosquitto password file). Reports connect times (p50/p95/p99/max, the whole
 storm), events published, sent (broker PUBACK), acked (hub ack), heartbeats, errors,
-and with a private hub its CPU and memory; ``--json`` prints them as one object.
+and with a private hub its CPU and memory; ``--json`` prints them as one object, with
+``per_agent`` (each agent's published, acked, rejected and unacked events). At the end
+it stops making events and waits up to ``--drain-s`` seconds for the hub's acks.
 """
 
 from __future__ import annotations
@@ -136,7 +138,9 @@ class VirtualAgent:
         self.stats = stats
         self.rng = rng
         self.boot_id = new_boot_id()
-        self.seq = 0
+        self.seq = 0  # also the events it published
+        self.acked = 0  # events the hub's acks covered
+        self.rejected = 0  # events the hub refused (in an ack's rejected list)
         self.unacked: dict[int, bytes] = {}  # seq -> payload, until the hub's ack covers it
         self.sent_at: dict[int, float] = {}  # seq -> when it was last sent
         self.first_sent: dict[int, float] = {}  # seq -> when it was first sent
@@ -305,6 +309,7 @@ class VirtualAgent:
             self.sent_at.pop(r.seq, None)
             self.first_sent.pop(r.seq, None)
             if self.unacked.pop(r.seq, None) is not None:
+                self.rejected += 1
                 self.stats.errors[f"rejected: {r.reason[:60]}"] += 1
         covered = [s for s in self.unacked if ack.covers(s)]
         now = time.monotonic()
@@ -315,6 +320,7 @@ class VirtualAgent:
             if first is not None and len(self.stats.ack_s) < 200_000:
                 self.stats.ack_s.append(now - first)
         self.stats.acked += len(covered)
+        self.acked += len(covered)
 
 
 def _now():  # noqa: ANN202
@@ -439,6 +445,13 @@ class Fleet:
             time.sleep(0.05)
         return self.all_acked()
 
+    def per_agent(self) -> dict[str, dict[str, int]]:
+        """Each agent's events: published (seqs issued), acked by the hub, rejected by it,
+        and still unacked, to set beside the hub's own count per agent."""
+        agents = sorted((a for w in self.workers for a in w.agents), key=lambda a: a.agent_id)
+        return {a.agent_id: {"published": a.seq, "acked": a.acked, "rejected": a.rejected,
+                             "unacked": len(a.unacked)} for a in agents}
+
     def stats(self) -> dict[str, Any]:
         parts = [w.stats for w in self.workers]
         connect = [x for p in parts for x in p.connect_s]
@@ -482,6 +495,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ramp", type=float, default=10.0, metavar="S", help="spread connects over S seconds (jittered)")
     p.add_argument("--duration", type=float, default=30.0, metavar="S", help="run this long after the ramp")
     p.add_argument("--loops", type=int, default=2, help="event-loop threads holding the clients")
+    p.add_argument("--drain-s", type=float, default=30.0, metavar="S",
+                   help="after the run, stop making events and wait up to S seconds for the hub to ack "
+                        "every one before reporting (drained: false if some are still unacked)")
     p.add_argument("--prefix", default="fleet", help="agent ids are PREFIX-00000 ...")
     p.add_argument("--broker", metavar="HOST:PORT", help="use this broker (with --credentials) instead of a private one")
     p.add_argument("--credentials", type=Path, metavar="FILE",
@@ -506,6 +522,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _run(args: argparse.Namespace) -> int:
     if args.agents < 1:
         raise SimulatorError("--agents must be at least 1")
+    if args.drain_s < 0:
+        raise SimulatorError("--drain-s must be 0 or more seconds")
     if args.provision is not None:
         if args.credentials is None:
             raise SimulatorError("--provision writes credentials: give --credentials FILE too")
@@ -572,9 +590,11 @@ def run_fleet(opts: FleetOptions, args: argparse.Namespace, hub_url: str | None 
                                  "events": f"{s['events_published']} published, {s['events_acked']} acked "
                                            f"({progress.rate('acked', s['events_acked']):.0f}/s)",
                                  "errors": s["errors_total"]})
-        drained = fleet.quiesce(30)
+        drained = fleet.quiesce(args.drain_s)
         result = fleet.stats()
         result["drained"] = drained
+        result["drain_s"] = args.drain_s
+        result["per_agent"] = fleet.per_agent()
     finally:
         fleet.stop()
     result["run_s"] = round(progress.elapsed(), 1)
@@ -593,6 +613,11 @@ def format_result(r: dict[str, Any]) -> str:
         f"publish → hub ack ms p50 {r['ack_ms']['p50']} p99 {r['ack_ms']['p99']}",
         f"errors {r['errors_total']}" + (f": {r['errors']}" if r["errors"] else ""),
     ]
+    if "drained" in r:
+        short = {a: c["unacked"] for a, c in r.get("per_agent", {}).items() if c["unacked"]}
+        lines.append("every event acked by the hub" if r["drained"] else
+                     f"not drained within {r['drain_s']:g} s: {sum(short.values())} events unacked "
+                     f"on {len(short)} agents (per agent: --json)")
     for name, u in r.get("processes", {}).items():
         lines.append(f"{name}: {u['cpu_s']} CPU s, {u['rss_mib']} MiB RSS")
     return "\n".join(lines)

@@ -4,7 +4,9 @@ restart too; provisioning and bad input on the command line."""
 
 from __future__ import annotations
 
+import argparse
 import asyncio
+import json
 import subprocess
 import sys
 
@@ -15,7 +17,7 @@ from simtestlib import ROOT, until
 from hub.app import Hub
 from hub.broker import BrokerAuth, BrokerSettings
 from hub.config import HubConfig, build_setup
-from simulators.fleet import Fleet, FleetOptions, provision
+from simulators.fleet import Fleet, FleetOptions, provision, run_fleet
 
 EXAMPLES = ROOT / "hub" / "examples"
 
@@ -89,3 +91,41 @@ def test_bad_targets_are_one_line_errors(tmp_path):
         out = run(*args)
         assert out.returncode == 1 and message in out.stderr, out.stderr
         assert "Traceback" not in out.stderr
+
+
+async def test_fleet_reports_each_agent_beside_the_hubs_own_count(hub):
+    """Issue 17, point 8: totals alone cannot show which agent lost what. Each agent's
+    published and acked counts match the hub's stored count for that agent."""
+    creds = provision(hub.broker_auth, 4, "pa")
+    await asyncio.to_thread(hub.broker_auth.reload)
+    opts = FleetOptions(hub.broker_host, hub.broker_port, creds, event_rate=40.0, heartbeat_s=5.0,
+                        ramp_s=0.5, loops=1)
+    args = argparse.Namespace(duration=1.5, progress_every=60.0, quiet=True, drain_s=30.0)
+    result = await asyncio.to_thread(run_fleet, opts, args)
+    assert result["drained"] and result["drain_s"] == 30.0
+    per = result["per_agent"]
+    assert sorted(per) == sorted(creds)
+    assert sum(a["published"] for a in per.values()) == result["events_published"] > 0
+    assert sum(a["acked"] for a in per.values()) == result["events_acked"]
+    stored = await hub.read(lambda repo: repo.messages_stored_by_agent(list(per)))
+    assert {a: (c["published"], c["acked"], c["unacked"]) for a, c in per.items()} == {
+        a: (stored[a], stored[a], 0) for a in per}
+
+
+def test_fleet_json_has_per_agent_figures_and_honours_drain_s(tmp_path):
+    out = subprocess.run(
+        [sys.executable, "-c", "import sys; from simulators.cli import main; sys.exit(main())", "fleet",
+         "--agents", "3", "--rate", "15", "--ramp", "0.5", "--duration", "1.5", "--heartbeat", "1",
+         "--drain-s", "20", "--json", "--quiet"], capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert result["drained"] is True and result["drain_s"] == 20.0
+    per = result["per_agent"]
+    assert sorted(per) == [f"fleet-{i:05d}" for i in range(3)]
+    assert all(set(c) == {"published", "acked", "rejected", "unacked"} for c in per.values())
+    assert sum(c["published"] for c in per.values()) == result["events_published"] > 0
+    assert all(c["published"] == c["acked"] and c["unacked"] == 0 for c in per.values())
+    bad = subprocess.run(
+        [sys.executable, "-c", "import sys; from simulators.cli import main; sys.exit(main())", "fleet",
+         "--agents", "1", "--drain-s", "-1"], capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert bad.returncode == 1 and "--drain-s must be 0 or more" in bad.stderr
