@@ -45,6 +45,7 @@ from protocol.logsetup import configure_logging
 
 from .auth.roles import TOKEN_ROLES, USER_ROLES
 from .config import load_setup
+from .linkage import linkage_token_problem, partner_systems
 
 __all__ = ["main"]
 
@@ -315,12 +316,19 @@ def _token(args: argparse.Namespace) -> int:
         with repo.transaction():
             if cmd == "create":
                 name = args.name or "-".join(x for x in (args.role, args.department) if x)
+                linkage = setup.config.web.linkage
+                if args.role == "linkage" and (problem := linkage_token_problem(linkage, name)):
+                    raise CityopsError(f"token {name!r}: {problem}")
                 token_id, token = accounts.create_api_token(
                     repo, name, args.role, now, departments=_departments(setup),
                     department=args.department, created_by="cli")
                 print(token)
                 print(f"cityops-hub: token {token_id} ({name}, {args.role}) created; it is shown "
                       "only now: send it as 'Authorization: Bearer TOKEN'", file=sys.stderr)
+                if args.role == "linkage":
+                    print(f"cityops-hub: it files incidents under source_system "
+                          f"{', '.join(partner_systems(linkage, name))} only (web.linkage.partners."
+                          f"{name}.systems)", file=sys.stderr)
             else:
                 accounts.revoke_api_token(repo, args.token_id, now)
                 print(f"cityops-hub: token {args.token_id} revoked", file=sys.stderr)

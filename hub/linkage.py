@@ -13,6 +13,14 @@ The partner's ``type`` becomes a taxonomy subcategory through ``web.linkage.type
 (keys ``"<source_system>:<type>"``, ``"<type>"`` or ``"<source_system>:*"``, most
 specific first). ``(source_system, external_id)`` is the idempotency key.
 
+A ``source_system`` belongs to one partner, so no partner can take another's incident ids
+(a squatted id would answer the real partner 409): a linkage token files only under its
+partner's ``web.linkage.partners.<token name>.systems``, or, when none are listed, under
+the one system named like the token (``cityops-hub token create --role linkage --name
+police-110``). A system listed for one partner is reserved for it: no other token may
+use it (:func:`source_system_refusal`), and no two partners may list it
+(:func:`check_linkage_config`).
+
 Signature (per partner, when a secret is configured): ``X-Cityops-Timestamp`` (Unix
 seconds) and ``X-Cityops-Signature: sha256=<hex HMAC-SHA256 of "<timestamp>.<raw
 body>">``; a timestamp outside ``signature_window_s`` is refused, so a captured request
@@ -30,7 +38,7 @@ from typing import Annotated
 from pydantic import AwareDatetime, Field, StringConstraints, model_validator
 
 from protocol.base import StrictModel
-from protocol.ids import Id
+from protocol.ids import Id, is_safe_id
 from protocol.taxonomy import Taxonomy
 
 from .geo import Grid
@@ -46,8 +54,11 @@ __all__ = [
     "check_times",
     "grid_point",
     "incident_digest",
+    "linkage_token_problem",
     "map_type",
+    "partner_systems",
     "sign",
+    "source_system_refusal",
 ]
 
 SIGNATURE_HEADER = "X-Cityops-Signature"
@@ -73,7 +84,9 @@ class LinkagePartner(StrictModel):
     require_signature: bool = Field(
         False, description="refuse unsigned posts from this partner (needs secret_env)")
     systems: list[Id] = Field(
-        default_factory=list, description="source_system values this partner may use; empty: any")
+        default_factory=list, max_length=100,
+        description="source_system values reserved for this partner's tokens; empty: the one "
+                    "named like the token")
 
     @model_validator(mode="after")
     def _secret_for_signature(self) -> LinkagePartner:
@@ -89,7 +102,8 @@ class LinkageConfig(StrictModel):
         description="partner type → subcategory; keys '<source_system>:<type>', '<type>' "
                     "or '<source_system>:*' (most specific wins)")
     partners: dict[str, LinkagePartner] = Field(
-        default_factory=dict, description="API token name → signature settings")
+        default_factory=dict, description="API token name → its source systems and signature "
+                                          "settings")
     max_body_bytes: int = Field(16 * 1024, ge=1024, le=256 * 1024,
                                 description="larger posts are refused (413)")
     signature_window_s: int = Field(300, ge=10, le=3600,
@@ -124,6 +138,55 @@ class Incident(StrictModel):
     description: Annotated[str, StringConstraints(max_length=2000)] = ""
     photo_url: Annotated[str, StringConstraints(pattern=r"^https?://\S+$", max_length=200)] | None = \
         Field(None, description="kept as a link; the hub never fetches it")
+
+
+def partner_systems(cfg: LinkageConfig, token_name: str) -> tuple[str, ...]:
+    """The source systems a linkage token files under: its partner's ``systems``, else the
+    one named like the token (none when the name is not a valid source_system)."""
+    partner = cfg.partners.get(token_name)
+    if partner is not None and partner.systems:
+        return tuple(partner.systems)
+    return (token_name,) if is_safe_id(token_name) else ()
+
+
+def _owner(cfg: LinkageConfig, source_system: str) -> str | None:
+    """The partner whose ``systems`` list ``source_system``, if any."""
+    return next((name for name, p in cfg.partners.items() if source_system in p.systems), None)
+
+
+def source_system_refusal(cfg: LinkageConfig, token_name: str, source_system: str) -> str | None:
+    """None when the token may file under ``source_system``; else why not and the fix."""
+    owner = _owner(cfg, source_system)
+    if owner is not None and owner != token_name:
+        return (f"source_system {source_system!r} is reserved for another partner; this token "
+                f"({token_name!r}) files under {_listed(partner_systems(cfg, token_name))}")
+    allowed = partner_systems(cfg, token_name)
+    if source_system in allowed:
+        return None
+    return (f"this token ({token_name!r}) files under {_listed(allowed)}, not "
+            f"{source_system!r}; a partner's systems are listed in "
+            f"web.linkage.partners.{token_name}.systems (or the token is named after its one "
+            "system), so ask the hub's administrator")
+
+
+def linkage_token_problem(cfg: LinkageConfig, token_name: str) -> str | None:
+    """Why a linkage token of this name would be useless or would take another partner's
+    system (refused when it is created), else None."""
+    allowed = partner_systems(cfg, token_name)
+    if not allowed:
+        return (f"a linkage token files under the source_system it is named after, and "
+                f"{token_name!r} is not one (1-64 of A-Z a-z 0-9 _ . -); name it after its "
+                f"system (e.g. police-110) or list its systems in "
+                f"web.linkage.partners.{token_name}.systems")
+    taken = [s for s in allowed if _owner(cfg, s) not in (None, token_name)]
+    if taken:
+        return (f"source_system {taken[0]!r} is reserved for another partner in "
+                "web.linkage.partners; name the token after its own system")
+    return None
+
+
+def _listed(systems: tuple[str, ...]) -> str:
+    return ", ".join(repr(s) for s in systems) if systems else "no source_system"
 
 
 def map_type(types: Mapping[str, str], source_system: str, type_: str) -> str | None:
@@ -192,8 +255,21 @@ def grid_point(grid: Grid) -> tuple[float, float]:
 
 
 def check_linkage_config(cfg: LinkageConfig, tax: Taxonomy) -> list[tuple[tuple, str]]:
-    """(key path under web.linkage, message) for every mapping to an unknown code."""
-    out = []
+    """(key path under web.linkage, message) for every mapping to an unknown code, and
+    every source system reserved for two partners."""
+    out: list[tuple[tuple, str]] = []
+    claimed: dict[str, str] = {}
+    for name, partner in cfg.partners.items():
+        for i, system in enumerate(partner.systems):
+            if claimed.setdefault(system, name) != name:
+                out.append((("partners", name, "systems", i),
+                            f"{system!r} is already reserved for partner {claimed[system]!r}; "
+                            "a source_system belongs to one partner"))
+    for name, partner in cfg.partners.items():
+        if not partner.systems and claimed.get(name, name) != name:
+            out.append((("partners", name),
+                        f"this partner lists no systems, so its tokens file under {name!r}, "
+                        f"which is reserved for partner {claimed[name]!r}; list its systems"))
     for key, code in cfg.types.items():
         try:
             sub = tax.subcategory(code)

@@ -13,6 +13,7 @@ from ..auth.errors import AuthError
 from ..auth.roles import TOKEN_ROLES, USER_ROLES
 from ..enroll import issue_token, parse_ttl
 from ..errors import EnrollmentError
+from ..linkage import linkage_token_problem
 from .common import hub_of, json_response, principal
 from .pages import page
 from .problems import FieldErrors, WebError
@@ -99,9 +100,12 @@ async def _create_token(request: web.Request, data: dict[str, Any]) -> tuple[int
     hub = hub_of(request)
     who = principal(request)
     dep = (data.get("department") or "").strip() or None
+    name, role = str(data.get("name", "")).strip(), str(data.get("role", ""))
+    if role == "linkage" and name and (problem := linkage_token_problem(hub.config.web.linkage, name)):
+        raise FieldErrors({"name": problem}, form="token", code="bad_name")
     try:
         return await hub.write(lambda repo: create_api_token(
-            repo, str(data.get("name", "")).strip(), str(data.get("role", "")), hub.clock.now(),
+            repo, name, role, hub.clock.now(),
             departments=_departments(hub), department=dep, created_by=who.actor))
     except AuthError as exc:
         raise FieldErrors(_fields(exc, "name"), form="token", code=exc.code) from None

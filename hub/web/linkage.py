@@ -5,8 +5,9 @@ A ``linkage`` API token posts one incident as JSON; it becomes an event of the
 pseudo-agent ``linkage`` (source: the sending system) that goes through the same
 screening, merging, routing and dispatch as an agent's event. ``(source_system,
 external_id)`` is idempotent: the first post answers 201, a repeat 200 with the same
-case, a repeat with a different body 409. Every refusal is a problem document naming
-the field and the fix.
+case, a repeat with a different body 409. A token files only under its partner's source
+systems (:func:`hub.linkage.source_system_refusal`, 403), so no partner can take another's
+incident ids. Every refusal is a problem document naming the field and the fix.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from ..linkage import (
     grid_point,
     incident_digest,
     map_type,
+    source_system_refusal,
 )
 from .common import hub_of, json_response, principal
 from .problems import FieldErrors, WebError, field_errors_from
@@ -147,10 +149,9 @@ async def post_incident(request: web.Request) -> web.Response:
     body = await _read_body(request, cfg.max_body_bytes)
     _check_partner_signature(hub, request, who.name, body)
     incident = _parse(body)
-    partner = cfg.partners.get(who.name)
-    if partner is not None and partner.systems and incident.source_system not in partner.systems:
-        raise WebError(403, "forbidden_source_system", f"this token may post for "
-                       f"{', '.join(partner.systems)}, not {incident.source_system!r}")
+    refusal = source_system_refusal(cfg, who.name, incident.source_system)
+    if refusal:  # a source_system (and so its incident ids) belongs to one partner
+        raise WebError(403, "forbidden_source_system", refusal)
     report = _report(hub, incident, who.name)
     key = ReportKey(CHANNEL, incident.source_system, incident.external_id,
                     incident_digest(incident))

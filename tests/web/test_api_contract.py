@@ -102,7 +102,7 @@ async def world(hub, agent, client):
               "admin": await make_token(hub, "admin"), "monitor": await make_token(hub, "monitor"),
               "drain": await make_token(hub, "handler", "drainage"),
               "partner": await make_token(hub, "open311", name="partner"),
-              "linkage": await make_token(hub, "linkage", name="police-gateway")}
+              "linkage": await make_token(hub, "linkage", name="police-110")}  # its system
     dispatched = await open_case(hub, agent, 1)
     review = await open_case(hub, agent, 2, where=G05)
     await hub.resolve(review, actor="crew", after_jpeg=real_jpeg(50, blob=False))
@@ -226,4 +226,6 @@ async def test_linked_incidents_validate(world, client, hub):
                 json_body={**body, "location": {"lat": 95, "lon": 0}})
     await check("POST", "/api/v1/incidents", expect=401, json_body=body)
     await check("POST", "/api/v1/incidents", expect=403, token=t["op"], json_body=body)
+    await check("POST", "/api/v1/incidents", expect=403, token=t["linkage"],
+                json_body={**body, "source_system": "fire-119"})  # not this partner's system
     await check("POST", "/api/v1/incidents", expect=415, token=t["linkage"], data="type=police")

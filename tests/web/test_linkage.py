@@ -1,6 +1,7 @@
 """Linked incidents (POST /api/v1/incidents): token and role, every field validated with
-an error that names it, idempotency on (source_system, external_id), the same screening
-and dispatch as an agent's event, and the optional HMAC signature."""
+an error that names it, idempotency on (source_system, external_id), each source_system
+reserved for its partner, the same screening and dispatch as an agent's event, and the
+optional HMAC signature."""
 
 from __future__ import annotations
 
@@ -16,7 +17,9 @@ import pytest
 from hubtest import G01, OUTSIDE, T0, make_setup
 from webtest import Client, make_token, running_hub
 
+from hub.cli import main
 from hub.linkage import sign
+from protocol.errors import ConfigError
 
 URL = "/api/v1/incidents"
 
@@ -28,6 +31,16 @@ def incident(**over):
             "description": "two cars collided, one lane blocked"}
     body.update(over)
     return body
+
+
+# The police gateway files for two systems; other partners' tokens file under their name.
+PARTNERS = {"police-gateway": {"systems": ["police-110", "fire-119"]}}
+
+
+@pytest.fixture
+async def hub(tmp_path, clock):
+    async with running_hub(tmp_path, clock, linkage={"partners": PARTNERS}) as h:
+        yield h
 
 
 @pytest.fixture
@@ -287,3 +300,87 @@ async def test_racing_posts_of_one_incident_make_one_case(hub, client, partner):
     assert sorted(r.status for r in replies) == [200] * 5 + [201]
     assert len({r.json()["case"]["id"] for r in replies}) == 1
     assert (await hub.read(lambda repo: repo.counts()))["cases_total"] == 1
+
+
+# -- each source_system belongs to one partner -------------------------------------------------
+
+async def test_a_partner_cannot_squat_another_partners_incident_ids(hub, client, partner):
+    """The ambulance system's token tries to file under police-110 first, taking the police's
+    next incident id; it is refused and the police's own filing goes through (not 409)."""
+    other = await make_token(hub, "linkage", name="ambulance-120")
+    squat = incident(description="a squatter's version")
+    r = await post(client, squat, other)
+    assert r.status == 403 and r.content_type == "application/problem+json", r.text
+    doc = r.json()
+    assert doc["code"] == "forbidden_source_system"
+    assert "'police-110' is reserved for another partner" in doc["detail"]
+    assert "files under 'ambulance-120'" in doc["detail"]
+    assert (await hub.read(lambda repo: repo.counts()))["cases_total"] == 0
+    r = await post(client, incident(), partner)
+    assert r.status == 201, r.text
+    assert r.json()["incident"]["duplicate"] is False
+    # The ambulance system still files under its own system.
+    r = await post(client, incident(source_system="ambulance-120", type="ambulance"), other)
+    assert r.status == 201, r.text
+
+
+async def test_a_token_files_only_under_its_own_systems(hub, client, partner):
+    other = await make_token(hub, "linkage", name="ambulance-120")
+    # A system nobody reserved is not free for the taking either.
+    r = await post(client, incident(source_system="traffic-122", type="police"), other)
+    assert r.status == 403 and r.json()["code"] == "forbidden_source_system"
+    assert "files under 'ambulance-120', not 'traffic-122'" in r.json()["detail"]
+    assert "web.linkage.partners.ambulance-120.systems" in r.json()["detail"]
+    r = await post(client, incident(source_system="ambulance-120", type="ambulance"), partner)
+    assert r.status == 403 and "files under 'police-110', 'fire-119'" in r.json()["detail"]
+    # A token whose name is not a source_system files under nothing until configured.
+    odd = await make_token(hub, "linkage", name="Police gateway 2")
+    r = await post(client, incident(), odd)
+    assert r.status == 403 and "files under no source_system" in r.json()["detail"]
+    assert (await hub.read(lambda repo: repo.counts()))["cases_total"] == 0
+
+
+def test_a_source_system_reserved_for_two_partners_is_a_config_error(tmp_path):
+    with pytest.raises(ConfigError) as info:
+        make_setup(tmp_path, web={"linkage": {"partners": {
+            "police-gateway": {"systems": ["police-110"]}, "city-gateway": {"systems": ["police-110"]}}}})
+    assert "web.linkage.partners.city-gateway.systems.0" in str(info.value)
+    assert "already reserved for partner 'police-gateway'" in str(info.value)
+    with pytest.raises(ConfigError) as info:
+        make_setup(tmp_path, web={"linkage": {"partners": {
+            "gw": {"systems": ["fire-119"]}, "fire-119": {"secret_env": "FIRE_SECRET"}}}})
+    assert "web.linkage.partners.fire-119" in str(info.value) and "list its systems" in str(info.value)
+
+
+def test_token_create_binds_a_linkage_token_to_its_systems(tmp_path, capsys):
+    from hubtest import write_hub_yaml
+
+    path = write_hub_yaml(tmp_path)
+    path.write_text(path.read_text().replace(
+        "web: {port: 0}", "web: {port: 0, linkage: {partners: {police-gateway: {systems: [police-110, fire-119]}}}}"))
+    base = ["token", "create", "--config", str(path), "--role", "linkage"]
+    assert main([*base, "--name", "police-gateway"]) == 0
+    err = capsys.readouterr().err
+    assert "files incidents under source_system police-110, fire-119 only" in err
+    assert main([*base, "--name", "ambulance-120"]) == 0
+    assert "under source_system ambulance-120 only" in capsys.readouterr().err
+    # A token named after another partner's system would take it: refused at creation.
+    assert main([*base, "--name", "police-110"]) == 1
+    err = capsys.readouterr().err
+    assert "'police-110' is reserved for another partner" in err and "Traceback" not in err
+    assert main([*base, "--name", "Police gateway 2"]) == 1
+    assert "name it after its system" in capsys.readouterr().err
+
+
+async def test_admin_api_refuses_a_linkage_token_for_a_reserved_system(hub):
+    client = Client(hub)
+    try:
+        admin = await make_token(hub, "admin", name="ops")
+        r = await client.post("/api/v1/admin/tokens", token=admin,
+                              json={"name": "fire-119", "role": "linkage"})
+        assert r.status == 400 and "reserved for another partner" in r.json()["detail"], r.text
+        r = await client.post("/api/v1/admin/tokens", token=admin,
+                              json={"name": "ambulance-120", "role": "linkage"})
+        assert r.status == 201, r.text
+    finally:
+        await client.close()
