@@ -164,7 +164,7 @@ async def test_messages_sent_while_the_hub_is_down_arrive_when_it_is_back(tmp_pa
     setup = make_setup(tmp_path)
     hub = Hub(setup, clock=clock, run_scheduler=False)
     await hub.start()
-    port = hub.broker.port
+    port = hub.broker.hub_port  # the hub's own listener (agents use hub.broker.port)
     # Keep the broker running across the hub restart: the receiver's session is persistent.
     broker = hub.broker
     hub.broker = None
