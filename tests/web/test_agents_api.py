@@ -7,6 +7,8 @@ from __future__ import annotations
 from hubtest import TestAgent, await_for, sensor_event
 from webtest import make_token
 
+from hub.ingest.seqs import WINDOW
+
 
 async def test_agents_api_counts_stored_messages_and_summarises_gaps(hub, agent, client):
     other = TestAgent(hub.broker, "agent-2", "agent-password-2222222")
@@ -40,5 +42,14 @@ async def test_agents_api_counts_stored_messages_and_summarises_gaps(hub, agent,
         assert (a1["seq_upto"], a1["missing_seqs"], a1["seq_gaps_open"], a1["seq_gaps_opened"]) == (5, 1, 1, 2)
         stats = (await client.api("GET", "/api/v1/stats", token=token)).json()
         assert (stats["seq_gaps"], stats["seq_gaps_open"]) == (2, 1)
+        # A seq far beyond the window: refused with its reason, counted, the state unmoved.
+        far = 7 + WINDOW + 1
+        agent.send(sensor_event(seq=far, event_id="wm-far", source="meter-9"))
+        await await_for(lambda: [r for r in agent.rejected() if r.seq == far], what="the rejection")
+        assert (await agents())["agent-1"]["seq_highest"] == 7
+        hub.config.web.metrics_public = True
+        metrics = (await client.get("/metrics")).text
+        assert "cityops_ingest_seq_out_of_window_total 1" in metrics
+        assert "cityops_ingest_seqs_given_up_total 0" in metrics
     finally:
         other.close()
