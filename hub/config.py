@@ -26,6 +26,7 @@ from protocol.errors import ConfigError, ConfigProblem
 from protocol.ids import Id
 from protocol.taxonomy import Taxonomy, taxonomy
 
+from .gazetteer import Gazetteer, load_gazetteer
 from .geo import GridIndex, load_grids, read_config_text
 from .linkage import LinkageConfig, check_linkage_config
 from .plans.checks import load_plans_dir
@@ -126,6 +127,10 @@ class Open311Config(StrictModel):
                     "never elderly care, linkage or devices (privacy)")
     jurisdiction_id: str | None = Field(None, description="accepted when a client sends one")
     max_days: int = Field(90, ge=1, le=3650, description="widest start_date..end_date window")
+    posts_per_min: int = Field(30, ge=1, le=10_000, description="POSTs per api_key per minute "
+                               "(a token bucket of this size); more get 429 with Retry-After")
+    contact: str = Field("", max_length=500, description="discovery: who to ask about the API")
+    key_service: str = Field("", max_length=500, description="discovery: how to get an api_key")
 
 
 class WebConfig(StrictModel):
@@ -228,6 +233,9 @@ class HubConfig(StrictModel):
     grids: Path = Field(description="GeoJSON FeatureCollection of the grids")
     routing: Path | None = Field(None, description="routing table YAML; none: taxonomy defaults")
     service_area: Path | None = Field(None, description="GeoJSON; none: the union of the grids")
+    gazetteer: Path | None = Field(None, description="road and community names → grid and point, "
+                                   "for reports that give only an address; none: such reports "
+                                   "wait for an operator to place them")
     timezone: TimeZoneName = Field("Asia/Shanghai", description="months for scores")
     screening: ScreeningConfig = Field(default_factory=ScreeningConfig)
     sla: SlaConfig = Field(default_factory=SlaConfig)
@@ -253,6 +261,7 @@ class HubConfig(StrictModel):
         self.grids = fix(self.grids)
         self.routing = fix(self.routing)
         self.service_area = fix(self.service_area)
+        self.gazetteer = fix(self.gazetteer)
         self.vitals = fix(self.vitals)
         self.plans = fix(self.plans)
         self.broker.data_dir = fix(self.broker.data_dir)
@@ -301,6 +310,7 @@ class Setup:
     service_area: GridIndex | None  # None: the grids are the service area
     vitals: VitalsConfig = field(default_factory=VitalsConfig)
     plans: dict[str, tuple[Plan, str]] = field(default_factory=dict)  # from the plans folder
+    gazetteer: Gazetteer = field(default_factory=lambda: Gazetteer([]))  # empty: none configured
 
     @property
     def departments(self) -> set[str]:
@@ -361,8 +371,9 @@ def build_setup(config: HubConfig, doc: Document | None = None) -> Setup:
     vitals = load_vitals(config.vitals, grids) if config.vitals else VitalsConfig()
     departments = set(tax.departments) | set(routing.departments)
     plans = load_plans_dir(config.plans, tax, grids, departments) if config.plans else {}
+    gazetteer = load_gazetteer(config.gazetteer, grids) if config.gazetteer else Gazetteer([])
     return Setup(config, tax, resolve_rules(tax, config.screening), grids, routing, area,
-                 vitals, plans)
+                 vitals, plans, gazetteer)
 
 
 def load_setup(path: str | Path, env: dict[str, str] | None = None) -> Setup:

@@ -7,6 +7,9 @@ guarantee with a unique partial index:
 * ``area`` scope: ``{subcategory}|cell|{x}:{y}``, the cell of a square grid whose side is
   the merge radius. Two events in one cell can never hold two open cases; events in
   neighbouring cells join by distance and time window.
+* a report held for placement (an address the gazetteer did not know):
+  ``{subcategory}|held|{agent_id}/{event_id}``. Its point is a stand-in, so it joins
+  nothing and nothing joins it by distance (:func:`is_held_key`).
 """
 
 from __future__ import annotations
@@ -19,7 +22,8 @@ from datetime import datetime, timedelta
 from ..geo import distance_m
 from ..rules import CaseRule, MergeScope
 
-__all__ = ["Candidate", "MergeDecision", "MergeFacts", "decide_merge", "group_key"]
+__all__ = ["Candidate", "MergeDecision", "MergeFacts", "decide_merge", "group_key", "held_key",
+           "is_held_key"]
 
 _M_PER_DEG_LAT = 110_574.0
 _M_PER_DEG_LON_EQ = 111_320.0
@@ -32,6 +36,15 @@ def group_key(rule: CaseRule, agent_id: str, source: str, lat: float, lon: float
     x = math.floor(lon * _M_PER_DEG_LON_EQ * math.cos(math.radians(lat)) / side)
     y = math.floor(lat * _M_PER_DEG_LAT / side)
     return f"{rule.subcategory}|cell|{x}:{y}"
+
+
+def held_key(subcategory: str, agent_id: str, event_id: str) -> str:
+    """The grouping key of a report waiting to be placed: its own, shared with nothing."""
+    return f"{subcategory}|held|{agent_id}/{event_id}"
+
+
+def is_held_key(key: str) -> bool:
+    return "|held|" in key
 
 
 def search_box(rule: CaseRule, lat: float, lon: float) -> tuple[float, float, float, float] | None:
@@ -75,6 +88,8 @@ class MergeDecision:
 
 def _near(rule: CaseRule, facts: MergeFacts, c: Candidate) -> float | None:
     if rule.merge_scope is MergeScope.SOURCE or rule.merge_radius_m <= 0:
+        return None
+    if is_held_key(c.group_key):  # a stand-in point: not a place to be near
         return None
     d = distance_m(facts.lat, facts.lon, c.lat, c.lon)
     return d if d <= rule.merge_radius_m else None

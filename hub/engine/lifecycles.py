@@ -12,14 +12,16 @@ a batch rolls back, when :meth:`LifecyclePlacer.forget` drops it).
 
 from __future__ import annotations
 
+import json
 from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from protocol.taxonomy import CloseMode
 
-from ..cases.merging import Candidate, MergeFacts, decide_merge, group_key, search_box
-from ..cases.screening import ScreenFacts, screen
+from ..cases import screening as scr
+from ..cases.merging import Candidate, MergeFacts, decide_merge, group_key, held_key, search_box
+from ..cases.screening import ReportFacts, ScreenFacts, Screening, screen, screen_report
 from ..cases.states import OPEN_STATES, CaseState
 from ..geo import Grid
 from ..ingest.decode import EventRecord
@@ -27,6 +29,23 @@ from ..store.repo import GroupKeyTaken, LifecycleRow, LifecycleUpdate, Repositor
 from .core import Actor, CaseEngine
 
 __all__ = ["Activity", "BatchState", "LifecyclePlacer"]
+
+
+def _report_attributes(ev: EventRecord) -> dict | None:
+    """A person's report's attributes (None for a machine's event)."""
+    if ev.agent_id not in scr.REPORT_CHANNELS:
+        return None
+    try:
+        attrs = json.loads(ev.attributes) if ev.attributes else {}
+    except ValueError:
+        return {}
+    return attrs if isinstance(attrs, dict) else {}
+
+
+def _unplaced(ev: EventRecord) -> bool:
+    """A report held for an operator to place: its point is a stand-in."""
+    attrs = _report_attributes(ev)
+    return attrs is not None and attrs.get(scr.PLACEMENT) == scr.PLACEMENT_PENDING
 
 
 @dataclass
@@ -164,13 +183,17 @@ class LifecyclePlacer:
     # -- the first message of a lifecycle -----------------------------------------------------------
     def _first_message(self, repo: Repository, ev: EventRecord, observed: datetime, now: datetime,
                        activity: dict[int, Activity], result) -> None:
-        grid = self.setup.grids.locate(ev.lat, ev.lon)
+        unplaced = _unplaced(ev)
+        grid = None if unplaced else self.setup.grids.locate(ev.lat, ev.lon)
         rule = self.rules[ev.subcategory]
         engine = self.engine
         ended = ev.kind == "end"
         facts = MergeFacts(ev.subcategory, ev.agent_id, ev.source, ev.lat, ev.lon, observed)
-        key = group_key(rule, ev.agent_id, ev.source, ev.lat, ev.lon)
-        box = search_box(rule, ev.lat, ev.lon)
+        if unplaced:  # its own key, no search box: it joins nothing (hub/cases/merging.py)
+            key, box = held_key(ev.subcategory, ev.agent_id, ev.event_id), None
+        else:
+            key = group_key(rule, ev.agent_id, ev.source, ev.lat, ev.lon)
+            box = search_box(rule, ev.lat, ev.lon)
         window = engine.recurrence_window
         for _attempt in range(3):
             rows = repo.merge_candidates(ev.subcategory, key, box,
@@ -276,7 +299,18 @@ class LifecyclePlacer:
 
     def _screen_and_accept(self, repo: Repository, ev: EventRecord, observed: datetime,
                            grid: Grid | None, case_id: int, now: datetime) -> None:
-        setup, engine = self.setup, self.engine
+        setup = self.setup
+        report = _report_attributes(ev)
+        if report is not None:
+            screening = screen_report(ReportFacts(
+                subcategory=ev.subcategory, channel=ev.agent_id,
+                text=str(report.get("description") or ""),
+                has_photo=ev.snapshot_sha256 is not None,
+                placed=report.get(scr.PLACEMENT) != scr.PLACEMENT_PENDING,
+                in_service_area=setup.in_service_area(ev.lat, ev.lon),
+                grid_id=grid.grid_id if grid else None), self.rules[ev.subcategory])
+            self._decide(repo, case_id, screening, now)
+            return
         cfg = setup.config.screening
         recent_false = 0
         if cfg.repeat_offender.enabled:
@@ -295,10 +329,21 @@ class LifecyclePlacer:
         screening = screen(facts, self.rules[ev.subcategory], cfg.maintenance,
                            repeat_max_false=cfg.repeat_offender.max_false
                            if cfg.repeat_offender.enabled else None)
+        self._decide(repo, case_id, screening, now)
+
+    def _decide(self, repo: Repository, case_id: int, screening: Screening, now: datetime) -> None:
+        engine = self.engine
         case = repo.get_case(case_id)
         assert case is not None
         if screening.accepted:
             engine.accept(repo, case, Actor.AUTO, "passed the quality screen")
+        elif screening.held:  # stays new, in the operator queue, with the reasons
+            detail = "; ".join(d for _, d in screening.reasons)
+            case = engine.update(repo, case, queue="operator", queue_reason=detail,
+                                 screen_reasons=[list(r) for r in screening.reasons])
+            engine.note(repo, case, "held", Actor.AUTO, detail, {"reasons": screening.codes})
+            engine.notify(repo, case, "queued", "operators", f"case {case.id} waits for an "
+                          f"operator: {detail}")
         else:
             engine.transition(repo, case, CaseState.REJECTED, Actor.AUTO,
                               "; ".join(d for _, d in screening.reasons), rejected_at=now,

@@ -157,13 +157,17 @@ ROUTES: list[Route] = [
     # -- linked incidents from emergency systems (hub/linkage.py) -------------------------------
     Route("POST", "/api/v1/incidents", linkage.post_incident, "incidents_post", "linkage"),
     # -- Open311 GeoReport v2 ---------------------------------------------------------------------
+    Route("GET", f"/open311/v2/discovery.{FMT}", open311.discovery, "open311_discovery", "public",
+          "open311"),
     Route("GET", f"/open311/v2/services.{FMT}", open311.services, "open311_services", "public",
           "open311"),
+    Route("GET", "/open311/v2/services/{service_code}." + FMT, open311.service_definition,
+          "open311_service", "public", "open311"),
     Route("GET", f"/open311/v2/requests.{FMT}", open311.requests, "open311_requests", "public",
           "open311"),
     Route("POST", f"/open311/v2/requests.{FMT}", open311.post_request, "open311_post", "public",
           "open311"),
-    Route("GET", "/open311/v2/requests/{request_id:\\d+}." + FMT, open311.request, "open311_request",
+    Route("GET", "/open311/v2/requests/{request_id}." + FMT, open311.request, "open311_request",
           "public", "open311"),
     Route("GET", f"/open311/v2/media/{SHA}.jpg", open311.media, "open311_media", "public",
           "open311"),
@@ -175,7 +179,7 @@ CLIENT_MAX_SIZE = 320 * 1024
 
 def _error_response(request: web.Request, kind: str, exc: WebError) -> web.StreamResponse:
     if kind == "open311":
-        return open311.error_response(request, exc.status, exc.detail)
+        return open311.error_response(request, exc.status, exc.detail, exc.headers or None)
     if kind == "page":
         return pages.error_page(request, exc)
     extra = {"errors": exc.fields} if isinstance(exc, FieldErrors) else None
@@ -185,7 +189,9 @@ def _error_response(request: web.Request, kind: str, exc: WebError) -> web.Strea
 def _errors_middleware(route_kind: dict[str, str]):
     @web.middleware
     async def middleware(request: web.Request, handler):
-        kind = route_kind.get(request.match_info.route.name or "", "api")
+        # No route matched under /open311/ (a 404 or 405 there): still GeoReport's errors.
+        kind = route_kind.get(request.match_info.route.name or "",
+                              "open311" if request.path.startswith("/open311/") else "api")
         try:
             return await handler(request)
         except WebError as exc:
@@ -196,8 +202,9 @@ def _errors_middleware(route_kind: dict[str, str]):
                 "photos must be JPEGs of at most 256 KiB"))
         except web.HTTPException as exc:
             if exc.status >= 400 and kind != "page":
+                allow = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None
                 return _error_response(request, kind, WebError(exc.status, exc.reason.lower().replace(" ", "_"),
-                                                               exc.text or exc.reason))
+                                                               exc.text or exc.reason, headers=allow))
             raise
         except Exception:
             log.exception("error serving %s %s", request.method, request.path)
@@ -252,6 +259,7 @@ def create_app(hub: Hub) -> web.Application:
     app[METRICS_KEY] = metrics
     app[SECURITY_KEY] = security
     app[RENDER_KEY] = Renderer(hub)
+    app[open311.STATE_KEY] = open311.Open311State.for_hub(hub)
     live = LiveFeed(hub)
     app[LIVE_KEY] = live
     for r in ROUTES:

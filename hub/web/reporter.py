@@ -1,8 +1,9 @@
 """One-key reports for residents' committees (``/report``, role ``reporter``).
 
 One form, one step: a category (the public categories' subcategories that a person can
-report — none that needs a sensor reading), a place (a tap on the grid map, or an
-address and its grid), a photo (JPEG ≤ 256 KiB; the page shrinks a phone's photo before
+report — none that needs a sensor reading), a place (a tap on the grid map, an address
+and its grid, or an address alone: placed by the gazetteer, or held for an operator to
+place), a photo (JPEG ≤ 256 KiB; the page shrinks a phone's photo before
 sending) and a note. It becomes an event of the pseudo-agent ``reporter`` (source: the
 user) that goes through the same screening, merging, routing and dispatch as any other.
 A one-time key in the form makes a double tap or a resent form one report, not two.
@@ -22,10 +23,12 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
+from ..cases.screening import PLACEMENT
 from ..engine.reports import Photo, Report, ReportKey, report_source
 from ..linkage import grid_point
 from ..store.repo import CaseRow, ExternalReportRow, Repository
 from .common import hub_of, principal
+from .open311 import place_report
 from .problems import FieldErrors, WebError
 from .serialize import case_json
 from .svg import map_frame
@@ -118,8 +121,10 @@ def _text(form: Any, name: str, limit: int) -> str:
     return value.strip()[:limit] if isinstance(value, str) else ""
 
 
-def _place(hub: Hub, form: Any, errors: dict[str, str]) -> tuple[float, float, str | None] | None:
-    """(lat, lon, address) from a map point or an address with its grid."""
+def _place(hub: Hub, form: Any,
+           errors: dict[str, str]) -> tuple[float, float, str | None, str] | None:
+    """(lat, lon, address, how) from a map point, an address with its grid, or an address
+    alone (``how``: "point", "gazetteer" or "pending" — an operator places it)."""
     address = _text(form, "address", 200) or None
     raw_lat, raw_lon = _text(form, "lat", 40), _text(form, "lon", 40)
     grid_id = _text(form, "grid_id", 64)
@@ -133,7 +138,7 @@ def _place(hub: Hub, form: Any, errors: dict[str, str]) -> tuple[float, float, s
             errors["place"] = ("the point is outside the service area; tap a place inside "
                                "the district's grids on the map")
             return None
-        return lat, lon, address
+        return lat, lon, address, "point"
     if grid_id:
         grid = hub.setup.grids.get(grid_id)
         if grid is None:
@@ -143,8 +148,11 @@ def _place(hub: Hub, form: Any, errors: dict[str, str]) -> tuple[float, float, s
             errors["address"] = "give the address (street and number, or a landmark)"
             return None
         lat, lon = grid_point(grid)
-        return lat, lon, address
-    errors["place"] = "tap the place on the map, or give an address and choose its grid"
+        return lat, lon, address, "point"
+    if address:
+        where = place_report(hub, None, None, address)
+        return where.lat, where.lon, address, where.how
+    errors["place"] = "tap the place on the map, or give an address (and its grid if you know it)"
     return None
 
 
@@ -177,13 +185,14 @@ async def submit(request: web.Request) -> web.StreamResponse:
     if errors:
         return await _render(request, status=400, errors=errors, values=values)
     assert service is not None and place is not None
-    lat, lon, address = place
+    lat, lon, address, how = place
     photo = Photo(checked.sha256, len(checked.data), checked.width, checked.height) if checked else None
     # One source per report (user.key): two reports never share a per-source grouping key.
     source = report_source(f"{who.name[:40]}.{key_value[:16]}")
     report = Report(agent_id=CHANNEL, source=source, subcategory=service.code,
                     lat=lat, lon=lon, place=address, description=note, photo=photo,
-                    attributes={"reporter": who.name[:200]})
+                    attributes={"reporter": who.name[:200],
+                                **({PLACEMENT: how} if how != "point" else {})})
     digest = hashlib.sha256(f"{service.code}|{lat}|{lon}|{address}|{note}|"
                             f"{checked.sha256 if checked else ''}".encode()).hexdigest()
     outcome = await hub.report_once(report, ReportKey(CHANNEL, who.name, key_value, digest),
