@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -37,6 +37,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CLIP_SEED_BASE",
+    "ClassTally",
     "VALIDATION_CLIP_SEED_BASE",
     "VALIDATION_SEED_BASE",
     "PlayedClip",
@@ -65,11 +66,49 @@ def average_precision(recall: np.ndarray, precision: np.ndarray) -> float:
     return float(np.sum((r[idx + 1] - r[idx]) * p[idx + 1]))
 
 
+Box = tuple[float, float, float, float]
+
+
 @dataclass
-class _ClassTally:
-    scores: list[float]
-    hits: list[bool]
+class ClassTally:
+    """One class's detections over a set of images, each marked a hit or not at an IoU
+    threshold, and how many true boxes there were: enough for AP and for precision and
+    recall at any score."""
+
+    scores: list[float] = field(default_factory=list)
+    hits: list[bool] = field(default_factory=list)
     positives: int = 0
+
+    def add(self, detections: Sequence[Detection], truth: Sequence[Box], iou_threshold: float = 0.5) -> None:
+        """One image: ``detections`` and ``truth`` of this class. Best score first, each
+        detection takes the unused true box it overlaps most; a hit at ``iou_threshold``."""
+        self.positives += len(truth)
+        used = [False] * len(truth)
+        for det in sorted(detections, key=lambda d: -d.score):
+            best, best_j = 0.0, -1
+            for j, g in enumerate(truth):
+                if not used[j]:
+                    o = iou(det.box, g)
+                    if o > best:
+                        best, best_j = o, j
+            hit = best >= iou_threshold
+            if hit:
+                used[best_j] = True
+            self.scores.append(det.score)
+            self.hits.append(hit)
+
+    def ranked(self) -> tuple[np.ndarray, np.ndarray]:
+        """Scores and hits, best score first."""
+        order = np.argsort(-np.array(self.scores)) if self.scores else np.zeros(0, int)
+        return np.array(self.scores, float)[order], np.array(self.hits, bool)[order]
+
+    def ap(self) -> float:
+        """Average precision (NaN when there was no true box)."""
+        if not self.positives:
+            return float("nan")
+        _, hits = self.ranked()
+        tp, fp = np.cumsum(hits), np.cumsum(~hits)
+        return average_precision(tp / self.positives, tp / np.maximum(1, tp + fp))
 
 
 def evaluate_boxes(
@@ -88,35 +127,17 @@ def evaluate_boxes(
     # At the detector's own input size: the same scenes, as little resampling as possible.
     samples = render_samples(list(range(seed_base, seed_base + images)), workers=workers,
                              size=detector.info.input_size)
-    tally = {i: _ClassTally([], []) for i in range(len(labels))}
+    tally = {i: ClassTally() for i in range(len(labels))}
     started = time.perf_counter()
     for s in samples:
         found = detector.detect(s.image)
         for c in range(len(labels)):
             gts = [tuple(b) for b, lab in zip(s.boxes, s.labels, strict=True) if lab == c]
-            tally[c].positives += len(gts)
-            used = [False] * len(gts)
-            for det in sorted((d for d in found if d.class_id == c), key=lambda d: -d.score):
-                best, best_j = 0.0, -1
-                for j, g in enumerate(gts):
-                    if not used[j]:
-                        o = iou(det.box, g)
-                        if o > best:
-                            best, best_j = o, j
-                hit = best >= iou_threshold
-                if hit:
-                    used[best_j] = True
-                tally[c].scores.append(det.score)
-                tally[c].hits.append(hit)
+            tally[c].add([d for d in found if d.class_id == c], gts, iou_threshold)
     per_class = {}
     for c, t in tally.items():
-        order = np.argsort(-np.array(t.scores)) if t.scores else np.zeros(0, int)
-        hits = np.array(t.hits, bool)[order] if t.scores else np.zeros(0, bool)
-        scores = np.array(t.scores)[order] if t.scores else np.zeros(0)
-        tp, fp = np.cumsum(hits), np.cumsum(~hits)
-        recall = tp / max(1, t.positives)
-        precision = tp / np.maximum(1, tp + fp)
-        ap = average_precision(recall, precision) if t.positives else float("nan")
+        scores, hits = t.ranked()
+        ap = t.ap()
         at = scores >= operating_score
         tp_op, n_op = int(hits[at].sum()), int(at.sum())
         per_class[labels[c]] = {
