@@ -69,8 +69,33 @@ class Document:
         return ConfigProblem(self.filename, line, col, format_path(path), message)
 
 
+MAX_DEPTH = 64  # nesting of mappings and sequences; configs use fewer than ten
+
+
 class _Loader(yaml.SafeLoader):
-    """SafeLoader; we compose nodes ourselves to keep positions."""
+    """SafeLoader; we compose nodes ourselves to keep positions.
+
+    Aliases (``*name``) are refused: a few hundred bytes of nested aliases expand to
+    millions of nodes (a "billion laughs"), and every walk over the document, ours and
+    pydantic's, expands them. Nesting deeper than :data:`MAX_DEPTH` is refused before
+    the composer's recursion runs out of stack."""
+
+    _depth = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node:
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise yaml.composer.ComposerError(
+                None, None, f"aliases are not allowed (*{event.anchor}): write the value out "
+                "where it is needed", event.start_mark)
+        if self._depth >= MAX_DEPTH:
+            raise yaml.composer.ComposerError(
+                None, None, f"nested deeper than {MAX_DEPTH} levels", self.peek_event().start_mark)
+        self._depth += 1
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
 
     def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
         # A scalar that matches a YAML type but is not a valid value of it (2026-13-45,

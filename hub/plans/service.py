@@ -97,7 +97,8 @@ class PlanService:
     async def save(self, text: str, actor: str, comment: str = "", name: str | None = None) -> Loaded:
         """Validate and store a new version. ``name``: the plan being edited (the text must
         keep it)."""
-        plan = self.parse(text, f"plan {name or 'upload'}")
+        # off the event loop: parsing and checking a plan of up to 64 KiB takes a while
+        plan = await asyncio.to_thread(self.parse, text, f"plan {name or 'upload'}")
         if name is not None and plan.name != name:
             raise ConfigError([ConfigProblem(f"plan {name}", None, None, "name",
                                              f"the name must stay {name!r} (got {plan.name!r}); "

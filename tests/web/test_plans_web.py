@@ -155,3 +155,56 @@ async def test_open_cases_in_the_area_trigger_a_plan_and_a_restart_keeps_it_acti
         assert await again.plans.evaluate() == []  # still three cases, but the operator decided
     finally:
         await again.stop()
+
+
+# -- hostile plans (issue 17, point 23) ---------------------------------------------------------------
+ALIAS_BOMB = "\n".join(
+    [f"l0: &l0 [{','.join(['lol'] * 9)}]"]
+    + [f"l{i}: &l{i} [{','.join([f'*l{i - 1}'] * 9)}]" for i in range(1, 6)]) + "\n"
+
+
+async def test_an_alias_bomb_is_refused_at_once_without_expanding(hub):
+    """311 bytes of nested aliases used about 120 MB (this one: 531,441 leaves once
+    expanded): aliases are refused while composing."""
+    import time
+    import tracemalloc
+
+    from webtest import Client
+
+    assert len(ALIAS_BOMB) < 400
+    admin = await make_token(hub, "admin")
+    c = Client(hub)
+    try:
+        tracemalloc.start()
+        start = time.perf_counter()
+        r = await c.request("POST", "/api/v1/plans", token=admin, data=ALIAS_BOMB,
+                            headers={"Content-Type": "application/yaml"})
+        elapsed = time.perf_counter() - start
+        _, peak = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+    finally:
+        await c.close()
+    assert r.status == 400 and r.json()["code"] == "invalid_plan", r.text
+    assert "aliases are not allowed (*l0)" in r.json()["errors"]["text"]
+    assert elapsed < 2.0 and peak < 30 * 1024 * 1024, (elapsed, peak)
+    assert await hub.read(lambda repo: repo.latest_plans()) == []
+
+
+async def test_a_plan_nested_too_deeply_is_a_located_error_not_a_crash(hub):
+    from webtest import Client
+
+    admin = await make_token(hub, "admin")
+    c = Client(hub)
+    try:
+        r = await c.request("POST", "/api/v1/plans", token=admin,
+                            data="name: x\nkind: " + "[" * 20000 + "]" * 20000 + "\n",
+                            headers={"Content-Type": "application/yaml"})
+    finally:
+        await c.close()
+    assert r.status == 400 and "nested deeper than 64 levels" in r.json()["errors"]["text"], r.text
+
+
+def test_yaml_anchors_without_aliases_still_load():
+    from protocol.config import parse_yaml
+
+    assert parse_yaml("a: &x 1\nb: [1, {c: 2}]\n").data == {"a": 1, "b": [1, {"c": 2}]}
