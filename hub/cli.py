@@ -196,7 +196,7 @@ def _enroll(args: argparse.Namespace) -> int:
         repo.close()
     print(token)
     print(f"cityops-hub: token for {args.agent_id} expires {(now + ttl):%Y-%m-%d %H:%M} UTC; "
-          f"on the agent: cityops-agent provision --hub URL --token TOKEN --out DIR",
+          f"on the agent: cityops-agent provision --hub https://HUB --token TOKEN --out DIR [--ca-file HUB-CA.pem]",
           file=sys.stderr)
     return 0
 

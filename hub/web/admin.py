@@ -189,7 +189,7 @@ async def enroll_form(request: web.Request) -> web.StreamResponse:
     async def work(values):
         token = await _enroll(request, values)
         return (f"Enrollment token for {values.get('agent_id')} issued. On the agent: "
-                "cityops-agent provision --hub URL --token TOKEN --out DIR",
+                "cityops-agent provision --hub https://HUB --token TOKEN --out DIR [--ca-file HUB-CA.pem]",
                 {"label": f"enrollment token for {values.get('agent_id')}", "value": token})
 
     return await _form_post(request, work, "enroll")
