@@ -142,6 +142,17 @@ def build_gazetteer(data: GazetteerFile, doc: Document | None, grids: GridIndex)
     seen: dict[tuple[str, ...], int] = {}
     entries: list[tuple[tuple[str, ...], Match]] = []
     for i, place in enumerate(data.places):
+        names: list[tuple[str, ...]] = []
+        for k, name in enumerate(place.names()):
+            where = ("places", i, "name") if k == 0 else ("places", i, "aliases", k - 1)
+            tokens = normalise(name)
+            if not tokens:
+                problems.append(problem(where, f"{name!r} has no letters or digits to match"))
+            elif seen.setdefault(tokens, i) != i:
+                problems.append(problem(where, f"{name!r} is also a name of places[{seen[tokens]}]; "
+                                        "an address must point at one place"))
+            elif tokens not in names:
+                names.append(tokens)
         grid = grids.get(place.grid)
         if grid is None:
             problems.append(problem(("places", i, "grid"),
@@ -154,19 +165,7 @@ def build_gazetteer(data: GazetteerFile, doc: Document | None, grids: GridIndex)
             continue
         lat, lon = _point(place, grid)
         match = Match(place.name, place.kind.value, grid.grid_id, lat, lon)
-        for k, name in enumerate(place.names()):
-            where = ("places", i, "name") if k == 0 else ("places", i, "aliases", k - 1)
-            tokens = normalise(name)
-            if not tokens:
-                problems.append(problem(where, f"{name!r} has no letters or digits to match"))
-                continue
-            if tokens in seen and seen[tokens] != i:
-                problems.append(problem(where, f"{name!r} is also a name of places[{seen[tokens]}]; "
-                                        "an address must point at one place"))
-                continue
-            if tokens not in seen:
-                seen[tokens] = i
-                entries.append((tokens, match))
+        entries += [(tokens, match) for tokens in names]
     if problems:
         raise ConfigError(problems)
     return Gazetteer(entries)

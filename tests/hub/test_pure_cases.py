@@ -9,8 +9,8 @@ from hubtest import T0, later
 
 from hub.cases import sla
 from hub.cases.closure import Outcome, Verdict, decide_on_verdict, sensor_close_due
-from hub.cases.merging import Candidate, MergeFacts, decide_merge, group_key
-from hub.cases.screening import Reason, ScreenFacts, screen
+from hub.cases.merging import Candidate, MergeFacts, decide_merge, group_key, held_key
+from hub.cases.screening import Reason, ReportFacts, ScreenFacts, screen, screen_report, spam_signs
 from hub.cases.states import OPEN_STATES, check_transition
 from hub.errors import IllegalTransition
 from hub.rules import MaintenanceWindow, RuleOverride, ScreeningConfig, resolve_rules
@@ -101,6 +101,40 @@ def test_rules_layer_taxonomy_category_subcategory():
     assert rules["roads.pothole"].min_confidence == taxonomy().subcategory("roads.pothole").min_confidence
     s = screen(facts(), rules["flood.road_waterlogging"])
     assert s.codes == [Reason.NEEDS_OPERATOR]
+
+
+def report(**over) -> ReportFacts:
+    base = dict(subcategory="flood.road_waterlogging", channel="open311", text="water up to the knee",
+                has_photo=False, placed=True, in_service_area=True, grid_id="g-01")
+    base.update(over)
+    return ReportFacts(**base)
+
+
+def test_a_text_only_report_passes_the_reports_screen():
+    # The camera rules would say "the event carries no bbox, snapshot"; a person's text is enough.
+    assert screen_report(report(), WATERLOG).accepted
+    assert screen_report(report(text="", has_photo=True), WATERLOG).accepted
+    assert screen_report(report(text="积水"), WATERLOG).accepted  # short, not Latin: fine
+
+
+def test_a_report_that_says_nothing_or_is_spam_is_rejected_with_every_reason():
+    s = screen_report(report(text=" ?! ", in_service_area=False, grid_id=None), WATERLOG)
+    assert not s.accepted and not s.held
+    assert s.codes == [Reason.NO_CONTENT, Reason.OUTSIDE_SERVICE_AREA]
+    s = screen_report(report(text="buy http://a.example www.b.example https://c.example"), WATERLOG)
+    assert s.codes == [Reason.SPAM] and "3 links" in s.reasons[0][1]
+    assert spam_signs("aaaaaaaaaaaaaaaaaaaaaaaa!") == "the text is one character repeated"
+    assert spam_signs("see http://a.example and http://b.example") is None
+    assert spam_signs("aaaa") is None  # short notes are never spam
+
+
+def test_an_unplaced_report_is_held_never_rejected():
+    s = screen_report(report(placed=False, in_service_area=False, grid_id=None), WATERLOG)
+    assert not s.accepted and s.held and s.codes == [Reason.NEEDS_PLACEMENT]
+    manual = resolve_rules(taxonomy(), ScreeningConfig(rules={
+        "flood.road_waterlogging": RuleOverride(auto_accept=False)}))["flood.road_waterlogging"]
+    s = screen_report(report(), manual)
+    assert s.held and s.codes == [Reason.NEEDS_OPERATOR]
 
 
 # -- merging ---------------------------------------------------------------------------------------
@@ -202,3 +236,11 @@ def test_sensor_hold():
     assert not sensor_close_due(None, later(10), timedelta(minutes=5))
     assert not sensor_close_due(later(6), later(10), timedelta(minutes=5))
     assert sensor_close_due(later(5), later(10), timedelta(minutes=5))
+
+
+def test_a_held_report_joins_nothing_and_nothing_joins_it_by_distance():
+    held = Candidate(5, held_key("flood.road_waterlogging", "open311", "e-1"), 31.205, 121.405, T0)
+    d = decide_merge(mf(), WATERLOG, [held])  # same point, same time: still a case of its own
+    assert d.action == "open"
+    done = Candidate(6, held.group_key, 31.205, 121.405, T0, closed_at=T0)
+    assert decide_merge(mf(at=later(10)), WATERLOG, [], [done]).action == "open"

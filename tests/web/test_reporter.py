@@ -103,6 +103,23 @@ async def test_address_and_grid_instead_of_a_map_point(hub, client):
     assert case.grid_id == "g-05" and case.place == "Jiuting Rd 8"
 
 
+async def test_an_address_alone_waits_for_an_operator_to_place_it(hub, client):
+    # This hub has no gazetteer: the address cannot be placed by name, and the report is
+    # still taken (never refused), held new in the operator queue.
+    await client.login("rep")
+    key = await open_form(client)
+    r = await client.post("/report", data=report_form(
+        client, key, service="roads.pothole", where=None, address="behind the old water tower"))
+    assert r.status == 303, r.text[:400]
+    rows = await hub.read(lambda repo: repo.external_reports_by("reporter", "rep"))
+    case = await hub.read(lambda repo: repo.get_case(rows[0].case_id))
+    assert case.state == "new" and case.queue == "operator" and case.grid_id is None
+    assert [c for c, _ in case.screen_reasons] == ["needs_placement"]
+    assert case.place == "behind the old water tower"
+    page = (await client.get("/report")).text
+    assert f'id="report-{rows[0].id}"' in page and 'data-state="new"' in page
+
+
 @pytest.mark.parametrize(("change", "field", "words"), [
     ({"where": OUTSIDE}, "place", "outside the service area"),
     ({"where": None}, "place", "tap the place on the map"),
