@@ -117,6 +117,9 @@ async def _json_body(request: web.Request) -> dict[str, Any]:
         data = await request.json()
     except (ValueError, UnicodeDecodeError):
         raise FieldErrors({"body": "not valid JSON; send an object like {\"reason\": \"...\"}"}) from None
+    except RecursionError:  # [[[[... a hundred thousand deep: the parser runs out of stack
+        raise FieldErrors({"body": "the JSON is nested too deeply; send a flat object like "
+                           "{\"reason\": \"...\"}"}) from None
     if not isinstance(data, dict):
         raise FieldErrors({"body": "send a JSON object"})
     return data

@@ -110,3 +110,23 @@ async def test_a_chunked_body_without_length_is_cut_at_the_limit(hub, client):
     r = await client.request("POST", "/login", data=chunks(),
                              headers={"Content-Type": "application/x-www-form-urlencoded"})
     assert r.status == 413, r.status
+
+
+@pytest.mark.parametrize(("path", "role", "depth"), [
+    ("/api/v1/cases/1/notes", "operator", 100_000),
+    ("/api/v1/admin/users", "admin", 100_000),
+    ("/api/v1/plans", "admin", 30_000),  # a plan body is at most 64 KiB
+    ("/api/v1/handler/cases/1/notes", "handler", 100_000),
+])
+async def test_json_nested_a_hundred_thousand_deep_is_a_400_problem(hub, client, agent, path, role,
+                                                                    depth):
+    """It was a 500: the JSON parser ran out of stack (issue 17, point 24)."""
+    await open_case(hub, agent)
+    token = await make_token(hub, role, "drainage" if role == "handler" else None)
+    for body in ("[" * depth + "]" * depth, '{"a":' * (depth // 10) + "1" + "}" * (depth // 10)):
+        r = await client.request("POST", path, token=token, data=body,
+                                 headers={"Content-Type": "application/json"})
+        assert r.status == 400, (path, r.status, r.text[:200])
+        assert r.content_type == "application/problem+json"
+        problem = r.json()
+        assert problem["code"] == "invalid_input" and "nested too deeply" in problem["errors"]["body"]
