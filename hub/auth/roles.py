@@ -15,6 +15,7 @@ case.review / close / reopen       ✓          ✓                    ✓
 case.note                          ✓          ✓          ✓*        ✓
 handler.* (own department)                               ✓*
 plan.activate / deactivate         ✓          ✓                    ✓
+plan.notices (plan notices)        ✓          ✓          ✓*        ✓
 admin.* (users, tokens, enroll, plan upload/edit)                  ✓
 report (Open311 POST)                                              ✓      ✓         ✓
 reporter (one-key report page)                                            ✓
@@ -22,7 +23,8 @@ linkage (linked incident feed)                                                  
 metrics                            ✓          ✓                    ✓                          ✓
 =============================  ========  ==========  =======  =====  ========  =======  =======  =======
 
-``*`` only on cases dispatched to the principal's department. ``reporter`` users see
+``*`` only on cases dispatched to the principal's department (and, for plan notices, only
+the notices addressed to it). ``reporter`` users see
 only their own reports; a ``linkage`` token (police, fire, ambulance systems) may only
 post incidents.
 """
@@ -74,6 +76,7 @@ PERMISSIONS: dict[str, frozenset[Role]] = {
     "case.reopen": frozenset(_OPS),
     "case.note": frozenset(_OPS | {Role.HANDLER}),
     "plan.activate": frozenset(_OPS),
+    "plan.notices": frozenset(_OPS | {Role.HANDLER}),
     "handler": frozenset({Role.HANDLER}),
     "admin": frozenset({Role.ADMIN}),
     "report": frozenset({Role.ADMIN, Role.REPORTER, Role.OPEN311}),

@@ -129,7 +129,7 @@ ROUTES: list[Route] = [
           "plan.activate"),
     Route("POST", f"/api/v1/plans/{PLAN}/deactivate", plans_web.deactivate_json, "plan_deactivate",
           "plan.activate"),
-    Route("GET", "/api/v1/plan-notices", plans_web.notices_json, "plan_notices", "signed_in"),
+    Route("GET", "/api/v1/plan-notices", plans_web.notices_json, "plan_notices", "plan.notices"),
     # -- administration --------------------------------------------------------------------------
     Route("GET", "/api/v1/admin/users", admin.users_json, "admin_users", "admin"),
     Route("POST", "/api/v1/admin/users", admin.user_add_json, "admin_users_add", "admin"),

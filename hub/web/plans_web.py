@@ -11,6 +11,7 @@ from aiohttp import web
 
 from protocol.errors import ConfigError
 
+from ..auth.roles import Role
 from ..plans.service import PlanError
 from ..vitals.charts import level_chart
 from ..vitals.config import Kind
@@ -205,9 +206,20 @@ async def deactivate_json(request: web.Request) -> web.Response:
 
 
 async def notices_json(request: web.Request) -> web.Response:
-    """Plan notices: a handler sees its department's, others any (``?department=``)."""
+    """Plan notices (permission ``plan.notices``): operators, dispatchers and admins see
+    every department's (``?department=`` to filter); a handler only its own department's,
+    and asking for another's is a 403. Reporters and partner tokens see none."""
     who = principal(request)
-    dep = who.department if who.role == "handler" else (request.query.get("department") or None)
+    asked = request.query.get("department") or None
+    if who.role is Role.HANDLER:
+        if asked is not None and asked != who.department:
+            raise WebError(403, "other_department", f"plan notices of {asked!r} are not "
+                           f"addressed to {who.department}")
+        dep = who.department
+        if dep is None:  # a handler always has one; never fall through to 'every notice'
+            raise WebError(403, "forbidden", "a handler without a department sees no notices")
+    else:
+        dep = asked
     rows = await hub_of(request).read(lambda repo: repo.plan_notices(dep))
     return json_response({"notices": rows})
 

@@ -104,6 +104,13 @@ async def test_plan_and_vitals_api_match_the_contract(hub, client):
     assert r.json()["active"]
     notices = await check("GET", "/api/v1/plan-notices", expect=200, token=drain)
     assert [n["department"] for n in notices.json()["notices"]] == ["drainage"]
+    # notices are scoped by role (issue 17): a handler asks for another department in vain,
+    # operators see them all, reporters and partner tokens none
+    await check("GET", "/api/v1/plan-notices?department=emergency", expect=403, token=drain)
+    every = await check("GET", "/api/v1/plan-notices", expect=200, token=ops)
+    assert sorted(n["department"] for n in every.json()["notices"]) == ["drainage", "emergency"]
+    for role in ("open311", "monitor", "linkage", "reporter"):
+        await check("GET", "/api/v1/plan-notices", expect=403, token=await make_token(hub, role))
     r = await check("POST", "/api/v1/plans/rainstorm/deactivate", expect=200, token=ops)
     assert not r.json()["active"]
     await check("POST", "/api/v1/plans/rainstorm/deactivate", expect=409, token=ops)
