@@ -32,7 +32,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-MODELS = ROOT / "edge_agent" / "detect" / "models"
+MODELS = ROOT / "vision" / "models"
 
 
 def pin(core: int) -> None:
