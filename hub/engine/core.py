@@ -314,6 +314,9 @@ class CaseEngine:
                            actor: str, note: str = "") -> CaseRow:
         """A handler's after-photo (already stored as a file): resolve and verify."""
         case = self._get(repo, case_id)
+        if case.state == S.RESOLVED and case.review_reason:
+            raise CaseError(case_id, f"the case waits for an operator's review ({case.review_reason}); "
+                                     "a new after-photo cannot replace it")
         if case.state == S.RESOLVED:
             case = self.update(repo, case, after_sha256=sha256, verify_pending=True,
                                review_reason=None)

@@ -120,6 +120,11 @@ async def perform(hub: Hub, principal: Principal, case_id: int, action: str,
     if CaseState(case.state) not in states:
         raise WebError(409, "illegal_transition", f"a {case.state} case cannot be "
                        f"{_past(action)}")
+    if action == "resolve" and case.state == CaseState.RESOLVED and case.review_reason:
+        # the verifier handed this to an operator: a new photo must not take it back
+        raise WebError(409, "awaiting_review", f"case {case_id} waits for an operator's review "
+                       f"({case.review_reason}); a new after-photo cannot replace that verdict. "
+                       "If it was not fixed, the operator sends it back to you")
     actor = principal.actor
     b: Any = body
     try:

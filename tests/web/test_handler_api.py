@@ -197,6 +197,32 @@ async def test_uncertain_goes_to_an_operator(hub, client, agent, drain):
     assert r.status == 200 and r.json()["case"]["state"] == "closed"
 
 
+async def test_a_new_after_photo_cannot_clear_an_operators_review(hub, client, agent, drain):
+    """Once the verifier handed a case to an operator, the handler cannot take it back by
+    sending another photo (it cleared ``review_reason`` before; issue 17, point 24)."""
+    case_id = await open_case(hub, agent)
+    r = await client.post(f"/api/v1/handler/cases/{case_id}/resolve", token=drain,
+                          data=photo_form(real_jpeg(7)))
+    assert r.status == 200
+    waiting = await await_for(lambda: hub.read(lambda repo: (x := repo.get_case(case_id))
+                                               and x.review_reason and x), what="review")
+    before = await audit_len(hub, case_id)
+    r = await client.post(f"/api/v1/handler/cases/{case_id}/resolve", token=drain,
+                          data=photo_form(real_jpeg(8), note="look again"))
+    assert r.status == 409 and r.json()["code"] == "awaiting_review", r.text
+    assert "operator" in r.json()["detail"]
+    case = await hub.read(lambda repo: repo.get_case(case_id))
+    assert (case.state, case.review_reason, case.after_sha256) == \
+        ("resolved", waiting.review_reason, waiting.after_sha256)
+    assert await audit_len(hub, case_id) == before
+    op = await make_token(hub, "operator")
+    r = await client.api("POST", f"/api/v1/cases/{case_id}/review", {"fixed": False}, token=op)
+    assert r.status == 200 and r.json()["case"]["state"] == "dispatched"
+    r = await client.post(f"/api/v1/handler/cases/{case_id}/resolve", token=drain,
+                          data=photo_form(real_jpeg(8)))
+    assert r.status == 200  # sent back: a new photo is welcome again
+
+
 @pytest.mark.parametrize(("data", "status", "code"), [
     (b"\xff\xd8\xff" + b"\x00" * (256 * 1024), 413, "photo_too_large"),
     (b"GIF89a" + b"\x00" * 100, 415, "not_a_jpeg"),
