@@ -4,6 +4,7 @@ The real bundled model on a rendered street, through the agent's own CLI."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import cv2
 import pytest
@@ -92,6 +93,9 @@ def test_a_camera_config_decides_event_with_its_thresholds_and_zones(street, tmp
     assert events == {"flame": True, "vehicle": False}
     assert main(["detect", str(frame), "--camera-config", str(config), "--jsonl"]) == 1  # which camera?
     assert "name one with --camera" in capsys.readouterr().err
+    agent_config = Path(__file__).resolve().parents[2] / "firmware_configs" / "agents" / "camera-file-test.yaml"
+    assert main(["detect", str(frame), "--camera-config", str(agent_config), "--jsonl"]) == 0  # a whole agent config
+    assert {d["label"]: d["event"] for d in _lines(capsys)[0]["detections"] if d["score"] >= 0.5}["flame"] is True
 
 
 def test_without_jsonl_a_readable_table(street, tmp_path, capsys):
