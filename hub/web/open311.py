@@ -53,7 +53,7 @@ from ..store.repo import CaseFilter, CaseRow, Repository
 from .common import hub_of
 from .problems import FieldErrors, WebError
 from .throttle import TokenBuckets
-from .uploads import check_jpeg
+from .uploads import checked_jpeg
 
 if TYPE_CHECKING:
     from ..app import Hub
@@ -536,7 +536,7 @@ async def post_request(request: web.Request) -> web.Response:
     upload = params.get("media")
     if upload is not None and not isinstance(upload, str):
         try:
-            checked = check_jpeg(upload.file.read(), field="media")
+            checked = await checked_jpeg(upload.file.read(), field="media")
         except FieldErrors as exc:
             raise WebError(exc.status, exc.code, exc.detail) from None
         photo = (Photo(checked.sha256, len(checked.data), checked.width, checked.height),

@@ -32,7 +32,7 @@ from .open311 import place_report
 from .problems import FieldErrors, WebError
 from .serialize import case_json
 from .svg import map_frame
-from .uploads import MAX_PHOTO_BYTES, check_jpeg
+from .uploads import MAX_PHOTO_BYTES, checked_jpeg
 
 if TYPE_CHECKING:
     from ..app import Hub
@@ -174,7 +174,7 @@ async def submit(request: web.Request) -> web.StreamResponse:
     upload = form.get("photo")
     if upload is not None and not isinstance(upload, str) and upload.filename:
         try:
-            checked = check_jpeg(upload.file.read())
+            checked = await checked_jpeg(upload.file.read())
         except FieldErrors as exc:
             errors["photo"] = exc.fields.get("photo", exc.detail)
     elif service is not None and service.needs_photo:
