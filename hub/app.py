@@ -272,10 +272,9 @@ class Hub:
         # an agent that names the group joins it and takes a share of every agent's events).
         group = (hub_share_group(self.config.broker.data_dir, ing.shared_group)
                  if ing.shared_group is not None else None)
-        retired = [ing.shared_group] if group is not None else []  # the group's name before
         for i in range(max(n, 1)):
             settings = ReceiverSettings(self._mqtt_settings(f"recv-{i}", session_expiry_s=86400),
-                                        shared_group=group, retired_groups=retired,
+                                        shared_group=group,
                                         decode=ing.decode_in_receivers)
             if n == 0:
                 receiver: Receiver | ReceiverProcess = Receiver(settings, writer.submit)

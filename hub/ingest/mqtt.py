@@ -59,11 +59,9 @@ class MqttSettings:
 class MqttClient:
     def __init__(self, settings: MqttSettings, *, subscriptions: Sequence[tuple[str, int]] = (),
                  on_message: Callable[[str, bytes], None] | None = None,
-                 max_queued: int = 50_000, client_class: type[mqtt.Client] = mqtt.Client,
-                 unsubscriptions: Sequence[str] = ()) -> None:
+                 max_queued: int = 50_000, client_class: type[mqtt.Client] = mqtt.Client) -> None:
         self.settings = settings
         self.subscriptions = list(subscriptions)
-        self.unsubscriptions = list(unsubscriptions)  # left over in a persistent session
         self._on_message = on_message
         self.connected = threading.Event()
         self.subscribed = threading.Event()
@@ -95,8 +93,6 @@ class MqttClient:
             return
         self.failure = None
         self.connected.set()
-        if self.unsubscriptions:
-            client.unsubscribe(self.unsubscriptions)
         if self.subscriptions:
             rc, _ = client.subscribe([(t, q) for t, q in self.subscriptions])
             if rc != mqtt.MQTT_ERR_SUCCESS:
@@ -183,7 +179,6 @@ class ReceiverSettings:
     handover: int = 500  # messages per hand-over under load
     flush_s: float = 0.003  # a message waits at most about this long before a hand-over
     decode: str = "all"  # in a receiver process: "all", "batches" or "none"
-    retired_groups: list[str] = field(default_factory=list)  # shared groups to leave on connect
 
 
 class Receiver:
@@ -202,9 +197,7 @@ class Receiver:
         subs = [(subscription(ch, shared_group=settings.shared_group), QOS[Channel(ch)])
                 for ch in settings.channels]
         # The receive-tuned paho client (fewer system calls a message; see fastpaho).
-        retired = [subscription(ch, shared_group=g) for g in settings.retired_groups
-                   for ch in settings.channels if g != settings.shared_group]
-        self.mqtt = MqttClient(settings.mqtt, subscriptions=subs, unsubscriptions=retired,
+        self.mqtt = MqttClient(settings.mqtt, subscriptions=subs,
                                client_class=ReceiverClient if FAST_PAHO else mqtt.Client)
         client = self.mqtt.client
         if isinstance(client, ReceiverClient):
