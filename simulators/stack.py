@@ -356,6 +356,7 @@ class SimStack:
         data["web"] = {"host": "127.0.0.1", "port": self.options.web_port}
         data["grids"] = str(EXAMPLES / "grids.geojson")
         data["routing"] = str(EXAMPLES / "routing.yaml")
+        data["gazetteer"] = str(EXAMPLES / "gazetteer.yaml")
         data["timezone"] = self.scenario.timezone
         # The scheduler ticks in real seconds; deadlines and holds are simulated time.
         data.setdefault("sla", {})["tick_s"] = round(min(5.0, max(0.25, 300.0 / self.scale)), 3)

@@ -37,7 +37,7 @@ def _hub_yaml(tmp: Path) -> Path:
     data.update(database=str(tmp / "hub.sqlite"), snapshots_dir=str(tmp / "snapshots"),
                 web={"host": "127.0.0.1", "port": 0}, grids=str(EXAMPLES / "grids.geojson"),
                 routing=str(EXAMPLES / "routing.yaml"), vitals=str(EXAMPLES / "vitals.yaml"),
-                plans=str(EXAMPLES / "plans"))
+                plans=str(EXAMPLES / "plans"), gazetteer=str(EXAMPLES / "gazetteer.yaml"))
     data["sla"]["tick_s"] = 0.2
     data["ingest"] = {**data["ingest"], "receivers": 0}
     path = tmp / "hub.yaml"
