@@ -110,15 +110,66 @@ class HubProcess:
                 self.proc.wait(10)
 
 
+class ManagedHubProcess(HubProcess):
+    """``cityops-hub serve`` running its own managed Mosquitto (``broker.managed: true``):
+    the case of a hub started from ``hub/examples/``. Its log goes to ``log_dir``."""
+
+    def __init__(self, config: Path, log_dir: Path) -> None:
+        super().__init__(config, broker=None)
+        self.log_dir = log_dir
+        self.starts = 0
+        self.web_url = ""
+        self.broker_port = 0
+
+    def start(self) -> ManagedHubProcess:
+        self.starts += 1
+        log = open(self.log_dir / f"hub-{self.starts}.log", "w")  # noqa: SIM115 - the child owns it
+        try:
+            self.proc = subprocess.Popen(  # noqa: S603
+                [sys.executable, "-m", "hub.cli", "serve", "--config", str(self.config)],
+                stdout=subprocess.PIPE, stderr=log, text=True,
+                env={**os.environ, "PYTHONUNBUFFERED": "1"}, start_new_session=True)
+        finally:
+            log.close()
+        line = self.proc.stdout.readline()
+        assert line.startswith("cityops-hub: serving"), (
+            f"the hub did not start (exit {self.proc.poll()}): {line!r}; its log: "
+            f"{(self.log_dir / f'hub-{self.starts}.log').read_text()[-3000:]}")
+        # "cityops-hub: serving http://127.0.0.1:PORT/ (broker HOST:PORT; ...)"
+        self.web_url = line.split()[2]
+        self.broker_port = int(line.split("(broker ", 1)[1].split(";", 1)[0].rsplit(":", 1)[1])
+        return self
+
+
+def mosquittos_on(config_path: Path) -> set[int]:
+    """Live (not zombie) mosquitto processes started with ``-c config_path``."""
+    found = set()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if state != "Z" and argv and argv[0].endswith(b"mosquitto") and str(config_path).encode() in argv:
+            found.add(int(entry.name))
+    return found
+
+
 # -- an agent in this process ------------------------------------------------------------------
 
 class Agent:
     """The agent's real outbox and session, publishing through the real MQTT transport."""
 
     def __init__(self, broker, tmp: Path, agent_id: str = "agent-1", *, ack_timeout_s: float = 3.0,
-                 max_events: int = 100_000, password: str = "agent-password-0123456") -> None:
-        broker.auth.set_user(agent_id, password)
-        broker.reload()
+                 max_events: int = 100_000, password: str = "agent-password-0123456",
+                 register: bool = True) -> None:
+        # ``broker``: a MosquittoBroker, or anything with host and port when the agent was
+        # enrolled elsewhere (``register=False``: its credentials are already known there).
+        if register:
+            broker.auth.set_user(agent_id, password)
+            broker.reload()
         self.agent_id = agent_id
         self.outbox = Outbox(tmp / f"{agent_id}.outbox.sqlite", agent_id, max_events=max_events)
         cfg = MqttConfig(host=broker.host, port=broker.port)
