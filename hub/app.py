@@ -345,8 +345,12 @@ class Hub:
         receivers = [r.alive() for r in self.receivers]
         storage = self.writer.storage_error if self.writer else None
         ok = self.started and writer and link and bool(receivers) and all(receivers) and not storage
+        # The writer restarts its loop after an unexpected failure: shown, not "not ok".
+        w = self.writer.health() if self.writer else {}
         return {"ok": ok, "writer": writer, "broker_connected": link, "receivers": receivers,
-                "backlog": self.writer.backlog() if self.writer else None, "storage_error": storage}
+                "backlog": self.writer.backlog() if self.writer else None, "storage_error": storage,
+                "writer_restarts": w.get("restarts", 0), "writer_last_failure": w.get("last_failure"),
+                "writer_last_failure_s_ago": w.get("last_failure_s_ago")}
 
     def counts(self) -> dict[str, Any]:
         """Figures for the demo's summary: stored rows plus this run's ingest counters."""

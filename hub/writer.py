@@ -10,7 +10,13 @@ Two kinds of work reach it:
 
 A batch that fails (a bug, never bad input: bad input is refused item by item) is rolled
 back and retried one message per transaction, so one poison message becomes a dead
-letter instead of blocking everything behind it.
+letter instead of blocking everything behind it; a dead letter that cannot be written is
+counted (``dead_letter_failures``) and logged, never raised.
+
+The thread is supervised: should its loop fail anyway (a bug), it is restarted in place,
+counted (``writer_restarts``), logged and shown in /healthz and /metrics. The queue is
+kept and the messages the failed pass held go first, one at a time; one that makes the
+loop fail again becomes a dead letter.
 
 A store that cannot write at all (disk full, I/O error) is not the message's fault: the
 batch is rolled back, kept at the head of the queue and retried with backoff. Nothing is
@@ -23,7 +29,6 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
-import sqlite3
 import threading
 import time
 from collections import deque
@@ -35,8 +40,8 @@ from protocol.errors import Refusal
 from protocol.messages import Ack
 from protocol.topics import Channel, agent_topic
 
-from .engine.ingest import BatchResult, Ingestor, IngestStats
-from .ingest.decode import Item, classify, events_in, refused
+from .engine.ingest import BatchResult, Ingestor, IngestStats, store_unavailable
+from .ingest.decode import Item, classify, events_in, refused, safe_text
 from .store.repo import Repository
 
 __all__ = ["Writer"]
@@ -81,6 +86,12 @@ class Writer:
         self.first_submit_monotonic: float | None = None  # benchmarks time the drain from here
         self.storage_error: str | None = None  # set while the store cannot write (disk full)
         self.storage_failures = 0  # batches held back because the store could not write
+        self.last_failure: str | None = None  # the last unexpected failure the loop restarted on
+        self.last_failure_monotonic: float | None = None
+        self._in_hand: deque[Entry] = deque()  # taken from the inbox, not finished yet
+        self._commands_in_hand: deque = deque()
+        self._careful = 0  # messages to take one at a time after a restart
+        self._ingesting = False
 
     # -- feeding --------------------------------------------------------------------------------
     def start(self) -> None:
@@ -96,10 +107,18 @@ class Writer:
                 self._space.wait(0.5)
             self._inbox.extend(messages)
             self._weight += weight
+            self.stats.received += len(messages)
             self._cond.notify_all()
 
     def alive(self) -> bool:
         return self._thread.is_alive()
+
+    def health(self) -> dict[str, Any]:
+        """The writer's part of /healthz: alive, restarts of its loop and the last failure."""
+        ago = (None if self.last_failure_monotonic is None
+               else round(time.monotonic() - self.last_failure_monotonic, 1))
+        return {"alive": self.alive(), "restarts": self.stats.writer_restarts,
+                "last_failure": self.last_failure, "last_failure_s_ago": ago}
 
     def backlog(self) -> int:
         """Events waiting for the writer (a decoded batch counts each of its events)."""
@@ -131,6 +150,57 @@ class Writer:
 
     # -- the thread --------------------------------------------------------------------------------
     def _run(self) -> None:
+        """The writer thread: the loop, restarted in place whenever it fails unexpectedly
+        (a bug: bad input is refused message by message and never gets here). The queue is
+        kept, and what the failed pass held goes back first in line, one message at a time,
+        so one message that keeps failing is dead-lettered instead of failing again."""
+        while True:
+            try:
+                self._loop()
+                return
+            except Exception as exc:  # noqa: BLE001 - the writer must outlive any bug
+                self._recover(exc)
+
+    def _recover(self, exc: Exception) -> None:
+        self.stats.writer_restarts += 1
+        self.last_failure = f"{type(exc).__name__}: {exc}"[:500]
+        self.last_failure_monotonic = time.monotonic()
+        log.error("the hub writer failed (%s); restarting it (restart %d, queue kept, %d "
+                  "message(s) in hand go first, one at a time)", self.last_failure,
+                  self.stats.writer_restarts, len(self._in_hand), exc_info=exc)
+        try:
+            self.ingestor.forget()
+        except Exception:  # noqa: BLE001
+            log.exception("dropping the ingest caches failed too")
+        in_hand, self._in_hand = list(self._in_hand), deque()
+        ingesting, self._ingesting = self._ingesting, False
+        if self._careful and ingesting and in_hand:
+            # It failed again on the first message it held alone: that message is the cause.
+            culprit, in_hand = in_hand[0], in_hand[1:]
+            self._last_resort(culprit, exc)
+        commands, self._commands_in_hand = list(self._commands_in_hand), deque()
+        with self._cond:
+            self._inbox.extendleft(reversed(in_hand))
+            self._weight += sum(events_in(e) for e in in_hand)
+            self._commands.extendleft(reversed(commands))
+            self._careful = len(in_hand)
+            if not self._stop:
+                self._cond.wait(min(1.0, 0.01 * self.stats.writer_restarts))
+
+    def _last_resort(self, entry: Entry, exc: Exception) -> None:
+        """Dead-letter a message the writer keeps failing on. Never raises."""
+        try:
+            item = classify(*entry) if type(entry) is tuple else entry  # type: ignore[misc]
+            topic, payload = _describe(entry, item)
+            poison = refused(topic, payload, Refusal.INVALID.value,
+                             f"the hub's writer failed on this message: {exc!r}"[:500])
+            self._finish(self._apply([poison]))
+        except Exception:  # noqa: BLE001
+            self.stats.dead_letter_failures += 1
+            log.exception("a message the writer failed on could not be dead-lettered either; "
+                          "it is in this log only: %r", _sketch(entry))
+
+    def _loop(self) -> None:
         while True:
             with self._cond:
                 while not self._inbox and not self._commands and not self._stop:
@@ -141,25 +211,34 @@ class Writer:
                     log.error("stopping with %d message(s) unstored (%s); agents resend them",
                               len(self._inbox), self.storage_error)
                     return
-                commands = list(self._commands)
+                self._commands_in_hand = deque(self._commands)
                 self._commands.clear()
                 if self._inbox and self._weight < _TRICKLE and self.batch_wait_s > 0 \
-                        and not commands and not self._stop:
+                        and not self._commands_in_hand and not self._stop and not self._careful:
                     self._cond.wait(self.batch_wait_s)  # a trickle: let a batch fill a little
                 raw = []
                 taken = 0
-                while self._inbox and taken < self.batch_max:
+                limit = 1 if self._careful else self.batch_max
+                while self._inbox and taken < limit:
                     entry = self._inbox.popleft()
                     raw.append(entry)
                     taken += events_in(entry)
                 self._weight -= taken
                 self._space.notify_all()
-            for fn, future, moves_events in commands:
+                self._in_hand = deque(raw)
+            while self._commands_in_hand:
+                fn, future, moves_events = self._commands_in_hand[0]
                 self._command(fn, future)
+                self._commands_in_hand.popleft()
                 if moves_events:
                     self.ingestor.forget()
             if raw:
+                self._ingesting = True
                 self._ingest(raw)
+                self._ingesting = False
+                if self._careful:
+                    self._careful -= 1
+            self._in_hand.clear()
 
     def _command(self, fn: Callable[[Repository], Any], future: concurrent.futures.Future) -> None:
         if not future.set_running_or_notify_cancel():
@@ -173,37 +252,59 @@ class Writer:
             future.set_result(value)
 
     def _ingest(self, raw: list[Entry]) -> None:
+        """Store ``raw`` in one transaction; when that fails, one message a transaction,
+        each that still fails a dead letter with the error. ``_in_hand`` keeps what is not
+        finished yet (the supervisor puts it back if this fails unexpectedly)."""
         items: list[Item] = [classify(*e) if type(e) is tuple else e for e in raw]  # type: ignore[misc]
         try:
             result = self._apply(items)
         except Exception as exc:
-            if _store_unavailable(exc):
+            if store_unavailable(exc):
+                self._in_hand.clear()
                 self._hold(raw, exc)
                 return
             self.stats.batch_failures += 1
-            log.exception("batch of %d failed; retrying one message at a time", len(items))
+            if len(items) > 1:
+                log.exception("batch of %d failed; retrying one message at a time", len(items))
             self.ingestor.forget()
             for i, (entry, item) in enumerate(zip(raw, items, strict=True)):
-                try:
-                    self._finish(self._apply([item]))
-                except Exception as exc:
-                    if _store_unavailable(exc):
-                        self._hold(raw[i:], exc)
-                        return
-                    self.ingestor.forget()
-                    topic, payload = _describe(entry, item)
-                    log.exception("message on %s could not be stored", topic)
-                    poison = refused(topic, payload, Refusal.INVALID.value,
-                                     f"the hub failed on this message: {exc!r}"[:500])
+                if len(items) > 1:
                     try:
-                        self._finish(self._apply([poison]))
-                    except Exception as again:
-                        if not _store_unavailable(again):
-                            raise
-                        self._hold(raw[i:], again)
-                        return
+                        self._finish(self._apply([item]))
+                    except Exception as one:
+                        if store_unavailable(one):
+                            self._in_hand.clear()
+                            self._hold(raw[i:], one)
+                            return
+                        if not self._poison(entry, item, one, raw[i:]):
+                            return
+                elif not self._poison(entry, item, exc, raw[i:]):
+                    return
+                self._in_hand.popleft()
             return
         self._finish(result)
+
+    def _poison(self, entry: Entry, item: Item, exc: Exception, rest: list[Entry]) -> bool:
+        """Dead-letter a message that failed alone. False when the store cannot write (the
+        rest is held); a dead letter that fails for any other reason is counted and logged."""
+        self.ingestor.forget()
+        topic, payload = _describe(entry, item)
+        log.error("message on %s could not be stored (%r); it becomes a dead letter", topic, exc,
+                  exc_info=exc)
+        poison = refused(topic, payload, Refusal.INVALID.value,
+                         f"the hub failed on this message: {exc!r}"[:500])
+        try:
+            self._finish(self._apply([poison]))
+        except Exception as again:
+            if store_unavailable(again):
+                self._in_hand.clear()
+                self._hold(rest, again)
+                return False
+            self.ingestor.forget()
+            self.stats.dead_letter_failures += 1
+            log.exception("the dead letter of a message on %s could not be stored either; it is "
+                          "in this log only: %r", topic, _sketch(entry))
+        return True
 
     def _hold(self, entries: list[Entry], exc: Exception) -> None:
         """The store cannot write: keep ``entries`` first in line, ack nothing, back off."""
@@ -231,7 +332,8 @@ class Writer:
 
     def _finish(self, result: BatchResult) -> None:
         for name, value in vars(result.counts).items():
-            setattr(self.stats, name, getattr(self.stats, name) + value)
+            if value:  # (``received`` is counted by submit, under the lock)
+                setattr(self.stats, name, getattr(self.stats, name) + value)
         self.stats.batches += 1
         for ack in result.acks:
             self._send_ack(ack)
@@ -264,13 +366,12 @@ def _describe(entry: Entry, item: Item) -> Raw:
     return agent_topic(agent, Channel.EVENTS), payload
 
 
-_STORE_UNAVAILABLE = {sqlite3.SQLITE_FULL, sqlite3.SQLITE_IOERR, sqlite3.SQLITE_CANTOPEN,
-                      sqlite3.SQLITE_READONLY, sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED}
-
-
-def _store_unavailable(exc: BaseException) -> bool:
-    """The database cannot write right now, whatever the message (not a poison message)."""
-    code = getattr(exc, "sqlite_errorcode", None)
-    return isinstance(exc, sqlite3.OperationalError) and code is not None \
-        and (code & 0xFF) in _STORE_UNAVAILABLE
-
+def _sketch(entry: Entry) -> str:
+    """A short, safe description of a message for the log (never raises)."""
+    try:
+        if type(entry) is tuple:
+            topic, payload = entry  # type: ignore[misc]
+            return f"{safe_text(topic, 200)}: {safe_text(bytes(payload[:300]), 400)}"
+        return safe_text(entry, 400)
+    except Exception:  # noqa: BLE001
+        return "<unprintable message>"

@@ -28,5 +28,6 @@ class WireModel(BaseModel):
         extra="ignore",
         populate_by_name=True,
         frozen=True,
+        allow_inf_nan=False,  # NaN and Infinity are refused in every message
         ser_json_timedelta="float",
     )

@@ -3,14 +3,20 @@
 Decoding never raises anything but :class:`~protocol.errors.ProtocolError`, whose
 ``reason`` says why (malformed, too large, unknown schema, invalid, unknown category,
 topic mismatch, bad topic). That is what the hub stores in its dead-letter table.
+
+An events message of several events is decoded event by event when one of them fails
+(:func:`decode_events_partly`, what :func:`decode_message` uses): the good events go on,
+each bad one is refused with its own reason, so one broken event never costs the others
+of its batch.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 from typing import Any, TypeVar
 
@@ -32,9 +38,11 @@ from .topics import Channel, ParsedTopic, parse_topic
 
 __all__ = [
     "Decoded",
+    "RefusedEvent",
     "decode_ack",
     "decode_desired_config",
     "decode_events",
+    "decode_events_partly",
     "decode_message",
     "decode_snapshot",
     "decode_status",
@@ -42,6 +50,9 @@ __all__ = [
     "encode",
     "encode_events",
     "encode_snapshot",
+    "loads_lenient",
+    "nesting_exceeds",
+    "readable_seq",
 ]
 
 T = TypeVar("T", bound=Message)
@@ -131,6 +142,9 @@ def _summarise(exc: ValidationError, expected_schema: str, payload: bytes) -> Pr
     errors = exc.errors(include_url=False, include_context=False)
     for err in errors:
         if err["type"] in ("json_invalid", "json_type"):
+            if "recursion limit" in err["msg"]:
+                return ProtocolError(Refusal.MALFORMED, "not valid JSON: nested too deeply "
+                                     f"({err['msg']}); a message needs {limits.MAX_DEPTH} levels at most")
             return ProtocolError(Refusal.MALFORMED, f"not valid JSON: {err['msg']}")
     for err in errors:
         loc = [p for p in err["loc"] if not isinstance(p, int)]
@@ -224,6 +238,119 @@ def decode_events(payload: bytes, *, agent_id: str | None = None) -> list[Event]
     return events
 
 
+@dataclass(frozen=True)
+class RefusedEvent:
+    """One event of a batched events message that was refused while the others went on:
+    its place in the batch, why, its seq and event id when they can be read (for the
+    ack's ``rejected``), and the element as JSON (for the dead letter)."""
+
+    index: int
+    error: ProtocolError
+    seq: int | None
+    event_id: str | None
+    raw: bytes
+
+
+def readable_seq(value: Any) -> int | None:
+    """``value`` as a seq when it is one (a JSON integer in 1..MAX_SEQ), else None."""
+    if type(value) is int and 1 <= value <= limits.MAX_SEQ:
+        return value
+    return None
+
+
+def _refused_event(index: int, error: ProtocolError, obj: Any) -> RefusedEvent:
+    seq = event_id = None
+    if isinstance(obj, dict):
+        seq = readable_seq(obj.get("seq"))
+        eid = obj.get("event_id")
+        event_id = eid[:200] if isinstance(eid, str) else None
+    try:
+        raw = json.dumps(obj, ensure_ascii=False, default=repr).encode("utf-8", "backslashreplace")
+    except (ValueError, TypeError, RecursionError):
+        raw = repr(obj).encode("utf-8", "backslashreplace")
+    error.detail = f"event {index}: {error.detail}"
+    return RefusedEvent(index, error, seq, event_id, raw[: limits.MAX_EVENT_BYTES])
+
+
+def _whole_message_error(exc: ValidationError) -> bool:
+    """A failure of the array itself (not JSON, not an array), not of one of its events."""
+    return any(err["type"] in ("json_invalid", "json_type") or not err["loc"]
+               or not isinstance(err["loc"][0], int)
+               for err in exc.errors(include_url=False, include_context=False))
+
+
+def decode_events_partly(payload: bytes, *, agent_id: str | None = None
+                         ) -> tuple[list[Event], list[RefusedEvent]]:
+    """Decode an events message, refusing bad events of a batch one by one.
+
+    A single event, or a message that is not a readable array of at most
+    ``MAX_EVENTS_PER_MESSAGE`` events, is refused as a whole (ProtocolError). In a batch,
+    each event that fails validation, names another agent or has an unknown category is
+    returned as a :class:`RefusedEvent` beside the good ones; a batch with no good event
+    at all is refused as a whole, with the first event's reason."""
+    head = payload[:64].lstrip()
+    if not head.startswith(b"["):
+        return decode_events(payload, agent_id=agent_id), []
+    _check_size(payload, limits.MAX_EVENTS_MESSAGE_BYTES, "events message")
+    refusals: list[RefusedEvent] = []
+    try:
+        events: list[Event] = _EVENTS.validate_json(payload, context=_WIRE)
+        indexed = list(enumerate(events))
+        elements: list[Any] | None = None
+    except ValidationError as exc:
+        whole = _summarise(exc, _SCHEMAS[Event], payload)
+        if _whole_message_error(exc):
+            raise whole from None
+        elements = loads_lenient(payload)
+        if not isinstance(elements, list):
+            raise whole from None
+        if len(elements) > limits.MAX_EVENTS_PER_MESSAGE:
+            raise ProtocolError(
+                Refusal.TOO_LARGE,
+                f"{len(elements)} events in one message, over the limit of {limits.MAX_EVENTS_PER_MESSAGE}",
+            ) from None
+        indexed = []
+        for i, obj in enumerate(elements):
+            try:
+                indexed.append((i, _EVENT.validate_python(obj, context=_WIRE)))
+            except ValidationError as one:
+                refusals.append(_refused_event(i, _summarise(one, _SCHEMAS[Event], b""), obj))
+    if not indexed and not refusals:
+        raise ProtocolError(Refusal.INVALID, "events message is an empty array")
+    if len(indexed) + len(refusals) > limits.MAX_EVENTS_PER_MESSAGE:
+        raise ProtocolError(
+            Refusal.TOO_LARGE,
+            f"{len(indexed) + len(refusals)} events in one message, over the limit of "
+            f"{limits.MAX_EVENTS_PER_MESSAGE}",
+        )
+    pairs = _valid_pairs()
+    good: list[Event] = []
+    for i, ev in indexed:
+        problem: ProtocolError | None = None
+        if agent_id is not None and ev.agent_id != agent_id:
+            problem = ProtocolError(
+                Refusal.TOPIC_MISMATCH,
+                f"says agent_id {ev.agent_id!r} but was published on agent {agent_id!r}'s topic",
+                field="agent_id")
+        elif (ev.category, ev.subcategory) not in pairs:
+            problem = ProtocolError(
+                Refusal.UNKNOWN_CATEGORY,
+                f"{ev.category}/{ev.subcategory} is not in taxonomy v{taxonomy().version}",
+                field="subcategory")
+        if problem is None:
+            good.append(ev)
+        else:
+            obj = elements[i] if elements is not None else ev.model_dump(mode="json", by_alias=True)
+            refusals.append(_refused_event(i, problem, obj))
+    if not good:
+        refusals.sort(key=lambda r: r.index)
+        first = refusals[0].error
+        raise ProtocolError(first.reason, f"all {len(refusals)} events of the batch were refused; "
+                            f"{first.detail}", field=first.field)
+    refusals.sort(key=lambda r: r.index)
+    return good, refusals
+
+
 def decode_status(payload: bytes, *, agent_id: str | None = None) -> Status:
     msg = _decode_one(Status, payload)
     _check_agent(agent_id, msg.agent_id, "status")
@@ -279,17 +406,21 @@ def decode_snapshot(
 class Decoded:
     topic: ParsedTopic
     message: Any  # list[Event] | Status | Telemetry | Ack | DesiredConfig | (SnapshotHeader, bytes)
+    refused: list[RefusedEvent] = field(default_factory=list)  # bad events of a batch
 
 
 def decode_message(topic: str, payload: bytes) -> Decoded:
     """Parse the topic and decode the payload that belongs to it. Raises ProtocolError
-    (with ``.topic`` set) for anything that is not a valid protocol v1 message."""
+    (with ``.topic`` set) for anything that is not a valid protocol v1 message; the bad
+    events of an otherwise good batch are in ``Decoded.refused``."""
+    refused: list[RefusedEvent] = []
     try:
         parsed = parse_topic(topic)
         aid = parsed.agent_id
         match parsed.channel:
             case Channel.EVENTS:
-                message: Any = decode_events(payload, agent_id=aid)
+                message: Any
+                message, refused = decode_events_partly(payload, agent_id=aid)
             case Channel.STATUS:
                 message = decode_status(payload, agent_id=aid)
             case Channel.TELEMETRY:
@@ -304,12 +435,37 @@ def decode_message(topic: str, payload: bytes) -> Decoded:
         if exc.topic is None:
             exc.topic = topic
         raise
-    return Decoded(parsed, message)
+    for r in refused:
+        r.error.topic = topic
+    return Decoded(parsed, message, refused)
+
+
+_STRING = re.compile(rb'"(?:[^"\\]++|\\(?s:.)?)*+(?:"|\Z)')  # a string, or an unclosed one
+_PAIR = re.compile(rb"\[\]|\{\}")
+_NOT_BRACKET = bytes(sorted(set(range(256)) - set(b"[]{}")))
+
+
+def nesting_exceeds(payload: bytes, limit: int = limits.MAX_DEPTH) -> bool:
+    """True when ``payload`` nests arrays and objects deeper than ``limit`` (or its
+    brackets do not pair up). Linear and cheap: strings are cut out, the brackets left
+    are paired off one level a pass, at most ``limit`` passes."""
+    brackets = _STRING.sub(b"", payload).translate(None, _NOT_BRACKET)
+    for _ in range(limit):
+        if not brackets:
+            return False
+        brackets, paired = _PAIR.subn(b"", brackets)
+        if not paired:
+            return True
+    return bool(brackets)
 
 
 def loads_lenient(payload: bytes) -> Any:
-    """Best-effort JSON for showing a refused payload to people (never raises)."""
+    """Best-effort JSON for showing a refused payload to people and reading what it
+    names. Never raises: anything that is not JSON, or nests deeper than
+    ``MAX_DEPTH`` (which would exhaust the parser's recursion), is None."""
     try:
+        if nesting_exceeds(payload):
+            return None
         return json.loads(payload)
-    except (ValueError, UnicodeDecodeError):
+    except Exception:  # noqa: BLE001 - any payload at all; None says "not readable"
         return None

@@ -1,6 +1,12 @@
-"""Size limits of protocol v1. Both sides enforce them; the broker config is derived
-from them (``message_size_limit``), so an oversized message is refused as early as
-possible and never half-processed."""
+"""Size and value limits of protocol v1. Both sides enforce them; the broker config is
+derived from them (``message_size_limit``), so an oversized message is refused as early as
+possible and never half-processed.
+
+Numbers are bounded too: every integer a message carries fits SQLite's signed 64-bit
+INTEGER with room to spare, and sequence numbers and counts stay below 2**53 so any JSON
+reader (a browser's included) holds them exactly. Floats must be finite. A value outside
+these bounds is refused at validation, with its field, before anything reaches the store.
+"""
 
 from __future__ import annotations
 
@@ -15,6 +21,10 @@ __all__ = [
     "MAX_STATUS_BYTES",
     "MAX_TELEMETRY_BYTES",
     "MAX_ACK_BYTES",
+    "MAX_COUNT",
+    "MAX_DEPTH",
+    "MAX_SEQ",
+    "MAX_STORE_INT",
 ]
 
 KIB = 1024
@@ -28,6 +38,11 @@ MAX_STATUS_BYTES = 8 * KIB
 MAX_TELEMETRY_BYTES = 64 * KIB
 MAX_ACK_BYTES = 64 * KIB
 MAX_CONFIG_BYTES = 128 * KIB
+
+MAX_STORE_INT = 2**63 - 1  # SQLite's INTEGER is a signed 64-bit number
+MAX_SEQ = 2**53 - 1  # a sequence number, exact in every JSON reader (JavaScript's included)
+MAX_COUNT = 2**53 - 1  # counters, sizes, versions: the same bound
+MAX_DEPTH = 32  # JSON nesting: a legal message needs 5 levels; deeper is refused unparsed
 
 # The broker refuses anything larger than the largest legal message.
 BROKER_MESSAGE_SIZE_LIMIT = max(

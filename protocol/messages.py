@@ -8,19 +8,32 @@ Events carry their full current state (Frigate's lesson): ``kind`` says where in
 lifecycle the event is (``new`` → ``update``* → ``end``), ``event_id`` names the
 lifecycle, and ``seq`` names this one message of it. A message is identified by
 ``(agent_id, event_id, seq)``; redelivering it is harmless.
+
+Every number is bounded (:mod:`protocol.limits`): sequence numbers, counts and versions
+are integers below 2**53 (a JSON boolean, string or float is not a seq), floats are
+finite, and times lie between 1970 and 9000 in UTC. A message outside these bounds is
+refused at validation, naming the field, before anything reaches the store.
 """
 
 from __future__ import annotations
 
 import math
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, Field, ValidationInfo, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from .base import WireModel
 from .ids import Id
+from .limits import MAX_COUNT, MAX_SEQ, MAX_STORE_INT
 
 __all__ = [
     "ACK_SCHEMA",
@@ -58,7 +71,29 @@ ShortText = Annotated[str, Field(max_length=200)]
 Code = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*(\.[a-z0-9_]+)?$", max_length=64)]
 Unit = Annotated[float, Field(ge=0.0, le=1.0)]
 Sha256 = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
+# A per-agent sequence number: a JSON integer (never a boolean, string or float).
+Seq = Annotated[int, Field(ge=1, le=MAX_SEQ, strict=True)]
+Count = Annotated[int, Field(ge=0, le=MAX_COUNT)]
 AttrValue = Annotated[str, Field(max_length=200)] | int | float | bool | None
+
+_EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+_LATEST = datetime(9000, 1, 1, tzinfo=UTC)
+
+
+def _sane_time(value: datetime) -> datetime:
+    """Times from 1970 to 9000 in UTC: wide enough for any clock, even one reset to the
+    epoch, narrow enough that the hub's date arithmetic (deadlines, windows) never
+    overflows. The value keeps its own offset."""
+    try:
+        utc = value.astimezone(UTC) if value.tzinfo is not None else value.replace(tzinfo=UTC)
+    except (OverflowError, ValueError):
+        raise ValueError("time is out of range once converted to UTC") from None
+    if not _EARLIEST <= utc < _LATEST:
+        raise ValueError("time must lie between 1970-01-01 and 9000-01-01 (UTC)")
+    return value
+
+
+Timestamp = Annotated[AwareDatetime, AfterValidator(_sane_time)]
 
 
 class Message(WireModel):
@@ -107,7 +142,7 @@ class SnapshotRef(WireModel):
 
     sha256: Sha256
     content_type: Literal["image/jpeg"] = "image/jpeg"
-    bytes: int = Field(gt=0)
+    bytes: int = Field(gt=0, le=MAX_COUNT)
     width: int = Field(gt=0, le=8192)
     height: int = Field(gt=0, le=8192)
 
@@ -119,7 +154,7 @@ class Evidence(WireModel):
     reading: Reading | None = None
     snapshot: SnapshotRef | None = None
     zone: Id | None = None
-    frames: int | None = Field(None, ge=0, description="frames the object was seen in")
+    frames: Count | None = Field(None, description="frames the object was seen in")
 
     @field_validator("bbox")
     @classmethod
@@ -133,19 +168,31 @@ class Event(Message):
     schema_: Literal["cityops.event/1"] = Field(EVENT_SCHEMA, alias="schema")
     event_id: Id
     agent_id: Id
-    seq: int = Field(ge=1, description="per-agent message sequence, survives restarts")
+    seq: Seq = Field(description="per-agent message sequence, survives restarts")
     kind: EventKind
     category: Code
     subcategory: Code
     source: Id = Field(description="camera or device id on the agent")
-    observed_at: AwareDatetime
-    started_at: AwareDatetime | None = None
+    observed_at: Timestamp
+    started_at: Timestamp | None = None
     location: Location
     confidence: Unit = 1.0
     evidence: Evidence = Field(default_factory=Evidence)
     attributes: dict[Annotated[str, Field(max_length=64)], AttrValue] = Field(
         default_factory=dict, max_length=32
     )
+
+    @field_validator("attributes", mode="before")
+    @classmethod
+    def _attribute_ints_fit(cls, v: Any) -> Any:
+        # Checked before the union sees them: an integer too large for the store would
+        # otherwise pass as an (inexact) float.
+        if isinstance(v, dict):
+            for key, value in v.items():
+                if type(value) is int and not -MAX_STORE_INT - 1 <= value <= MAX_STORE_INT:
+                    raise ValueError(f"attribute {str(key)[:64]!r} is an integer outside the "
+                                     "signed 64-bit range")
+        return v
 
     @model_validator(mode="after")
     def _subcategory_in_category(self) -> Event:
@@ -168,20 +215,21 @@ class Status(Message):
     agent_id: Id
     state: AgentState
     boot_id: Id
-    at: AwareDatetime
+    at: Timestamp
     version: ShortText = ""
-    config_version: int | None = Field(None, ge=0)
+    config_version: Count | None = None
     config_error: Annotated[str, Field(max_length=2000)] | None = None
     capabilities: list[Id] = Field(default_factory=list, max_length=64)
     reason: ShortText | None = None  # for offline: "shutdown", "connection lost", ...
 
 
 class OutboxTelemetry(WireModel):
-    depth: int = Field(ge=0)
+    depth: Count
     oldest_age_s: float = Field(0.0, ge=0)
-    dropped: int = Field(0, ge=0, description="events dropped by the cap, since install")
-    dropped_by_kind: dict[str, int] = Field(default_factory=dict)
-    in_flight: int = Field(0, ge=0)
+    dropped: Count = Field(0, description="events dropped by the cap, since install")
+    dropped_by_kind: dict[Annotated[str, Field(max_length=64)], Count] = Field(
+        default_factory=dict, max_length=64)
+    in_flight: Count = 0
 
 
 class CameraTelemetry(WireModel):
@@ -197,7 +245,7 @@ class Telemetry(Message):
     schema_: Literal["cityops.telemetry/1"] = Field(TELEMETRY_SCHEMA, alias="schema")
     agent_id: Id
     boot_id: Id
-    at: AwareDatetime
+    at: Timestamp
     uptime_s: float = Field(ge=0)
     outbox: OutboxTelemetry
     devices: dict[Id, Literal["up", "down", "unknown"]] = Field(default_factory=dict)
@@ -205,14 +253,14 @@ class Telemetry(Message):
     readings: dict[Id, float] = Field(
         default_factory=dict, description="latest reading per device.register, for vital signs"
     )
-    rejected_readings: int = Field(0, ge=0)
+    rejected_readings: Count = 0
     rss_mb: float | None = Field(None, ge=0)
     cpu_percent: float | None = Field(None, ge=0)
-    config_version: int | None = Field(None, ge=0)
+    config_version: Count | None = None
 
 
 class Rejection(WireModel):
-    seq: int = Field(ge=1)
+    seq: Seq
     event_id: str = Field(max_length=200)
     reason: ShortText
 
@@ -228,10 +276,10 @@ class Ack(Message):
 
     schema_: Literal["cityops.ack/1"] = Field(ACK_SCHEMA, alias="schema")
     agent_id: Id
-    upto: int = Field(0, ge=0)
-    ranges: list[tuple[int, int]] = Field(default_factory=list, max_length=2000)
+    upto: int = Field(0, ge=0, le=MAX_SEQ, strict=True)
+    ranges: list[tuple[Seq, Seq]] = Field(default_factory=list, max_length=2000)
     rejected: list[Rejection] = Field(default_factory=list, max_length=500)
-    at: AwareDatetime
+    at: Timestamp
 
     @field_validator("ranges")
     @classmethod
@@ -254,9 +302,9 @@ class DesiredConfig(Message):
 
     schema_: Literal["cityops.config/1"] = Field(CONFIG_SCHEMA, alias="schema")
     agent_id: Id
-    version: int = Field(ge=1)
+    version: int = Field(ge=1, le=MAX_COUNT)
     config: dict[str, Any] = Field(default_factory=dict)
-    issued_at: AwareDatetime
+    issued_at: Timestamp
     issued_by: ShortText = "hub"
     reason: ShortText = ""
 
@@ -267,9 +315,9 @@ class SnapshotHeader(Message):
     schema_: Literal["cityops.snapshot/1"] = Field(SNAPSHOT_SCHEMA, alias="schema")
     agent_id: Id
     event_id: Id
-    seq: int = Field(ge=1)
+    seq: Seq
     sha256: Sha256
     content_type: Literal["image/jpeg"] = "image/jpeg"
     width: int = Field(gt=0, le=8192)
     height: int = Field(gt=0, le=8192)
-    taken_at: datetime | None = None
+    taken_at: Annotated[datetime, AfterValidator(_sane_time)] | None = None

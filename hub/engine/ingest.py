@@ -4,15 +4,28 @@ For every event message: store it once (``(agent_id, seq)`` unique; the same mes
 again is a duplicate, the same seq with other content a ``conflict`` dead letter), keep
 the lifecycle row ``(agent_id, event_id)`` at its latest state, and for a lifecycle seen
 for the first time find its case: join an open one, reopen a recently closed one, or
-open, screen, accept and dispatch a new one. Refused messages become dead letters and
-rejections in the ack. Status and telemetry update the agent registry (telemetry
-coalesced to the latest per agent). The caller commits, then publishes the acks.
+open, screen, accept and dispatch a new one. Refused messages (and the refused events of
+a batch) become dead letters and rejections in the ack. Status and telemetry update the
+agent registry (telemetry coalesced to the latest per agent). The caller commits, then
+publishes the acks.
+
+Only what is stored moves an agent's sequence state. A refused seq is acknowledged by
+the ack's ``rejected`` list (the agent drops that outbox row); it enters the state only
+where it cannot open a gap — at most one past the highest seq handled so far — so that
+a real agent's refused event does not hold ``upto`` back, while a hostile seq far ahead
+opens nothing.
+
+Accounting (``IngestStats``): every message the writer applies is exactly one of
+``event_messages + refused + statuses + telemetry + snapshots == messages``, and every
+event of an events message one of ``events_stored + duplicates + conflicts +
+seq_out_of_window + events_refused == events_received``. Each refusal is a dead letter.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
+import sqlite3
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -28,6 +41,7 @@ from ..ingest.decode import (
     StatusItem,
     TelemetryItem,
     record_from_body,
+    safe_text,
 )
 from ..ingest.seqs import SeqState, build_ack
 from ..store.files import SnapshotFiles
@@ -35,21 +49,27 @@ from ..store.repo import InsertOutcome, Repository
 from .core import CaseEngine
 from .lifecycles import LifecyclePlacer
 
-__all__ = ["BatchResult", "IngestStats", "Ingestor", "apply_batch"]
+__all__ = ["BatchResult", "IngestStats", "Ingestor", "apply_batch", "store_unavailable"]
 
 log = logging.getLogger(__name__)
 
 
 @dataclass
 class IngestStats:
-    """Running counters since the hub started (the demo's summary reads them)."""
+    """Running counters since the hub started (the demo's summary, /api/v1/stats and
+    /metrics read them). See the module's docstring for how they add up."""
 
-    messages: int = 0
-    events_received: int = 0
+    received: int = 0  # messages handed to the writer (by the receivers and the link)
+    messages: int = 0  # messages applied in a committed batch
+    event_messages: int = 0  # events messages with at least one good event
+    events_received: int = 0  # events in those messages
     events_stored: int = 0
     duplicates: int = 0
-    conflicts: int = 0
-    refused: int = 0
+    conflicts: int = 0  # a stored seq sent again with other content (dead letter)
+    events_refused: int = 0  # bad events of an otherwise good batch (dead letter each)
+    refused: int = 0  # messages refused whole (dead letter each)
+    dead_letter_failures: int = 0  # refusals that could not be written as given
+    writer_restarts: int = 0  # the writer loop failed unexpectedly and went on
     statuses: int = 0
     telemetry: int = 0
     snapshots: int = 0
@@ -117,7 +137,8 @@ class Ingestor:
         result = BatchResult()
         c = result.counts
         rejections: dict[str, list[Rejection]] = {}
-        handled: dict[str, list[int]] = {}
+        handled: dict[str, list[int]] = {}  # stored seqs (and their duplicates), per agent
+        refused_seqs: dict[str, list[int]] = {}  # seqs of refused events, per agent
         batch = self.placer.begin()
         new_rows: list[tuple] = []
         pending: dict[tuple[str, int], EventRecord] = {}  # stored in this batch, not yet written
@@ -126,6 +147,7 @@ class Ingestor:
         for item in items:
             c.messages += 1
             if isinstance(item, EventsItem):
+                c.event_messages += 1
                 seen.add(item.agent_id)
                 seqs = handled.setdefault(item.agent_id, [])
                 tracker = self._seq(repo, result, item.agent_id)
@@ -135,7 +157,7 @@ class Ingestor:
                         c.seq_out_of_window += 1
                         detail = tracker.refusal(rec.seq)
                         self._dead_letter(repo, item.agent_id, Refusal.SEQ_OUT_OF_WINDOW.value,
-                                          detail, rec.body, now)
+                                          detail, rec.body, now, c)
                         rejections.setdefault(item.agent_id, []).append(Rejection(
                             seq=rec.seq, event_id=rec.event_id,
                             reason=f"{Refusal.SEQ_OUT_OF_WINDOW.value}: {detail}"[:200]))
@@ -168,18 +190,16 @@ class Ingestor:
                         c.conflicts += 1
                         detail = (f"seq {rec.seq} is already stored as event "
                                   f"{outcome.existing_event_id} with other content")
-                        self._dead_letter(repo, item.agent_id, "conflict", detail, rec.body, now)
+                        self._dead_letter(repo, item.agent_id, "conflict", detail, rec.body, now, c)
                         rejections.setdefault(item.agent_id, []).append(
                             Rejection(seq=rec.seq, event_id=rec.event_id, reason=f"conflict: {detail}"[:200]))
+                for bad in item.refused:
+                    c.events_received += 1
+                    c.events_refused += 1
+                    self._refusal(repo, bad, now, c, rejections, refused_seqs)
             elif isinstance(item, RefusedItem):
                 c.refused += 1
-                repo.add_dead_letter(item.fingerprint, item.topic, item.agent_id, item.reason,
-                                     item.detail, item.payload_preview, item.payload_bytes, now)
-                log.warning("refused %s on %s: %s", item.reason, item.topic, item.detail,
-                            extra={"payload": item.payload_preview[:120]})
-                if item.agent_id and item.rejections:
-                    rejections.setdefault(item.agent_id, []).extend(item.rejections)
-                    handled.setdefault(item.agent_id, []).extend(r.seq for r in item.rejections)
+                self._refusal(repo, item, now, c, rejections, refused_seqs)
             elif isinstance(item, StatusItem):
                 c.statuses += 1
                 self._apply_status(repo, item.status, now)
@@ -204,10 +224,11 @@ class Ingestor:
             self._apply_telemetry(repo, t, now)
         result.telemetry = list(telemetry.values())
         seq_rows = []
-        for agent_id in handled:
+        acked = list(dict.fromkeys([*handled, *refused_seqs]))
+        for agent_id in acked:
             state = self._seq(repo, result, agent_id)
             given_up = state.given_up
-            opened = state.add(handled[agent_id])
+            opened = state.add(handled.get(agent_id, ()))
             if state.given_up > given_up:
                 c.seqs_given_up += state.given_up - given_up
                 log.warning("agent %s: over %s open sequence gaps; gave up waiting for the oldest "
@@ -217,18 +238,62 @@ class Ingestor:
                 c.gaps_opened += opened
                 log.warning("agent %s: sequence gap (have up to %s, now %s; %s missing)",
                             agent_id, state.upto, state.highest, state.missing())
+            _fill_with_refused(state, refused_seqs.get(agent_id, ()))
             seq_rows.append((agent_id, state.upto, state.ranges, state.highest, state.gaps))
-        repo.note_agents_seen([a for a in seen if a not in handled], seq_rows, now)
-        for agent_id in handled:
+        repo.note_agents_seen([a for a in seen if a not in result.seq_states], seq_rows, now)
+        for agent_id in acked:
             result.acks.append(build_ack(agent_id, result.seq_states[agent_id],
                                          rejections.get(agent_id, []), now))
         return result
 
+    def _refusal(self, repo: Repository, item: RefusedItem, now: datetime, c: IngestStats,
+                 rejections: dict[str, list[Rejection]], refused_seqs: dict[str, list[int]]) -> None:
+        """A refused message or event: its dead letter, and its rejection for the ack."""
+        self._store_dead_letter(repo, item.fingerprint, item.topic, item.agent_id, item.reason,
+                                item.detail, item.payload_preview, item.payload_bytes, now, c)
+        log.warning("refused %s on %s: %s", item.reason, item.topic, item.detail,
+                    extra={"payload": item.payload_preview[:120]})
+        if item.agent_id and item.rejections:
+            rejections.setdefault(item.agent_id, []).extend(item.rejections)
+            refused_seqs.setdefault(item.agent_id, []).extend(r.seq for r in item.rejections)
+
     def _dead_letter(self, repo: Repository, agent_id: str, reason: str, detail: str,
-                     body: str, now: datetime) -> None:
-        fp = hashlib.sha256(f"{agent_id}\0{reason}\0{body}".encode()).hexdigest()
-        repo.add_dead_letter(fp, f"agent {agent_id} events", agent_id, reason, detail,
-                             body[:1024], len(body), now)
+                     body: str, now: datetime, c: IngestStats | None = None) -> None:
+        fp = hashlib.sha256(f"{agent_id}\0{reason}\0{body}".encode("utf-8", "backslashreplace")).hexdigest()
+        self._store_dead_letter(repo, fp, f"agent {agent_id} events", agent_id, reason, detail,
+                                safe_text(body, 1024), len(body), now, c)
+
+    def _store_dead_letter(self, repo: Repository, fingerprint: str, topic: str,
+                           agent_id: str | None, reason: str, detail: str, payload: str,
+                           payload_bytes: int, now: datetime, c: IngestStats | None) -> None:
+        """Write a dead letter; never raises for what the message holds. When the row as
+        given cannot be written, a minimal one (escaped text, no payload) is; only a store
+        that cannot write at all (disk full, I/O error) raises, so the batch is held."""
+        try:
+            repo.add_dead_letter(fingerprint, topic, agent_id, reason, detail, payload,
+                                 payload_bytes, now)
+            return
+        except Exception as exc:  # noqa: BLE001 - whatever the payload made the store say
+            if store_unavailable(exc):
+                raise
+            first = exc
+        if c is not None:
+            c.dead_letter_failures += 1
+        log.error("dead letter on %s could not be written as given (%r); writing a minimal one",
+                  safe_text(topic, 300), first)
+        try:
+            repo.add_dead_letter(
+                hashlib.sha256(f"{fingerprint}|minimal".encode("ascii", "replace")).hexdigest(),
+                safe_text(topic, 300), agent_id if isinstance(agent_id, str) else None,
+                safe_text(reason, 40),
+                safe_text(f"{detail} (the full refusal could not be stored: {first!r})", 1000),
+                "", payload_bytes if isinstance(payload_bytes, int) else 0, now)
+        except Exception as again:  # noqa: BLE001
+            if store_unavailable(again):
+                raise
+            log.error("minimal dead letter failed too (%r); the refusal of %s is in this log only: "
+                      "%s: %s", again, safe_text(topic, 300), safe_text(reason, 40),
+                      safe_text(detail, 300))
 
     # -- agents and snapshots ---------------------------------------------------------------------
     def _apply_status(self, repo: Repository, status: Status, now: datetime) -> None:
@@ -258,6 +323,29 @@ class Ingestor:
         h = item.header
         repo.add_snapshot(item.agent_id, h.event_id, h.seq, sha, len(item.jpeg), h.width,
                           h.height, h.taken_at if h.taken_at and h.taken_at.tzinfo else None, now)
+
+
+def _fill_with_refused(state: SeqState, seqs: list[int] | tuple[int, ...]) -> None:
+    """Let refused seqs fill the sequence where they cannot open a gap: each one at most
+    one past the highest seq handled (in order, so a run of refusals right after the
+    stored ones closes up). A refused seq further ahead moves nothing: the ack's
+    ``rejected`` list is what tells the agent to drop it."""
+    for seq in sorted(set(seqs)):
+        if seq > state.highest + 1:
+            break
+        if not state.covers(seq):
+            state.add([seq])
+
+
+_STORE_UNAVAILABLE = {sqlite3.SQLITE_FULL, sqlite3.SQLITE_IOERR, sqlite3.SQLITE_CANTOPEN,
+                      sqlite3.SQLITE_READONLY, sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED}
+
+
+def store_unavailable(exc: BaseException) -> bool:
+    """The database cannot write right now, whatever the message (not a poison message)."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    return isinstance(exc, sqlite3.OperationalError) and code is not None \
+        and (code & 0xFF) in _STORE_UNAVAILABLE
 
 
 def _same_event(existing_body: str | None, rec: EventRecord) -> bool:

@@ -1,10 +1,13 @@
-"""Classify raw MQTT messages into what the engine stores. Never raises.
+"""Classify raw MQTT messages into what the engine stores. Never raises, whatever the
+topic or payload: a failure on one message becomes that message's refusal and costs no
+other message.
 
 Each message becomes exactly one item: events, a status, a telemetry heartbeat, a
-snapshot, or a refusal carrying the codec's reason code, the detail, a truncated copy of
-the payload, and — when the seq and event id can still be read — the rejections to put
-in the agent's ack (a refused message is acknowledged as refused, so the agent's outbox
-does not resend it forever).
+snapshot, or a refusal carrying the codec's reason code, the detail, a truncated and
+escaped copy of the payload, and — when the seq and event id can still be read — the
+rejections to put in the agent's ack (a refused message is acknowledged as refused, so
+the agent's outbox does not resend it forever). The bad events of an otherwise good
+batch travel as refusals inside its :class:`EventsItem` (``refused``).
 """
 
 from __future__ import annotations
@@ -13,9 +16,10 @@ import hashlib
 import logging
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from time import time_ns
 from typing import NamedTuple
 
-from protocol.codec import decode_message, loads_lenient
+from protocol.codec import RefusedEvent, decode_message, loads_lenient, readable_seq
 from protocol.errors import ProtocolError, Refusal
 from protocol.messages import Event, Rejection, SnapshotHeader, Status, Telemetry
 from protocol.topics import Channel, parse_topic
@@ -32,12 +36,18 @@ __all__ = [
     "TelemetryItem",
     "classify",
     "events_in",
+    "refused",
+    "refused_event",
+    "rejection",
     "rejections_from_payload",
+    "safe_text",
 ]
 
 log = logging.getLogger(__name__)
 
 PAYLOAD_KEEP = 1024  # bytes of a refused payload kept in the dead-letter table
+TOPIC_KEEP = 300  # characters of a refused message's topic kept
+DETAIL_KEEP = 1000  # characters of a refusal's detail kept
 
 
 class EventRecord(NamedTuple):
@@ -101,28 +111,32 @@ def record_from_body(body: str) -> EventRecord | None:
 
 class EventsItem(NamedTuple):
     """A NamedTuple, not a dataclass: it crosses the receiver pipe for every decoded
-    message, and a tuple pickles and unpickles several times faster."""
+    message, and a tuple pickles and unpickles several times faster. ``refused``: the
+    events of the batch that were refused one by one (each a :class:`RefusedItem`)."""
 
     agent_id: str
     records: list[EventRecord]
+    refused: tuple[RefusedItem, ...] = ()
 
     def __reduce__(self):  # type: ignore[override]
         # Its records cross the pipe as plain tuples: pickling a NamedTuple goes through a
         # Python-level reduce for every record, which doubled a receiver's pickling time.
-        return (_events_item, (self.agent_id, [tuple(r) for r in self.records]))
+        return (_events_item, (self.agent_id, [tuple(r) for r in self.records], self.refused))
 
 
 def events_in(entry: object) -> int:
-    """Events an ingest entry carries: a decoded events message its records, anything else
-    (a raw message, status, telemetry, snapshot, refusal) one."""
+    """Events an ingest entry carries: a decoded events message its records (and refused
+    events), anything else (a raw message, status, telemetry, snapshot, refusal) one."""
     records = getattr(entry, "records", None)
-    return len(records) if records is not None else 1
+    if records is None:
+        return 1
+    return len(records) + len(getattr(entry, "refused", ()))
 
 
-def _events_item(agent_id: str, rows: list[tuple]) -> EventsItem:
+def _events_item(agent_id: str, rows: list[tuple], refused: tuple = ()) -> EventsItem:
     """Unpickle an :class:`EventsItem` (see its ``__reduce__``)."""
     make = EventRecord._make
-    return EventsItem(agent_id, [make(r) for r in rows])
+    return EventsItem(agent_id, [make(r) for r in rows], refused)
 
 
 @dataclass(frozen=True)
@@ -159,42 +173,106 @@ class RefusedItem:
 Item = EventsItem | StatusItem | TelemetryItem | SnapshotItem | RefusedItem
 
 
+# Control characters (but tab and newline) shown as escapes: a refusal's text is safe to
+# store, log and show, whatever bytes the payload or topic held (NUL included).
+_ESCAPE = {c: f"\\x{c:02x}" for c in (*range(0x20), 0x7F) if c not in (0x09, 0x0A)}
+
+
+def safe_text(value: object, limit: int) -> str:
+    """``value`` as printable text of at most ``limit`` characters: control characters
+    and lone surrogates escaped. Never raises."""
+    try:
+        text = value if isinstance(value, str) else repr(value)
+        text = text[: limit * 4].encode("utf-8", "backslashreplace").decode("utf-8")
+        return text.translate(_ESCAPE)[:limit]
+    except Exception:  # noqa: BLE001 - last resort: a text we know is safe
+        return f"<unprintable {type(value).__name__}>"
+
+
 def _preview(payload: bytes) -> str:
-    return payload[:PAYLOAD_KEEP].decode("utf-8", errors="backslashreplace")
+    return safe_text(payload[:PAYLOAD_KEEP].decode("utf-8", errors="backslashreplace"),
+                     PAYLOAD_KEEP * 4)
+
+
+def rejection(seq: object, event_id: object, reason: str) -> Rejection | None:
+    """The ack's rejection of a refused event when its seq and event id can be read (a seq
+    in 1..MAX_SEQ, an event id string), else None."""
+    good_seq = readable_seq(seq)
+    if good_seq is None or not isinstance(event_id, str):
+        return None
+    try:
+        return Rejection(seq=good_seq, event_id=safe_text(event_id, 200),
+                         reason=safe_text(reason, 200))
+    except Exception:  # noqa: BLE001 - an odd id must not cost the refusal itself
+        return None
 
 
 def rejections_from_payload(payload: bytes, reason: str) -> list[Rejection]:
-    """Best effort: the (seq, event_id) of every event the refused payload names."""
+    """Best effort: the (seq, event_id) of every event the refused payload names. Never
+    raises (a payload nested too deeply to read names none)."""
     data = loads_lenient(payload)
     items = data if isinstance(data, list) else [data]
     out = []
     for obj in items[:500]:
-        if not isinstance(obj, dict):
-            continue
-        seq, event_id = obj.get("seq"), obj.get("event_id")
-        if isinstance(seq, int) and not isinstance(seq, bool) and seq >= 1 and isinstance(event_id, str):
-            out.append(Rejection(seq=seq, event_id=event_id[:200], reason=reason[:200]))
+        if isinstance(obj, dict):
+            r = rejection(obj.get("seq"), obj.get("event_id"), reason)
+            if r is not None:
+                out.append(r)
     return out
 
 
 def refused(topic: str, payload: bytes, reason: str, detail: str,
             agent_id: str | None = None, with_rejections: bool = True) -> RefusedItem:
-    if agent_id is None:
-        try:
-            agent_id = parse_topic(topic).agent_id
-        except ProtocolError:
-            agent_id = None
-    fingerprint = hashlib.sha256(
-        topic.encode("utf-8", "replace") + b"\0" + reason.encode() + b"\0" + payload
-    ).hexdigest()
-    rejections = []
-    if with_rejections and agent_id is not None:
-        rejections = rejections_from_payload(payload, f"{reason}: {detail}")
-    return RefusedItem(topic, agent_id, reason, detail, _preview(payload), len(payload),
-                       fingerprint, rejections)
+    """The refusal of one message. Never raises: the topic, detail and payload are
+    truncated and escaped, and what cannot be read is left out."""
+    try:
+        if not isinstance(payload, bytes | bytearray):
+            payload = repr(payload).encode("utf-8", "backslashreplace")
+        payload = bytes(payload)
+        if agent_id is None:
+            try:
+                agent_id = parse_topic(topic).agent_id
+            except Exception:  # noqa: BLE001 - a bad topic has no agent
+                agent_id = None
+        topic_bytes = str(topic).encode("utf-8", "backslashreplace")
+        fingerprint = hashlib.sha256(
+            topic_bytes + b"\0" + str(reason).encode("utf-8", "backslashreplace") + b"\0" + payload
+        ).hexdigest()
+        rejections = []
+        if with_rejections and agent_id is not None:
+            rejections = rejections_from_payload(payload, f"{reason}: {detail}")
+        return RefusedItem(safe_text(topic, TOPIC_KEEP), agent_id, safe_text(reason, 40),
+                           safe_text(detail, DETAIL_KEEP), _preview(payload), len(payload),
+                           fingerprint, rejections)
+    except Exception as exc:  # noqa: BLE001 - the refusal itself must always exist
+        log.exception("could not describe a refused message; keeping a minimal record")
+        fingerprint = hashlib.sha256(f"{id(payload)}{time_ns()}".encode()).hexdigest()
+        return RefusedItem(safe_text(topic, TOPIC_KEEP), None, safe_text(reason, 40),
+                           safe_text(f"{detail} (and describing it failed: {exc!r})", DETAIL_KEEP),
+                           "", 0, fingerprint, [])
+
+
+def refused_event(topic: str, agent_id: str, r: RefusedEvent) -> RefusedItem:
+    """The refusal of one event of a batch (the batch's other events go on)."""
+    reason = r.error.reason.value
+    item = refused(topic, r.raw, reason, r.error.detail, agent_id=agent_id, with_rejections=False)
+    one = rejection(r.seq, r.event_id, f"{reason}: {r.error.detail}")
+    return RefusedItem(item.topic, item.agent_id, item.reason, item.detail, item.payload_preview,
+                       item.payload_bytes, item.fingerprint, [one] if one is not None else [])
 
 
 def classify(topic: str, payload: bytes) -> Item:
+    """The item of one raw message. Never raises: an unexpected failure (a bug) is logged
+    and the message refused with what went wrong."""
+    try:
+        return _classify(topic, payload)
+    except Exception as exc:  # noqa: BLE001 - a codec bug must not take the hub down
+        log.exception("unexpected error decoding a message on %s", safe_text(topic, TOPIC_KEEP))
+        return refused(topic, payload, Refusal.INVALID.value,
+                       f"the hub could not decode it: {exc!r}")
+
+
+def _classify(topic: str, payload: bytes) -> Item:
     try:
         decoded = decode_message(topic, payload)
     except ProtocolError as exc:
@@ -205,17 +283,16 @@ def classify(topic: str, payload: bytes) -> Item:
             pass
         return refused(topic, payload, exc.reason.value, exc.detail,
                        with_rejections=channel is Channel.EVENTS)
-    except Exception as exc:  # a codec bug must not take the hub down; keep the evidence
-        log.exception("unexpected error decoding a message", extra={"topic": topic})
-        return refused(topic, payload, Refusal.INVALID.value, f"hub could not decode it: {exc!r}")
     agent_id = decoded.topic.agent_id
     match decoded.topic.channel:
         case Channel.EVENTS:
             events: list[Event] = decoded.message
-            if len(events) == 1 and payload.lstrip()[:1] == b"{":
+            bad = tuple(refused_event(topic, agent_id, r) for r in decoded.refused)
+            if len(events) == 1 and not bad and payload.lstrip()[:1] == b"{":
                 return EventsItem(agent_id, [event_record(events[0], payload.decode("utf-8"))])
             return EventsItem(agent_id, [
-                event_record(e, e.model_dump_json(by_alias=True, exclude_none=True)) for e in events])
+                event_record(e, e.model_dump_json(by_alias=True, exclude_none=True)) for e in events],
+                bad)
         case Channel.STATUS:
             return StatusItem(agent_id, decoded.message)
         case Channel.TELEMETRY:

@@ -94,6 +94,8 @@ def decoded_chunks(batch: list[Raw], decode_all: bool = True,
     out: list = []
     weight = 0
     for topic, payload in batch:
+        # classify never raises: a message that fails becomes its own refusal, and the
+        # other messages of the batch go on (none is lost with a failed hand-over).
         item = classify(topic, payload) if decode_all or payload[:1] == b"[" else (topic, payload)
         weight += events_in(item)
         out.append(item)

@@ -7,7 +7,7 @@ import bisect
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-__all__ = ["BUCKETS", "HttpMetrics", "render"]
+__all__ = ["BUCKETS", "HttpMetrics", "ingest_samples", "render"]
 
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
@@ -55,6 +55,42 @@ class HttpMetrics:
             yield f'cityops_http_request_duration_seconds_bucket{{{labels},le="+Inf"}} {h.n}'
             yield f"cityops_http_request_duration_seconds_sum{{{labels}}} {h.total:.6f}"
             yield f"cityops_http_request_duration_seconds_count{{{labels}}} {h.n}"
+
+
+Sample = tuple[str, str, str, list[tuple[dict[str, str], float]]]
+
+
+def ingest_samples(ingest: dict[str, int], health: dict[str, object]) -> list[Sample]:
+    """The ingest accounting and the writer's supervision, from the writer's counters
+    (``IngestStats``) and the hub's health. After the writer has drained:
+    ``received == sum(messages by kind)``, and per events message
+    ``sum(event outcomes) == events_received``."""
+    n = ingest.get
+    return [
+        ("cityops_ingest_messages_received_total", "counter",
+         "Messages handed to the writer (every message the broker delivered to the hub).",
+         [({}, n("received", 0))]),
+        ("cityops_ingest_messages_total", "counter",
+         "Messages applied, by what they were: events (at least one good event), refused "
+         "(a dead letter), status, telemetry, snapshot.",
+         [({"kind": kind}, n(key, 0)) for kind, key in (
+             ("events", "event_messages"), ("refused", "refused"), ("status", "statuses"),
+             ("telemetry", "telemetry"), ("snapshot", "snapshots"))]),
+        ("cityops_ingest_event_outcomes_total", "counter",
+         "Events of the events messages, by outcome (conflict, refused and seq_out_of_window "
+         "are dead letters).",
+         [({"outcome": outcome}, n(key, 0)) for outcome, key in (
+             ("stored", "events_stored"), ("duplicate", "duplicates"), ("conflict", "conflicts"),
+             ("refused", "events_refused"), ("seq_out_of_window", "seq_out_of_window"))]),
+        ("cityops_ingest_dead_letter_failures_total", "counter",
+         "Refusals whose dead letter could not be written as given (a minimal one was, or "
+         "the log has it).", [({}, n("dead_letter_failures", 0))]),
+        ("cityops_writer_restarts_total", "counter",
+         "Times the writer's loop failed unexpectedly and was restarted.",
+         [({}, n("writer_restarts", 0))]),
+        ("cityops_writer_up", "gauge", "1 while the writer thread runs.",
+         [({}, 1 if health.get("writer") else 0)]),
+    ]
 
 
 def _esc(value: str) -> str:

@@ -23,7 +23,7 @@ from ..scores import month_bounds, score_cases
 from .actions import load_case_for, parse_action, perform
 from .common import case_filter, hub_of, json_response, principal, query_int
 from .live import overview, stream
-from .metrics import render
+from .metrics import ingest_samples, render
 from .problems import FieldErrors, WebError, problem
 from .serialize import agent_json, jsonable, snapshot_url
 from .serialize import case_json as case_view
@@ -275,6 +275,7 @@ async def metrics(request: web.Request) -> web.Response:
          [({"part": part}, v) for part, v in (("rss", rss_bytes()), ("sqlite", sqlite_bytes()))
           if v is not None]),
     ]
+    samples.extend(ingest_samples(ingest, hub.health()))
     return web.Response(body=render(samples, request.app[METRICS_KEY]).encode(),
                         headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"})
 

@@ -142,8 +142,14 @@ def test_an_event_on_another_agents_topic_is_refused(batch, topic_agent):
     except ProtocolError:
         return
     try:
-        decode_message(agent_topic(topic_agent, Channel.EVENTS), payload)
+        decoded = decode_message(agent_topic(topic_agent, Channel.EVENTS), payload)
     except ProtocolError as exc:
         assert exc.reason == Refusal.TOPIC_MISMATCH
-    else:
-        raise AssertionError("a spoofed agent id was accepted")
+        assert all(e.agent_id != topic_agent for e in batch)  # refused whole: none was good
+        return
+    # A batch is decoded event by event: the spoofed events are refused one by one, the
+    # agent's own go on.
+    assert all(e.agent_id == topic_agent for e in decoded.message), "a spoofed agent id was accepted"
+    spoofed = [i for i, e in enumerate(batch) if e.agent_id != topic_agent]
+    assert [r.index for r in decoded.refused] == spoofed
+    assert {r.error.reason for r in decoded.refused} == {Refusal.TOPIC_MISMATCH}

@@ -117,7 +117,10 @@ def test_bad_messages_become_dead_letters_with_a_count_and_a_rejection(world):
     assert rows["unknown_schema"].count == 2 and rows["malformed"].count == 1
     assert rows["unknown_schema"].agent_id == "agent-1" and "cityops.event/9" in rows["unknown_schema"].payload
     assert [(x.seq, x.event_id) for x in r.acks[0].rejected] == [(4, "e4"), (4, "e4")]
-    assert r.acks[0].ranges == [(4, 4)]  # refused seqs count as handled: the agent drops them
+    # Refused seqs are not stored: they move no sequence state (no gap below seq 4 opens);
+    # the ack's rejected list is what tells the agent to drop them.
+    assert (r.acks[0].upto, r.acks[0].ranges) == (0, [])
+    assert world.repo.get_agent("agent-1").seq_gaps == 0
 
 
 def test_lifecycle_updates_join_their_case_and_sensor_closes_after_hold(world):

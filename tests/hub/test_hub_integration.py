@@ -133,7 +133,9 @@ async def test_status_page_and_json_show_the_case(hub, agent):
     assert (await get_json(hub, "/api/v1/cases/999"))[0] == 404
     assert (await get_json(hub, "/healthz")) == (200, {"ok": True, "writer": True, "broker_connected": True,
                                                        "receivers": [True], "backlog": 0,
-                                                       "storage_error": None})
+                                                       "storage_error": None, "writer_restarts": 0,
+                                                       "writer_last_failure": None,
+                                                       "writer_last_failure_s_ago": None})
 
 
 async def test_escalation_on_a_fast_clock(hub, agent, clock):
