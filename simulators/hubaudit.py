@@ -2,20 +2,27 @@
 
 The demo's scorecard must not take the hub's word for what it stored: this module opens
 the hub's SQLite database read-only and reads the rows themselves — every stored message
-``(agent_id, seq, event_id, kind)``, every event lifecycle and every case. It depends on
-the hub's table layout (``hub/store/schema.py``: ``messages``, ``events``, ``cases``);
-a schema change there that breaks it fails the demo tests.
+``(agent_id, seq, event_id, kind)``, every event lifecycle and every case, each case's
+state changes (``case_audit``), the plans' activations and the vital signs' level
+changes (the hub's ``vitals`` pseudo-agent stores each one as an event message). It
+depends on the hub's table layout (``hub/store/schema.py``: ``messages``, ``events``,
+``cases``, ``case_audit``, ``plan_activations``, ``vital_levels``); a schema change
+there that breaks it fails the demo tests.
 """
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-__all__ = ["StoreAudit", "StoredCase", "StoredLifecycle", "audit_store"]
+__all__ = ["StoreAudit", "StoredActivation", "StoredCase", "StoredIndicator", "StoredLevelChange",
+           "StoredLifecycle", "StoredTransition", "audit_store"]
+
+VITALS_AGENT = "vitals"  # the hub's pseudo-agent of vital-sign warnings (hub/vitals/events.py)
 
 
 @dataclass(frozen=True)
@@ -42,6 +49,50 @@ class StoredCase:
     merged_into: int | None
 
 
+@dataclass(frozen=True)
+class StoredTransition:
+    """A case's state change, from its audit trail (``dispatched`` for a dispatch or a
+    re-dispatch)."""
+
+    case_id: int
+    at: datetime
+    action: str
+    to_state: str
+
+
+@dataclass(frozen=True)
+class StoredActivation:
+    plan: str
+    version: int
+    activated_at: datetime
+    activated_by: str  # "auto" when a trigger fired, else the account
+    reason: str  # the trigger that fired, as the hub wrote it
+    deactivated_at: datetime | None
+    deactivated_by: str | None
+    deactivate_reason: str | None
+
+
+@dataclass(frozen=True)
+class StoredIndicator:
+    """A vital-sign indicator and its level when the store was read."""
+
+    indicator: str
+    kind: str
+    grid: str
+    level: int  # 0 normal .. 4 red
+
+
+@dataclass(frozen=True)
+class StoredLevelChange:
+    indicator: str
+    kind: str
+    grid: str
+    at: datetime
+    before: str  # level labels: normal, blue, yellow, orange, red
+    after: str
+    value: float | None
+
+
 @dataclass
 class StoreAudit:
     seqs: dict[str, set[int]] = field(default_factory=dict)  # stored seqs per agent (events, snapshots)
@@ -51,10 +102,24 @@ class StoreAudit:
     lifecycles: list[StoredLifecycle] = field(default_factory=list)
     cases: list[StoredCase] = field(default_factory=list)
     dead_letters: int = 0
+    transitions: list[StoredTransition] = field(default_factory=list)  # in the order they happened
+    activations: list[StoredActivation] = field(default_factory=list)
+    indicators: list[StoredIndicator] = field(default_factory=list)
+    level_changes: list[StoredLevelChange] = field(default_factory=list)  # in the order they happened
 
 
 def _when(text: str | None) -> datetime | None:
     return datetime.fromisoformat(text) if text else None
+
+
+def _level_change(observed_at: str, body: str) -> StoredLevelChange:
+    """A level change from the warning event the hub stored for it."""
+    event = json.loads(body)
+    attrs = event["attributes"]
+    reading = (event.get("evidence") or {}).get("reading") or {}
+    return StoredLevelChange(attrs["indicator"], reading.get("name", ""), attrs["grid"],
+                             datetime.fromisoformat(observed_at), attrs["previous_level"],
+                             attrs["level"], reading.get("value"))
 
 
 def audit_store(database: Path) -> StoreAudit:
@@ -88,6 +153,23 @@ def audit_store(database: Path) -> StoreAudit:
                 " close_mode, merged_into FROM cases ORDER BY id")
         ]
         out.dead_letters = conn.execute("SELECT coalesce(sum(count), 0) FROM dead_letters").fetchone()[0]
+        out.transitions = [
+            StoredTransition(c, _when(at), action, to)  # type: ignore[arg-type]
+            for c, at, action, to in conn.execute(
+                "SELECT case_id, at, action, to_state FROM case_audit WHERE to_state IS NOT NULL ORDER BY id")
+        ]
+        out.activations = [
+            StoredActivation(n, v, _when(a), by, why, _when(d), dby, dwhy)  # type: ignore[arg-type]
+            for n, v, a, by, why, d, dby, dwhy in conn.execute(
+                "SELECT name, version, activated_at, activated_by, reason, deactivated_at,"
+                " deactivated_by, deactivate_reason FROM plan_activations ORDER BY id")
+        ]
+        out.indicators = [StoredIndicator(*row) for row in conn.execute(
+            "SELECT indicator, kind, grid_id, level FROM vital_levels ORDER BY indicator")]
+        out.level_changes = [
+            _level_change(observed, body) for observed, body in conn.execute(
+                "SELECT observed_at, body FROM messages WHERE agent_id = ? ORDER BY seq", (VITALS_AGENT,))
+        ]
         conn.execute("COMMIT")
         return out
     finally:

@@ -9,6 +9,12 @@ A stored event lifecycle belongs to the problem of the same agent, device and
 subcategory whose window holds the lifecycle's start; a problem is *detected* when one
 does. A case is *false* when none of its lifecycles belongs to a problem; a problem with
 two or more cases counts the extra ones as *duplicate cases*.
+
+A problem's time to dispatch runs from its start to the first dispatch that covers it:
+the moment one of its lifecycles joined its case when a dispatch stood then (the case
+was in a department's hands), else the case's first dispatch after that moment. A case
+reopened by a recurring problem keeps its first dispatches in its audit trail, so each
+problem is measured against its own dispatch, not the case's latest.
 """
 
 from __future__ import annotations
@@ -19,11 +25,14 @@ from datetime import datetime
 from typing import Any
 
 from .hubaudit import StoreAudit, StoredCase, StoredLifecycle
+from .plancard import plan_rows, warning_levels
 from .scenarios.truth import Problem
 
-__all__ = ["AgentCounters", "percentile", "scorecard"]
+__all__ = ["AgentCounters", "covering_dispatch", "percentile", "scorecard"]
 
 AUTO_CLOSERS = ("auto_sensor", "auto_photo")
+# States in which a dispatch stands: the case is in a department's hands.
+DISPATCH_STANDS = frozenset({"dispatched", "in_progress", "escalated", "resolved"})
 
 
 @dataclass(frozen=True)
@@ -57,6 +66,21 @@ def _final(case_id: int | None, cases: dict[int, StoredCase]) -> int | None:
     return case_id
 
 
+def covering_dispatch(history: list[tuple[float, str]], joined: float) -> float | None:
+    """When a problem's lifecycle that joined its case at ``joined`` was first covered
+    by a dispatch. ``history``: the case's state changes ``(at, to_state)`` in
+    the order they happened. ``joined`` itself when a dispatch stood then, else the
+    first dispatch after it; None when the case was never dispatched after it."""
+    state = None
+    for at, to_state in history:
+        if at > joined:
+            break
+        state = to_state
+    if state in DISPATCH_STANDS:
+        return joined
+    return next((at for at, to_state in history if at > joined and to_state == "dispatched"), None)
+
+
 def scorecard(problems: list[Problem], agents: list[AgentCounters], audit: StoreAudit,
               start: datetime, horizon: float) -> dict[str, Any]:
     """``start``: the simulated clock's origin; ``horizon``: simulated seconds at which
@@ -66,6 +90,9 @@ def scorecard(problems: list[Problem], agents: list[AgentCounters], audit: Store
         return (when - start).total_seconds()
 
     cases = {c.id: c for c in audit.cases}
+    history: dict[int, list[tuple[float, str]]] = {}
+    for tr in audit.transitions:
+        history.setdefault(tr.case_id, []).append((sim(tr.at), tr.to_state))
     by_key: dict[tuple[str, str, str], list[Problem]] = {}
     for p in problems:
         by_key.setdefault((p.agent_id, p.source, p.subcategory), []).append(p)
@@ -100,10 +127,12 @@ def scorecard(problems: list[Problem], agents: list[AgentCounters], audit: Store
             first = min(lives, key=lambda life: life.started_at)
             row["detected_after_s"] = round(sim(first.started_at) - p.start, 1)
             row["cases"] = finals
-            dispatched = [cases[f].dispatched_at for f in finals if cases[f].dispatched_at is not None]
-            if dispatched:
-                when = max(min(dispatched), first.started_at)
-                latency = sim(when) - p.start
+            covered = [when for life in lives
+                       if (f := _final(life.case_id, cases)) is not None
+                       and (when := covering_dispatch(history.get(f, []), sim(life.started_at))) is not None]
+            if covered:
+                when = min(covered)
+                latency = when - p.start
                 latencies.append(latency)
                 row["dispatched_after_s"] = round(latency, 1)
         rows.append(row)
@@ -151,6 +180,9 @@ def scorecard(problems: list[Problem], agents: list[AgentCounters], audit: Store
         "outbox_left": sum(a.outbox_depth for a in agents),
         "outbox_dropped": sum(a.dropped for a in agents),
         "dead_letters": audit.dead_letters,
+        # response plans and vital-sign warning levels (issue 19)
+        "plans": plan_rows(audit.activations, sim),
+        "warning_levels": warning_levels(audit.indicators, audit.level_changes, sim),
         "false_case_ids": false_cases,
         "problems": rows,
     }
