@@ -228,7 +228,7 @@ class Ingestor:
         for agent_id in acked:
             state = self._seq(repo, result, agent_id)
             given_up = state.given_up
-            opened = state.add(handled.get(agent_id, ()))
+            opened = _add_seqs(state, handled.get(agent_id, ()), refused_seqs.get(agent_id, ()))
             if state.given_up > given_up:
                 c.seqs_given_up += state.given_up - given_up
                 log.warning("agent %s: over %s open sequence gaps; gave up waiting for the oldest "
@@ -238,7 +238,6 @@ class Ingestor:
                 c.gaps_opened += opened
                 log.warning("agent %s: sequence gap (have up to %s, now %s; %s missing)",
                             agent_id, state.upto, state.highest, state.missing())
-            _fill_with_refused(state, refused_seqs.get(agent_id, ()))
             seq_rows.append((agent_id, state.upto, state.ranges, state.highest, state.gaps))
         repo.note_agents_seen([a for a in seen if a not in result.seq_states], seq_rows, now)
         for agent_id in acked:
@@ -325,16 +324,30 @@ class Ingestor:
                           h.height, h.taken_at if h.taken_at and h.taken_at.tzinfo else None, now)
 
 
-def _fill_with_refused(state: SeqState, seqs: list[int] | tuple[int, ...]) -> None:
-    """Let refused seqs fill the sequence where they cannot open a gap: each one at most
-    one past the highest seq handled (in order, so a run of refusals right after the
-    stored ones closes up). A refused seq further ahead moves nothing: the ack's
-    ``rejected`` list is what tells the agent to drop it."""
-    for seq in sorted(set(seqs)):
-        if seq > state.highest + 1:
-            break
-        if not state.covers(seq):
+def _add_seqs(state: SeqState, stored: list[int] | tuple[int, ...],
+              refused: list[int] | tuple[int, ...]) -> int:
+    """Add a batch's stored seqs to ``state`` (returns the gaps this opened), letting its
+    refused seqs in only where they cannot open a gap: taken in seq order with the stored
+    ones, a refused seq enters when it is at most one past the highest seq held then (so
+    a refused event among or right after stored ones leaves no hole). A refused seq
+    further ahead moves nothing: the ack's ``rejected`` list tells the agent to drop it."""
+    if not refused:
+        return state.add(stored)
+    kept = set(stored)
+    opened = 0
+    run: list[int] = []
+    for seq in sorted(kept.union(refused)):
+        if seq in kept:
+            run.append(seq)
+            continue
+        if run:
+            opened += state.add(run)
+            run = []
+        if seq <= state.highest + 1 and not state.covers(seq):
             state.add([seq])
+    if run:
+        opened += state.add(run)
+    return opened
 
 
 _STORE_UNAVAILABLE = {sqlite3.SQLITE_FULL, sqlite3.SQLITE_IOERR, sqlite3.SQLITE_CANTOPEN,
