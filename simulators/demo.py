@@ -41,6 +41,7 @@ from protocol.cliutil import run_main
 from protocol.errors import CityopsError
 from protocol.logsetup import configure_logging
 
+from .plancard import format_plans
 from .progress import Progress, format_duration
 from .scenarios import load_scenario, scenario_names
 from .scoring import scorecard
@@ -165,6 +166,7 @@ def format_summary(summary: dict[str, Any]) -> str:
     for row in summary["problems"]:
         extra = f", dispatched after {hm(row.get('dispatched_after_s'))}" if "dispatched_after_s" in row else ""
         lines.append(f"    {row['status']:<8} {row['id']} ({row['subcategory']}){extra}")
+    lines += format_plans(summary)
     if "handlers" in summary:
         h = summary["handlers"]
         lines.append(f"  handlers {h['cases_seen']} case(s): {h['resolved']} resolved ({h['resolved_late']} late), "

@@ -22,8 +22,9 @@ from datetime import datetime
 from typing import Any
 
 from .hubaudit import StoredActivation, StoredIndicator, StoredLevelChange
+from .progress import format_duration
 
-__all__ = ["LEVELS", "plan_rows", "trigger", "warning_levels"]
+__all__ = ["LEVELS", "format_plans", "plan_rows", "trigger", "warning_levels"]
 
 LEVELS = ("normal", "blue", "yellow", "orange", "red")  # hub/vitals/levels.py, lowest first
 
@@ -87,3 +88,19 @@ def warning_levels(indicators: list[StoredIndicator], changes: list[StoredLevelC
                      "grid": c.grid, "from": c.before, "to": c.after, "value": c.value}
                     for c in ordered],
     }
+
+
+def format_plans(summary: dict[str, Any]) -> list[str]:
+    """The scorecard's plan and warning lines for people (none when nothing happened)."""
+    lines = []
+    for row in summary.get("plans", []):
+        until = ("" if row["deactivated_at_s"] is None else
+                 f", deactivated at {format_duration(row['deactivated_at_s'])} by {row['deactivated_by']}")
+        lines.append(f"  plan     {row['plan']} activated at {format_duration(row['activated_at_s'])} "
+                     f"by {row['activated_by']} ({row['reason']}){until}")
+    levels = summary.get("warning_levels", {"highest": {}, "changes": []})
+    raised = {i: lv for i, lv in levels["highest"].items() if lv != "normal"}
+    if raised:
+        lines.append(f"  warnings {len(levels['changes'])} level change(s); highest: "
+                     + ", ".join(f"{i} {lv}" for i, lv in raised.items()))
+    return lines
