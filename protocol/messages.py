@@ -84,6 +84,8 @@ def _sane_time(value: datetime) -> datetime:
     """Times from 1970 to 9000 in UTC: wide enough for any clock, even one reset to the
     epoch, narrow enough that the hub's date arithmetic (deadlines, windows) never
     overflows. The value keeps its own offset."""
+    if 1970 < value.year < 8999:  # the hot path: no offset can move it out
+        return value
     try:
         utc = value.astimezone(UTC) if value.tzinfo is not None else value.replace(tzinfo=UTC)
     except (OverflowError, ValueError):
@@ -187,7 +189,7 @@ class Event(Message):
     def _attribute_ints_fit(cls, v: Any) -> Any:
         # Checked before the union sees them: an integer too large for the store would
         # otherwise pass as an (inexact) float.
-        if isinstance(v, dict):
+        if v and isinstance(v, dict):
             for key, value in v.items():
                 if type(value) is int and not -MAX_STORE_INT - 1 <= value <= MAX_STORE_INT:
                     raise ValueError(f"attribute {str(key)[:64]!r} is an integer outside the "
