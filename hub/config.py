@@ -29,6 +29,7 @@ from protocol.taxonomy import Taxonomy, taxonomy
 from .gazetteer import Gazetteer, load_gazetteer
 from .geo import GridIndex, load_grids, read_config_text
 from .linkage import LinkageConfig, check_linkage_config
+from .notify.settings import NotifyConfig
 from .plans.checks import load_plans_dir
 from .plans.model import Plan
 from .routing import RoutingTable, TimeZoneName, load_routing
@@ -249,6 +250,9 @@ class HubConfig(StrictModel):
                                 "vital signs are graded")
     plans: Path | None = Field(None, description="folder of response-plan YAML files, loaded into "
                                "the store at start (a changed file becomes a new version)")
+    notify: NotifyConfig | None = Field(None, description="notification delivery channels "
+                                        "(docs/hub.md, Notifications); none: notifications are "
+                                        "recorded on the case, not sent")
 
     def resolve_paths(self, base: Path) -> HubConfig:
         """Make relative paths relative to ``base`` (the config file's folder)."""
@@ -267,6 +271,8 @@ class HubConfig(StrictModel):
         self.broker.data_dir = fix(self.broker.data_dir)
         self.verification.model = fix(self.verification.model)
         self.verification.labels = fix(self.verification.labels)
+        if self.notify is not None:
+            self.notify.resolve_paths(fix)
         if self.broker.managed_tls:
             self.broker.managed_tls.dir = fix(self.broker.managed_tls.dir)
         if self.web.tls:
@@ -365,7 +371,8 @@ def _check_screening(config: HubConfig, doc: Document | None, tax: Taxonomy, gri
 def build_setup(config: HubConfig, doc: Document | None = None) -> Setup:
     tax = taxonomy()
     grids = load_grids(config.grids)
-    routing = load_routing(config.routing, tax, grids) if config.routing else RoutingTable()
+    endpoints = config.notify.endpoints() if config.notify is not None else None
+    routing = load_routing(config.routing, tax, grids, endpoints) if config.routing else RoutingTable()
     area = load_grids(config.service_area) if config.service_area else None
     _check_screening(config, doc, tax, grids, routing)
     vitals = load_vitals(config.vitals, grids) if config.vitals else VitalsConfig()

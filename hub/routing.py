@@ -24,14 +24,15 @@ grids file, departments in the taxonomy or the table's own ``departments``.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, time
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 from zoneinfo import ZoneInfo
 
-from pydantic import AfterValidator, Field
+from pydantic import AfterValidator, Field, model_validator
 
 from protocol.base import StrictModel
 from protocol.config import Document, parse_yaml, validate_document
@@ -41,7 +42,8 @@ from protocol.taxonomy import Names, Taxonomy
 
 from .geo import GridIndex, read_config_text
 
-__all__ = ["Fallback", "TimeZoneName", "RouteDecision", "RoutingTable", "load_routing", "parse_routing", "route"]
+__all__ = ["Contact", "ContactBook", "Fallback", "Leads", "TimeZoneName", "RouteDecision",
+           "RoutingTable", "load_routing", "on_duty", "on_duty_shift", "parse_routing", "route"]
 
 def _check_zone(v: str) -> str:
     try:
@@ -56,6 +58,49 @@ Clock = Annotated[str, Field(pattern=r"^([01]\d|2[0-3]):[0-5]\d$", description="
 Weekday = Annotated[str, Field(pattern=r"^(mon|tue|wed|thu|fri|sat|sun)$")]
 _DAYS = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 
+ChannelName = Literal["email", "webhook", "wecom", "dingtalk", "feishu", "sms"]
+_EMAIL = re.compile(r"^[^@\s<>(),;:\"]{1,64}@[A-Za-z0-9.-]{1,253}\.[A-Za-z]{2,63}$")
+_PHONE = re.compile(r"^\+?[0-9]{5,20}$")
+_ENDPOINT = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
+
+
+class Contact(StrictModel):
+    """Someone to tell, and how (hub/notify/). ``address``: an email address (email), a
+    phone number (sms), or the name of a webhook or group robot under ``notify:`` in
+    hub.yaml (webhook, wecom, dingtalk, feishu): URLs and secrets stay out of this file."""
+
+    channel: ChannelName
+    address: str = Field(min_length=1, max_length=254)
+    name: str = Field("", max_length=100, description="who this is, for people reading the page")
+
+    @model_validator(mode="after")
+    def _address_fits_channel(self) -> Contact:
+        a = self.address
+        if self.channel == "email" and not _EMAIL.match(a):
+            raise ValueError(f"address {a!r} is not an email address like duty@example.org")
+        if self.channel == "sms" and not _PHONE.match(a):
+            raise ValueError(f"address {a!r} is not a phone number (digits, optionally a leading +)")
+        if self.channel not in ("email", "sms") and not _ENDPOINT.match(a):
+            raise ValueError(f"address {a!r} must name a {self.channel} entry under notify: in "
+                             "hub.yaml (lower-case letters, digits, - _ .), not a URL")
+        return self
+
+
+class Leads(StrictModel):
+    """Who hears of an escalation, per level (town → district → city)."""
+
+    town: dict[str, list[Contact]] = Field(default_factory=dict, description="by town name")
+    district: dict[str, list[Contact]] = Field(default_factory=dict, description="by district name")
+    city: list[Contact] = Field(default_factory=list)
+
+
+class ContactBook(StrictModel):
+    departments: dict[str, list[Contact]] = Field(
+        default_factory=dict, description="told of every case dispatched to the department")
+    operators: list[Contact] = Field(
+        default_factory=list, description="told of cases waiting for an operator")
+    leads: Leads = Field(default_factory=Leads)
+
 
 class Fallback(StrEnum):
     TAXONOMY = "taxonomy"  # use the subcategory's default department
@@ -68,6 +113,8 @@ class Shift(StrictModel):
     to: Clock = "00:00"
     days: list[Weekday] = Field(default_factory=list, description="empty: every day")
     grids: list[str] = Field(default_factory=list, description="empty: every grid")
+    contacts: list[Contact] = Field(default_factory=list,
+                                    description="told of the department's cases while on duty")
 
     def covers(self, local: datetime, grid_id: str | None) -> bool:
         if self.grids and grid_id not in self.grids:
@@ -117,6 +164,7 @@ class RoutingTable(StrictModel):
     )
     duty: dict[str, list[Shift]] = Field(default_factory=dict)
     routes: list[Route] = Field(default_factory=list)
+    contacts: ContactBook = Field(default_factory=ContactBook, description="who is notified")
 
     def zone(self) -> ZoneInfo:
         return ZoneInfo(self.timezone)
@@ -135,13 +183,20 @@ def _hhmm(text: str) -> time:
     return time(int(h), int(m))
 
 
-def on_duty(table: RoutingTable, department: str, grid_id: str | None, at: datetime) -> str | None:
-    """The handler on duty for ``department`` at ``at`` (first matching shift), or None."""
+def on_duty_shift(table: RoutingTable, department: str, grid_id: str | None,
+                  at: datetime) -> Shift | None:
+    """The shift on duty for ``department`` at ``at`` (the first that covers it), or None."""
     local = at.astimezone(table.zone())
     for shift in table.duty.get(department, []):
         if shift.covers(local, grid_id):
-            return shift.handler
+            return shift
     return None
+
+
+def on_duty(table: RoutingTable, department: str, grid_id: str | None, at: datetime) -> str | None:
+    """The handler on duty for ``department`` at ``at`` (first matching shift), or None."""
+    shift = on_duty_shift(table, department, grid_id, at)
+    return None if shift is None else shift.handler
 
 
 def route(
@@ -171,7 +226,8 @@ def route(
 _CODE = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z0-9_]+)?$")
 
 
-def _cross_check(table: RoutingTable, doc: Document, tax: Taxonomy, grids: GridIndex) -> None:
+def _cross_check(table: RoutingTable, doc: Document, tax: Taxonomy, grids: GridIndex,
+                 endpoints: Endpoints | None = None) -> None:
     problems: list[ConfigProblem] = []
     departments = set(tax.departments) | set(table.departments)
     codes = {c.code for c in tax.categories} | {s.code for s in tax.subcategories()}
@@ -204,16 +260,79 @@ def _cross_check(table: RoutingTable, doc: Document, tax: Taxonomy, grids: GridI
                 if v not in known:
                     problems.append(doc.problem(("routes", i, key, k),
                                                 f"no grid has {key[:-1]} {v!r}"))
+    problems += _check_contacts(table, doc, departments, towns, districts, endpoints)
     if problems:
         raise ConfigError(problems)
 
 
-def parse_routing(text: str, filename: str, tax: Taxonomy, grids: GridIndex) -> RoutingTable:
+# What hub.yaml's notify: section offers: channel → endpoint names (None: any address).
+Endpoints = dict[str, set[str] | None]
+
+
+def all_contacts(table: RoutingTable) -> Iterator[tuple[tuple, Contact]]:
+    """Every contact in the table with its path (for checks and docs)."""
+    book = table.contacts
+    for dep, contacts in book.departments.items():
+        for i, c in enumerate(contacts):
+            yield ("contacts", "departments", dep, i), c
+    for i, c in enumerate(book.operators):
+        yield ("contacts", "operators", i), c
+    for level in ("town", "district"):
+        for where, contacts in getattr(book.leads, level).items():
+            for i, c in enumerate(contacts):
+                yield ("contacts", "leads", level, where, i), c
+    for i, c in enumerate(book.leads.city):
+        yield ("contacts", "leads", "city", i), c
+    for dep, shifts in table.duty.items():
+        for j, shift in enumerate(shifts):
+            for i, c in enumerate(shift.contacts):
+                yield ("duty", dep, j, "contacts", i), c
+
+
+def _check_contacts(table: RoutingTable, doc: Document, departments: set[str], towns: set[str],
+                    districts: set[str], endpoints: Endpoints | None) -> list[ConfigProblem]:
+    problems = []
+    for dep in table.contacts.departments:
+        if dep not in departments:
+            problems.append(doc.problem(("contacts", "departments", dep),
+                                        f"unknown department {dep!r}; add it under 'departments' "
+                                        "or use one of the taxonomy's"))
+    for level, known in (("town", towns), ("district", districts)):
+        for where in getattr(table.contacts.leads, level):
+            if where not in known:
+                problems.append(doc.problem(("contacts", "leads", level, where),
+                                            f"no grid has {level} {where!r}"))
+    if endpoints is None:
+        return problems
+    for path, c in all_contacts(table):
+        if c.channel not in endpoints:
+            problems.append(doc.problem((*path, "channel"),
+                                        f"channel {c.channel} is not set up in hub.yaml: add "
+                                        f"notify.{_SECTION[c.channel]} there (see docs/hub.md)"))
+            continue
+        names = endpoints[c.channel]
+        if names is not None and c.address not in names:
+            known = ", ".join(sorted(names)) or "none"
+            problems.append(doc.problem((*path, "address"),
+                                        f"no {c.channel} named {c.address!r} under notify."
+                                        f"{_SECTION[c.channel]} in hub.yaml (known: {known})"))
+    return problems
+
+
+_SECTION = {"email": "email", "sms": "sms", "webhook": "webhooks", "wecom": "wecom",
+            "dingtalk": "dingtalk", "feishu": "feishu"}
+
+
+def parse_routing(text: str, filename: str, tax: Taxonomy, grids: GridIndex,
+                  endpoints: Endpoints | None = None) -> RoutingTable:
+    """``endpoints``: the channels hub.yaml's ``notify:`` sets up; with them every contact
+    must use one of those (None: contacts are not checked against hub.yaml)."""
     doc = parse_yaml(text, filename)
     table = validate_document(RoutingTable, doc)
-    _cross_check(table, doc, tax, grids)
+    _cross_check(table, doc, tax, grids, endpoints)
     return table
 
 
-def load_routing(path: str | Path, tax: Taxonomy, grids: GridIndex) -> RoutingTable:
-    return parse_routing(read_config_text(path, "routing table"), str(path), tax, grids)
+def load_routing(path: str | Path, tax: Taxonomy, grids: GridIndex,
+                 endpoints: Endpoints | None = None) -> RoutingTable:
+    return parse_routing(read_config_text(path, "routing table"), str(path), tax, grids, endpoints)

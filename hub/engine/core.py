@@ -18,6 +18,7 @@ from ..cases.closure import ClosureStep, Verdict, decide_on_verdict
 from ..cases.states import CaseState, check_transition, is_open
 from ..config import Setup
 from ..errors import CaseError
+from ..notify.outbox import Outbox
 from ..routing import RouteDecision, on_duty, route
 from ..rules import CaseRule
 from ..store.repo import CaseRow, Repository
@@ -45,6 +46,11 @@ class CaseEngine:
         # Active response plans shorten deadlines: {category or subcategory code: minutes}.
         # Replaced whole (never mutated) by the plan service, read by the writer thread.
         self.deadline_overrides: dict[str, int] = {}
+        # The notification outbox (hub/notify/): deliveries enqueued in the same transaction
+        # as the notification row; None without notify: in hub.yaml (rows only, nothing sent).
+        notify = setup.config.notify
+        self.outbox: Outbox | None = (Outbox(setup.routing, notify, public_url=setup.config.web.public_url)
+                                      if notify is not None else None)
 
     # -- helpers -----------------------------------------------------------------------------
     def rule(self, case: CaseRow) -> CaseRule:
@@ -92,9 +98,14 @@ class CaseEngine:
         """An audit row without a state change (warning, event joined, source cleared, ...)."""
         repo.append_audit(case.id, self.clock.now(), action, None, None, actor, detail, data)
 
-    def notify(self, repo: Repository, case: CaseRow, kind: str, target: str, message: str) -> None:
-        repo.add_notification(case.id, self.clock.now(), kind, target, message)
+    def notify(self, repo: Repository, case: CaseRow, kind: str, target: str, message: str) -> int:
+        """Record a notification on the case and enqueue its deliveries; returns its id."""
+        now = self.clock.now()
+        notification_id = repo.add_notification(case.id, now, kind, target, message)
+        if self.outbox is not None:
+            self.outbox.case_event(repo, case, kind, notification_id, message, now)
         log.info("case %s: %s → %s: %s", case.id, kind, target, message)
+        return notification_id
 
     # -- acceptance and dispatch -----------------------------------------------------------------
     def _route(self, case: CaseRow, department: str | None = None,

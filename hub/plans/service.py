@@ -173,8 +173,13 @@ class PlanService:
                 repo.add_push(activation, agent_id, "apply", d.version, d.config, d.previous_version,
                               d.previous_config, now)
                 pushes.append(d)
+            outbox = self.hub.engine.outbox
             for dep in plan.actions.notify:
-                repo.add_plan_notice(now, name, dep, f"Plan {plan.title} activated ({reason})")
+                text = f"Plan {plan.title} activated ({reason})"
+                notice = repo.add_plan_notice(now, name, dep, text)
+                if outbox is not None:  # delivered to the department's contacts (hub/notify/)
+                    outbox.plan_notice(repo, plan=name, title=plan.title, activation_id=activation,
+                                       department=dep, notice_id=notice, text=text, now=now)
             repo.add_plan_audit(now, name, "activated", actor, reason,
                                 {"version": loaded.version, "activation": activation, "agents": agents,
                                  "deadlines": plan.actions.deadlines, "notify": plan.actions.notify})

@@ -34,6 +34,7 @@ __all__ = [
     "Repository",
     "SessionRow",
     "SnapshotRow",
+    "SupervisionRow",
     "TokenRow",
     "UserRow",
 ]
@@ -253,6 +254,8 @@ class UserRow:
     created_at: datetime
     password_changed_at: datetime | None = None
     last_login_at: datetime | None = None
+    level: str | None = None  # command level: town | district | city (hub.auth.scope)
+    scope: list[str] | None = None  # grid ids, towns or districts
 
 
 @dataclass
@@ -280,6 +283,8 @@ class ApiTokenRow:
     created_by: str
     revoked_at: datetime | None = None
     last_used_at: datetime | None = None
+    level: str | None = None
+    scope: list[str] | None = None
 
 
 @dataclass
@@ -295,6 +300,31 @@ class ExternalReportRow:
     case_id: int
     actor: str  # who sent it, as the audit trail names them
     received_at: datetime
+
+
+@dataclass
+class SupervisionRow:
+    """A supervision order (督办) on a case (hub/cases/supervision.py)."""
+
+    id: int
+    case_id: int
+    state: str  # issued | acknowledged | answered
+    target_kind: str  # town | district | department
+    target: str  # the town or district name, or the department code
+    note: str
+    issued_by: str
+    issuer_level: str  # district | city
+    issued_at: datetime
+    deadline_at: datetime
+    remind_at: datetime
+    due_at: datetime | None = None  # the next reminder (NULL: none left)
+    reminded_at: datetime | None = None
+    overdue_reminded_at: datetime | None = None
+    acknowledged_at: datetime | None = None
+    acknowledged_by: str | None = None
+    answered_at: datetime | None = None
+    answered_by: str | None = None
+    answer: str | None = None
 
 
 @dataclass
@@ -316,6 +346,8 @@ class CaseFilter:
     created_from: datetime | None = None
     created_until: datetime | None = None
     text: str | None = None  # search: case id, place, subcategory, origin agent/source
+    grid_ids: Sequence[str] | None = None  # a scoped account's grids (hub.auth.scope)
+    min_level: int | None = None  # escalated at least this far (a level's queue)
 
 
 @dataclass(frozen=True)
@@ -380,7 +412,7 @@ class Repository(Protocol):
                      data: dict[str, Any] | None = None) -> None: ...
     def audit_for_case(self, case_id: int) -> list[AuditRow]: ...
     def add_notification(self, case_id: int, at: datetime, kind: str, target: str,
-                         message: str) -> None: ...
+                         message: str) -> int: ...
     def add_verification(self, case_id: int, at: datetime, before_sha256: str | None,
                          after_sha256: str, outcome: str, confidence: float, verifier: str,
                          detail: str) -> None: ...
@@ -432,9 +464,11 @@ class Repository(Protocol):
                      with_total: bool = True) -> tuple[list[CaseRow], int | None]:
         """Cases matching ``f``, newest first, and (``with_total``) how many match."""
         ...
-    def case_overview(self, now: datetime, near_until: datetime, lists: int = 12) -> dict[str, Any]:
+    def case_overview(self, now: datetime, near_until: datetime, lists: int = 12,
+                      grid_ids: Sequence[str] | None = None) -> dict[str, Any]:
         """Open cases by state, category, command level and grid; overdue and
-        near-deadline counts and the most urgent of each (``lists`` rows)."""
+        near-deadline counts and the most urgent of each (``lists`` rows); only the cases
+        in ``grid_ids`` when given (a scoped account)."""
         ...
     def agent_overview(self, stale_before: datetime, lists: int = 12) -> dict[str, Any]:
         """Agents online/offline/stale, outbox depth, devices down; the agents that need
@@ -482,7 +516,8 @@ class Repository(Protocol):
     def delete_sessions_for_user(self, username: str) -> int: ...
     def purge_sessions(self, before: datetime) -> int: ...
     def add_api_token(self, token_sha256: str, name: str, role: str, department: str | None,
-                      created_at: datetime, created_by: str) -> int: ...
+                      created_at: datetime, created_by: str, *, level: str | None = None,
+                      scope: Sequence[str] = ()) -> int: ...
     def get_api_token(self, token_sha256: str) -> ApiTokenRow | None: ...
     def list_api_tokens(self) -> list[ApiTokenRow]: ...
     def revoke_api_token(self, token_id: int, at: datetime) -> bool: ...
@@ -510,7 +545,7 @@ class Repository(Protocol):
     def add_plan_audit(self, at: datetime, plan: str, action: str, actor: str, detail: str,
                        data: dict[str, Any] | None = None) -> None: ...
     def plan_audit(self, plan: str | None = None, limit: int = 100) -> list[dict[str, Any]]: ...
-    def add_plan_notice(self, at: datetime, plan: str, department: str, message: str) -> None: ...
+    def add_plan_notice(self, at: datetime, plan: str, department: str, message: str) -> int: ...
     def plan_notices(self, department: str | None = None, limit: int = 100) -> list[dict[str, Any]]: ...
     def upsert_vital_levels(self, rows: Sequence[tuple]) -> None: ...
     def vital_levels(self) -> list[dict[str, Any]]: ...
@@ -518,6 +553,37 @@ class Repository(Protocol):
     def vital_samples(self, since: datetime, indicator: str | None = None) -> list[dict[str, Any]]: ...
     def purge_vital_samples(self, before: datetime) -> int: ...
     def open_case_counts(self) -> list[tuple[str | None, str, int]]: ...
+
+    # -- supervision orders (hub/store/sqlite_supervision.py) -----------------------------------
+    def add_supervision_order(self, fields: dict[str, Any]) -> int: ...
+    def get_supervision_order(self, order_id: int) -> SupervisionRow | None: ...
+    def update_supervision_order(self, order_id: int, **fields: Any) -> None: ...
+    def supervision_for_case(self, case_id: int) -> list[SupervisionRow]: ...
+    def supervision_due(self, now: datetime, limit: int = 500) -> list[SupervisionRow]:
+        """Orders with a reminder due at ``now`` (by the ``due_at`` index)."""
+        ...
+    def supervision_queue(self, *, target_kind: str | None = None, targets: Sequence[str] | None = None,
+                          grid_ids: Sequence[str] | None = None, open_only: bool = True,
+                          limit: int = 100) -> list[SupervisionRow]:
+        """Orders addressed to a kind of target (and these targets), on cases in these
+        grids; unanswered only unless ``open_only`` is false; newest first."""
+        ...
+
+    # -- the notification outbox (hub/notify/; see hub/store/sqlite_notify.py) -----------------
+    def enqueue_deliveries(self, rows: Sequence[tuple]) -> int: ...
+    def claim_deliveries(self, now: datetime, limit: int) -> list[Any]: ...
+    def next_delivery_due(self) -> datetime | None: ...
+    def settle_delivery(self, delivery_id: int, state: str, now: datetime,
+                        next_attempt_at: datetime | None, last_error: str | None,
+                        sent_at: datetime | None) -> bool: ...
+    def requeue_sending(self, now: datetime) -> int: ...
+    def requeue_delivery(self, delivery_id: int, now: datetime) -> bool: ...
+    def get_delivery(self, delivery_id: int) -> Any: ...
+    def deliveries_for_case(self, case_id: int) -> list[Any]: ...
+    def list_deliveries(self, *, state: str | None = None, channel: str | None = None,
+                        plan_notice_id: int | None = None, after_id: int = 0,
+                        limit: int = 100) -> list[Any]: ...
+    def delivery_counts(self) -> dict[tuple[str, str], int]: ...
 
 
 class GroupKeyTaken(Exception):

@@ -424,3 +424,81 @@ def m004_plans_and_vitals(db: Database) -> None:
         CREATE INDEX vital_samples_at ON vital_samples(at);
         """
     )
+
+
+@migrations()
+def m005_notification_deliveries(db: Database) -> None:
+    """The notification outbox (hub/notify/): one row per (event, channel, contact), written
+    in the transaction of the change that causes it; the delivery task sends and settles it.
+    ``idempotency_key`` is unique, so one contact never gets one event twice."""
+    db.executescript(
+        """
+        CREATE TABLE notification_deliveries (
+            id INTEGER PRIMARY KEY,
+            notification_id INTEGER,            -- notifications.id (case notifications)
+            plan_notice_id INTEGER,             -- plan_notices.id (plan notices)
+            case_id INTEGER,
+            kind TEXT NOT NULL,
+            channel TEXT NOT NULL,
+            target TEXT NOT NULL,               -- the contact's address (or endpoint name)
+            idempotency_key TEXT NOT NULL UNIQUE,
+            state TEXT NOT NULL DEFAULT 'queued',  -- queued | sending | sent | failed | dead
+            attempts INTEGER NOT NULL DEFAULT 0,
+            next_attempt_at TEXT,
+            last_error TEXT,
+            sent_at TEXT,
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL,
+            subject TEXT NOT NULL,
+            text TEXT NOT NULL,
+            fields TEXT NOT NULL DEFAULT '{}'
+        );
+        CREATE INDEX notification_deliveries_due ON notification_deliveries(next_attempt_at)
+            WHERE state IN ('queued', 'failed');
+        CREATE INDEX notification_deliveries_sending ON notification_deliveries(id)
+            WHERE state = 'sending';
+        CREATE INDEX notification_deliveries_case ON notification_deliveries(case_id, id);
+        CREATE INDEX notification_deliveries_notification ON notification_deliveries(notification_id);
+        CREATE INDEX notification_deliveries_state ON notification_deliveries(state);
+        """
+    )
+
+
+@migrations()
+def m006_supervision(db: Database) -> None:
+    """Command levels and scopes of accounts (hub/auth/scope.py) and supervision orders
+    (督办, hub/cases/supervision.py): a higher level's order on a case, addressed to a town,
+    a district or a department, with its own deadline and reminders."""
+    db.executescript(
+        """
+        ALTER TABLE users ADD COLUMN level TEXT;
+        ALTER TABLE users ADD COLUMN scope TEXT;
+        ALTER TABLE api_tokens ADD COLUMN level TEXT;
+        ALTER TABLE api_tokens ADD COLUMN scope TEXT;
+
+        CREATE TABLE supervision_orders (
+            id INTEGER PRIMARY KEY,
+            case_id INTEGER NOT NULL,
+            state TEXT NOT NULL,                -- issued | acknowledged | answered
+            target_kind TEXT NOT NULL,          -- town | district | department
+            target TEXT NOT NULL,               -- town or district name, department code
+            note TEXT NOT NULL,
+            issued_by TEXT NOT NULL,
+            issuer_level TEXT NOT NULL,         -- district | city
+            issued_at TEXT NOT NULL,
+            deadline_at TEXT NOT NULL,
+            remind_at TEXT NOT NULL,            -- "the deadline approaches" reminder
+            due_at TEXT,                        -- the next reminder; NULL: none left
+            reminded_at TEXT,
+            overdue_reminded_at TEXT,
+            acknowledged_at TEXT,
+            acknowledged_by TEXT,
+            answered_at TEXT,
+            answered_by TEXT,
+            answer TEXT
+        );
+        CREATE INDEX supervision_orders_case ON supervision_orders(case_id, id);
+        CREATE INDEX supervision_orders_due ON supervision_orders(due_at) WHERE due_at IS NOT NULL;
+        CREATE INDEX supervision_orders_target ON supervision_orders(target_kind, target, state, id);
+        """
+    )

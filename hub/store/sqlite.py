@@ -39,7 +39,9 @@ from .repo import (
 )
 from .rows import _agent, _row, _to_db, from_db_time, to_db_time
 from .schema import OPEN_STATE_NAMES, OPEN_STATES_SQL, migrations
+from .sqlite_notify import NotifyQueries
 from .sqlite_plans import PlanQueries
+from .sqlite_supervision import SupervisionQueries
 from .sqlite_web import WebQueries
 
 __all__ = ["SharedReader", "SqliteRepository", "from_db_time", "to_db_time"]
@@ -47,7 +49,7 @@ __all__ = ["SharedReader", "SqliteRepository", "from_db_time", "to_db_time"]
 T = TypeVar("T")
 
 
-class SqliteRepository(WebQueries, PlanQueries):
+class SqliteRepository(WebQueries, PlanQueries, NotifyQueries, SupervisionQueries):
     """One connection to the hub database. Create the writer with ``writer=True`` (applies
     migrations, takes the writer lock) and readers with ``writer=False``."""
 
@@ -336,9 +338,10 @@ class SqliteRepository(WebQueries, PlanQueries):
         return [_row(AuditRow, r) for r in rows]
 
     def add_notification(self, case_id: int, at: datetime, kind: str, target: str,
-                         message: str) -> None:
-        self._x("INSERT INTO notifications (case_id, at, kind, target, message) VALUES (?,?,?,?,?)",
-                (case_id, to_db_time(at), kind, target, message))
+                         message: str) -> int:
+        cur = self._x("INSERT INTO notifications (case_id, at, kind, target, message)"
+                      " VALUES (?,?,?,?,?)", (case_id, to_db_time(at), kind, target, message))
+        return int(cur.lastrowid)
 
     def notifications_for_case(self, case_id: int) -> list[dict[str, Any]]:
         rows = self._x("SELECT * FROM notifications WHERE case_id = ? ORDER BY id", (case_id,))

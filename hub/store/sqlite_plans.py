@@ -138,9 +138,10 @@ class PlanQueries:
             rows = self._x("SELECT * FROM plan_audit WHERE plan = ? ORDER BY id DESC LIMIT ?", (plan, limit))
         return [d for r in rows if (d := _dict(r)) is not None]
 
-    def add_plan_notice(self, at: datetime, plan: str, department: str, message: str) -> None:
-        self._x("INSERT INTO plan_notices (at, plan, department, message) VALUES (?, ?, ?, ?)",
-                (to_db_time(at), plan, department, message[:2000]))
+    def add_plan_notice(self, at: datetime, plan: str, department: str, message: str) -> int:
+        cur = self._x("INSERT INTO plan_notices (at, plan, department, message) VALUES (?, ?, ?, ?)",
+                      (to_db_time(at), plan, department, message[:2000]))
+        return int(cur.lastrowid)
 
     def plan_notices(self, department: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
         if department is None:
