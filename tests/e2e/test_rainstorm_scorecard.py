@@ -39,7 +39,6 @@ async def test_rainstorm_scorecard_reports_the_plan_and_the_warning_levels(tmp_p
     assert water and min(c["at_s"] for c in water) >= RAIN_AT_S, detail  # no warning before the rain
     # the Jiuting underpass fills 0.5 m: past the plan's orange (0.25 m)
     assert rank(levels["highest"]["water_level.jt1-underpass"]) >= rank(PLAN_LEVEL), detail
-    assert levels["highest"]["devices_offline.g-04"] == "normal", detail
 
     [activation] = summary["plans"]
     assert activation["plan"] == "rainstorm" and activation["activated_by"] == "auto", detail
