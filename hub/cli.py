@@ -9,9 +9,12 @@
     cityops-hub scores --config hub.yaml --month 2026-07 [--by grid|department] [--csv]
     cityops-hub broker write-config --config hub.yaml    write mosquitto.conf, passwd, acl
     cityops-hub user add --config hub.yaml USER --role operator [--department D] [--name N]
+                     [--level town|district|city --scope NAME[,NAME...]]
+    cityops-hub user scope --config hub.yaml USER --level town --scope Xinqiao  (or --level none)
     cityops-hub user passwd|disable|enable --config hub.yaml USER
     cityops-hub user list --config hub.yaml
     cityops-hub token create --config hub.yaml --role handler --department D [--name N]
+                     [--level town|district|city --scope NAME[,NAME...]]
     cityops-hub token list|revoke --config hub.yaml [ID]
     cityops-hub backup --config hub.yaml --to /backups [--json]
                                                          online copy of the store and snapshots
@@ -74,7 +77,7 @@ def _parser() -> argparse.ArgumentParser:
     sc.add_argument("--by", default="grid", choices=["grid", "department"])
     sc.add_argument("--csv", action="store_true", help="CSV instead of a table")
 
-    u = sub.add_parser("user", help="web accounts: add, passwd, list, disable, enable")
+    u = sub.add_parser("user", help="web accounts: add, scope, passwd, list, disable, enable")
     usub = u.add_subparsers(dest="user_command", required=True)
     ua = usub.add_parser("add", help="add a user (asks for the password)")
     ua.add_argument("--config", required=True, type=Path)
@@ -83,6 +86,11 @@ def _parser() -> argparse.ArgumentParser:
     ua.add_argument("--department", default=None, help="handlers: their department")
     ua.add_argument("--name", default="", help="display name")
     ua.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
+    _level_args(ua)
+    us = usub.add_parser("scope", help="set a user's command level and scope (town, district, city)")
+    us.add_argument("--config", required=True, type=Path)
+    us.add_argument("username")
+    _level_args(us, required=True)
     up = usub.add_parser("passwd", help="set a user's password (ends their sessions)")
     up.add_argument("--config", required=True, type=Path)
     up.add_argument("username")
@@ -101,6 +109,7 @@ def _parser() -> argparse.ArgumentParser:
     tc.add_argument("--role", required=True, choices=[r.value for r in TOKEN_ROLES])
     tc.add_argument("--department", default=None, help="handler tokens: the department")
     tc.add_argument("--name", default=None, help="who uses it (default: role-department)")
+    _level_args(tc)
     tl = tsub.add_parser("list", help="list tokens (never their values)")
     tl.add_argument("--config", required=True, type=Path)
     tr = tsub.add_parser("revoke", help="revoke a token by id")
@@ -117,6 +126,19 @@ def _parser() -> argparse.ArgumentParser:
     w = bsub.add_parser("write-config", help="write mosquitto.conf, passwd and acl")
     w.add_argument("--config", required=True, type=Path)
     return p
+
+
+def _level_args(p: argparse.ArgumentParser, required: bool = False) -> None:
+    p.add_argument("--level", required=required,
+                   choices=["town", "district", "city"] + (["none"] if required else []),
+                   help="command level of an operator or dispatcher (docs/web.md, Supervision)")
+    p.add_argument("--scope", action="append", default=[],
+                   help="the grids it covers: town or district names or grid ids (repeat, or "
+                        "comma-separated); town and district accounts need one")
+
+
+def _scope_names(args: argparse.Namespace) -> list[str]:
+    return [n.strip() for part in args.scope for n in part.split(",") if n.strip()]
 
 
 STOP_GRACE_S = 20.0  # after SIGTERM/SIGINT: a clean stop takes longer than this only when stuck
@@ -281,15 +303,23 @@ def _user(args: argparse.Namespace) -> int:
             for u in repo.list_users():
                 state = "disabled" if u.disabled else "active"
                 last = f"{u.last_login_at:%Y-%m-%d %H:%M}" if u.last_login_at else "never"
-                print(f"{u.username:<20} {u.role:<10} {u.department or '-':<18} {state:<8} "
-                      f"last sign-in {last}  {u.display_name}")
+                scope = f"{u.level}:{','.join(u.scope or []) or '*'}" if u.level else "-"
+                print(f"{u.username:<20} {u.role:<10} {u.department or '-':<18} {scope:<24} "
+                      f"{state:<8} last sign-in {last}  {u.display_name}")
             return 0
         with repo.transaction():
             if cmd == "add":
-                accounts.add_user(repo, args.username, args.role, password, now,
-                                  departments=_departments(setup), department=args.department,
-                                  display_name=args.name)
-                print(f"cityops-hub: user {args.username} ({args.role}) added", file=sys.stderr)
+                u = accounts.add_user(repo, args.username, args.role, password, now,
+                                      departments=_departments(setup), department=args.department,
+                                      display_name=args.name, level=args.level,
+                                      scope=_scope_names(args), grids=setup.grids)
+                print(f"cityops-hub: user {args.username} ({args.role}{_scope_text(u)}) added",
+                      file=sys.stderr)
+            elif cmd == "scope":
+                level = None if args.level == "none" else args.level
+                u = accounts.set_scope(repo, args.username, level, _scope_names(args), setup.grids)
+                print(f"cityops-hub: {args.username} is now {_scope_text(u).lstrip(', ') or 'unscoped'}",
+                      file=sys.stderr)
             elif cmd == "passwd":
                 n = accounts.set_password(repo, args.username, password, now)
                 print(f"cityops-hub: password of {args.username} changed; {n} session(s) ended",
@@ -298,6 +328,12 @@ def _user(args: argparse.Namespace) -> int:
                 n = accounts.set_disabled(repo, args.username, cmd == "disable")
                 print(f"cityops-hub: {args.username} {cmd}d; {n} session(s) ended", file=sys.stderr)
     return 0
+
+
+def _scope_text(row) -> str:  # noqa: ANN001 - a UserRow
+    if not row.level:
+        return ""
+    return f", {row.level} level, scope {', '.join(row.scope or []) or 'the whole city'}"
 
 
 def _token(args: argparse.Namespace) -> int:
@@ -321,7 +357,8 @@ def _token(args: argparse.Namespace) -> int:
                     raise CityopsError(f"token {name!r}: {problem}")
                 token_id, token = accounts.create_api_token(
                     repo, name, args.role, now, departments=_departments(setup),
-                    department=args.department, created_by="cli")
+                    department=args.department, created_by="cli", level=args.level,
+                    scope=_scope_names(args), grids=setup.grids)
                 print(token)
                 print(f"cityops-hub: token {token_id} ({name}, {args.role}) created; it is shown "
                       "only now: send it as 'Authorization: Bearer TOKEN'", file=sys.stderr)

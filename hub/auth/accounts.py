@@ -14,6 +14,7 @@ import secrets
 from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from protocol.ids import new_secret
 
@@ -21,6 +22,7 @@ from ..store.repo import ApiTokenRow, Repository, SessionRow, UserRow
 from .errors import AuthError
 from .passwords import check_password_rules, hash_password
 from .roles import NEEDS_DEPARTMENT, TOKEN_ROLES, USER_ROLES, Principal, Role
+from .scope import check_level_scope, resolve_scope
 
 __all__ = [
     "NewSession",
@@ -32,6 +34,7 @@ __all__ = [
     "revoke_api_token",
     "set_disabled",
     "set_password",
+    "set_scope",
     "sha256_hex",
     "start_session",
     "valid_session",
@@ -67,11 +70,15 @@ def _check_role(role: str, department: str | None, allowed: Collection[Role],
 # -- users ------------------------------------------------------------------------------------------
 def add_user(repo: Repository, username: str, role: str, password: str, now: datetime, *,
              departments: Collection[str], department: str | None = None,
-             display_name: str = "") -> UserRow:
+             display_name: str = "", level: str | None = None, scope: Collection[str] = (),
+             grids: Any = None) -> UserRow:
+    """``level`` and ``scope`` (town/district/city and the names they cover) are checked
+    against ``grids`` (the hub's :class:`hub.geo.GridIndex`)."""
     if not USERNAME.fullmatch(username or ""):
         raise AuthError("bad_username", "a user name is 2-32 of a-z 0-9 _ . - "
                         "(starting with a letter or digit)", field="username")
     r = _check_role(role, department, USER_ROLES, departments)
+    level, names = _level_scope(r, level, scope, grids)
     if repo.get_user(username) is not None:
         raise AuthError("user_exists", f"user {username!r} exists already; "
                         "use `cityops-hub user passwd` to change the password", field="username")
@@ -79,9 +86,29 @@ def add_user(repo: Repository, username: str, role: str, password: str, now: dat
     row = UserRow(username=username, role=r.value,
                   department=department if r in NEEDS_DEPARTMENT or department else None,
                   display_name=display_name.strip()[:80], password_hash=hash_password(password),
-                  disabled=False, created_at=now, password_changed_at=now)
+                  disabled=False, created_at=now, password_changed_at=now, level=level,
+                  scope=names)
     repo.add_user(row)
     return row
+
+
+def _level_scope(role: Role, level: str | None, scope: Collection[str],
+                 grids: Any) -> tuple[str | None, list[str]]:
+    if not level and not any(s.strip() for s in scope):
+        return None, []
+    if grids is None:
+        raise AuthError("bad_scope", "scopes are checked against the grids file; none given")
+    return check_level_scope(role.value, level or None, scope, grids)
+
+
+def set_scope(repo: Repository, username: str, level: str | None, scope: Collection[str],
+              grids: Any) -> UserRow:
+    """Give a user a command level and scope (or none: ``level=None``). Sessions stay:
+    the scope is read again on every request."""
+    user = _user(repo, username)
+    lv, names = _level_scope(Role(user.role), level, scope, grids)
+    repo.update_user(username, level=lv, scope=names)
+    return _user(repo, username)
 
 
 def _user(repo: Repository, username: str) -> UserRow:
@@ -107,10 +134,14 @@ def set_disabled(repo: Repository, username: str, disabled: bool = True) -> int:
     return repo.delete_sessions_for_user(username) if disabled else 0
 
 
-def principal_for_user(user: UserRow, session: SessionRow | None = None) -> Principal:
+def principal_for_user(user: UserRow, session: SessionRow | None = None, *,
+                       grids: Any = None) -> Principal:
+    """The principal of a user; its scope resolves against ``grids`` (without them a
+    scoped user sees nothing: scopes fail closed)."""
     return Principal("user", user.username, Role(user.role), user.department,
                      user.display_name or user.username,
-                     session.id_sha256 if session else None, session.csrf if session else None)
+                     session.id_sha256 if session else None, session.csrf if session else None,
+                     level=user.level, grids=resolve_scope(user.level, user.scope or (), grids))
 
 
 # -- sessions -----------------------------------------------------------------------------------------
@@ -154,14 +185,17 @@ def valid_session(repo: Repository, cookie_value: str, now: datetime,
 # -- API tokens ---------------------------------------------------------------------------------------
 def create_api_token(repo: Repository, name: str, role: str, now: datetime, *,
                      departments: Collection[str], department: str | None = None,
-                     created_by: str = "cli") -> tuple[int, str]:
+                     created_by: str = "cli", level: str | None = None,
+                     scope: Collection[str] = (), grids: Any = None) -> tuple[int, str]:
     """Returns (token id, the token). The token is shown once; only its hash is kept."""
     if not TOKEN_NAME.fullmatch(name or ""):
         raise AuthError("bad_name", "a token name is 1-64 of letters, digits, space _ . -",
                         field="name")
     r = _check_role(role, department, TOKEN_ROLES, departments)
+    level, names = _level_scope(r, level, scope, grids)
     token = new_secret("cot", 32)
-    token_id = repo.add_api_token(sha256_hex(token), name, r.value, department, now, created_by)
+    token_id = repo.add_api_token(sha256_hex(token), name, r.value, department, now, created_by,
+                                  level=level, scope=names)
     return token_id, token
 
 
@@ -171,17 +205,20 @@ def revoke_api_token(repo: Repository, token_id: int, now: datetime) -> None:
                         "see `cityops-hub token list`")
 
 
-def principal_for_token(row: ApiTokenRow) -> Principal:
+def principal_for_token(row: ApiTokenRow, *, grids: Any = None) -> Principal:
     return Principal("token", row.name, Role(row.role), row.department, row.name,
-                     token_id=row.id, token_sha256=row.token_sha256)
+                     token_id=row.id, token_sha256=row.token_sha256, level=row.level,
+                     grids=resolve_scope(row.level, row.scope or (), grids))
 
 
-def principal_now(repo: Repository, who: Principal, now: datetime) -> Principal | None:
+def principal_now(repo: Repository, who: Principal, now: datetime, *,
+                  grids: Any = None) -> Principal | None:
     """``who`` as the database has it now, for a request that outlives its check (the
     live feed): None once the session has ended (sign-out, password change, disabling)
     or expired, the user is disabled or gone, or the token is revoked. The role and
     department are read again too. An open stream is use of its session, so the idle
-    limit does not apply here; the absolute expiry does."""
+    limit does not apply here; the absolute expiry does. The scope is resolved again
+    against ``grids`` too."""
     if who.kind == "user":
         session = repo.get_session(who.session_sha256) if who.session_sha256 else None
         if session is None or session.expires_at <= now or session.username != who.name:
@@ -189,8 +226,8 @@ def principal_now(repo: Repository, who: Principal, now: datetime) -> Principal 
         user = repo.get_user(session.username)
         if user is None or user.disabled:
             return None
-        return principal_for_user(user, session)
+        return principal_for_user(user, session, grids=grids)
     row = repo.get_api_token(who.token_sha256) if who.token_sha256 else None
     if row is None or row.revoked_at is not None or row.id != who.token_id:
         return None
-    return principal_for_token(row)
+    return principal_for_token(row, grids=grids)

@@ -16,6 +16,8 @@ case.note                          ✓          ✓          ✓*        ✓
 handler.* (own department)                               ✓*
 plan.activate / deactivate         ✓          ✓                    ✓
 plan.notices (plan notices)        ✓          ✓          ✓*        ✓
+supervise (issue an order)         ✓†         ✓†                   ✓
+supervision (queue, ack, answer)   ✓          ✓          ✓*        ✓
 admin.* (users, tokens, enroll, plan upload/edit)                  ✓
 report (Open311 POST)                                              ✓      ✓         ✓
 reporter (one-key report page)                                            ✓
@@ -24,7 +26,13 @@ metrics                            ✓          ✓                    ✓      
 =============================  ========  ==========  =======  =====  ========  =======  =======  =======
 
 ``*`` only on cases dispatched to the principal's department (and, for plan notices, only
-the notices addressed to it). ``reporter`` users see
+the notices addressed to it; for supervision, the orders addressed to it). ``†`` a town
+account may not issue orders (only a higher level: district, city, or an account without
+a level).
+
+Operators and dispatchers may carry a command level and scope (:mod:`hub.auth.scope`):
+then every case they list, open, act on or watch is inside their grids; another grid's
+case answers 404, as if it did not exist. ``reporter`` users see
 only their own reports; a ``linkage`` token (police, fire, ambulance systems) may only
 post incidents.
 """
@@ -77,6 +85,8 @@ PERMISSIONS: dict[str, frozenset[Role]] = {
     "case.note": frozenset(_OPS | {Role.HANDLER}),
     "plan.activate": frozenset(_OPS),
     "plan.notices": frozenset(_OPS | {Role.HANDLER}),
+    "supervise": frozenset(_OPS),
+    "supervision": frozenset(_OPS | {Role.HANDLER}),
     "handler": frozenset({Role.HANDLER}),
     "admin": frozenset({Role.ADMIN}),
     "report": frozenset({Role.ADMIN, Role.REPORTER, Role.OPEN311}),
@@ -101,6 +111,13 @@ class Principal:
     csrf: str | None = None
     token_id: int | None = None
     token_sha256: str | None = None  # to look the token up again (a long-lived stream)
+    level: str | None = None  # command level: town | district | city (hub.auth.scope)
+    grids: frozenset[str] | None = None  # the grids it may see; None: everywhere
+
+    def sees(self, grid_id: str | None) -> bool:
+        """Whether a case in ``grid_id`` is inside this principal's scope (a case with no
+        grid is the city's: only unscoped principals see it)."""
+        return self.grids is None or (grid_id is not None and grid_id in self.grids)
 
     @property
     def actor(self) -> str:

@@ -1,5 +1,6 @@
 """The periodic pass: near-deadline warnings, overdue escalation town → district → city,
-and sensor cases whose sources stayed clear for the hold time. Runs on the writer, on the
+supervision orders' reminders (:mod:`hub.engine.supervision`), and sensor cases whose
+sources stayed clear for the hold time. Runs on the writer, on the
 hub's :class:`~protocol.clock.Clock` (tests drive it with a ``FakeClock``).
 """
 
@@ -13,6 +14,7 @@ from ..cases.closure import sensor_close_due
 from ..cases.states import CaseState
 from ..store.repo import CaseRow, Repository
 from .core import Actor, CaseEngine
+from .supervision import remind_due
 
 __all__ = ["TickReport", "tick"]
 
@@ -22,6 +24,7 @@ class TickReport:
     warned: list[int] = field(default_factory=list)
     escalated: list[tuple[int, int]] = field(default_factory=list)  # (case, level)
     closed: list[int] = field(default_factory=list)
+    reminded: list[tuple[int, str]] = field(default_factory=list)  # (order, due_soon|overdue)
 
 
 def _target(case: CaseRow, level: int) -> str:
@@ -55,6 +58,7 @@ def tick(engine: CaseEngine, repo: Repository, now: datetime | None = None) -> T
                                          escalation_level=action.level, escalated_at=now)
                 engine.notify(repo, case, "escalated", target, f"case {case.id}: {action.detail}")
                 report.escalated.append((case.id, action.level))
+    report.reminded = remind_due(engine, repo, now)
     for case in repo.cases_cleared(now):
         rule = engine.rules[case.subcategory]
         if not sensor_close_due(case.cleared_at, now, timedelta(seconds=rule.clear_hold_s)):

@@ -15,7 +15,7 @@ __all__ = ["from_db_time", "to_db_time"]
 
 _JSON_COLUMNS = {
     "screen_reasons", "before_bbox", "bbox", "reading", "attributes", "capabilities",
-    "devices", "cameras", "seq_ranges", "data",
+    "devices", "cameras", "seq_ranges", "data", "scope",
 }
 _BOOL_COLUMNS = {"verify_pending", "disabled"}
 # The store's JSON text: compact, UTF-8 kept. json.dumps with these options builds an

@@ -78,6 +78,11 @@ class WebQueries:
             params.append(f.origin_agent)
         if f.ids is not None:
             among("id", list(f.ids) or [-1])
+        if f.grid_ids is not None:
+            among("grid_id", sorted(f.grid_ids) or [""])
+        if f.min_level is not None:
+            where.append("escalation_level >= ?")
+            params.append(f.min_level)
         if f.created_from is not None:
             where.append("created_at >= ?")
             params.append(to_db_time(f.created_from))
@@ -116,37 +121,44 @@ class WebQueries:
     _URGENT_COLS = ("id, state, category, subcategory, grid_id, place, department, handler,"
                     " deadline_at, escalation_level")
 
-    def case_overview(self, now: datetime, near_until: datetime, lists: int = 12) -> dict[str, Any]:
+    def case_overview(self, now: datetime, near_until: datetime, lists: int = 12,
+                      grid_ids: Sequence[str] | None = None) -> dict[str, Any]:
         open_ = OPEN_STATES_SQL
-        by_state = {r[0]: r[1] for r in self._x("SELECT state, count(*) FROM cases GROUP BY state")}
+        # A scoped account's overview: only its grids' cases (the ids are bound, not spliced).
+        sp: list[Any] = sorted(grid_ids) if grid_ids is not None else []
+        scope = (f" AND grid_id IN ({', '.join('?' for _ in sp) or 'NULL'})"
+                 if grid_ids is not None else "")
+        where_scope = f" WHERE{scope[4:]}" if scope else ""
+        by_state = {r[0]: r[1] for r in self._x(
+            f"SELECT state, count(*) FROM cases{where_scope} GROUP BY state", sp)}  # noqa: S608
         by_category: dict[str, int] = {}
         by_level: dict[int, int] = {}
         by_grid: dict[str, int] = {}
         for grid, cat, level, n in self._x(
                 f"SELECT grid_id, category, escalation_level, count(*) FROM cases "  # noqa: S608
-                f"WHERE state IN {open_} GROUP BY grid_id, category, escalation_level"):
+                f"WHERE state IN {open_}{scope} GROUP BY grid_id, category, escalation_level", sp):
             by_category[cat] = by_category.get(cat, 0) + n
             by_level[level] = by_level.get(level, 0) + n
             key = grid or ""
             by_grid[key] = by_grid.get(key, 0) + n
-        working = f"state IN {open_} AND state NOT IN ('new', 'resolved')"
+        working = f"state IN {open_} AND state NOT IN ('new', 'resolved'){scope}"
         t_now, t_near = to_db_time(now), to_db_time(near_until)
         overdue = int(self._x(f"SELECT count(*) FROM cases WHERE {working} AND deadline_at < ?",  # noqa: S608
-                              (t_now,)).fetchone()[0])
+                              (*sp, t_now)).fetchone()[0])
         near = int(self._x(f"SELECT count(*) FROM cases WHERE {working} AND deadline_at >= ? "  # noqa: S608
-                           "AND deadline_at < ?", (t_now, t_near)).fetchone()[0])
+                           "AND deadline_at < ?", (*sp, t_now, t_near)).fetchone()[0])
         cols = self._URGENT_COLS
         overdue_rows = [dict(r) for r in self._x(
             f"SELECT {cols} FROM cases WHERE {working} AND deadline_at < ? "  # noqa: S608
-            "ORDER BY deadline_at LIMIT ?", (t_now, lists))]
+            "ORDER BY deadline_at LIMIT ?", (*sp, t_now, lists))]
         near_rows = [dict(r) for r in self._x(
             f"SELECT {cols} FROM cases WHERE {working} AND deadline_at >= ? AND deadline_at < ? "  # noqa: S608
-            "ORDER BY deadline_at LIMIT ?", (t_now, t_near, lists))]
-        review = int(self._x("SELECT count(*) FROM cases WHERE state = 'resolved' "
-                             "AND review_reason IS NOT NULL").fetchone()[0])
+            "ORDER BY deadline_at LIMIT ?", (*sp, t_now, t_near, lists))]
+        review = int(self._x(f"SELECT count(*) FROM cases WHERE state = 'resolved' "  # noqa: S608
+                             f"AND review_reason IS NOT NULL{scope}", sp).fetchone()[0])
         queued = int(self._x(f"SELECT count(*) FROM cases WHERE queue = 'operator' "  # noqa: S608
-                             f"AND state IN {open_}").fetchone()[0])
-        latest = self._x("SELECT max(id) FROM cases").fetchone()[0]
+                             f"AND state IN {open_}{scope}", sp).fetchone()[0])
+        latest = self._x(f"SELECT max(id) FROM cases{where_scope}", sp).fetchone()[0]  # noqa: S608
         return {
             "by_state": by_state,
             "open": sum(n for s, n in by_state.items() if s in OPEN_STATE_NAMES),
@@ -299,10 +311,12 @@ class WebQueries:
         return self._x("DELETE FROM sessions WHERE expires_at < ?", (to_db_time(before),)).rowcount
 
     def add_api_token(self, token_sha256: str, name: str, role: str, department: str | None,
-                      created_at: datetime, created_by: str) -> int:
+                      created_at: datetime, created_by: str, *, level: str | None = None,
+                      scope: Sequence[str] = ()) -> int:
         cur = self._x("INSERT INTO api_tokens (token_sha256, name, role, department, created_at,"
-                      " created_by) VALUES (?,?,?,?,?,?)",
-                      (token_sha256, name, role, department, to_db_time(created_at), created_by))
+                      " created_by, level, scope) VALUES (?,?,?,?,?,?,?,?)",
+                      (token_sha256, name, role, department, to_db_time(created_at), created_by,
+                       level, _to_db("scope", list(scope)) if level else None))
         return int(cur.lastrowid)
 
     def get_api_token(self, token_sha256: str) -> ApiTokenRow | None:

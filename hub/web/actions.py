@@ -96,9 +96,11 @@ def parse_action(action: str, data: dict[str, Any]) -> StrictModel:
 
 
 async def load_case_for(hub: Hub, principal: Principal, case_id: int) -> CaseRow:
-    """The case, when this principal may see it (handlers: their department's only)."""
+    """The case, when this principal may see it (handlers: their department's only; a
+    scoped account: its grids' only; another grid's case is a 404 like a missing one, so
+    its existence does not leak)."""
     case = await hub.read(lambda repo: repo.get_case(case_id))
-    if case is None:
+    if case is None or not principal.sees(case.grid_id):
         raise WebError(404, "no_such_case", f"case {case_id} does not exist")
     if principal.can("view"):
         return case

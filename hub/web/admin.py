@@ -28,8 +28,18 @@ def _departments(hub) -> set[str]:
     return set(hub.engine.departments)
 
 
+def _scope_of(data: dict[str, Any]) -> tuple[str | None, list[str]]:
+    """``level`` and ``scope`` of a form (comma-separated) or a JSON body (a list too)."""
+    level = str(data.get("level") or "").strip() or None
+    raw = data.get("scope") or []
+    names = raw.split(",") if isinstance(raw, str) else [str(x) for x in raw] \
+        if isinstance(raw, list) else [str(raw)]
+    return level, [n.strip() for n in names if n.strip()]
+
+
 def _user_json(u) -> dict[str, Any]:
     return {"username": u.username, "role": u.role, "department": u.department,
+            "level": u.level, "scope": u.scope or [],
             "display_name": u.display_name, "disabled": u.disabled,
             "created_at": u.created_at.isoformat(),
             "last_login_at": u.last_login_at.isoformat() if u.last_login_at else None}
@@ -37,6 +47,7 @@ def _user_json(u) -> dict[str, Any]:
 
 def _token_json(t) -> dict[str, Any]:
     return {"id": t.id, "name": t.name, "role": t.role, "department": t.department,
+            "level": t.level, "scope": t.scope or [],
             "created_at": t.created_at.isoformat(), "created_by": t.created_by,
             "revoked_at": t.revoked_at.isoformat() if t.revoked_at else None,
             "last_used_at": t.last_used_at.isoformat() if t.last_used_at else None}
@@ -68,11 +79,13 @@ def _fields(exc: AuthError | EnrollmentError, default: str) -> dict[str, str]:
 async def _add_user(request: web.Request, data: dict[str, Any]):
     hub = hub_of(request)
     dep = (data.get("department") or "").strip() or None
+    level, scope = _scope_of(data)
     try:
         return await hub.write(lambda repo: add_user(
             repo, str(data.get("username", "")).strip().lower(), str(data.get("role", "")),
             str(data.get("password", "")), hub.clock.now(), departments=_departments(hub),
-            department=dep, display_name=str(data.get("display_name", ""))))
+            department=dep, display_name=str(data.get("display_name", "")), level=level,
+            scope=scope, grids=hub.setup.grids))
     except AuthError as exc:
         raise FieldErrors(_fields(exc, "username"), form="user", code=exc.code) from None
 
@@ -103,10 +116,12 @@ async def _create_token(request: web.Request, data: dict[str, Any]) -> tuple[int
     name, role = str(data.get("name", "")).strip(), str(data.get("role", ""))
     if role == "linkage" and name and (problem := linkage_token_problem(hub.config.web.linkage, name)):
         raise FieldErrors({"name": problem}, form="token", code="bad_name")
+    level, scope = _scope_of(data)
     try:
         return await hub.write(lambda repo: create_api_token(
             repo, name, role, hub.clock.now(),
-            departments=_departments(hub), department=dep, created_by=who.actor))
+            departments=_departments(hub), department=dep, created_by=who.actor, level=level,
+            scope=scope, grids=hub.setup.grids))
     except AuthError as exc:
         raise FieldErrors(_fields(exc, "name"), form="token", code=exc.code) from None
 

@@ -19,7 +19,7 @@ from protocol.provisioning import ENROLL_PATH
 
 from ..auth.passwords import PasswordChecker
 from ..auth.ratelimit import LoginLimiter
-from . import admin, handler_api, linkage, open311, pages, plans_web, reporter, views
+from . import admin, handler_api, linkage, open311, pages, plans_web, reporter, supervision, views
 from .live import LiveFeed
 from .metrics import HttpMetrics
 from .problems import FieldErrors, WebError, problem
@@ -64,9 +64,17 @@ ROUTES: list[Route] = [
     Route("POST", "/logout", pages.logout, "logout", "signed_in", "page"),
     Route("GET", "/cases", pages.cases, "cases_page", "view", "page"),
     Route("GET", f"/cases/{CASE}", pages.case, "case_page", "signed_in", "page"),
+    # before the generic action route, which would take "supervise" for an action name
+    Route("POST", f"/cases/{CASE}/supervise", supervision.issue_form, "supervise_page",
+          "supervise", "page"),
     Route("POST", f"/cases/{CASE}/{{action:[a-z]+}}", pages.case_action, "case_action_page",
           "signed_in", "page"),
     Route("GET", "/my", pages.my_cases, "my_cases", "handler", "page"),
+    Route("GET", "/supervision", supervision.queue_page, "supervision_page", "supervision", "page"),
+    Route("POST", "/supervision/{order_id:\\d+}/acknowledge", supervision.acknowledge_form,
+          "supervision_ack_page", "supervision", "page"),
+    Route("POST", "/supervision/{order_id:\\d+}/answer", supervision.answer_form,
+          "supervision_answer_page", "supervision", "page"),
     Route("GET", "/agents", pages.agents, "agents_page", "view", "page"),
     Route("GET", "/scores", pages.scores, "scores_page", "view", "page"),
     Route("GET", "/rejected", pages.rejected, "rejected_page", "view", "page"),
@@ -109,6 +117,16 @@ ROUTES: list[Route] = [
     Route("POST", f"/api/v1/cases/{CASE}/close", views.case_action, "case_close", "case.close"),
     Route("POST", f"/api/v1/cases/{CASE}/reopen", views.case_action, "case_reopen", "case.reopen"),
     Route("POST", f"/api/v1/cases/{CASE}/notes", views.case_action, "case_note", "case.note"),
+    # -- supervision (督办): orders on cases, each level's queue -----------------------------------
+    Route("GET", f"/api/v1/cases/{CASE}/supervision", supervision.case_orders_json,
+          "case_supervision", "supervision"),
+    Route("POST", f"/api/v1/cases/{CASE}/supervision", supervision.issue_json,
+          "case_supervise", "supervise"),
+    Route("GET", "/api/v1/supervision", supervision.queue_json, "supervision_queue", "supervision"),
+    Route("POST", "/api/v1/supervision/{order_id:\\d+}/acknowledge", supervision.acknowledge_json,
+          "supervision_acknowledge", "supervision"),
+    Route("POST", "/api/v1/supervision/{order_id:\\d+}/answer", supervision.answer_json,
+          "supervision_answer", "supervision"),
     Route("GET", "/api/v1/agents", views.agents_json, "agents", "view"),
     Route("GET", "/api/v1/grids", views.grids_json, "grids", "view"),
     Route("GET", "/api/v1/scores", views.scores_json, "scores", "view"),

@@ -58,7 +58,8 @@ def _flag(request: web.Request, name: str) -> bool:
 
 
 def case_filter(request: web.Request, hub: Hub) -> CaseFilter:
-    """The case list's filters from the query string; bad values are field errors."""
+    """The case list's filters from the query string; bad values are field errors. A
+    scoped account's grids always apply (hub.auth.scope)."""
     q = request.query
     errors: dict[str, str] = {}
     states = [s.strip() for s in q.get("state", "").split(",") if s.strip()]
@@ -90,7 +91,9 @@ def case_filter(request: web.Request, hub: Hub) -> CaseFilter:
     text = q.get("q", "").strip()[:100] or None
     if errors:
         raise FieldErrors(errors)
+    who = principal_of(request)
     return CaseFilter(
+        grid_ids=who.grids if who is not None else frozenset(),  # a scoped account's grids
         states=states or None, grid_id=grid, category=category, department=department,
         queue=q.get("queue", "").strip() or None, level=level,
         overdue_at=hub.clock.now() if _flag(request, "overdue") else None,

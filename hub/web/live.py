@@ -75,11 +75,14 @@ class EventRate:
         return max(0, b - a)
 
 
-def overview(hub: Hub, repo, rate: EventRate) -> dict[str, Any]:
-    """What the status page's live parts show (also ``GET /api/v1/overview``)."""
+def overview(hub: Hub, repo, rate: EventRate,
+             grid_ids: frozenset[str] | None = None) -> dict[str, Any]:
+    """What the status page's live parts show (also ``GET /api/v1/overview``); with
+    ``grid_ids``, the cases part covers only those grids (a scoped account's view)."""
     now = hub.clock.now()
     cfg = hub.config
-    cases = repo.case_overview(now, now + timedelta(minutes=cfg.web.near_deadline_min))
+    cases = repo.case_overview(now, now + timedelta(minutes=cfg.web.near_deadline_min),
+                               grid_ids=grid_ids)
     agents = repo.agent_overview(now - timedelta(seconds=cfg.agents.stale_after_s))
     agents["attention"] = [agent_json(a, now, cfg.agents.stale_after_s) for a in agents["attention"]]
     stats = hub.writer.stats if hub.writer else None
@@ -113,6 +116,7 @@ class LiveFeed:
         self._last_push = 0.0
         self.latest: dict[str, Any] | None = None
         self.version = 0
+        self._scoped: dict[frozenset[str], dict[str, Any]] = {}  # this version's, per scope
 
     @property
     def watchers(self) -> int:
@@ -154,6 +158,23 @@ class LiveFeed:
         self.version += 1
         data["version"] = self.version
         self.latest = data
+        return data
+
+    async def for_scope(self, grids: frozenset[str] | None) -> dict[str, Any]:
+        """The overview as an account with these grids may see it (``None``: the whole
+        one). Computed once per feed version and scope."""
+        if grids is None:
+            return self.latest if self.latest and self.watchers else await self.compute()
+        latest = self.latest if self.latest and self.watchers else await self.compute()
+        cached = self._scoped.get(grids)
+        if cached is not None and cached["version"] == latest["version"]:
+            return cached
+        hub = self.hub
+        data = await hub.read(lambda repo: overview(hub, repo, self.rate, grids))
+        data["version"] = latest["version"]
+        if len(self._scoped) > 256:
+            self._scoped.clear()
+        self._scoped[grids] = data
         return data
 
     async def _changed(self) -> bool:
@@ -198,11 +219,13 @@ async def stream(request: web.Request, feed: LiveFeed, who: Principal) -> web.St
     async def allowed() -> bool:
         nonlocal current
         now = hub.clock.now()
-        current = await hub.read(lambda repo: principal_now(repo, who, now))
+        current = await hub.read(lambda repo: principal_now(repo, who, now, grids=hub.setup.grids))
         return current is not None and current.can("signed_in")
 
     async def send(data: dict[str, Any]) -> None:
         assert current is not None
+        if current.can("view") and current.grids is not None:  # a scoped account: its grids only
+            data = {**await feed.for_scope(current.grids), "version": data["version"]}
         payload = data if current.can("view") else {"version": data["version"], "now": data["now"]}
         text = json.dumps(jsonable(payload), separators=(",", ":"), ensure_ascii=False)
         await response.write(f"event: overview\nid: {data['version']}\ndata: {text}\n\n".encode())

@@ -43,6 +43,9 @@ FLASH = {
     "start": "Accepted: the case is in progress.",
     "return": "Returned to the operators with your reason.",
     "resolve": "Resolved: the after-photo goes to verification.",
+    "supervise": "Supervision order issued; its addressee is notified.",
+    "acknowledge": "Supervision order acknowledged.",
+    "answer": "Supervision order answered; the issuer is notified.",
 }
 
 
@@ -179,9 +182,9 @@ async def overview(request: web.Request) -> web.StreamResponse:
         raise WebError(403, "forbidden", f"your role ({who.role}) has no status page")
     hub = hub_of(request)
     feed = request.app[LIVE_KEY]
-    data = feed.latest if feed.latest and feed.watchers else await feed.compute()
-    recent, _ = await hub.read(lambda repo: repo.search_cases(CaseFilter(), limit=12,
-                                                              with_total=False))
+    data = await feed.for_scope(who.grids)
+    recent, _ = await hub.read(lambda repo: repo.search_cases(CaseFilter(grid_ids=who.grids),
+                                                              limit=12, with_total=False))
     tax, deps, now = hub.setup.taxonomy, hub.setup.routing.departments, hub.clock.now()
     by_grid = data["cases"]["by_grid"]
     from .plans_web import vitals_panel
@@ -222,7 +225,8 @@ async def cases(request: web.Request) -> web.Response:
 
 
 async def rejected(request: web.Request) -> web.Response:
-    f = CaseFilter(states=["rejected"], text=request.query.get("q", "").strip()[:100] or None)
+    f = CaseFilter(states=["rejected"], text=request.query.get("q", "").strip()[:100] or None,
+                   grid_ids=principal(request).grids)
     return await _case_list(request, f, "rejected.html", title="Rejected events")
 
 
@@ -244,6 +248,9 @@ async def _case_page(request: web.Request, case_id: int, *, status: int = 200,
     return page(request, "case.html", status=status, title=f"Case {case_id}", d=detail, c=c,
                 errors=errors or {}, values=values or {}, flash=flash,
                 rule=hub.engine.rules[c["subcategory"]])
+
+
+case_page_with = _case_page  # the supervision forms re-show the case page with their errors
 
 
 async def case(request: web.Request) -> web.Response:
@@ -323,7 +330,7 @@ async def scores(request: web.Request) -> web.Response:
     except FieldErrors as exc:
         errors.update(exc.fields)
         month = hub.clock.now().astimezone(hub.setup.zone).strftime("%Y-%m")
-    rows = await month_scores(hub, month, by)
+    rows = await month_scores(hub, month, by, principal(request).grids)
     groups = [s for s in rows if s.key != "all"]
     charts = {
         "cases": bar_chart([(s.key, s.cases) for s in groups]),

@@ -85,7 +85,7 @@ async def _from_bearer(hub: Hub, state: SecurityState, token: str) -> Principal:
     if now_m - state.token_touched.get(row.id, -1e9) > TOUCH_EVERY_S:
         state.token_touched[row.id] = now_m
         await hub.write(lambda repo: repo.touch_api_token(row.id, hub.clock.now()))
-    return principal_for_token(row)
+    return principal_for_token(row, grids=hub.setup.grids)
 
 
 async def _from_cookie(hub: Hub, state: SecurityState, value: str) -> Principal | None:
@@ -102,7 +102,7 @@ async def _from_cookie(hub: Hub, state: SecurityState, value: str) -> Principal 
         if len(state.touched) > 50_000:
             state.touched.clear()
         await hub.write(lambda repo: repo.touch_session(session.id_sha256, now))
-    return principal_for_user(user, session)
+    return principal_for_user(user, session, grids=hub.setup.grids)
 
 
 async def authenticate(request: web.Request, hub: Hub, state: SecurityState) -> Principal | None:

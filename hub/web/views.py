@@ -27,6 +27,7 @@ from .metrics import ingest_samples, render
 from .problems import FieldErrors, WebError, problem
 from .serialize import agent_json, jsonable, snapshot_url
 from .serialize import case_json as case_view
+from .supervision import order_json, supervise_offer
 
 __all__ = [
     "agents_json", "case_action", "case_detail", "case_json", "cases_json", "dead_letters_json",
@@ -56,9 +57,7 @@ async def me(request: web.Request) -> web.Response:
 
 
 async def overview_json(request: web.Request) -> web.Response:
-    feed = _live(request)
-    data = feed.latest if feed.latest and feed.watchers else await feed.compute()
-    return json_response(data)
+    return json_response(await _live(request).for_scope(principal(request).grids))
 
 
 async def live(request: web.Request) -> web.StreamResponse:
@@ -88,7 +87,8 @@ async def case_detail(request: web.Request, case_id: int) -> dict[str, Any]:
                 "audit": repo.audit_for_case(case_id),
                 "snapshots": repo.snapshots_for_case(case_id),
                 "verifications": repo.verifications_for_case(case_id),
-                "notifications": repo.notifications_for_case(case_id)}
+                "notifications": repo.notifications_for_case(case_id),
+                "supervision": repo.supervision_for_case(case_id)}
 
     data = await hub.read(load)
     tax = hub.setup.taxonomy
@@ -102,6 +102,8 @@ async def case_detail(request: web.Request, case_id: int) -> dict[str, Any]:
         "snapshots": snaps,
         "verifications": verifs,
         "notifications": data["notifications"],
+        "supervision": [order_json(o, who, case, hub.clock.now()) for o in data["supervision"]],
+        "supervise": supervise_offer(who, case),
         "actions": case_actions(who, case.state, case.department, case.review_reason),
     }
 
@@ -164,13 +166,13 @@ async def agents_json(request: web.Request) -> web.Response:
 
 async def grids_json(request: web.Request) -> web.Response:
     hub = hub_of(request)
-    feed = _live(request)
-    data = feed.latest or await feed.compute()
+    who = principal(request)
+    data = await _live(request).for_scope(who.grids)
     by_grid = data["cases"]["by_grid"]
     return json_response({"grids": [
         {"grid_id": g.grid_id, "name": g.name, "town": g.town, "district": g.district,
          "bbox": list(g.bbox), "open_cases": by_grid.get(g.grid_id, 0)}
-        for g in hub.setup.grids.grids]})
+        for g in hub.setup.grids.grids if who.sees(g.grid_id)]})
 
 
 def _month(request: web.Request, hub) -> str:
@@ -184,11 +186,16 @@ def _month(request: web.Request, hub) -> str:
     return month
 
 
-async def month_scores(hub, month: str, by: str) -> list[Any]:
+async def month_scores(hub, month: str, by: str, grids: frozenset[str] | None = None) -> list[Any]:
+    """The month's scores; with ``grids`` (a scoped account), over those grids' cases only."""
     start, end = month_bounds(month, hub.setup.zone)
     now = hub.clock.now()
-    return await hub.read(lambda repo: score_cases(month, repo.cases_accepted_between(start, end),
-                                                   now, by=by))
+
+    def cases(repo):
+        rows = repo.cases_accepted_between(start, end)
+        return rows if grids is None else (c for c in rows if c.grid_id in grids)
+
+    return await hub.read(lambda repo: score_cases(month, cases(repo), now, by=by))
 
 
 async def scores_json(request: web.Request) -> web.Response:
@@ -197,7 +204,8 @@ async def scores_json(request: web.Request) -> web.Response:
     by = request.query.get("by", "grid")
     if by not in ("grid", "department"):
         raise FieldErrors({"by": "grid or department"})
-    return json_response({"month": month, "by": by, "scores": await month_scores(hub, month, by)})
+    return json_response({"month": month, "by": by,
+                          "scores": await month_scores(hub, month, by, principal(request).grids)})
 
 
 async def dead_letters_json(request: web.Request) -> web.Response:
