@@ -48,6 +48,7 @@ from .engine.tick import TickReport, tick
 from .errors import CaseError, HubError
 from .ingest.mqtt import MqttClient, MqttSettings, Receiver, ReceiverSettings
 from .ingest.process import ReceiverProcess
+from .notify.service import Notifier
 from .store.files import SnapshotFiles
 from .store.repo import CaseRow, Repository
 from .store.sqlite import SharedReader, SqliteRepository
@@ -88,6 +89,7 @@ class Hub:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._verify_wakeup: asyncio.Event | None = None
         self._verifying: set[int] = set()
+        self.notifier: Notifier | None = None  # with notify: in hub.yaml, from start()
         self.hub_password = self.config.broker.password or new_secret("mqp")
         from .plans.service import PlanService
         from .vitals.service import VitalsService
@@ -113,6 +115,11 @@ class Hub:
         try:
             await asyncio.to_thread(self._start_mqtt)
             await self._start_web()
+            if cfg.notify is not None:  # notification delivery (hub/notify/)
+                self.notifier = Notifier(cfg.notify, self.write, self.clock)
+                if self.engine.outbox is not None:
+                    self.engine.outbox.wake = self.notifier.wake
+                self._tasks.extend(await self.notifier.start())
         except BaseException:
             await self.stop()
             raise
@@ -145,6 +152,9 @@ class Hub:
             except Exception:
                 log.exception("background task %s failed", task.get_name())
         self._tasks.clear()
+        if self.notifier is not None:
+            await self.notifier.close()
+            self.notifier = None
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None

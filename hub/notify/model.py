@@ -169,7 +169,7 @@ def retry_delay(attempts: int, policy: RetryPolicy) -> float:
     """Seconds to wait after the ``attempts``-th failed attempt: exponential from
     ``initial_s`` (× 2 per attempt) plus up to ``jitter_s`` of jitter, at most ``max_s``
     (tenacity's ``wait_exponential_jitter``)."""
-    wait = tenacity.wait_exponential_jitter(initial=policy.initial_s, max=policy.max_s,
+    wait = tenacity.wait_exponential_jitter(multiplier=policy.initial_s, max=policy.max_s,
                                             jitter=policy.jitter_s)
     state = tenacity.RetryCallState(None, None, (), {})  # type: ignore[arg-type]
     state.attempt_number = max(1, attempts)
