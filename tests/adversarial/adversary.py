@@ -98,6 +98,7 @@ class SteadyAgent:
         self.sent: dict[int, float] = {}
         self.acked: dict[int, float] = {}
         self.acks = 0
+        self.rejected: dict[int, str] = {}  # seq -> the hub's reason (a valid event: a failure)
         self.last_seq = 0
         self._unacked: deque[int] = deque()
         self._lock = threading.Lock()
@@ -162,6 +163,8 @@ class SteadyAgent:
             self._note(ack, now)
 
     def _note(self, ack: Ack, now: float) -> None:
+        for r in ack.rejected:
+            self.rejected[r.seq] = r.reason
         while self._unacked and self._unacked[0] <= ack.upto:
             self.acked.setdefault(self._unacked.popleft(), now)
         if ack.ranges and self._unacked:
@@ -230,6 +233,10 @@ class Fleet:
 
     def unacked(self) -> dict[str, list[int]]:
         return {a.agent_id: a.unacked()[:10] for a in self.agents if a.unacked()}
+
+    def rejected(self) -> dict[str, dict[int, str]]:
+        """Valid events the hub refused, by agent (there should be none)."""
+        return {a.agent_id: dict(list(a.rejected.items())[:5]) for a in self.agents if a.rejected}
 
     def latencies(self, t_from: float, t_to: float) -> list[float]:
         return [x for a in self.agents for x in a.latencies(t_from, t_to)]
@@ -485,3 +492,56 @@ def exactly_once(db: Path, agent_id: str, last_seq: int) -> str | None:
         return (f"{agent_id}: {len(missing)} of {last_seq} events lost (first {missing[:8]}); "
                 f"{len(extra)} unexpected seqs {extra[:8]}")
     return None
+
+
+# -- the storm from a process of its own ---------------------------------------------------------
+
+@dataclass
+class BlastOrder:
+    """What the storm's child process sends, and to whom."""
+
+    host: str  # the agents' listener
+    port: int
+    hub_host: str  # the hub's own listener (the observer uses the hub's credentials)
+    hub_port: int
+    hub_user: str
+    hub_password: str
+    small: list[bytes]  # under the broker's limit: MQTT 5, PUBACK codes kept
+    big: list[bytes]  # over it: MQTT 3.1.1 (paho 2.x drops an MQTT 5 connection on the refusal)
+    marker: bytes  # a valid event sent last, on the 3.1.1 connection
+    marker_seq: int
+
+
+def blast(order: BlastOrder) -> dict[str, Any]:
+    """Run in a child process, so the attacker's and the observer's CPU is not the hub's
+    or the normal agents' (one GIL each). The observer subscribes first; the storm goes
+    out pipelined; once the hub acks the marker, everything before it has been through
+    the broker. Times are ``time.monotonic()`` (one clock for every process here)."""
+    topic = agent_topic(HOSTILE, Channel.EVENTS)
+    observer = Observer(order.hub_host, order.hub_port, order.hub_user, order.hub_password)
+    try:
+        v5 = Raw(order.host, order.port, HOSTILE, password_of(HOSTILE),
+                 subscribe=[agent_topic(HOSTILE, Channel.ACKS)])
+        t_start = time.monotonic()
+        try:
+            mids = [v5.events(p) for p in order.small]
+            codes = v5.answers(mids, 180)
+        finally:
+            v5.close()
+        v3 = Raw(order.host, order.port, HOSTILE, password_of(HOSTILE), protocol=mqtt.MQTTv311,
+                 subscribe=[agent_topic(HOSTILE, Channel.ACKS)])
+        try:
+            for p in order.big:
+                v3.events(p)
+            v3.events(order.marker)
+            ack = v3.wait_ack(order.marker_seq, 120)
+        finally:
+            v3.close()
+        t_end = time.monotonic()
+        accepted = sum(c == 0 for c in codes)
+        observer.wait(lambda: observer.count(topic) >= accepted + 1, 30,
+                      "the broker to deliver the storm to the observer")
+        digests = {sha: n for (t, sha), n in observer.digests.items() if t == topic}
+    finally:
+        observer.close()
+    return {"codes": codes, "digests": digests, "ack": ack, "t_start": t_start, "t_end": t_end}

@@ -190,7 +190,7 @@ class _Maker:
         key, value = self.rng.choice([
             ("seq", str(seq)), ("seq", True), ("seq", float(seq) + 0.5), ("seq", None), ("seq", [seq]),
             ("seq", -seq), ("seq", 0), ("confidence", "high"), ("confidence", 7),
-            ("location", "Xinqiao"), ("location", [31.2, 121.4]), ("observed_at", 1_780_000_000),
+            ("location", "Xinqiao"), ("location", [31.2, 121.4]), ("observed_at", [2026, 7, 1]),
             ("evidence", []), ("attributes", ["a", "b"]), ("kind", "started"), ("kind", 1),
             ("event_id", 12345), ("agent_id", None),
         ])

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -340,6 +341,7 @@ async def attack_with_fleet(tmp_path: Path, attack: Callable[[Ctx], None], name:
             for agent, seq in last.items():
                 problem = exactly_once(ctx.db, agent, seq)
                 v.check(problem is None, problem or "")
+            v.check(not fleet.rejected(), f"the hub refused normal agents' valid events: {fleet.rejected()}")
             health = hub.health()
             v.check(health["ok"] and health["writer"] and not health["storage_error"],
                     f"hub unhealthy after {name}: {health}")
@@ -347,10 +349,11 @@ async def attack_with_fleet(tmp_path: Path, attack: Callable[[Ctx], None], name:
             v.check(status == 200, f"/healthz answered {status}: {body}")
             fresh = fleet.agents[0]
             seq = fresh.last_seq + 1
-            fresh.publish(valid_event(fresh.agent_id, seq, f"fresh-{name}", source="fresh-meter", at=now()))
+            fresh_id = "fresh-" + re.sub(r"[^A-Za-z0-9_.-]", "-", name)
+            fresh.publish(valid_event(fresh.agent_id, seq, fresh_id, source="fresh-meter", at=now()))
             try:
                 await asyncio.to_thread(wait_until, lambda: seq in fresh.acked, 20, "the fresh event's ack")
-                v.check(case_of(ctx.db, fresh.agent_id, f"fresh-{name}") is not None,
+                v.check(case_of(ctx.db, fresh.agent_id, fresh_id) is not None,
                         "a fresh valid event after the attack became no case")
             except AssertionError as exc:
                 v.check(False, f"fresh valid event after {name}: {exc}")

@@ -16,6 +16,8 @@ and 7). Each time it must come back whole within seconds:
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import sqlite3
 import subprocess
 import sys
@@ -147,10 +149,13 @@ async def test_hub_killed_three_times_under_load_comes_back_whole(tmp_path):
         for a in [*agents, *([late] if late else [])]:
             await a.stop()
         hub.stop()
-    deadline = time.monotonic() + 15
-    while mosquittos_on(broker_conf) and time.monotonic() < deadline:
-        await asyncio.sleep(0.1)
-    assert not mosquittos_on(broker_conf), "SIGTERM stopped the hub but left its broker running"
+        deadline = time.monotonic() + 15
+        while mosquittos_on(broker_conf) and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+        left = mosquittos_on(broker_conf)
+        for pid in left:  # never leave a broker behind, even when the test fails
+            os.kill(pid, signal.SIGKILL)
+    assert not left, f"SIGTERM stopped the hub but left its broker running (pids {left})"
 
     meters = len(AGENTS) * sources + 2
     for a in [*agents, late]:
