@@ -6,8 +6,9 @@ from __future__ import annotations
 import bisect
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
-__all__ = ["BUCKETS", "HttpMetrics", "ingest_samples", "render"]
+__all__ = ["BUCKETS", "HttpMetrics", "ingest_samples", "notify_samples", "render"]
 
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
@@ -91,6 +92,27 @@ def ingest_samples(ingest: dict[str, int], health: dict[str, object]) -> list[Sa
         ("cityops_writer_up", "gauge", "1 while the writer thread runs.",
          [({}, 1 if health.get("writer") else 0)]),
     ]
+
+
+def notify_samples(counts: dict[tuple[str, str], int], stats: Any) -> list[Sample]:
+    """The notification outbox: rows by state (from the store) and this run's attempts,
+    sends and dead deliveries by channel (``hub.notify.service.NotifierStats``)."""
+    by_state: dict[str, int] = dict.fromkeys(("queued", "sending", "sent", "failed", "dead"), 0)
+    for (state, _), n in counts.items():
+        by_state[state] = by_state.get(state, 0) + n
+    out: list[Sample] = [
+        ("cityops_notifications", "gauge", "Notification deliveries by state (failed: waiting "
+         "for a retry; dead: given up, with a reason on the case page).",
+         [({"state": s}, n) for s, n in sorted(by_state.items())]),
+    ]
+    for name, attr, help_text in (
+            ("cityops_notifications_attempts_total", "attempts", "Delivery attempts this run, by channel."),
+            ("cityops_notifications_sent_total", "sent", "Deliveries sent this run, by channel."),
+            ("cityops_notifications_failed_total", "failed", "Failed delivery attempts this run, by channel."),
+            ("cityops_notifications_dead_total", "dead", "Deliveries given up this run, by channel.")):
+        values = getattr(stats, attr, {}) if stats is not None else {}
+        out.append((name, "counter", help_text, [({"channel": c}, n) for c, n in sorted(values.items())]))
+    return out
 
 
 def _esc(value: str) -> str:

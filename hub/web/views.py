@@ -23,7 +23,7 @@ from ..scores import month_bounds, score_cases
 from .actions import load_case_for, parse_action, perform
 from .common import case_filter, hub_of, json_response, principal, query_int
 from .live import overview, stream
-from .metrics import ingest_samples, render
+from .metrics import ingest_samples, notify_samples, render
 from .problems import FieldErrors, WebError, problem
 from .serialize import agent_json, jsonable, snapshot_url
 from .serialize import case_json as case_view
@@ -88,6 +88,7 @@ async def case_detail(request: web.Request, case_id: int) -> dict[str, Any]:
                 "snapshots": repo.snapshots_for_case(case_id),
                 "verifications": repo.verifications_for_case(case_id),
                 "notifications": repo.notifications_for_case(case_id),
+                "deliveries": repo.deliveries_for_case(case_id),
                 "supervision": repo.supervision_for_case(case_id)}
 
     data = await hub.read(load)
@@ -102,6 +103,8 @@ async def case_detail(request: web.Request, case_id: int) -> dict[str, Any]:
         "snapshots": snaps,
         "verifications": verifs,
         "notifications": data["notifications"],
+        # Each notification's deliveries (hub/notify/): channel, target, state, attempts, last error.
+        "deliveries": [d.view() for d in data["deliveries"]],
         "supervision": [order_json(o, who, case, hub.clock.now()) for o in data["supervision"]],
         "supervise": supervise_offer(who, case),
         "actions": case_actions(who, case.state, case.department, case.review_reason),
@@ -284,6 +287,8 @@ async def metrics(request: web.Request) -> web.Response:
           if v is not None]),
     ]
     samples.extend(ingest_samples(ingest, hub.health()))
+    samples.extend(notify_samples(await hub.read(lambda repo: repo.delivery_counts()),
+                                  hub.notifier.stats if hub.notifier else None))
     return web.Response(body=render(samples, request.app[METRICS_KEY]).encode(),
                         headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"})
 

@@ -200,3 +200,32 @@ async def _read_rows(setup):
         return repo.list_deliveries(limit=1000)
     finally:
         repo.close()
+
+
+async def test_deliveries_show_in_the_case_json_the_case_page_and_metrics(hub, smtp):
+    import aiohttp
+
+    from hub.auth.accounts import create_api_token
+
+    smtp.refuse.add("drainage@example.org")
+    case_id = await dispatched_case(hub)
+    await settled(hub, case_id, 3)
+    deps = set(hub.setup.departments)
+    _, token = await hub.write(lambda repo: create_api_token(
+        repo, "tests", "operator", hub.clock.now(), departments=deps))
+    base = hub.web_url.rstrip("/")
+    async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {token}"}) as s:
+        async with s.get(f"{base}/api/v1/cases/{case_id}") as r:
+            assert r.status == 200
+            detail = await r.json()
+        async with s.get(f"{base}/metrics") as r:
+            metrics = await r.text()
+        async with s.get(f"{base}/cases/{case_id}") as r:
+            page = await r.text()
+    shown = {d["channel"]: d for d in detail["deliveries"]}
+    assert shown["webhook"]["state"] == "sent" and shown["webhook"]["attempts"] == 1
+    assert shown["email"]["state"] == "dead" and "550" in shown["email"]["last_error"]
+    assert 'cityops_notifications{state="sent"} 2' in metrics
+    assert 'cityops_notifications{state="dead"} 1' in metrics
+    assert 'cityops_notifications_sent_total{channel="webhook"} 1' in metrics
+    assert "email drainage@example.org: <b>dead</b>" in page and "no such mailbox" in page
