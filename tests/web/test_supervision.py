@@ -281,3 +281,37 @@ async def test_scoped_accounts_are_made_by_the_admin_api(hub, client):
         "level": "town"})
     assert missing.status == 400 and "scope" in missing.json()["errors"]
 
+
+
+async def test_the_supervision_api_answers_as_openapi_yaml_says(hub, world, client):
+    from test_api_contract import Checker
+
+    j = world["j"]
+    sj, jt = [await signed_in(hub, n) for n in ("sj", "jt")]
+    try:
+        check_sj, check_jt = Checker(sj), Checker(jt)
+        r = await check_sj("POST", f"/api/v1/cases/{j}/supervision", expect=201,
+                           json_body={"target_kind": "town", "note": "late", "deadline_h": 3})
+        oid = r.json()["order"]["id"]
+        await check_sj("POST", f"/api/v1/cases/{j}/supervision", expect=409,
+                       json_body={"target_kind": "town", "note": "late again"})
+        await check_sj("POST", f"/api/v1/cases/{j}/supervision", expect=403,
+                       json_body={"target_kind": "district", "note": "not below a district"})
+        await check_sj("POST", f"/api/v1/cases/{j}/supervision", expect=400,
+                       json_body={"target_kind": "town", "note": "x", "colour": "red"})
+        await check_jt("GET", f"/api/v1/cases/{world['x']}", expect=404)
+        await check_jt("GET", f"/api/v1/cases/{j}", expect=200)
+        await check_jt("GET", f"/api/v1/cases/{j}/supervision", expect=200)
+        await check_jt("GET", "/api/v1/supervision", expect=200)
+        await check_sj("GET", "/api/v1/supervision?level=town", expect=200)
+        await check_sj("GET", "/api/v1/supervision?level=city", expect=403)
+        await check_sj("POST", f"/api/v1/supervision/{oid}/acknowledge", expect=403, json_body={})
+        await check_jt("POST", f"/api/v1/supervision/{oid}/acknowledge", expect=200, json_body={})
+        await check_jt("POST", f"/api/v1/supervision/{oid}/acknowledge", expect=409, json_body={})
+        await check_jt("POST", f"/api/v1/supervision/{oid}/answer", expect=200,
+                       json_body={"text": "cleared"})
+        await check_jt("POST", "/api/v1/supervision/999/answer", expect=404,
+                       json_body={"text": "cleared"})
+    finally:
+        await sj.close()
+        await jt.close()
