@@ -182,7 +182,11 @@ async def plan_export(request: web.Request) -> web.Response:
 
 async def _act(request: web.Request, action: str, reason: str) -> dict[str, Any]:
     hub, name = hub_of(request), _name(request)
-    actor = principal(request).actor
+    who = principal(request)
+    actor = who.actor
+    if who.grids is not None:  # a town or district account: plans act city-wide
+        raise WebError(403, "scoped_account", f"a {who.level} account cannot {action} plans; "
+                       "plans change agents and deadlines across the city (its command centre does)")
     try:
         if action == "activate":
             return await hub.plans.activate(name, actor=actor, reason=reason or "manual")

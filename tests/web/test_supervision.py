@@ -119,6 +119,15 @@ async def test_a_scoped_api_token_sees_its_town_only(hub, world):
         await c.close()
 
 
+async def test_a_scoped_account_cannot_activate_a_city_plan(hub, world):
+    jt = await signed_in(hub, "jt")
+    try:
+        r = await jt.api("POST", "/api/v1/plans/rainstorm/activate", {"reason": "drill"})
+        assert (r.status, r.json()["code"]) == (403, "scoped_account")
+    finally:
+        await jt.close()
+
+
 async def test_a_district_account_sees_its_towns_cases(hub, world):
     sj = await signed_in(hub, "sj")
     try:
