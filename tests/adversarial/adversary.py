@@ -420,7 +420,7 @@ async def running_hub(tmp: Path, agents: Iterable[str]):
     """A hub as ``hub/examples/hub.yaml`` runs it (managed broker, one receiver process,
     10 ms batches), with ``agents`` given broker credentials."""
     setup = make_setup(tmp, ingest={"receivers": 1, "batch_wait_ms": 10},
-                       verification={"kind": "none"})
+                       verification={"kind": "none"}, web={"metrics_public": True})
     hub = Hub(setup, run_scheduler=False)
     await hub.start()
     try:
@@ -430,6 +430,16 @@ async def running_hub(tmp: Path, agents: Iterable[str]):
         yield hub
     finally:
         await hub.stop()
+
+
+def parse_metrics(text: str) -> dict[str, float]:
+    """Prometheus text as ``{'name{labels}': value}`` (labels as written)."""
+    out: dict[str, float] = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            key, _, value = line.rpartition(" ")
+            out[key] = float(value)
+    return out
 
 
 # -- what the hub stored --------------------------------------------------------------------------

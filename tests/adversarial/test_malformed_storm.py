@@ -26,6 +26,7 @@ from concurrent.futures import ProcessPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 
+import aiohttp
 import pytest
 from adversary import (
     HOSTILE,
@@ -41,6 +42,7 @@ from adversary import (
     exactly_once,
     hub_client_settings,
     p99,
+    parse_metrics,
     running_hub,
     stored_seqs,
     wait_until,
@@ -166,6 +168,18 @@ async def test_malformed_storm_loses_nothing_and_accounts_for_every_message(tmp_
                     f"applied {applied} (event_messages + refused)")
             v.check(getattr(stats, "received", stats.messages) == stats.messages,
                     f"messages handed to the writer ({getattr(stats, 'received', '?')}) != applied ({stats.messages})")
+            # ... and as /metrics shows it to whoever watches the hub from outside.
+            async with aiohttp.ClientSession() as http, http.get(hub.web_url + "metrics") as r:
+                m = parse_metrics(await r.text()) if r.status == 200 else {}
+            v.check(bool(m), f"/metrics answered {r.status}")
+            shown = m.get('cityops_ingest_messages_total{kind="events"}', -1) + m.get(
+                'cityops_ingest_messages_total{kind="refused"}', -1)
+            v.check(shown == fleet_messages + broker_accepted,
+                    f"/metrics shows {shown:.0f} events messages applied (events + refused), the broker "
+                    f"accepted {fleet_messages + broker_accepted}")
+            shown_dead = sum(m.get(f'cityops_ingest_event_outcomes_total{{outcome="{o}"}}', 0)
+                             for o in ("conflict", "refused", "seq_out_of_window")) + m.get(
+                'cityops_ingest_messages_total{kind="refused"}', 0)
             stored_set = set(stored_seqs(db, HOSTILE))
             lost = sorted(set(plan.valid_seqs) - stored_set)
             v.check(not lost, f"{len(lost)} of the hostile agent's {len(plan.valid_seqs)} valid events "
@@ -181,6 +195,8 @@ async def test_malformed_storm_loses_nothing_and_accounts_for_every_message(tmp_
                                                          "seq_out_of_window"))
             v.check(counted == dead, f"the hub's counters (refused + conflicts + events_refused + "
                     f"seq_out_of_window = {counted}) disagree with its dead letters ({dead})")
+            v.check(shown_dead == dead, f"/metrics shows {shown_dead:.0f} refusals, the store holds {dead} "
+                    "dead letters")
 
             # -- refused seqs open no gap: each of the ack's ranges holds a stored seq ------------
             ack = sent["ack"]
