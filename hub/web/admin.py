@@ -32,9 +32,13 @@ def _scope_of(data: dict[str, Any]) -> tuple[str | None, list[str]]:
     """``level`` and ``scope`` of a form (comma-separated) or a JSON body (a list too)."""
     level = str(data.get("level") or "").strip() or None
     raw = data.get("scope") or []
-    names = raw.split(",") if isinstance(raw, str) else [str(x) for x in raw] \
-        if isinstance(raw, list) else [str(raw)]
-    return level, [n.strip() for n in names if n.strip()]
+    if isinstance(raw, str):
+        names = raw.split(",")
+    elif isinstance(raw, list):
+        names = [str(x) for x in raw[:500]]
+    else:
+        names = [str(raw)]
+    return level, [n.strip()[:100] for n in names if n.strip()]
 
 
 def _user_json(u) -> dict[str, Any]:
