@@ -148,6 +148,9 @@ class WebConfig(StrictModel):
     live_interval_s: float = Field(2, ge=0.2, le=60, description="how often the live page refreshes")
     near_deadline_min: float = Field(60, gt=0, description="'near deadline' on the overview")
     open311: Open311Config = Field(default_factory=Open311Config)
+    survey_valid_days: float = Field(
+        14, gt=0, le=365, description="a reporter's satisfaction survey link works this long "
+                                       "after the case closes (single use)")
     linkage: LinkageConfig = Field(default_factory=LinkageConfig,
                                    description="linked incidents from emergency systems")
 
@@ -212,6 +215,10 @@ class RetentionConfig(StrictModel):
     messages_days: float = Field(90, gt=0, description="raw event messages")
     snapshots_days: float = Field(180, gt=0, description="snapshots not needed by an open case")
     dead_letters_days: float = Field(30, gt=0)
+    reporter_contacts_days: float = Field(
+        180, gt=0, description="a reporter's email and phone (and the survey links and the "
+                               "addresses in their updates), counted from the case's last change "
+                               "once it is no longer open")
     sweep_every_min: float = Field(60, gt=0)
 
 

@@ -502,3 +502,42 @@ def m006_supervision(db: Database) -> None:
         CREATE INDEX supervision_orders_target ON supervision_orders(target_kind, target, state, id);
         """
     )
+
+
+@migrations()
+def m007_reporter_contacts_and_surveys(db: Database) -> None:
+    """Reporters answered (hub/engine/reporters.py): the contact a reporter gave with a
+    report (kept only while the hub can reach it, purged by ``retention``), and the
+    single-use satisfaction surveys sent when their case closes (the token stored as its
+    SHA-256 only)."""
+    db.executescript(
+        """
+        CREATE TABLE reporter_contacts (
+            id INTEGER PRIMARY KEY,
+            case_id INTEGER NOT NULL,           -- the case the report lives in now (follows merges)
+            request_id INTEGER NOT NULL,        -- the case the report opened or joined (the id they were told)
+            channel TEXT NOT NULL,              -- open311 | reporter
+            event_id TEXT NOT NULL,             -- the report's event
+            name TEXT,                          -- a first name, for the greeting
+            email TEXT,
+            phone TEXT,
+            created_at TEXT NOT NULL
+        );
+        CREATE INDEX reporter_contacts_case ON reporter_contacts(case_id);
+
+        CREATE TABLE satisfaction_surveys (
+            id INTEGER PRIMARY KEY,
+            case_id INTEGER NOT NULL,
+            contact_id INTEGER NOT NULL,
+            cycle INTEGER NOT NULL,             -- the case's reopen_count when it closed
+            token_sha256 TEXT NOT NULL UNIQUE,
+            created_at TEXT NOT NULL,
+            expires_at TEXT NOT NULL,
+            answered_at TEXT,
+            answer TEXT,                        -- satisfied | not_satisfied | not_fixed
+            comment TEXT
+        );
+        CREATE UNIQUE INDEX satisfaction_surveys_once ON satisfaction_surveys(case_id, contact_id, cycle);
+        CREATE INDEX satisfaction_surveys_contact ON satisfaction_surveys(contact_id);
+        """
+    )
