@@ -30,7 +30,7 @@ from edge_agent.transport.base import Transport, TransportFactory, Will
 from edge_agent.transport.mqtt import MqttTransport
 from protocol.clock import Clock, SystemClock
 from protocol.errors import ConfigError, ConfigProblem
-from protocol.messages import DesiredConfig
+from protocol.messages import CareState, DesiredConfig
 
 __all__ = ["COMPONENT_FACTORIES", "AgentApp", "ComponentFactory", "mqtt_transport_factory"]
 
@@ -132,6 +132,7 @@ class AgentApp:
         self._cpu = CpuMeter()
         self._apply_lock = asyncio.Lock()
         self._overlay: dict[str, Any] | None = None  # the desired config applied on the file
+        self.care: CareState | None = None  # the hub's acknowledged care alarms, last received
 
     # -- lifecycle ---------------------------------------------------------------------
     async def run(self, stop: asyncio.Event) -> None:
@@ -143,7 +144,8 @@ class AgentApp:
         self.session = Session(
             cfg.agent.id, self.outbox, self._make_transport, outbox_config=cfg.outbox,
             telemetry=cfg.telemetry, reconnect=cfg.mqtt.reconnect, version=__version__,
-            hooks=Hooks(self._status_fields, self._telemetry_parts, self.apply_desired),
+            hooks=Hooks(self._status_fields, self._telemetry_parts, self.apply_desired,
+                        self.apply_care),
             clock=self.clock, credentials_path=self.loaded.credentials_path,
         )
         log.info("agent %s starting: %d device(s), %d camera(s), outbox %s (depth %d)", cfg.agent.id,
@@ -219,6 +221,27 @@ class AgentApp:
             self.config_error = None
             self._overlay = dict(desired.config)
 
+    def apply_care(self, care: CareState) -> None:
+        """The hub's acknowledged elderly-care alarms: each component that runs alarms
+        (``acknowledge(event_id, by)``) stops escalating those it has open. Applying the
+        same state again changes nothing; components built later get it too."""
+        self.care = care
+        self._acknowledge(self.components)
+
+    def _acknowledge(self, components: list[Component]) -> None:
+        if self.care is None:
+            return
+        for component in components:
+            acknowledge = getattr(component, "acknowledge", None)
+            if acknowledge is None:
+                continue
+            for ack in self.care.acknowledged:
+                try:
+                    acknowledge(ack.event_id, ack.by)
+                except Exception:
+                    log.exception("component %s could not take the acknowledgement of %s",
+                                  component.name, ack.event_id)
+
     async def reload_file(self) -> bool:
         """SIGHUP: read the config file again (the desired overlay, if any, on top)."""
         path = self.file_loaded.path
@@ -260,6 +283,7 @@ class AgentApp:
             self.loaded = candidate
             fresh = self._start([c for i, c in enumerate(components) if i not in kept])
             self._running = self._merge(components, kept, fresh)
+            self._acknowledge(fresh.components)  # they take it once their devices are built
             log.info("applied %s: %d component(s), %d changed in place", what, len(components), len(kept))
             return True
 

@@ -4,7 +4,7 @@ acks, desired config and heartbeat telemetry.
 ::
 
     connect (jittered exponential backoff, tenacity) ──▶ birth status (retained)
-        ──▶ subscribe to own acks + config ──▶ deliver the outbox:
+        ──▶ subscribe to own acks + config + care ──▶ deliver the outbox:
               live events first (one per message, as they are emitted)
               backlog in batched events messages, at most ``max_in_flight`` messages
               not yet acknowledged by the hub
@@ -15,7 +15,9 @@ acks, desired config and heartbeat telemetry.
     stop ──▶ offline status (retained, "shutdown") ──▶ clean disconnect
 
 The session knows nothing about devices or cameras: the app gives it :class:`Hooks`
-for the status fields, the telemetry parts and applying a desired config.
+for the status fields, the telemetry parts, applying a desired config and applying the
+hub's acknowledged elderly-care alarms (``care``, retained like the config, so an agent
+that was offline gets it when it subscribes).
 """
 
 from __future__ import annotations
@@ -40,10 +42,10 @@ from edge_agent.outbox import Outbox, OutboxRow
 from edge_agent.outbox.replay import BATCH_BYTES, build_messages
 from edge_agent.transport.base import Transport, TransportFactory, Will
 from protocol.clock import Clock, SystemClock
-from protocol.codec import decode_ack, decode_desired_config, encode
+from protocol.codec import decode_ack, decode_care_state, decode_desired_config, encode
 from protocol.errors import ProtocolError
 from protocol.ids import new_boot_id
-from protocol.messages import Ack, AgentState, DesiredConfig, Status, Telemetry
+from protocol.messages import Ack, AgentState, CareState, DesiredConfig, Status, Telemetry
 from protocol.topics import Channel, agent_subscription, agent_topic, parse_topic
 
 __all__ = ["Hooks", "Session", "SessionState"]
@@ -67,6 +69,7 @@ class Hooks:
     status_fields: Callable[[], dict[str, Any]] = dict  # config_version, config_error, capabilities
     telemetry_parts: Callable[[], dict[str, Any]] = dict  # devices, readings, cameras, ...
     apply_config: Callable[[DesiredConfig], Awaitable[None]] | None = None
+    apply_care: Callable[[CareState], None] | None = None  # acknowledged care alarms
 
 
 @dataclass
@@ -214,7 +217,8 @@ class Session:
             await asyncio.wait_for(birth, _HANDSHAKE_TIMEOUT_S)
             await asyncio.wait_for(transport.subscribe([
                 (agent_subscription(self.agent_id, Channel.ACKS), 1),
-                (agent_subscription(self.agent_id, Channel.CONFIG), 1)]), _HANDSHAKE_TIMEOUT_S)
+                (agent_subscription(self.agent_id, Channel.CONFIG), 1),
+                (agent_subscription(self.agent_id, Channel.CARE), 1)]), _HANDSHAKE_TIMEOUT_S)
         except (TransportError, TimeoutError) as exc:
             log.warning("connection failed while starting the session: %s", exc or "timed out")
             await self._close(transport)
@@ -354,6 +358,12 @@ class Session:
                 task = asyncio.get_running_loop().create_task(self._apply_config(transport, desired))
                 self._tasks.add(task)
                 task.add_done_callback(self._tasks.discard)
+            elif parsed.channel == Channel.CARE:
+                if not payload:
+                    return  # retained care state cleared
+                care = decode_care_state(payload, agent_id=self.agent_id)
+                if self.hooks.apply_care is not None:
+                    self.hooks.apply_care(care)
             else:
                 raise ProtocolError("bad_topic", f"agents do not subscribe to {parsed.channel}")
         except ProtocolError as exc:

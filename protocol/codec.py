@@ -26,6 +26,7 @@ from . import limits
 from .errors import ProtocolError, Refusal
 from .messages import (
     Ack,
+    CareState,
     DesiredConfig,
     Event,
     Message,
@@ -40,6 +41,7 @@ __all__ = [
     "Decoded",
     "RefusedEvent",
     "decode_ack",
+    "decode_care_state",
     "decode_desired_config",
     "decode_events",
     "decode_events_partly",
@@ -119,6 +121,7 @@ _LIMITS: dict[type, int] = {
     Telemetry: limits.MAX_TELEMETRY_BYTES,
     Ack: limits.MAX_ACK_BYTES,
     DesiredConfig: limits.MAX_CONFIG_BYTES,
+    CareState: limits.MAX_CONFIG_BYTES,  # desired state too: 256 acknowledgements fit
     SnapshotHeader: limits.MAX_SNAPSHOT_HEADER_BYTES,
 }
 _SCHEMAS: dict[type, str] = {
@@ -127,6 +130,7 @@ _SCHEMAS: dict[type, str] = {
     Telemetry: "cityops.telemetry/1",
     Ack: "cityops.ack/1",
     DesiredConfig: "cityops.config/1",
+    CareState: "cityops.care/1",
     SnapshotHeader: "cityops.snapshot/1",
 }
 
@@ -375,6 +379,12 @@ def decode_desired_config(payload: bytes, *, agent_id: str | None = None) -> Des
     return msg
 
 
+def decode_care_state(payload: bytes, *, agent_id: str | None = None) -> CareState:
+    msg = _decode_one(CareState, payload)
+    _check_agent(agent_id, msg.agent_id, "care state")
+    return msg
+
+
 def decode_snapshot(
     payload: bytes, *, agent_id: str | None = None, event_id: str | None = None
 ) -> tuple[SnapshotHeader, bytes]:
@@ -429,6 +439,8 @@ def decode_message(topic: str, payload: bytes) -> Decoded:
                 message = decode_ack(payload, agent_id=aid)
             case Channel.CONFIG:
                 message = decode_desired_config(payload, agent_id=aid)
+            case Channel.CARE:
+                message = decode_care_state(payload, agent_id=aid)
             case Channel.SNAPSHOTS:
                 message = decode_snapshot(payload, agent_id=aid, event_id=parsed.event_id)
     except ProtocolError as exc:

@@ -37,6 +37,7 @@ from .limits import MAX_COUNT, MAX_SEQ, MAX_STORE_INT
 
 __all__ = [
     "ACK_SCHEMA",
+    "CARE_SCHEMA",
     "CONFIG_SCHEMA",
     "EVENT_SCHEMA",
     "SNAPSHOT_SCHEMA",
@@ -45,6 +46,8 @@ __all__ = [
     "Ack",
     "AgentState",
     "CameraTelemetry",
+    "CareAck",
+    "CareState",
     "DesiredConfig",
     "Event",
     "EventKind",
@@ -66,6 +69,8 @@ TELEMETRY_SCHEMA = "cityops.telemetry/1"
 ACK_SCHEMA = "cityops.ack/1"
 CONFIG_SCHEMA = "cityops.config/1"
 SNAPSHOT_SCHEMA = "cityops.snapshot/1"
+CARE_SCHEMA = "cityops.care/1"
+MAX_CARE_ACKS = 256
 
 ShortText = Annotated[str, Field(max_length=200)]
 Code = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*(\.[a-z0-9_]+)?$", max_length=64)]
@@ -323,3 +328,24 @@ class SnapshotHeader(Message):
     width: int = Field(gt=0, le=8192)
     height: int = Field(gt=0, le=8192)
     taken_at: Annotated[datetime, AfterValidator(_sane_time)] | None = None
+
+
+class CareAck(WireModel):
+    """One elderly-care alarm a person took on the hub: stop escalating its tiers."""
+
+    event_id: Id = Field(description="the alarm's lifecycle on the agent")
+    case_id: Count | None = None
+    by: ShortText = Field("", description="who acknowledged it (an account name)")
+    at: Timestamp
+
+
+class CareState(Message):
+    """The hub's desired state of an agent's elderly-care alarms (retained, QoS 1, like a
+    desired config): every open alarm of the agent that someone has acknowledged. The
+    whole set each time, so applying it twice changes nothing and the newest message
+    alone is enough; an agent that was offline gets it when it subscribes."""
+
+    schema_: Literal["cityops.care/1"] = Field(CARE_SCHEMA, alias="schema")
+    agent_id: Id
+    issued_at: Timestamp
+    acknowledged: list[CareAck] = Field(default_factory=list, max_length=MAX_CARE_ACKS)

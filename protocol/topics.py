@@ -8,6 +8,7 @@
     cityops/v1/agents/{agent_id}/snapshots/{event_id} agent → hub  QoS 1
     cityops/v1/agents/{agent_id}/acks                hub → agent   QoS 1
     cityops/v1/agents/{agent_id}/config              hub → agent   QoS 1, retained
+    cityops/v1/agents/{agent_id}/care                hub → agent   QoS 1, retained
 
 The broker ACL is generated from the same table (:func:`acl_lines`), so the grammar and
 the permissions cannot drift apart.
@@ -43,11 +44,12 @@ class Channel(StrEnum):
     SNAPSHOTS = "snapshots"
     ACKS = "acks"
     CONFIG = "config"
+    CARE = "care"  # acknowledged elderly-care alarms: desired state, like config
 
 
 # Who publishes on each channel.
 AGENT_PUBLISHES = frozenset({Channel.STATUS, Channel.EVENTS, Channel.TELEMETRY, Channel.SNAPSHOTS})
-HUB_PUBLISHES = frozenset({Channel.ACKS, Channel.CONFIG})
+HUB_PUBLISHES = frozenset({Channel.ACKS, Channel.CONFIG, Channel.CARE})
 
 QOS: dict[Channel, int] = {
     Channel.STATUS: 1,
@@ -56,8 +58,10 @@ QOS: dict[Channel, int] = {
     Channel.SNAPSHOTS: 1,
     Channel.ACKS: 1,
     Channel.CONFIG: 1,
+    Channel.CARE: 1,
 }
-RETAINED: dict[Channel, bool] = {c: c in (Channel.STATUS, Channel.CONFIG) for c in Channel}
+RETAINED: dict[Channel, bool] = {c: c in (Channel.STATUS, Channel.CONFIG, Channel.CARE)
+                                 for c in Channel}
 
 # Channels whose topic carries one more level (the event id).
 _WITH_SUBTOPIC = frozenset({Channel.SNAPSHOTS})
@@ -144,7 +148,7 @@ def parse_topic(topic: str) -> ParsedTopic:
 def acl_lines(hub_user: str) -> list[str]:
     """Mosquitto ACL lines: the hub reads and writes everything under cityops/;
     each agent (username = agent id) writes only its own outbound channels and reads
-    only its own acks and config."""
+    only its own acks, config and care."""
     _check_id("hub user", hub_user)
     # Mosquitto applies `pattern` lines to every user, wherever they stand; `topic` lines
     # apply to the `user` above them. Patterns first keeps the file easy to read.

@@ -35,6 +35,15 @@ class NotifyTier(StrictModel):
     after_min: float = Field(ge=0, le=7 * 24 * 60, description="minutes after the alarm opened")
 
 
+def check_tiers(tiers: list[NotifyTier]) -> None:
+    """The first tier starts with the alarm; each later one strictly later."""
+    if tiers and tiers[0].after_min != 0:
+        raise ValueError("the first tier starts when the alarm opens: set its after_min to 0")
+    for a, b in zip(tiers, tiers[1:], strict=False):
+        if b.after_min <= a.after_min:
+            raise ValueError("tiers must escalate: each after_min larger than the one before")
+
+
 def _default_tiers() -> list[NotifyTier]:
     return [NotifyTier(notify="grid_worker", after_min=0), NotifyTier(notify="community", after_min=60)]
 
@@ -57,11 +66,7 @@ class WaterNoUseConfig(StrictModel):
 
     @model_validator(mode="after")
     def _tiers_escalate(self) -> WaterNoUseConfig:
-        if self.tiers[0].after_min != 0:
-            raise ValueError("the first tier starts when the alarm opens: set its after_min to 0")
-        for a, b in zip(self.tiers, self.tiers[1:], strict=False):
-            if b.after_min <= a.after_min:
-                raise ValueError("tiers must escalate: each after_min larger than the one before")
+        check_tiers(self.tiers)
         return self
 
 
@@ -112,6 +117,16 @@ class AlarmRuleConfig(StrictModel):
     clear_after_s: float = Field(
         30.0, ge=0, le=86400, description="the flag must stay off this long to clear"
     )
+    tiers: list[NotifyTier] | None = Field(
+        None, min_length=1, max_length=5,
+        description="call button: who is told, escalating while the call is not acknowledged "
+                    "(none: one message, no escalation)",
+    )
+
+    @model_validator(mode="after")
+    def _tiers_escalate(self) -> AlarmRuleConfig:
+        check_tiers(self.tiers or [])
+        return self
 
 
 class DeviceRules(StrictModel):

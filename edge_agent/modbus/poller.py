@@ -110,6 +110,7 @@ class ModbusComponent:
         self._store: RuleStore | None = None
         self._dirty: dict[str, dict[str, Any] | None] = {}
         self._links: dict[str, ModbusLink] = {}
+        self._pending_acks: dict[str, str] = {}  # acknowledged before the devices were built
 
     # -- Component -------------------------------------------------------------------
     async def run(self, sink: EventSink, stop: asyncio.Event) -> None:
@@ -117,6 +118,9 @@ class ModbusComponent:
         saved = store.load_states(PREFIX)
         self._build(saved)
         self._close_removed(saved)
+        pending, self._pending_acks = self._pending_acks, {}
+        for event_id, by in pending.items():
+            self.acknowledge(event_id, by)
         tasks = [asyncio.create_task(self._run_device(dev, stop), name=f"modbus:{dev.id}")
                  for dev in self.devices.values()]
         tasks.append(asyncio.create_task(self._flush_loop(stop), name="modbus:flush"))
@@ -150,15 +154,26 @@ class ModbusComponent:
                 "rejected_readings": self.rejected_readings, "emit_errors": self.emit_errors,
                 "lateness_s": list(self.lateness)}
 
-    def acknowledge(self, event_id: str) -> bool:
-        """Someone took this alarm: stop escalating its tiers. True when it was found."""
+    def acknowledge(self, event_id: str, by: str = "") -> bool | None:
+        """The hub says someone took the alarm ``event_id``: its rule stops escalating
+        tiers, and the ``update`` that says so (``acknowledged: true``) is committed with
+        the rule's state. True when it was taken now; False when no open alarm has that
+        id or it was taken before (idempotent); None when it could not be stored (the
+        next time the hub's state arrives decides again). Before the devices are built,
+        it waits and is applied once they are."""
+        if not self.devices or self._store is None:
+            self._pending_acks[event_id] = by
+            return False
         for dev in self.devices.values():
-            changed = dev.rules.acknowledge(event_id)
-            if changed:
-                dev.rules.accept(changed)
-                for name, life in changed.items():
-                    self._dirty[state_key(dev.id, name, PREFIX)] = life.to_json()
-                return True
+            step, updated = dev.rules.acknowledge(event_id, by, self.clock.now())
+            if not updated:
+                continue
+            if not self._commit(step):
+                return None
+            dev.rules.accept(updated)
+            log.info("alarm %s of %s acknowledged by %s on the hub: no further tier",
+                     event_id, dev.id, by or "the hub", extra={"device": dev.id})
+            return True
         return False
 
     # -- building ----------------------------------------------------------------------

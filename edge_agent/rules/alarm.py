@@ -8,6 +8,7 @@ from edge_agent.config.rules import AlarmRuleConfig
 from protocol.messages import EventKind
 
 from .base import Decision, Sample, State
+from .tiers import ACKNOWLEDGED, ACKNOWLEDGED_BY, reached_tier, tier_attributes
 
 __all__ = ["AlarmRule", "call_button_rule", "smoke_alarm_rule"]
 
@@ -18,8 +19,12 @@ class AlarmRule:
 
     Opens when the flag is set or the counter went up (an alarm or a press that came and
     went between two polls); each further counter increase while open is an ``update``;
-    the flag off for ``clear_after_s`` (and no new count) ends it. A counter that goes
-    down (reset, wrap) is taken as the new baseline.
+    the flag off for ``clear_after_s`` (and no new count) ends it (``reason: cleared``:
+    for a call button, the call was cancelled). A counter that goes down (reset, wrap) is
+    taken as the new baseline.
+
+    With ``tiers`` (a call button) the alarm escalates like the no-use rule
+    (:mod:`.tiers`): each tier reached while unacknowledged is an ``update``.
     """
 
     config: AlarmRuleConfig
@@ -28,7 +33,8 @@ class AlarmRule:
     subcategory: str
 
     def initial(self) -> State:
-        return {"active": False, "counter": None, "off_since": None, "count": 0}
+        return {"active": False, "counter": None, "off_since": None, "count": 0,
+                "tier": 0, "opened": None, "acked": False}
 
     def step(self, state: State, sample: Sample) -> tuple[State, Decision | None]:
         cfg = self.config
@@ -49,23 +55,43 @@ class AlarmRule:
         if not s["active"]:
             if not (flag or increase):
                 return s, None
-            s.update(active=True, count=max(increase, 1), off_since=None if flag else t)
-            return s, Decision(EventKind.NEW, signal, value, self._attrs(flag, s["count"]))
+            s.update(active=True, count=max(increase, 1), off_since=None if flag else t,
+                     tier=0, opened=t, acked=False)
+            return s, Decision(EventKind.NEW, signal, value, self._attrs(flag, s["count"], 0))
         if flag:
             s["off_since"] = None
         else:
             s["off_since"] = s["off_since"] if s["off_since"] is not None else t
         if increase:
             s["count"] += increase
-            return s, Decision(EventKind.UPDATE, signal, value, self._attrs(flag, s["count"]))
+            return s, Decision(EventKind.UPDATE, signal, value,
+                               self._attrs(flag, s["count"], s.get("tier", 0)))
         if not flag and t - s["off_since"] >= cfg.clear_after_s:
             count = s["count"]
             return {**self.initial(), "counter": s["counter"]}, Decision(
-                EventKind.END, signal, value, {**self._attrs(False, count), "reason": "cleared"})
+                EventKind.END, signal, value, {**self._attrs(False, count, None), "reason": "cleared"})
+        if cfg.tiers and not s.get("acked") and s.get("opened") is not None:
+            reached = reached_tier(cfg.tiers, s["opened"], t)
+            if reached > s.get("tier", 0):
+                s["tier"] = reached
+                return s, Decision(EventKind.UPDATE, signal, value,
+                                   self._attrs(flag, s["count"], reached))
         return s, None
 
-    def _attrs(self, flag: bool, count: int) -> dict:
-        return {"flag": flag, "count": count}
+    def acknowledge(self, state: State, by: str, t: float) -> tuple[State, Decision | None]:
+        """Someone took the call: no further tier. None when already taken or not open."""
+        if not state.get("active") or state.get("acked"):
+            return state, None
+        s = {**state, "acked": True}
+        attrs = {**self._attrs(s.get("off_since") is None, int(s.get("count") or 1),
+                               s.get("tier", 0)), ACKNOWLEDGED: True, ACKNOWLEDGED_BY: by[:200]}
+        return s, Decision(EventKind.UPDATE, self.config.signal, 1.0, attrs)
+
+    def _attrs(self, flag: bool, count: int, tier: int | None) -> dict:
+        attrs: dict = {"flag": flag, "count": count}
+        if self.config.tiers and tier is not None:
+            attrs.update(tier_attributes(self.config.tiers, tier))
+        return attrs
 
 
 def smoke_alarm_rule(config: AlarmRuleConfig) -> AlarmRule:

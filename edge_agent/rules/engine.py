@@ -159,7 +159,7 @@ class DeviceRuleSet:
             nxt = Lifecycle(new_state, life.event_id, life.started_at, rule.category,
                             rule.subcategory, life.signal)
             if decision is not None:
-                nxt, draft = self._lifecycle(rule, nxt, decision, sample)
+                nxt, draft = self._lifecycle(rule, nxt, decision, sample.at)
                 if draft is not None:
                     out.drafts.append(draft)
             updated[rule.name] = nxt
@@ -169,28 +169,41 @@ class DeviceRuleSet:
     def accept(self, updated: Mapping[str, Lifecycle]) -> None:
         self.lifecycles.update(updated)
 
-    def acknowledge(self, event_id: str) -> dict[str, Lifecycle]:
-        """Mark an open event acknowledged (stops tier escalation); returns what changed."""
-        changed = {}
+    def acknowledge(self, event_id: str, by: str, at: datetime) -> tuple[Step, dict[str, Lifecycle]]:
+        """The hub says someone took the open alarm ``event_id``: its rule stops
+        escalating and answers with an ``update`` saying so (``acknowledged: true``).
+        Returns what to commit and the lifecycles to ``accept`` (empty when no open alarm
+        of this device has that id, or it was acknowledged already: idempotent)."""
+        out = Step()
+        updated: dict[str, Lifecycle] = {}
         for rule in self.rules:
             life = self.lifecycles[rule.name]
-            if life.event_id == event_id and isinstance(rule, WaterNoUseRule):
-                changed[rule.name] = Lifecycle(rule.acknowledge(life.rule), life.event_id,
-                                               life.started_at, life.category, life.subcategory,
-                                               life.signal)
-        return changed
+            ack = getattr(rule, "acknowledge", None)
+            if life.event_id != event_id or ack is None:
+                continue
+            new_state, decision = ack(life.rule, by, at.timestamp())
+            if decision is None:
+                continue
+            nxt = Lifecycle(new_state, life.event_id, life.started_at, rule.category,
+                            rule.subcategory, life.signal)
+            nxt, draft = self._lifecycle(rule, nxt, decision, at)
+            if draft is not None:
+                out.drafts.append(draft)
+            updated[rule.name] = nxt
+            out.states[state_key(self.device_id, rule.name, self.prefix)] = nxt.to_json()
+        return out, updated
 
     def _lifecycle(
-        self, rule: Rule, life: Lifecycle, d: Decision, sample: Sample
+        self, rule: Rule, life: Lifecycle, d: Decision, at: datetime
     ) -> tuple[Lifecycle, EventDraft | None]:
         if d.kind == EventKind.NEW:
-            life.event_id, life.started_at, life.signal = self.new_id(), sample.t, d.signal
+            life.event_id, life.started_at, life.signal = self.new_id(), at.timestamp(), d.signal
         elif life.event_id is None:
             # An update or end with no open event (state lost): nothing to continue.
             return life, None
         draft = EventDraft(
             event_id=life.event_id, kind=d.kind, category=rule.category,
-            subcategory=rule.subcategory, source=self.device_id, observed_at=sample.at,
+            subcategory=rule.subcategory, source=self.device_id, observed_at=at,
             location=self.location, started_at=_dt(life.started_at),
             evidence=Evidence(reading=Reading(name=d.signal, value=d.value,
                                               unit=self._units.get(d.signal.split(".")[0], ""))),

@@ -9,6 +9,7 @@ from edge_agent.config.rules import ContinuousFlowConfig, WaterNoUseConfig
 from protocol.messages import EventKind
 
 from .base import Decision, SingleSignalRule, State
+from .tiers import ACKNOWLEDGED, ACKNOWLEDGED_BY, reached_tier, tier_attributes
 
 __all__ = ["ContinuousFlowRule", "WaterNoUseRule"]
 
@@ -17,11 +18,11 @@ __all__ = ["ContinuousFlowRule", "WaterNoUseRule"]
 class WaterNoUseRule(SingleSignalRule):
     """No increase of the cumulative volume for ``hours`` → alarm, then escalate.
 
-    Tier 1 notifies the first contact (the grid worker); while the alarm is not
-    acknowledged, each later tier is reached ``after_min`` minutes after the alarm
-    opened and sent as an ``update`` whose attributes name the tier and who to notify.
-    Any use of water ends the alarm. A volume that goes down (meter replaced or reset)
-    is taken as the new baseline, not as use.
+    Tier 1 notifies the first contact; while the alarm is not acknowledged, each later
+    tier is reached ``after_min`` minutes after the alarm opened and sent as an
+    ``update`` whose attributes name the tier and who to notify (:mod:`.tiers`). Any use
+    of water ends the alarm (``reason: water_used``). A volume that goes down (meter
+    replaced or reset) is taken as the new baseline, not as use.
     """
 
     config: WaterNoUseConfig
@@ -54,22 +55,28 @@ class WaterNoUseRule(SingleSignalRule):
             return s, None
         if s["acked"]:
             return s, None
-        reached = max(i for i, tier in enumerate(cfg.tiers) if t - s["opened"] >= tier.after_min * 60)
+        reached = reached_tier(cfg.tiers, s["opened"], t)
         if reached > s["tier"]:
             s["tier"] = reached
             return s, Decision(EventKind.UPDATE, cfg.signal, v, self._attrs(reached, idle_h))
         return s, None
 
-    def acknowledge(self, state: State) -> State:
-        """Someone took the alarm: stop escalating (the alarm stays open until water is used)."""
-        return {**state, "acked": True} if state.get("active") else state
+    def acknowledge(self, state: State, by: str, t: float) -> tuple[State, Decision | None]:
+        """Someone took the alarm: stop escalating (it stays open until water is used).
+        The decision tells the hub the agent took it; an alarm already acknowledged, or
+        not open, gives none (the hub may send the same acknowledgement again)."""
+        if not state.get("active") or state.get("acked"):
+            return state, None
+        s = {**state, "acked": True}
+        idle_h = round((t - s["last_use"]) / 3600, 3) if s.get("last_use") is not None else 0.0
+        attrs = {**self._attrs(int(s["tier"]), idle_h), ACKNOWLEDGED: True,
+                 ACKNOWLEDGED_BY: by[:200]}
+        return s, Decision(EventKind.UPDATE, self.config.signal, float(s["base"] or 0.0), attrs)
 
     def _attrs(self, tier: int, idle_h: float) -> dict:
         cfg = self.config
-        return {
-            "tier": tier + 1, "notify": cfg.tiers[tier].notify, "tiers": len(cfg.tiers),
-            "idle_hours": idle_h, "threshold_hours": cfg.hours, "resident": cfg.resident,
-        }
+        return {**tier_attributes(cfg.tiers, tier), "idle_hours": idle_h,
+                "threshold_hours": cfg.hours, "resident": cfg.resident}
 
 
 @dataclass(frozen=True)

@@ -95,7 +95,10 @@ def test_no_use_acknowledged_stops_escalating():
     for minutes in (0, 61):
         state, d = rule.step(state, Sample(h(0, 0, minutes), {"volume": 1.0}))
     assert d.kind == "new"
-    state = rule.acknowledge(state)
+    state, d = rule.acknowledge(state, "op-li", h(0, 1, 5).timestamp())
+    assert d.kind == "update" and d.attributes["acknowledged"] is True
+    assert d.attributes["acknowledged_by"] == "op-li" and d.attributes["tier"] == 1
+    assert rule.acknowledge(state, "op-li", h(0, 1, 6).timestamp()) == (state, None)  # once
     state, d = rule.step(state, Sample(h(0, 3), {"volume": 1.0}))
     assert d is None
 
