@@ -201,9 +201,9 @@ class Agent:
         for i, d in enumerate(drafts):
             self.seqs.append(self.outbox.emit(d))
             if per_s:
-                delay = t0 + (i + 1) / per_s - time.monotonic()
-                if delay > 0:
-                    await asyncio.sleep(delay)
+                # Yield even when behind the pace (an outbox write slower than 1/per_s on a
+                # busy disk): else the session never runs until the whole feed is taken.
+                await asyncio.sleep(max(0.0, t0 + (i + 1) / per_s - time.monotonic()))
             elif i % 50 == 49:
                 await asyncio.sleep(0)
 
