@@ -384,10 +384,6 @@ class Observer:
             self.digests[(msg.topic, hashlib.sha256(msg.payload).hexdigest())] += 1
             self._cond.notify_all()
 
-    def seen(self, topic: str, payload: bytes) -> int:
-        with self._cond:
-            return self.digests[(topic, hashlib.sha256(payload).hexdigest())]
-
     def count(self, topic: str) -> int:
         with self._cond:
             return self.by_topic[topic]
@@ -451,11 +447,6 @@ def _ro(db: Path) -> sqlite3.Connection:
 def stored_seqs(db: Path, agent_id: str) -> list[int]:
     with _ro(db) as c:
         return sorted(r[0] for r in c.execute("SELECT seq FROM messages WHERE agent_id = ?", (agent_id,)))
-
-
-def stored_count(db: Path, agent_id: str) -> int:
-    with _ro(db) as c:
-        return c.execute("SELECT count(*) FROM messages WHERE agent_id = ?", (agent_id,)).fetchone()[0]
 
 
 def dead_letters(db: Path, agent_id: str | None = None) -> dict[str, int]:

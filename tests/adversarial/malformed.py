@@ -26,7 +26,7 @@ from typing import Any
 
 from protocol import limits
 
-__all__ = ["KINDS", "Probe", "StormPlan", "kinds_made", "storm", "valid_event"]
+__all__ = ["KINDS", "Probe", "StormPlan", "kinds_made", "storm", "valid_event", "with_literal"]
 
 #: Malformed kinds and how many of every 100 malformed messages are of each kind. The
 #: heavy ones (deep nesting, 1 MB) are rarer so a 2,000-message storm stays fast.
@@ -107,7 +107,7 @@ def _dump(obj: Any) -> bytes:
     return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode()
 
 
-def _with_literal(event: dict[str, Any], key: str, literal: str, *, path: tuple[str, ...] = ()) -> bytes:
+def with_literal(event: dict[str, Any], key: str, literal: str, *, path: tuple[str, ...] = ()) -> bytes:
     """``event`` as JSON with ``key`` (under ``path``) set to raw JSON text ``literal``."""
     marker = "\u2063MARK\u2063"
     target = event
@@ -203,7 +203,7 @@ class _Maker:
                                    str(2**64 + 1), "-" + "9" * 30, "1E400"])
         key, path = self.rng.choice([("seq", ()), ("confidence", ()), ("lat", ("location",)),
                                      ("value", ("evidence", "reading")), ("n", ("attributes",))])
-        body = _with_literal(ev, key, literal, path=path)
+        body = with_literal(ev, key, literal, path=path)
         if len(body) > limits.MAX_EVENT_BYTES or self.rng.random() < 0.5:
             body = b"[" + body + b"]"  # as a batch: the receivers decode it themselves
         return body, (seq,), False
@@ -213,7 +213,7 @@ class _Maker:
         literal = self.rng.choice(["NaN", "Infinity", "-Infinity", "nan", "inf"])
         key, path = self.rng.choice([("seq", ()), ("confidence", ()), ("lon", ("location",)),
                                      ("value", ("evidence", "reading")), ("x", ("attributes",))])
-        return _with_literal(ev, key, literal, path=path), (seq,), False
+        return with_literal(ev, key, literal, path=path), (seq,), False
 
     def deep_nesting(self):
         seq, ev = self.base()
@@ -223,7 +223,7 @@ class _Maker:
         if form == "object":  # {"a":{"a":...}} is 5 bytes a level: within the broker's limit
             depth = min(NEST, (limits.BROKER_MESSAGE_SIZE_LIMIT - 64) // 6)
             return b'[{"a":' + b'{"a":' * depth + b"1" + b"}" * (depth + 1) + b"]", (), False
-        body = _with_literal(ev, "deep", "[" * NEST + "]" * NEST, path=("attributes",))
+        body = with_literal(ev, "deep", "[" * NEST + "]" * NEST, path=("attributes",))
         return b"[" + body + b"]", (seq,), False
 
     def megabyte(self):

@@ -41,7 +41,7 @@ from adversary import (
     stored_seqs,
     wait_until,
 )
-from malformed import NEST, _with_literal, valid_event
+from malformed import NEST, valid_event, with_literal
 
 from hub.app import Hub
 from protocol import limits
@@ -103,9 +103,9 @@ def poison(ctx: Ctx) -> None:
     valid event, which must be acknowledged and become a case."""
     h = ctx.hostile()
     try:
-        single = _with_literal(valid_event(HOSTILE, 1, "poison-a"), "seq", str(2**63))
-        batch = b"[" + _with_literal(valid_event(HOSTILE, 1, "poison-b"), "seq", str(2**63)) + b"]"
-        attr = b"[" + _with_literal(valid_event(HOSTILE, 1, "poison-c"), "n", str(2**63),
+        single = with_literal(valid_event(HOSTILE, 1, "poison-a"), "seq", str(2**63))
+        batch = b"[" + with_literal(valid_event(HOSTILE, 1, "poison-b"), "seq", str(2**63)) + b"]"
+        attr = b"[" + with_literal(valid_event(HOSTILE, 1, "poison-c"), "n", str(2**63),
                                     path=("attributes",)) + b"]"
         for payload in (single, batch, attr):
             h.events(payload)
@@ -122,13 +122,13 @@ def huge_numbers(ctx: Ctx) -> None:
     sent = 0
     try:
         for i in range(6):
-            h.events(b"[" + _with_literal(valid_event(HOSTILE, 1, f"huge-{i}"), "seq", "1" + "0" * 400) + b"]")
+            h.events(b"[" + with_literal(valid_event(HOSTILE, 1, f"huge-{i}"), "seq", "1" + "0" * 400) + b"]")
             sent += 1
         for key, literal, path in [("seq", "1e309", ()), ("confidence", "1e309", ()),
                                    ("seq", "9" * 100_000, ()), ("lat", "1" + "0" * 400, ("location",)),
                                    ("value", "-1e309", ("evidence", "reading")),
                                    ("n", "9" * 5000, ("attributes",))]:
-            body = _with_literal(valid_event(HOSTILE, 1, f"huge-{key}"), key, literal, path=path)
+            body = with_literal(valid_event(HOSTILE, 1, f"huge-{key}"), key, literal, path=path)
             h.events(b"[" + body + b"]")
             sent += 1
         _valid_then_case(ctx, h, 1, "after-huge")
@@ -195,7 +195,7 @@ def deep_nesting(ctx: Ctx) -> None:
     depth = (limits.BROKER_MESSAGE_SIZE_LIMIT - 64) // 6
     payloads = [
         b"[" * NEST + b"]" * NEST,
-        b"[" + _with_literal(valid_event(HOSTILE, 1, "deep-1"), "deep", "[" * NEST + "]" * NEST,
+        b"[" + with_literal(valid_event(HOSTILE, 1, "deep-1"), "deep", "[" * NEST + "]" * NEST,
                              path=("attributes",)) + b"]",
         b'[{"a":' + b'{"a":' * depth + b"1" + b"}" * (depth + 1) + b"]",
         b"{" + b'"a":[' * 20_000 + b"]" * 20_000 + b"}",
