@@ -28,8 +28,9 @@ from typing import Any, TypeVar
 from aiohttp import web
 
 from protocol.clock import Clock, SystemClock
+from protocol.codec import encode
 from protocol.ids import new_secret
-from protocol.topics import QOS, Channel, subscription
+from protocol.topics import QOS, Channel, agent_topic, subscription
 
 from .broker import BrokerAuth, BrokerSettings, MosquittoBroker, hub_share_group
 from .cases.closure import Outcome, Verdict, Verifier
@@ -88,6 +89,7 @@ class Hub:
         self._reader_lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._verify_wakeup: asyncio.Event | None = None
+        self._care_wakeup: asyncio.Event | None = None
         self._verifying: set[int] = set()
         self.notifier: Notifier | None = None  # with notify: in hub.yaml, from start()
         self.hub_password = self.config.broker.password or new_secret("mqp")
@@ -111,6 +113,9 @@ class Hub:
                              batch_max=cfg.ingest.batch_max,
                              batch_wait_s=cfg.ingest.batch_wait_ms / 1000,
                              max_buffered=cfg.ingest.max_buffered, on_batch=self._after_batch)
+        self._care_wakeup = asyncio.Event()
+        loop = self._loop
+        self.engine.care.wake = lambda: loop.call_soon_threadsafe(self._care_wakeup.set)
         self.writer.start()
         try:
             await asyncio.to_thread(self._start_mqtt)
@@ -128,6 +133,7 @@ class Hub:
             await asyncio.to_thread(preload)
         self._tasks.append(asyncio.create_task(self._verification_loop(), name="hub-verify"))
         self._tasks.append(asyncio.create_task(self._supervise_loop(), name="hub-supervise"))
+        self._tasks.append(asyncio.create_task(self._care_loop(), name="hub-care"))
         self._tasks.extend(await self.plans.start())
         self._tasks.extend(await self.vitals.start())
         if self.run_scheduler:
@@ -300,6 +306,39 @@ class Hub:
     def publish_retained(self, topic: str, payload: bytes) -> bool:
         """A retained QoS 1 publish (desired configs: an agent offline now converges later)."""
         return self.link is not None and self.link.publish(topic, payload, 1, retain=True)
+
+    async def _care_loop(self, retry_s: float = 2.0) -> None:
+        """Publish each agent's desired care state (its acknowledged open alarms, retained,
+        QoS 1) after the transaction that changed it: the state is read through the writer,
+        so after that commit. At start, every agent with an acknowledgement it has not
+        confirmed gets its state again (a hub that stopped between commit and publish)."""
+        assert self._care_wakeup is not None
+        care = self.engine.care
+        for agent_id in await self.write(lambda repo: repo.care_agents_unconfirmed()):
+            care.mark(agent_id)
+        while True:
+            await self._care_wakeup.wait()
+            self._care_wakeup.clear()
+            failed = []
+            for agent_id in sorted(care.take_dirty()):
+                try:
+                    state = await self.write(
+                        lambda repo, a=agent_id: care.desired(repo, a, self.clock.now()))
+                    ok = self.publish_retained(agent_topic(agent_id, Channel.CARE), encode(state))
+                except Exception:
+                    log.exception("care state of %s could not be published", agent_id)
+                    ok = False
+                if ok:
+                    log.info("care state of %s published: %d acknowledged alarm(s)", agent_id,
+                             len(state.acknowledged))
+                else:
+                    failed.append(agent_id)
+            if failed:
+                log.warning("care state not published for %s; retrying in %.0f s",
+                            ", ".join(failed), retry_s)
+                await asyncio.sleep(retry_s)
+                for agent_id in failed:
+                    care.mark(agent_id)
 
     # -- web -----------------------------------------------------------------------------------
     async def _start_web(self) -> None:

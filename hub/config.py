@@ -26,6 +26,7 @@ from protocol.errors import ConfigError, ConfigProblem
 from protocol.ids import Id
 from protocol.taxonomy import Taxonomy, taxonomy
 
+from .care import CareRegistry, load_care
 from .gazetteer import Gazetteer, load_gazetteer
 from .geo import GridIndex, load_grids, read_config_text
 from .linkage import LinkageConfig, check_linkage_config
@@ -257,6 +258,9 @@ class HubConfig(StrictModel):
                                 "vital signs are graded")
     plans: Path | None = Field(None, description="folder of response-plan YAML files, loaded into "
                                "the store at start (a changed file becomes a new version)")
+    care: Path | None = Field(None, description="elderly-care registry YAML: who each tier "
+                              "of a resident's alarm tells (docs/hub.md, Elderly care); none: "
+                              "care alarms are tracked and acknowledged, nobody is told")
     notify: NotifyConfig | None = Field(None, description="notification delivery channels "
                                         "(docs/hub.md, Notifications); none: notifications are "
                                         "recorded on the case, not sent")
@@ -275,6 +279,7 @@ class HubConfig(StrictModel):
         self.gazetteer = fix(self.gazetteer)
         self.vitals = fix(self.vitals)
         self.plans = fix(self.plans)
+        self.care = fix(self.care)
         self.broker.data_dir = fix(self.broker.data_dir)
         self.verification.model = fix(self.verification.model)
         self.verification.labels = fix(self.verification.labels)
@@ -324,6 +329,7 @@ class Setup:
     vitals: VitalsConfig = field(default_factory=VitalsConfig)
     plans: dict[str, tuple[Plan, str]] = field(default_factory=dict)  # from the plans folder
     gazetteer: Gazetteer = field(default_factory=lambda: Gazetteer([]))  # empty: none configured
+    care: CareRegistry = field(default_factory=CareRegistry)  # empty: none configured
 
     @property
     def departments(self) -> set[str]:
@@ -386,8 +392,9 @@ def build_setup(config: HubConfig, doc: Document | None = None) -> Setup:
     departments = set(tax.departments) | set(routing.departments)
     plans = load_plans_dir(config.plans, tax, grids, departments) if config.plans else {}
     gazetteer = load_gazetteer(config.gazetteer, grids) if config.gazetteer else Gazetteer([])
+    care = load_care(config.care, endpoints) if config.care else CareRegistry()
     return Setup(config, tax, resolve_rules(tax, config.screening), grids, routing, area,
-                 vitals, plans, gazetteer)
+                 vitals, plans, gazetteer, care)
 
 
 def load_setup(path: str | Path, env: dict[str, str] | None = None) -> Setup:

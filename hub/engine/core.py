@@ -22,6 +22,7 @@ from ..notify.outbox import Outbox
 from ..routing import RouteDecision, on_duty, route
 from ..rules import CaseRule
 from ..store.repo import CaseRow, Repository
+from .care import CareDesk
 
 __all__ = ["Actor", "CaseEngine"]
 
@@ -51,6 +52,9 @@ class CaseEngine:
         notify = setup.config.notify
         self.outbox: Outbox | None = (Outbox(setup.routing, notify, public_url=setup.config.web.public_url)
                                       if notify is not None else None)
+        # Elderly-care alarms (hub/engine/care.py): tiers told through the outbox, a
+        # person's action acknowledged to the agent.
+        self.care = CareDesk(setup.care, self.outbox, setup.config.web.public_url)
 
     # -- helpers -----------------------------------------------------------------------------
     def rule(self, case: CaseRow) -> CaseRule:
@@ -91,6 +95,7 @@ class CaseEngine:
         new = self.update(repo, case, state=to.value, **fields)
         repo.append_audit(case.id, self.clock.now(), action or to.value, case.state, to.value,
                           actor, detail, data)
+        self.care.on_transition(self, repo, new, to, actor, action or to.value, self.clock.now())
         return new
 
     def note(self, repo: Repository, case: CaseRow, action: str, actor: str, detail: str,

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from protocol.errors import Refusal
-from protocol.messages import Ack, Rejection, Status, Telemetry
+from protocol.messages import Ack, AgentState, Rejection, Status, Telemetry
 
 from ..ingest.decode import (
     EventRecord,
@@ -305,6 +305,8 @@ class Ingestor:
             config_error=status.config_error, capabilities=list(status.capabilities),
             status_at=status.at, status_reason=status.reason, last_seen=now,
         )
+        if status.state is AgentState.ONLINE and repo.care_acknowledged_open(status.agent_id):
+            self.engine.care.mark(status.agent_id)  # its care state again, in case it was lost
 
     def _apply_telemetry(self, repo: Repository, t: Telemetry, now: datetime) -> None:
         fields: dict = dict(

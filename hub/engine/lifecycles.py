@@ -19,6 +19,7 @@ from datetime import datetime, timedelta
 
 from protocol.taxonomy import CloseMode
 
+from ..care import CARE_CATEGORY
 from ..cases import screening as scr
 from ..cases.merging import Candidate, MergeFacts, decide_merge, group_key, held_key, search_box
 from ..cases.screening import ReportFacts, ScreenFacts, Screening, screen, screen_report
@@ -109,6 +110,10 @@ class LifecyclePlacer:
                                 batch.activity, result)
             if ev.kind == "end":
                 batch.ended.append(key)
+            if ev.category == CARE_CATEGORY:
+                placed = self._cache.get(key)
+                if placed is not None and placed[1] is not None:
+                    self.engine.care.on_event(self.engine, repo, ev, placed[1], now)
             return
         lifecycle_id, case_id, last_seq, was_ended = state
         ended = ev.kind == "end"
@@ -134,6 +139,8 @@ class LifecyclePlacer:
             batch.ended.append(key)
         if case_id is None:
             return
+        if ev.category == CARE_CATEGORY:  # tiers told, the agent's confirmation, the end
+            self.engine.care.on_event(self.engine, repo, ev, case_id, now)
         activity = batch.activity
         act = activity.get(case_id)
         if act is None:

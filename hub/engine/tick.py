@@ -66,6 +66,9 @@ def tick(engine: CaseEngine, repo: Repository, now: datetime | None = None) -> T
         if case.state == CaseState.NEW:
             continue
         detail = f"source clear for {int((now - case.cleared_at).total_seconds())} s"
+        why = engine.care.close_reason(repo, case)
+        if why:
+            detail += f": {why}"
         if case.state != CaseState.RESOLVED:
             case = engine.transition(repo, case, CaseState.RESOLVED, Actor.AUTO, detail,
                                      resolved_at=now)

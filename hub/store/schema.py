@@ -541,3 +541,38 @@ def m007_reporter_contacts_and_surveys(db: Database) -> None:
         CREATE INDEX satisfaction_surveys_contact ON satisfaction_surveys(contact_id);
         """
     )
+
+
+@migrations()
+def m008_care_alarms(db: Database) -> None:
+    """Elderly-care alarms (hub/care.py, hub/engine/care.py): one row per alarm lifecycle
+    with the tiers the hub told, the acknowledgement on the hub, the agent's confirmation
+    and the end; the counts the scorecard reads (tier notifications, escalations after
+    the acknowledgement)."""
+    db.executescript(
+        """
+        CREATE TABLE care_alarms (
+            id INTEGER PRIMARY KEY,
+            agent_id TEXT NOT NULL,
+            event_id TEXT NOT NULL,
+            source TEXT NOT NULL,
+            subcategory TEXT NOT NULL,
+            case_id INTEGER,
+            opened_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL,
+            tier INTEGER NOT NULL DEFAULT 0,         -- the highest tier the agent reached
+            tiers_seen TEXT NOT NULL DEFAULT '[]',   -- tiers handled (JSON list)
+            tier_notifications INTEGER NOT NULL DEFAULT 0,
+            escalations_after_ack INTEGER NOT NULL DEFAULT 0,
+            acknowledged_at TEXT,
+            acknowledged_by TEXT,
+            confirmed_at TEXT,                       -- the agent said it took the acknowledgement
+            ended_at TEXT,
+            end_reason TEXT,
+            UNIQUE (agent_id, event_id)
+        );
+        CREATE INDEX care_alarms_case ON care_alarms(case_id);
+        CREATE INDEX care_alarms_acknowledged_open ON care_alarms(agent_id)
+            WHERE acknowledged_at IS NOT NULL AND ended_at IS NULL;
+        """
+    )

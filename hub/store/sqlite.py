@@ -39,6 +39,7 @@ from .repo import (
 )
 from .rows import _agent, _row, _to_db, from_db_time, to_db_time
 from .schema import OPEN_STATE_NAMES, OPEN_STATES_SQL, migrations
+from .sqlite_care import CareQueries
 from .sqlite_notify import NotifyQueries
 from .sqlite_plans import PlanQueries
 from .sqlite_supervision import SupervisionQueries
@@ -49,7 +50,8 @@ __all__ = ["SharedReader", "SqliteRepository", "from_db_time", "to_db_time"]
 T = TypeVar("T")
 
 
-class SqliteRepository(WebQueries, PlanQueries, NotifyQueries, SupervisionQueries):
+class SqliteRepository(WebQueries, PlanQueries, NotifyQueries, SupervisionQueries,
+                       CareQueries):
     """One connection to the hub database. Create the writer with ``writer=True`` (applies
     migrations, takes the writer lock) and readers with ``writer=False``."""
 

@@ -1,0 +1,210 @@
+"""Elderly-care alarms on the hub: tiers told, acknowledgement sent to the agent, the end.
+
+Runs on the writer, inside the transaction of the message or the action that causes it::
+
+    event of elderly_care (new / update with a tier)
+        ──▶ tier N's contacts in the care registry (hub/care.py) are told through the
+            notification outbox (event key care/{agent}/{source}/{event}/tier-{N}),
+            audit ``care_notified``
+    a person accepts, dispatches, starts, resolves or closes the case
+        ──▶ its open alarms are acknowledged (audit ``care_acknowledged``) and the agent's
+            desired care state (protocol CareState, retained on its ``care`` topic) is
+            published once the transaction commits (:meth:`CareDesk.take_dirty`)
+    the agent's update with ``acknowledged: true``
+        ──▶ audit ``care_ack_confirmed``: escalation stopped at tier N
+    a tier reached after the acknowledgement (the agent had not heard yet)
+        ──▶ nobody told, counted (``escalations_after_ack``), audit
+            ``care_escalation_after_ack``, the state published again
+    the alarm's end (water used, the call cancelled)
+        ──▶ audit ``care_resident_ok``; the case closes by the sensor-clear rule, its
+            closing row saying why (:meth:`CareDesk.close_reason`)
+
+Every alarm is one ``care_alarms`` row; ``repo.care_counts()`` sums its counters.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from protocol.messages import CareAck, CareState
+
+from ..care import (
+    CARE_CATEGORY,
+    CareAlarm,
+    CareRegistry,
+    CareStep,
+    decide,
+    end_reason_text,
+    parse_message,
+    recipients,
+)
+from ..cases.states import CaseState
+from ..ingest.decode import EventRecord
+from ..notify.model import Message
+from ..notify.outbox import Outbox
+from ..store.repo import CaseRow, Repository
+
+if TYPE_CHECKING:
+    from .core import CaseEngine
+
+__all__ = ["ACK_STATES", "CareDesk"]
+
+log = logging.getLogger(__name__)
+
+# A person moving a care case into one of these states has taken it: stop the tiers.
+ACK_STATES = frozenset({CaseState.ACCEPTED, CaseState.DISPATCHED, CaseState.IN_PROGRESS,
+                        CaseState.RESOLVED, CaseState.CLOSED})
+AUTO = "auto"
+
+
+class CareDesk:
+    def __init__(self, registry: CareRegistry, outbox: Outbox | None,
+                 public_url: str | None = None) -> None:
+        self.registry = registry
+        self.outbox = outbox
+        self.public_url = public_url
+        self._dirty: set[str] = set()
+        self._lock = threading.Lock()
+        # Set by the hub to wake its care publisher (thread-safe; called before the commit:
+        # the publisher reads the state through the same writer, so after this transaction).
+        self.wake: Callable[[], None] = lambda: None
+
+    # -- agents whose desired care state changed ---------------------------------------------
+    def mark(self, agent_id: str) -> None:
+        with self._lock:
+            self._dirty.add(agent_id)
+        self.wake()
+
+    def take_dirty(self) -> set[str]:
+        with self._lock:
+            dirty, self._dirty = self._dirty, set()
+        return dirty
+
+    @staticmethod
+    def desired(repo: Repository, agent_id: str, now: datetime) -> CareState:
+        alarms: list[CareAlarm] = repo.care_acknowledged_open(agent_id)
+        return CareState(agent_id=agent_id, issued_at=now, acknowledged=[
+            CareAck(event_id=a.event_id, case_id=a.case_id, by=(a.acknowledged_by or "")[:200],
+                    at=a.acknowledged_at or now) for a in alarms])
+
+    # -- events ---------------------------------------------------------------------------------
+    def on_event(self, engine: CaseEngine, repo: Repository, ev: EventRecord, case_id: int,
+                 now: datetime) -> None:
+        """One stored message of an elderly-care lifecycle, placed in case ``case_id``."""
+        alarm = repo.get_care_alarm(ev.agent_id, ev.event_id)
+        if alarm is None:
+            alarm = repo.insert_care_alarm(ev.agent_id, ev.event_id, ev.source, ev.subcategory,
+                                           case_id, now)
+        elif alarm.case_id != case_id:
+            repo.update_care_alarm(alarm.id, case_id=case_id)
+            alarm.case_id = case_id
+        msg = parse_message(ev.kind, ev.attributes)
+        step = decide(alarm.facts(), msg)
+        if step == CareStep():
+            return
+        case = repo.get_case(case_id)
+        if case is None:
+            return
+        fields: dict = {"updated_at": now}
+        if step.notify_tier is not None:
+            self._notify_tier(engine, repo, case, ev, step.notify_tier, now)
+            fields["tier_notifications"] = alarm.tier_notifications + 1
+        if step.after_ack_tier is not None:
+            engine.note(repo, case, "care_escalation_after_ack", AUTO,
+                        f"{ev.agent_id}/{ev.source} reached tier {step.after_ack_tier} after "
+                        f"{alarm.acknowledged_by} acknowledged the alarm: nobody told; the "
+                        "acknowledgement is sent to the agent again",
+                        {"event_id": ev.event_id, "tier": step.after_ack_tier})
+            fields["escalations_after_ack"] = alarm.escalations_after_ack + 1
+            self.mark(ev.agent_id)
+        tier = step.notify_tier or step.after_ack_tier
+        if tier is not None:
+            fields["tiers_seen"] = sorted({*(alarm.tiers_seen or []), tier})
+            fields["tier"] = max(alarm.tier, tier)
+        if step.confirm:
+            fields["confirmed_at"] = now
+            engine.note(repo, case, "care_ack_confirmed", ev.agent_id,
+                        f"the agent took the acknowledgement: escalation of {ev.source} stopped "
+                        f"at tier {msg.tier or alarm.tier}",
+                        {"event_id": ev.event_id, "tier": msg.tier or alarm.tier})
+        if step.end_reason is not None:
+            fields.update(ended_at=now, end_reason=step.end_reason)
+            engine.note(repo, case, "care_resident_ok", AUTO,
+                        f"{ev.agent_id}/{ev.source}: resident fine again: "
+                        f"{end_reason_text(step.end_reason, ev.subcategory)}",
+                        {"event_id": ev.event_id, "reason": step.end_reason})
+            if alarm.acknowledged_at is not None:
+                self.mark(ev.agent_id)  # it leaves the agent's desired state
+        repo.update_care_alarm(alarm.id, **fields)
+
+    def _notify_tier(self, engine: CaseEngine, repo: Repository, case: CaseRow,
+                     ev: EventRecord, tier: int, now: datetime) -> None:
+        resident = self.registry.resident(ev.agent_id, ev.source)
+        contacts = self.registry.tier_contacts(ev.agent_id, ev.source, tier)
+        who = f"{ev.agent_id}/{ev.source}"
+        if resident is None or not contacts:
+            why = (f"{who} is not in the care registry: add the resident to the care: file"
+                   if resident is None else f"the care registry names nobody for tier {tier} "
+                   f"of {who}")
+            engine.note(repo, case, "care_notified", AUTO, f"tier {tier}: nobody told ({why})",
+                        {"event_id": ev.event_id, "tier": tier, "contacts": []})
+            log.warning("care alarm %s tier %d: %s", ev.event_id, tier, why)
+            return
+        names = ", ".join(f"{c.name} ({c.role})" for _, c in contacts)
+        ref = f" {resident.ref}" if resident.ref else ""
+        text = (f"Elderly-care alarm, tier {tier}: {_what(ev.subcategory)} at{ref} "
+                f"{case.place or case.grid_id or ''}. Case {case.id}.")
+        nid = repo.add_notification(case.id, now, "care_tier", f"tier {tier}: {names}"[:200], text)
+        queued = 0
+        if self.outbox is not None:
+            url = f"{self.public_url.rstrip('/')}/cases/{case.id}" if self.public_url else None
+            message = Message(f"[cityops] care alarm tier {tier}: {_what(ev.subcategory)}{ref}"[:200],
+                              text + (f"\n{url}" if url else ""),
+                              {"kind": "care_tier", "tier": tier, "case_id": case.id,
+                               "agent_id": ev.agent_id, "source": ev.source,
+                               "event_id": ev.event_id, "subcategory": ev.subcategory,
+                               "resident": resident.ref, "grid_id": case.grid_id, "url": url})
+            queued = self.outbox.enqueue(
+                repo, event_key=f"care/{ev.agent_id}/{ev.source}/{ev.event_id}/tier-{tier}",
+                kind="care_tier", message=message, recipients=recipients(contacts), now=now,
+                case_id=case.id, notification_id=nid)
+        sent = "" if self.outbox is not None else " (recorded; no notify: in hub.yaml, nothing sent)"
+        engine.note(repo, case, "care_notified", AUTO, f"tier {tier} → {names}{sent}",
+                    {"event_id": ev.event_id, "tier": tier, "contacts": [k for k, _ in contacts],
+                     "deliveries": queued})
+
+    # -- people acting on the case ----------------------------------------------------------------
+    def on_transition(self, engine: CaseEngine, repo: Repository, case: CaseRow, to: CaseState,
+                      actor: str, action: str, now: datetime) -> None:
+        """A person moved a care case: its open alarms are acknowledged."""
+        if actor == AUTO or to not in ACK_STATES or case.category != CARE_CATEGORY:
+            return
+        for alarm in repo.care_alarms_for_case(case.id):
+            if alarm.acknowledged_at is not None or alarm.ended_at is not None:
+                continue
+            repo.update_care_alarm(alarm.id, acknowledged_at=now, acknowledged_by=actor[:200],
+                                   updated_at=now)
+            engine.note(repo, case, "care_acknowledged", actor,
+                        f"acknowledged by {actor} ({action}): {alarm.agent_id} is told to stop "
+                        f"escalating {alarm.source} (tier {alarm.tier or 1} reached)",
+                        {"event_id": alarm.event_id, "agent_id": alarm.agent_id,
+                         "tier": alarm.tier})
+            self.mark(alarm.agent_id)
+
+    @staticmethod
+    def close_reason(repo: Repository, case: CaseRow) -> str | None:
+        """Why a care case's sources cleared (for its closing row), or None."""
+        if case.category != CARE_CATEGORY:
+            return None
+        reasons = [end_reason_text(a.end_reason, a.subcategory)
+                   for a in repo.care_alarms_for_case(case.id) if a.ended_at is not None]
+        return "; ".join(dict.fromkeys(reasons)) or None
+
+
+def _what(subcategory: str) -> str:
+    return {"elderly_care.water_no_use": "no water used",
+            "elderly_care.call_button": "call button pressed"}.get(subcategory, subcategory)
