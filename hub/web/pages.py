@@ -46,7 +46,6 @@ FLASH = {
     "supervise": "Supervision order issued; its addressee is notified.",
     "acknowledge": "Supervision order acknowledged.",
     "answer": "Supervision order answered; the issuer is notified.",
-    "satisfaction": "Satisfaction recorded; it counts in the month's scores.",
 }
 
 
