@@ -462,13 +462,21 @@ def nesting_exceeds(payload: bytes, limit: int = limits.MAX_DEPTH) -> bool:
     brackets do not pair up). Linear and cheap: strings are cut out, the brackets left
     are paired off one level a pass, at most ``limit`` passes."""
     brackets = _STRING.sub(b"", payload).translate(None, _NOT_BRACKET)
+    too_deep = _opening_run(limit + 1)
     for _ in range(limit):
         if not brackets:
             return False
+        if too_deep.search(brackets):  # limit + 1 openers in a row: no pass can save it
+            return True
         brackets, paired = _PAIR.subn(b"", brackets)
         if not paired:
             return True
     return bool(brackets)
+
+
+@cache
+def _opening_run(n: int) -> re.Pattern[bytes]:
+    return re.compile(rb"[\[{]{%d}" % n)
 
 
 def loads_lenient(payload: bytes) -> Any:
