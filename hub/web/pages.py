@@ -46,6 +46,7 @@ FLASH = {
     "supervise": "Supervision order issued; its addressee is notified.",
     "acknowledge": "Supervision order acknowledged.",
     "answer": "Supervision order answered; the issuer is notified.",
+    "satisfaction": "Satisfaction recorded; it counts in the month's scores.",
 }
 
 
@@ -337,6 +338,9 @@ async def scores(request: web.Request) -> web.Response:
         "on_time": bar_chart([(s.key, s.on_time_rate) for s in groups], top=1.0, percent=True),
         "closure": bar_chart([(s.key, s.closure_rate) for s in groups], top=1.0, percent=True),
         "hours": bar_chart([(s.key, s.mean_hours_to_close) for s in groups]),
+        # reporters answered: their mean satisfaction (1-5) and the share of cases reopened
+        "satisfaction": bar_chart([(s.key, s.satisfaction) for s in groups], top=5.0),
+        "reopen": bar_chart([(s.key, s.reopen_rate) for s in groups], top=1.0, percent=True),
     }
     return page(request, "scores.html", status=400 if errors else 200, title="Grid scoreboard",
                 scores=rows, month=month, by=by, charts=charts, errors=errors)
