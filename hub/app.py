@@ -37,6 +37,7 @@ from .cases.closure import Outcome, Verdict, Verifier
 from .config import HubConfig, Setup, build_setup
 from .engine.core import CaseEngine
 from .engine.ingest import BatchResult, Ingestor
+from .engine.reporters import SurveyAnswer, answer_survey, token_hash
 from .engine.reports import (
     KeyedOutcome,
     Report,
@@ -448,7 +449,8 @@ class Hub:
         sign-in sessions."""
         r = self.config.retention
         now = self.clock.now()
-        total = {"messages": 0, "dead_letters": 0, "snapshots": 0, "sessions": 0}
+        total = {"messages": 0, "dead_letters": 0, "snapshots": 0, "sessions": 0,
+                 "reporter_contacts": 0}
         while True:
             n = await self.write(lambda repo: repo.purge_messages(now - timedelta(days=r.messages_days), 5000))
             total["messages"] += n
@@ -457,6 +459,12 @@ class Hub:
         total["dead_letters"] = await self.write(
             lambda repo: repo.purge_dead_letters(now - timedelta(days=r.dead_letters_days), 100_000))
         total["sessions"] = await self.write(lambda repo: repo.purge_sessions(now))
+        while True:  # reporters' emails and phones, their surveys, their addresses in deliveries
+            n = await self.write(lambda repo: repo.purge_reporter_contacts(
+                now - timedelta(days=r.reporter_contacts_days), now, 1000))
+            total["reporter_contacts"] += n
+            if n < 1000:
+                break
         while True:
             shas = await self.write(
                 lambda repo: repo.purge_snapshots(now - timedelta(days=r.snapshots_days), 1000))
@@ -607,6 +615,15 @@ class Hub:
         return await self.write(lambda repo: self.engine.review_verification(
             repo, case_id, fixed=fixed, actor=actor, note=note))
 
-    async def record_satisfaction(self, case_id: int, score: int, *, actor: str) -> CaseRow:
+    async def record_satisfaction(self, case_id: int, score: int, *, actor: str,
+                                  note: str = "") -> CaseRow:
+        """A reporter's satisfaction (1-5) with a closed case, e.g. taken by phone."""
         return await self.write(lambda repo: self.engine.record_satisfaction(
-            repo, case_id, score, actor=actor))
+            repo, case_id, score, actor=actor, note=note))
+
+    async def answer_survey(self, token: str, answer: str, comment: str = "") -> SurveyAnswer:
+        """A reporter's one-tap answer through their survey link (hub/engine/reporters.py):
+        once per token; "not fixed" reopens the case. Raises SurveyRefused."""
+        sha = token_hash(token)
+        return await self.write(lambda repo: answer_survey(
+            self.engine, repo, sha, answer, comment.strip()[:500], self.clock.now()))

@@ -23,6 +23,7 @@ from ..routing import RouteDecision, on_duty, route
 from ..rules import CaseRule
 from ..store.repo import CaseRow, Repository
 from .care import CareDesk
+from .reporters import ReporterUpdates
 
 __all__ = ["Actor", "CaseEngine"]
 
@@ -52,6 +53,11 @@ class CaseEngine:
         notify = setup.config.notify
         self.outbox: Outbox | None = (Outbox(setup.routing, notify, public_url=setup.config.web.public_url)
                                       if notify is not None else None)
+        # Reporters answered (hub/engine/reporters.py): state updates and the survey to the
+        # people who reported the problem and left a contact; only with an outbox.
+        self.reporters: ReporterUpdates | None = (ReporterUpdates(self.outbox, setup)
+                                                  if self.outbox is not None else None)
+
         # Elderly-care alarms (hub/engine/care.py): tiers told through the outbox, a
         # person's action acknowledged to the agent.
         self.care = CareDesk(setup.care, self.outbox, setup.config.web.public_url)
@@ -95,6 +101,8 @@ class CaseEngine:
         new = self.update(repo, case, state=to.value, **fields)
         repo.append_audit(case.id, self.clock.now(), action or to.value, case.state, to.value,
                           actor, detail, data)
+        if self.reporters is not None:
+            self.reporters.after_transition(repo, case.state, new, to, action, self.clock.now())
         self.care.on_transition(self, repo, new, to, actor, action or to.value, self.clock.now())
         return new
 
@@ -317,12 +325,18 @@ class CaseEngine:
         return dst
 
     def record_satisfaction(self, repo: Repository, case_id: int, score: int, *,
-                            actor: str) -> CaseRow:
+                            actor: str, note: str = "") -> CaseRow:
+        """The reporter's satisfaction with a closed case (1-5: the survey, or an operator
+        who called them back); the latest one counts in the scores."""
         if not 1 <= score <= 5:
             raise CaseError(case_id, f"satisfaction is 1..5, got {score}")
         case = self._get(repo, case_id)
+        if case.state != S.CLOSED:
+            raise CaseError(case_id, f"satisfaction is asked once a case is closed (it is {case.state})")
         case = self.update(repo, case, satisfaction=score)
-        self.note(repo, case, "satisfaction", actor, f"satisfaction {score}/5")
+        self.note(repo, case, "satisfaction", actor,
+                  f"satisfaction {score}/5" + (f" ({note.strip()})" if note.strip() else ""),
+                  {"score": score})
         return case
 
     # -- photo verification --------------------------------------------------------------------

@@ -25,6 +25,7 @@ from ..errors import CaseError
 from ..ingest.decode import event_record
 from ..store.repo import Repository
 from .ingest import BatchResult, Ingestor
+from .reporters import Contact
 
 __all__ = ["KeyedOutcome", "Photo", "Report", "ReportKey", "ReportOutcome", "apply_keyed_report",
            "apply_report", "report_source"]
@@ -58,6 +59,9 @@ class Report:
     photo: Photo | None = None
     attributes: dict[str, str | int | float | bool | None] = field(default_factory=dict)
     observed_at: datetime | None = None  # when it happened, if the sender says; else now
+    # Who to tell how it goes (hub/engine/reporters.py): kept apart from the event, which
+    # lives longer than a person's contact may.
+    contact: Contact | None = None
 
 
 @dataclass(frozen=True)
@@ -111,6 +115,9 @@ def apply_report(ingestor: Ingestor, repo: Repository, report: Report, now: date
     repo.append_audit(case_id, now, "report", None, None, actor,
                       report.description[:2000] or f"{report.agent_id} report",
                       {"event_id": event.event_id, "channel": report.agent_id})
+    reporters = ingestor.engine.reporters
+    if report.contact and reporters is not None:
+        reporters.add_contact(repo, case, report.agent_id, event.event_id, report.contact, now)
     return ReportOutcome(case_id, event.event_id, seq, case.state)
 
 

@@ -34,7 +34,9 @@ __all__ = [
     "Repository",
     "SessionRow",
     "SnapshotRow",
+    "ReporterContactRow",
     "SupervisionRow",
+    "SurveyRow",
     "TokenRow",
     "UserRow",
 ]
@@ -594,6 +596,58 @@ class Repository(Protocol):
                         plan_notice_id: int | None = None, after_id: int = 0,
                         limit: int = 100) -> list[Any]: ...
     def delivery_counts(self) -> dict[tuple[str, str], int]: ...
+    def existing_delivery_keys(self, keys: Sequence[str]) -> set[str]: ...
+
+    # -- reporters answered (hub/store/sqlite_reporters.py) -------------------------------------
+    def add_reporter_contact(self, *, case_id: int, request_id: int, channel: str, event_id: str,
+                             name: str | None, email: str | None, phone: str | None,
+                             at: datetime) -> int: ...
+    def reporter_contacts_for_case(self, case_id: int) -> list[ReporterContactRow]: ...
+    def move_reporter_contacts(self, from_case: int, to_case: int) -> int: ...
+    def add_survey(self, *, case_id: int, contact_id: int, cycle: int, token_sha256: str,
+                   at: datetime, expires_at: datetime) -> int | None:
+        """None when this contact already has a survey for this closure."""
+        ...
+    def get_survey(self, token_sha256: str) -> SurveyRow | None: ...
+    def answer_survey(self, survey_id: int, at: datetime, answer: str, comment: str | None) -> bool:
+        """True when this call answered it (False: answered before)."""
+        ...
+    def surveys_for_case(self, case_id: int) -> list[SurveyRow]: ...
+    def purge_reporter_contacts(self, before: datetime, now: datetime, limit: int) -> int:
+        """Contacts of cases no longer open and unchanged since ``before``: their surveys
+        go, and their deliveries keep only a masked address."""
+        ...
+
+
+@dataclass
+class ReporterContactRow:
+    """A reporter's contact, kept with the report (``reporter_contacts``)."""
+
+    id: int
+    case_id: int  # the case the report lives in now
+    request_id: int  # the case id the reporter was told
+    channel: str  # open311 | reporter
+    event_id: str
+    name: str | None
+    email: str | None
+    phone: str | None
+    created_at: datetime
+
+
+@dataclass
+class SurveyRow:
+    """A satisfaction survey sent to a reporter when their case closed."""
+
+    id: int
+    case_id: int
+    contact_id: int
+    cycle: int  # the case's reopen_count at that closure
+    token_sha256: str
+    created_at: datetime
+    expires_at: datetime
+    answered_at: datetime | None
+    answer: str | None
+    comment: str | None
 
 
 class GroupKeyTaken(Exception):

@@ -42,6 +42,7 @@ from .schema import OPEN_STATE_NAMES, OPEN_STATES_SQL, migrations
 from .sqlite_care import CareQueries
 from .sqlite_notify import NotifyQueries
 from .sqlite_plans import PlanQueries
+from .sqlite_reporters import ReporterQueries
 from .sqlite_supervision import SupervisionQueries
 from .sqlite_web import WebQueries
 
@@ -51,7 +52,7 @@ T = TypeVar("T")
 
 
 class SqliteRepository(WebQueries, PlanQueries, NotifyQueries, SupervisionQueries,
-                       CareQueries):
+                       ReporterQueries, CareQueries):
     """One connection to the hub database. Create the writer with ``writer=True`` (applies
     migrations, takes the writer lock) and readers with ``writer=False``."""
 

@@ -19,7 +19,18 @@ from protocol.provisioning import ENROLL_PATH
 
 from ..auth.passwords import PasswordChecker
 from ..auth.ratelimit import LoginLimiter
-from . import admin, handler_api, linkage, open311, pages, plans_web, reporter, supervision, views
+from . import (
+    admin,
+    handler_api,
+    linkage,
+    open311,
+    pages,
+    plans_web,
+    reporter,
+    supervision,
+    survey,
+    views,
+)
 from .live import LiveFeed
 from .metrics import HttpMetrics
 from .problems import FieldErrors, WebError, problem
@@ -67,6 +78,8 @@ ROUTES: list[Route] = [
     # before the generic action route, which would take "supervise" for an action name
     Route("POST", f"/cases/{CASE}/supervise", supervision.issue_form, "supervise_page",
           "supervise", "page"),
+    Route("POST", f"/cases/{CASE}/satisfaction", survey.satisfaction_form,
+          "satisfaction_page", "case.close", "page"),
     Route("POST", f"/cases/{CASE}/{{action:[a-z]+}}", pages.case_action, "case_action_page",
           "signed_in", "page"),
     Route("GET", "/my", pages.my_cases, "my_cases", "handler", "page"),
@@ -91,6 +104,11 @@ ROUTES: list[Route] = [
     Route("POST", "/report", reporter.submit, "report_submit", "reporter", "page"),
     Route("GET", "/report/{report_id:\\d+}/{which:(before|after)}.jpg", reporter.photo,
           "report_photo", "reporter", "page"),
+    # the reporter's one-tap satisfaction survey: the token in the link is the credential
+    Route("GET", f"/survey/{survey.TOKEN}", survey.survey_page, "survey_page", "public", "page"),
+    Route("POST", f"/survey/{survey.TOKEN}", survey.answer, "survey_answer", "public", "page"),
+    Route("GET", f"/survey/{survey.TOKEN}/after.jpg", survey.survey_photo, "survey_photo",
+          "public", "page"),
     Route("GET", "/plans", plans_web.plans_page, "plans_page", "view", "page"),
     Route("POST", "/plans", plans_web.plan_upload_form, "plan_upload", "admin", "page"),
     Route("GET", f"/plans/{PLAN}", plans_web.plan_page, "plan_page", "view", "page"),
@@ -117,6 +135,8 @@ ROUTES: list[Route] = [
     Route("POST", f"/api/v1/cases/{CASE}/close", views.case_action, "case_close", "case.close"),
     Route("POST", f"/api/v1/cases/{CASE}/reopen", views.case_action, "case_reopen", "case.reopen"),
     Route("POST", f"/api/v1/cases/{CASE}/notes", views.case_action, "case_note", "case.note"),
+    Route("POST", f"/api/v1/cases/{CASE}/satisfaction", survey.satisfaction_json,
+          "case_satisfaction", "case.close"),
     # -- supervision (督办): orders on cases, each level's queue -----------------------------------
     Route("GET", f"/api/v1/cases/{CASE}/supervision", supervision.case_orders_json,
           "case_supervision", "supervision"),

@@ -46,6 +46,7 @@ from ..auth.roles import Principal
 from ..cases.merging import is_held_key
 from ..cases.screening import PLACEMENT, PLACEMENT_PENDING, REPORT_CHANNELS
 from ..cases.states import OPEN_STATES
+from ..engine.reporters import Contact, clean_email, clean_phone
 from ..engine.reports import Photo, Report, ReportKey, report_source
 from ..errors import CaseError
 from ..gazetteer import stand_in_point
@@ -486,6 +487,34 @@ def _media_url(params) -> str | None:
     return url
 
 
+def _contact(hub: Hub, params) -> Contact:
+    """The submitter's ``email``, ``phone`` and ``first_name`` (GeoReport's fields), checked
+    (a malformed one is a 400, never silently dropped), and kept only where a channel set up
+    on this hub can reach them."""
+    raw_email, raw_phone = _text(params, "email", 300), _text(params, "phone", 60)
+    email, phone = clean_email(raw_email), clean_phone(raw_phone)
+    if raw_email and email is None:
+        raise WebError(400, "bad_email", f"email {raw_email[:60]!r} is not an email address")
+    if raw_phone and phone is None:
+        raise WebError(400, "bad_phone", f"phone {raw_phone[:30]!r} is not a phone number "
+                       "(6 to 20 digits, optionally with a leading +)")
+    name = re.sub(r"[\x00-\x1f\x7f]", "", _text(params, "first_name", 60)).strip() or None
+    reporters = hub.engine.reporters
+    if reporters is None:
+        return Contact()
+    return reporters.reachable(Contact(email, phone, name))
+
+
+def _updates_notice(hub: Hub, params, contact: Contact) -> str:
+    """What the submitter will hear back, said in the reply."""
+    on = [w for w, v in (("email", contact.email), ("SMS", contact.phone)) if v]
+    if on:
+        return f"; updates will be sent by {' and '.join(on)}"
+    if _text(params, "email", 300) or _text(params, "phone", 60):
+        return "; this hub sends no updates to the contact given"
+    return ""
+
+
 @dataclass(frozen=True)
 class Placement:
     lat: float
@@ -543,9 +572,11 @@ async def post_request(request: web.Request) -> web.Response:
                  checked.data)
     where = place_report(hub, lat, lon, address)
     text = _text(params, "description", 4000)
+    contact = _contact(hub, params)
+    # The submitter's name, email and phone are not event attributes: the event outlives the
+    # contact's retention. They are kept apart, only when the hub can answer on them.
     attrs: dict[str, str | int | float | bool | None] = {
-        k: _text(params, k, 200) for k in ("email", "first_name", "last_name", "phone",
-                                           "device_id", "account_id") if _text(params, k, 200)}
+        k: _text(params, k, 200) for k in ("device_id", "account_id") if _text(params, k, 200)}
     if media_url:
         attrs["media_url"] = media_url
     if where.how != "point":
@@ -556,10 +587,12 @@ async def post_request(request: web.Request) -> web.Response:
     # reports counts no repeat offenders; the token's bucket limits a flood instead).
     report = Report(agent_id=CHANNEL, source=report_source(f"{who.name[:40]}.{secrets.token_hex(4)}"),
                     subcategory=sub.code, lat=where.lat, lon=where.lon, place=address or None,
-                    description=text, photo=photo[0] if photo else None, attributes=attrs)
+                    description=text, photo=photo[0] if photo else None, attributes=attrs,
+                    contact=contact or None)
     now = hub.clock.now()
     body = json.dumps([code, lat, lon, address, text, media_url, sorted(attrs.items()),
-                       photo[0].sha256 if photo else None], default=str)
+                       photo[0].sha256 if photo else None,
+                       [contact.email, contact.phone, contact.name]], default=str)
     digest = hashlib.sha256(body.encode()).hexdigest()
     key = ReportKey(CHANNEL, f"token-{who.token_id}",
                     f"{int(now.timestamp()) // DUPLICATE_WINDOW_S}.{digest[:40]}", digest)
@@ -577,6 +610,7 @@ async def post_request(request: web.Request) -> web.Response:
         notice = "received; an operator will look at it"
     else:
         notice = "received; the responsible department has been notified"
+    notice += _updates_notice(hub, params, contact)
     return _respond(request, "service_requests", [{
         "service_request_id": str(outcome.case_id), "service_notice": notice, "account_id": None}])
 

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from ..cases.screening import PLACEMENT
+from ..engine.reporters import Contact, clean_email, clean_phone
 from ..engine.reports import Photo, Report, ReportKey, report_source
 from ..linkage import grid_point
 from ..store.repo import CaseRow, ExternalReportRow, Repository
@@ -37,7 +38,7 @@ from .uploads import MAX_PHOTO_BYTES, checked_jpeg
 if TYPE_CHECKING:
     from ..app import Hub
 
-__all__ = ["CHANNEL", "photo", "report_page", "services", "submit"]
+__all__ = ["CHANNEL", "photo", "report_page", "services", "submit", "updates_on"]
 
 CHANNEL = "reporter"
 LIST_LIMIT = 50
@@ -105,7 +106,27 @@ async def _render(request: web.Request, *, status: int = 200, errors: dict[str, 
         request, "report.html", status=status, title="Report a problem", reports=reports,
         services=services(hub), frame=frame, report_errors=errors or {},
         report_values=values or {}, flash=flash, report_key=secrets.token_urlsafe(18),
-        max_photo_kib=MAX_PHOTO_BYTES // 1024)
+        max_photo_kib=MAX_PHOTO_BYTES // 1024, updates_on=updates_on(hub))
+
+
+def updates_on(hub: Hub) -> list[str]:
+    """The channels a reporter may leave a contact for (those set up under ``notify:``)."""
+    reporters = hub.engine.reporters
+    if reporters is None:
+        return []
+    return [c for c in ("email", "sms") if c in reporters.outbox.endpoints]
+
+
+def _contact(hub: Hub, form: Any, errors: dict[str, str]) -> Contact:
+    """The optional email and phone for updates; a malformed one is a field error."""
+    raw_email, raw_phone = _text(form, "contact_email", 300), _text(form, "contact_phone", 60)
+    email, phone = clean_email(raw_email), clean_phone(raw_phone)
+    if raw_email and email is None:
+        errors["contact_email"] = "this is not an email address (name@example.org)"
+    if raw_phone and phone is None:
+        errors["contact_phone"] = "this is not a mobile number (6 to 20 digits, + allowed)"
+    reporters = hub.engine.reporters
+    return reporters.reachable(Contact(email, phone)) if reporters is not None else Contact()
 
 
 async def report_page(request: web.Request) -> web.Response:
@@ -179,6 +200,7 @@ async def submit(request: web.Request) -> web.StreamResponse:
             errors["photo"] = exc.fields.get("photo", exc.detail)
     elif service is not None and service.needs_photo:
         errors["photo"] = f"“{service.en}” needs a photo: take or choose one"
+    contact = _contact(hub, form, errors)
     key_value = _text(form, "report_key", 64)
     if len(key_value) < 16 or not set(key_value) <= _KEY_CHARS:
         errors["form"] = "the form is stale; reload the page and send it again"
@@ -192,9 +214,11 @@ async def submit(request: web.Request) -> web.StreamResponse:
     report = Report(agent_id=CHANNEL, source=source, subcategory=service.code,
                     lat=lat, lon=lon, place=address, description=note, photo=photo,
                     attributes={"reporter": who.name[:200],
-                                **({PLACEMENT: how} if how != "point" else {})})
+                                **({PLACEMENT: how} if how != "point" else {})},
+                    contact=contact or None)
     digest = hashlib.sha256(f"{service.code}|{lat}|{lon}|{address}|{note}|"
-                            f"{checked.sha256 if checked else ''}".encode()).hexdigest()
+                            f"{checked.sha256 if checked else ''}|{contact.email}|"
+                            f"{contact.phone}".encode()).hexdigest()
     outcome = await hub.report_once(report, ReportKey(CHANNEL, who.name, key_value, digest),
                                     actor=who.actor, photo_jpeg=checked.data if checked else None)
     raise web.HTTPSeeOther(f"/report?done={outcome.report_id}#report-{outcome.report_id}")

@@ -28,6 +28,7 @@ from .problems import FieldErrors, WebError, problem
 from .serialize import agent_json, jsonable, snapshot_url
 from .serialize import case_json as case_view
 from .supervision import order_json, supervise_offer
+from .survey import delivery_view, reporters_view
 
 __all__ = [
     "agents_json", "case_action", "case_detail", "case_json", "cases_json", "dead_letters_json",
@@ -89,9 +90,12 @@ async def case_detail(request: web.Request, case_id: int) -> dict[str, Any]:
                 "verifications": repo.verifications_for_case(case_id),
                 "notifications": repo.notifications_for_case(case_id),
                 "deliveries": repo.deliveries_for_case(case_id),
+                "reporters": repo.reporter_contacts_for_case(case_id),
+                "surveys": repo.surveys_for_case(case_id),
                 "supervision": repo.supervision_for_case(case_id)}
 
     data = await hub.read(load)
+    full = who.can("case.close")
     tax = hub.setup.taxonomy
     snaps = [{**jsonable(s), "url": snapshot_url(s.sha256)} for s in data["snapshots"]]
     verifs = [{**v, "after_url": snapshot_url(v["after_sha256"]),
@@ -104,7 +108,9 @@ async def case_detail(request: web.Request, case_id: int) -> dict[str, Any]:
         "verifications": verifs,
         "notifications": data["notifications"],
         # Each notification's deliveries (hub/notify/): channel, target, state, attempts, last error.
-        "deliveries": [d.view() for d in data["deliveries"]],
+        "deliveries": [delivery_view(d.view(), full) for d in data["deliveries"]],
+        # Who reported it and left a contact (in full for operators, who call them back).
+        "reporters": reporters_view(data["reporters"], data["surveys"], full),
         "supervision": [order_json(o, who, case, hub.clock.now()) for o in data["supervision"]],
         "supervise": supervise_offer(who, case),
         "actions": case_actions(who, case.state, case.department, case.review_reason),

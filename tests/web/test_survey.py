@@ -6,6 +6,7 @@ link is refused; "not fixed" reopens the case; nobody sees another reporter's da
 
 from __future__ import annotations
 
+import json
 import re
 import sys
 from pathlib import Path
@@ -15,6 +16,8 @@ import aiohttp
 import pytest
 import yaml
 from hubtest import EXAMPLES, G01, G05, T0, await_for, make_config
+from openapi_core import Config, OpenAPI
+from openapi_core.testing import MockRequest, MockResponse
 from webtest import Client, ScriptedVerifier, add_users, make_token, real_jpeg
 
 from hub.app import Hub
@@ -23,6 +26,17 @@ from protocol.clock import FakeClock
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "notify"))
 from peers import SmtpSink, free_port  # noqa: E402
+
+SPEC = OpenAPI.from_file_path(
+    str(Path(__file__).resolve().parents[2] / "docs" / "openapi.yaml"),
+    config=Config(extra_media_type_deserializers={"application/problem+json": json.loads}))
+
+
+def check_spec(method: str, path: str, reply) -> None:
+    """The answer matches docs/openapi.yaml."""
+    SPEC.validate_response(MockRequest("http://localhost", method.lower(), path),
+                           MockResponse(reply.text.encode(), status_code=reply.status,
+                                        content_type=reply.content_type))
 
 RESIDENT = "resident@example.org"
 NEIGHBOUR = "neighbour@example.org"
@@ -308,9 +322,16 @@ async def test_operator_records_satisfaction_taken_by_phone(hub, client, partner
     assert (await hub.read(lambda repo: repo.get_case(case_id))).satisfaction == 4
     r = await client.api("POST", f"/api/v1/cases/{case_id}/satisfaction", {"score": 9})
     assert r.status == 400 and "score" in r.json()["errors"]
+    check_spec("POST", f"/api/v1/cases/{case_id}/satisfaction", r)
     r = await client.api("POST", f"/api/v1/cases/{case_id}/satisfaction", {"score": 3,
                                                                           "note": "called back"})
     assert r.status == 200 and r.json()["case"]["satisfaction"] == 3
+    check_spec("POST", f"/api/v1/cases/{case_id}/satisfaction", r)
+    detail = await client.api("GET", f"/api/v1/cases/{case_id}")
+    check_spec("GET", f"/api/v1/cases/{case_id}", detail)
+    [reporter] = detail.json()["reporters"]
+    assert reporter["email"] == RESIDENT and reporter["name"] == "Li"
+    assert [s["answer"] for s in reporter["surveys"]] == [None]  # sent, not answered
     audit = await hub.read(lambda repo: repo.audit_for_case(case_id))
     assert [a.detail for a in audit if a.action == "satisfaction"] == [
         "satisfaction 4/5 (by phone)", "satisfaction 3/5 (called back)"]
