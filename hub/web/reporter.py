@@ -8,6 +8,10 @@ sending) and a note. It becomes an event of the pseudo-agent ``reporter`` (sourc
 user) that goes through the same screening, merging, routing and dispatch as any other.
 A one-time key in the form makes a double tap or a resent form one report, not two.
 
+An optional email or mobile number (offered when ``notify:`` sets up email or SMS) gets
+the case's updates and, once closed, the satisfaction survey (hub/engine/reporters.py);
+it is kept apart from the event, for ``retention.reporter_contacts_days``.
+
 Below the form the reporter sees their own reports with the case's progress (state,
 department, deadline) and, once resolved or closed, the result and the after-photo.
 Nobody else's reports, and no camera snapshot, are visible here.

@@ -426,3 +426,28 @@ async def test_satisfaction_and_reopen_rate_in_the_months_scores(hub, client, pa
     page = await client.get("/scores?month=2026-07")
     assert page.status == 200 and "Reopen rate" in page.text and "Satisfaction (1-5)" in page.text
     assert "3.3 (3)" in page.text
+
+
+async def test_one_key_reporter_with_an_email_hears_back(hub, client, smtp):
+    await client.login("rep")
+    page = await client.get("/report")
+    assert 'id="contact_email"' in page.text and 'id="contact_phone"' not in page.text  # no SMS set up
+    key = re.search(r'name="report_key" value="([^"]+)"', page.text).group(1)
+
+    def form(email: str) -> aiohttp.FormData:
+        f = aiohttp.FormData()
+        for k, v in {"csrf_token": client.csrf, "report_key": key,
+                     "service": "flood.road_waterlogging", "lat": str(G05[0]),
+                     "lon": str(G05[1]), "address": "", "grid_id": "",
+                     "note": "the underpass is flooded", "contact_email": email}.items():
+            f.add_field(k, v)
+        f.add_field("photo", real_jpeg(3), filename="p.jpg", content_type="image/jpeg")
+        return f
+
+    bad = await client.post("/report", data=form("secretary at example.org"))
+    assert bad.status == 400 and "not an email address" in bad.text
+    r = await client.post("/report", data=form("secretary@example.org"))
+    assert r.status == 303
+    accepted = await mail_about(smtp, "secretary@example.org", ": accepted")
+    await mail_about(smtp, "secretary@example.org", ": sent to ")
+    assert "Your reports: http://127.0.0.1:" in accepted["body"]  # their own page, signed in
