@@ -25,7 +25,7 @@ from hub.config import build_setup
 from protocol.clock import FakeClock
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "notify"))
-from peers import SmtpSink, free_port  # noqa: E402
+from peers import HttpSink, SmtpSink, free_port  # noqa: E402
 
 SPEC = OpenAPI.from_file_path(
     str(Path(__file__).resolve().parents[2] / "docs" / "openapi.yaml"),
@@ -50,7 +50,7 @@ def write_secret(tmp: Path, name: str, text: str) -> str:
     return str(path)
 
 
-def survey_config(tmp: Path, smtp: SmtpSink, **over: Any):
+def survey_config(tmp: Path, smtp: SmtpSink, sms: dict[str, Any] | None = None, **over: Any):
     table = yaml.safe_load((EXAMPLES / "routing.yaml").read_text())
     table["contacts"] = {"departments": {"drainage": [
         {"channel": "email", "address": "drainage@example.org"}]}}
@@ -67,6 +67,8 @@ def survey_config(tmp: Path, smtp: SmtpSink, **over: Any):
                         "password_file": write_secret(tmp, "smtp.password", smtp.password),
                         "sender": "CityOps <cityops@example.org>", "ca_file": str(smtp.ca_file),
                         "timeout_s": 5}}
+    if sms is not None:
+        notify["sms"] = sms
     return make_config(tmp, routing=str(routing), notify=notify,
                        web={"port": port, "public_url": f"http://127.0.0.1:{port}",
                             "access_log": False, "live_interval_s": 0.2}, **over)
@@ -451,3 +453,35 @@ async def test_one_key_reporter_with_an_email_hears_back(hub, client, smtp):
     accepted = await mail_about(smtp, "secretary@example.org", ": accepted")
     await mail_about(smtp, "secretary@example.org", ": sent to ")
     assert "Your reports: http://127.0.0.1:" in accepted["body"]  # their own page, signed in
+
+
+async def test_a_phone_number_gets_the_updates_by_sms(tmp_path, clock, smtp):
+    gateway = await HttpSink().start()
+    sms = {"url": f"{gateway.base}/sms/send", "headers": {"Authorization": "Bearer {token}"},
+           "token_file": write_secret(tmp_path, "sms.token", gateway.sms_token),
+           "body": '{"to": "{phone}", "text": "{text}", "ref": "{delivery_id}"}',
+           "success_json": {"code": 0}}
+    h = Hub(build_setup(survey_config(tmp_path, smtp, sms=sms)), clock=clock, run_scheduler=False)
+    await h.start()
+    client = Client(h)
+    try:
+        partner = await make_token(h, "open311", name="city app")
+        r = await client.post("/open311/v2/requests.json", data={
+            "api_key": partner, "service_code": "flood.road_waterlogging", "lat": str(G05[0]),
+            "long": str(G05[1]), "description": "water", "phone": "+86 138-0000-0101"})
+        assert "updates will be sent by SMS" in r.json()[0]["service_notice"]
+        case_id = int(r.json()[0]["service_request_id"])
+        await await_for(lambda: len(gateway.sms) >= 2, what="two SMS")
+        await h.close_case(case_id, actor="op")
+        await await_for(lambda: len(gateway.sms) >= 3, what="the closed SMS")
+        assert {m["to"] for m in gateway.sms} == {"+8613800000101"}
+        texts = sorted(m["text"] for m in gateway.sms)
+        assert any("has been accepted" in t for t in texts)
+        assert any("has been sent to Drainage" in t for t in texts)
+        closed = next(t for t in texts if "is closed" in t)
+        assert LINK.search(closed)  # the survey link fits in the SMS
+        assert not mails(smtp, "+8613800000101")
+    finally:
+        await client.close()
+        await h.stop()
+        await gateway.stop()
