@@ -272,7 +272,7 @@ class ReporterUpdates:
             return 0
         event_key = f"report/{case.id}/{kind}/{case.reopen_count}"
         notification_id: int | None = None
-        added = told = 0
+        added = 0
         for c in contacts:
             recipients = self.recipients(c)
             keys = [idempotency_key(event_key, r.channel, r.address) for r in recipients]
@@ -290,7 +290,6 @@ class ReporterUpdates:
             added += self.outbox.enqueue(repo, event_key=event_key, kind=f"reporter_{kind}",
                                          message=message, recipients=fresh, now=now,
                                          case_id=case.id, notification_id=notification_id)
-            told += 1
         return added
 
     def _survey(self, repo: Repository, case: CaseRow, c: ReporterContactRow,
