@@ -241,6 +241,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--streams", type=int, default=16)
     p.add_argument("--seconds", type=float, default=60.0, help="length of the streams run")
     p.add_argument("--skip-accuracy", action="store_true")
+    p.add_argument("--model-only", action="store_true",
+                   help="only part 1, model latency (e.g. timing an untrained candidate's architecture)")
     p.add_argument("--models", type=Path, default=MODELS,
                    help="folder with cityops_detector_int8/float.tflite and labels.txt (default: the bundled "
                         "model): an older model's folder gives a baseline on the same machine")
@@ -263,9 +265,10 @@ def main(argv: list[str] | None = None) -> int:
     results: dict = {"machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
                                  "load_avg_at_start": [round(v, 2) for v in os.getloadavg()]}}
     results["model"] = bench_model(frames, 50 if quick else 500)
-    results["pipeline_720p"] = bench_pipeline(frames, 2 if quick else 10)
-    results["streams"] = bench_streams(args.streams, 10 if quick else args.seconds)
-    if not args.skip_accuracy:
+    if not args.model_only:
+        results["pipeline_720p"] = bench_pipeline(frames, 2 if quick else 10)
+        results["streams"] = bench_streams(args.streams, 10 if quick else args.seconds)
+    if not (args.skip_accuracy or args.model_only):
         results["accuracy"] = bench_accuracy(60 if quick else 2000, 4 if quick else 60)
     results["machine"]["load_avg_at_end"] = [round(v, 2) for v in os.getloadavg()]
 
@@ -276,11 +279,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{name:8s} {r['invoke']['mean_ms']:10.2f}ms {r['invoke']['p99_ms']:6.2f}ms "
               f"{r['detect_720p']['mean_ms']:10.2f}ms {r['detect_720p']['p99_ms']:6.2f}ms {r['bytes'] / 1024:7.0f}KB")
     print(f"int8 speed-up over float: {m['int8_speedup']}x")
-    for k, v in results["pipeline_720p"].items():
+    for k, v in results.get("pipeline_720p", {}).items():
         print(f"pipeline 720p {k:18s} {v['fps_per_core']:7.1f} frames/s per core ({v['ms_per_frame']} ms/frame)")
-    s = results["streams"]
-    print(f"{s['streams']} streams @2fps on one core: {s['fps_per_stream_min']}-{s['fps_per_stream_mean']} fps/stream, "
-          f"CPU {s['cpu_core_percent']}% of the core, RSS peak {s['rss_peak_mb']} MB, {s['cameras_up']} up")
+    if "streams" in results:
+        s = results["streams"]
+        print(f"{s['streams']} streams @2fps on one core: {s['fps_per_stream_min']}-{s['fps_per_stream_mean']} fps/stream, "
+              f"CPU {s['cpu_core_percent']}% of the core, RSS peak {s['rss_peak_mb']} MB, {s['cameras_up']} up")
     if "accuracy" in results:
         a = results["accuracy"]
         print(f"held-out mAP@0.5 {a['boxes']['map50']} ({a['boxes']['images']} scenes); event recall "
