@@ -196,6 +196,13 @@ class CareDesk:
             self.mark(alarm.agent_id)
 
     @staticmethod
+    def moved(repo: Repository, from_case: int, to_case: int) -> None:
+        """A case merged into another: its alarms follow their lifecycles (a person acting
+        on the surviving case acknowledges them)."""
+        for alarm in repo.care_alarms_for_case(from_case):
+            repo.update_care_alarm(alarm.id, case_id=to_case)
+
+    @staticmethod
     def close_reason(repo: Repository, case: CaseRow) -> str | None:
         """Why a care case's sources cleared (for its closing row), or None."""
         if case.category != CARE_CATEGORY:

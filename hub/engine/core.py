@@ -314,6 +314,7 @@ class CaseEngine:
         if not is_open(dst.state):
             raise CaseError(into_id, f"cannot merge into a {dst.state} case")
         moved = repo.move_lifecycles(src.id, dst.id)
+        self.care.moved(repo, src.id, dst.id)
         self.transition(repo, src, S.MERGED, actor, f"merged into case {dst.id}",
                         merged_into=dst.id, data={"events_moved": moved}, queue=None)
         dst = self.update(repo, dst, event_count=dst.event_count + src.event_count,

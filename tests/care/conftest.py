@@ -50,7 +50,7 @@ def secret(tmp: Path, name: str, text: str) -> str:
     return str(path)
 
 
-def care_setup(tmp: Path, smtp: SmtpSink, http: HttpSink):
+def care_setup(tmp: Path, smtp: SmtpSink, http: HttpSink, *, auto_accept: bool = False):
     """The example routing (its contacts left out: the care registry is what is tested),
     notify: with email, a WeCom robot and the SMS gateway, and care.yaml. Care cases wait
     for an operator (auto_accept: false) and close as soon as their source clears."""
@@ -79,7 +79,8 @@ def care_setup(tmp: Path, smtp: SmtpSink, http: HttpSink):
     cfg = make_config(tmp, routing=str(tmp / "routing-care.yaml"), notify=notify,
                       care=str(tmp / "care.yaml"),
                       screening={"rules": {"elderly_care": {
-                          "merge_scope": "source", "auto_accept": False, "clear_hold_s": 0}}})
+                          "merge_scope": "source", "auto_accept": auto_accept,
+                          "clear_hold_s": 0}}})
     return build_setup(cfg)
 
 

@@ -18,9 +18,10 @@ from protocol.topics import Channel, agent_topic
 PASSWORD = "agent-password-0123456"
 
 
-def care_event(seq: int, kind: str = "new", **attrs):
-    return event(AGENT, seq, "alarm-1", kind, "elderly_care.water_no_use", later(seq), G01,
-                 METER, 1.0, bbox=None, reading=40.0, **attrs)
+def care_event(seq: int, kind: str = "new", event_id: str = "alarm-1", source: str = METER,
+               **attrs):
+    return event(AGENT, seq, event_id, kind, "elderly_care.water_no_use", later(seq), G01,
+                 source, 1.0, bbox=None, reading=40.0, **attrs)
 
 
 def read_retained_care(broker) -> bytes:
@@ -73,5 +74,37 @@ async def test_a_tier_after_the_acknowledgement_tells_nobody_and_the_agent_reads
             ("alarm-1", case.id, "op-li")]
         counts = await hub.read(lambda r: r.care_counts())
         assert counts["escalations_after_ack"] == 1 and counts["tier_notifications"] == 1
+    finally:
+        await hub.stop()
+
+
+async def test_automatic_dispatch_is_no_acknowledgement_and_merged_alarms_follow_their_case(
+        tmp_path, clock, smtp, http):
+    """With auto_accept the hub dispatches care cases itself: that stops no tier. An
+    operator merges one resident's case into another's; the handler starting the surviving
+    case acknowledges both alarms, and the agent's state names both."""
+    hub = Hub(care_setup(tmp_path, smtp, http, auto_accept=True), clock=clock, run_scheduler=False)
+    await hub.start()
+    try:
+        agent = await asyncio.to_thread(TestAgent, hub.broker, AGENT, PASSWORD)
+        try:
+            agent.send(care_event(1, tier=1), care_event(2, event_id="alarm-2", source="wm-care-102",
+                                                         tier=1))
+            await await_for(lambda: agent.acked(2), what="the hub's ack")
+        finally:
+            agent.close()
+        first, second = sorted(await hub.read(lambda r: r.list_cases(category="elderly_care")),
+                               key=lambda c: c.id)
+        assert first.state == second.state == "dispatched"
+        counts = await hub.read(lambda r: r.care_counts())
+        assert counts["acknowledged"] == 0 and counts["alarms"] == 2
+        await hub.merge(second.id, first.id, actor="op-li")
+        await hub.start_work(first.id, actor="handler-wu")
+        alarms = await hub.read(lambda r: r.care_alarms_for_case(first.id))
+        assert [(a.event_id, a.acknowledged_by) for a in alarms] == [
+            ("alarm-1", "handler-wu"), ("alarm-2", "handler-wu")]
+        state = decode_care_state(await asyncio.to_thread(read_retained_care, hub.broker),
+                                  agent_id=AGENT)
+        assert sorted(a.event_id for a in state.acknowledged) == ["alarm-1", "alarm-2"]
     finally:
         await hub.stop()
