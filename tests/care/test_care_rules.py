@@ -9,7 +9,15 @@ import pytest
 
 from edge_agent.config.rules import AlarmRuleConfig, NotifyTier
 from edge_agent.rules import Sample, call_button_rule
-from hub.care import AlarmFacts, CareMessage, CareStep, decide, parse_care, parse_message
+from hub.care import (
+    AlarmFacts,
+    CareMessage,
+    CareStep,
+    decide,
+    load_care,
+    parse_care,
+    parse_message,
+)
 from protocol.errors import ConfigError
 
 T0 = datetime(2026, 7, 1, 8, 0, tzinfo=UTC)
@@ -58,6 +66,17 @@ def test_registry_errors_point_at_the_place(text, endpoints, expected):
     with pytest.raises(ConfigError) as err:
         parse_care(text, "care.yaml", endpoints)
     assert expected in str(err.value), str(err.value)
+
+
+def test_the_example_registry_loads_and_names_the_demo_meter():
+    from pathlib import Path
+
+    example = Path(__file__).resolve().parents[2] / "hub" / "examples" / "care.yaml"
+    reg = load_care(example, {"email": None, "sms": None, "wecom": {"grid-g01"}})
+    tiers = [[c.role for _, c in reg.tier_contacts("demo-agent-1", "wm-demo-101", n)] for n in (1, 2, 3)]
+    assert tiers == [["grid_worker"], ["family"], ["community_doctor"]]
+    with pytest.raises(ConfigError, match="channel wecom is not set up"):
+        load_care(example, {"email": None, "sms": None})
 
 
 FRESH = AlarmFacts(frozenset(), acknowledged=False, confirmed=False, ended=False)
