@@ -67,6 +67,9 @@ class CareDesk:
         self.registry = registry
         self.outbox = outbox
         self.public_url = public_url
+        if not registry.residents:
+            log.info("care: no registry in hub.yaml: elderly-care alarms are tracked and "
+                     "acknowledged to their agents, but their tiers tell no one")
         self._dirty: set[str] = set()
         self._lock = threading.Lock()
         # Set by the hub to wake its care publisher (thread-safe; called before the commit:
@@ -110,8 +113,8 @@ class CareDesk:
         if case is None:
             return
         fields: dict = {"updated_at": now}
-        if step.notify_tier is not None:
-            self._notify_tier(engine, repo, case, ev, step.notify_tier, now)
+        if step.notify_tier is not None and self._notify_tier(engine, repo, case, ev,
+                                                              step.notify_tier, now):
             fields["tier_notifications"] = alarm.tier_notifications + 1
         if step.after_ack_tier is not None:
             engine.note(repo, case, "care_escalation_after_ack", AUTO,
@@ -142,7 +145,12 @@ class CareDesk:
         repo.update_care_alarm(alarm.id, **fields)
 
     def _notify_tier(self, engine: CaseEngine, repo: Repository, case: CaseRow,
-                     ev: EventRecord, tier: int, now: datetime) -> None:
+                     ev: EventRecord, tier: int, now: datetime) -> bool:
+        """Tell tier N's contacts; False when the registry names nobody. Without a
+        registry at all (no care: in hub.yaml) that is the operator's choice, said once at
+        start; with one, a resident or tier it misses is a gap shown on the case."""
+        if not self.registry.residents:
+            return False
         resident = self.registry.resident(ev.agent_id, ev.source)
         contacts = self.registry.tier_contacts(ev.agent_id, ev.source, tier)
         who = f"{ev.agent_id}/{ev.source}"
@@ -153,7 +161,7 @@ class CareDesk:
             engine.note(repo, case, "care_notified", AUTO, f"tier {tier}: nobody told ({why})",
                         {"event_id": ev.event_id, "tier": tier, "contacts": []})
             log.warning("care alarm %s tier %d: %s", ev.event_id, tier, why)
-            return
+            return False
         names = ", ".join(f"{c.name} ({c.role})" for _, c in contacts)
         ref = f" {resident.ref}" if resident.ref else ""
         text = (f"Elderly-care alarm, tier {tier}: {_what(ev.subcategory)} at{ref} "
@@ -176,6 +184,7 @@ class CareDesk:
         engine.note(repo, case, "care_notified", AUTO, f"tier {tier} → {names}{sent}",
                     {"event_id": ev.event_id, "tier": tier, "contacts": [k for k, _ in contacts],
                      "deliveries": queued})
+        return True
 
     # -- people acting on the case ----------------------------------------------------------------
     def on_transition(self, engine: CaseEngine, repo: Repository, case: CaseRow, to: CaseState,

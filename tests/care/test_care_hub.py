@@ -98,6 +98,10 @@ async def test_automatic_dispatch_is_no_acknowledgement_and_merged_alarms_follow
         assert first.state == second.state == "dispatched"
         counts = await hub.read(lambda r: r.care_counts())
         assert counts["acknowledged"] == 0 and counts["alarms"] == 2
+        assert counts["tier_notifications"] == 1  # wm-care-102 is not in the registry:
+        [gap] = [a for a in await hub.read(lambda r: r.audit_for_case(second.id))
+                 if a.action == "care_notified"]
+        assert "nobody told" in gap.detail and "not in the care registry" in gap.detail
         await hub.merge(second.id, first.id, actor="op-li")
         await hub.start_work(first.id, actor="handler-wu")
         alarms = await hub.read(lambda r: r.care_alarms_for_case(first.id))
