@@ -43,7 +43,7 @@ from ..ingest.decode import (
     record_from_body,
     safe_text,
 )
-from ..ingest.seqs import SeqState, build_ack
+from ..ingest.seqs import SeqState, build_acks
 from ..store.files import SnapshotFiles
 from ..store.repo import InsertOutcome, Repository
 from .core import CaseEngine
@@ -241,8 +241,8 @@ class Ingestor:
             seq_rows.append((agent_id, state.upto, state.ranges, state.highest, state.gaps))
         repo.note_agents_seen([a for a in seen if a not in result.seq_states], seq_rows, now)
         for agent_id in acked:
-            result.acks.append(build_ack(agent_id, result.seq_states[agent_id],
-                                         rejections.get(agent_id, []), now))
+            result.acks.extend(build_acks(agent_id, result.seq_states[agent_id],
+                                          rejections.get(agent_id, []), now))
         return result
 
     def _refusal(self, repo: Repository, item: RefusedItem, now: datetime, c: IngestStats,

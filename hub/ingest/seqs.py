@@ -39,11 +39,18 @@ from bisect import bisect_right
 from collections.abc import Iterable
 from datetime import datetime
 
+from protocol.codec import encode
+from protocol.limits import MAX_ACK_BYTES
 from protocol.messages import Ack, Rejection
 
-__all__ = ["MAX_RANGES", "WINDOW", "SeqState", "build_ack"]
+__all__ = ["MAX_ACK_REJECTIONS", "MAX_RANGES", "WINDOW", "SeqState", "build_ack", "build_acks"]
 
+MAX_ACK_REJECTIONS = 500  # the protocol's cap on an ack's rejections
 MAX_RANGES = 2000  # the protocol's cap on an ack's ranges (protocol.messages.Ack)
+# Upper bounds of one range and one rejection in an ack's JSON: two 16-digit seqs; a seq
+# and two 200-character strings of the worst escaping (six bytes a character).
+_RANGE_MAX = 40
+_REJECTION_MAX = 2 * 200 * 6 + 64
 WINDOW = 1_000_000_000  # how far above ``highest`` a seq may land
 
 
@@ -191,5 +198,48 @@ class SeqState:
 
 
 def build_ack(agent_id: str, state: SeqState, rejected: list[Rejection], at: datetime) -> Ack:
-    ranges = [(lo, hi) for lo, hi in state.ranges[-MAX_RANGES:]]  # all of them (max_ranges <= 2,000)
-    return Ack(agent_id=agent_id, upto=state.upto, ranges=ranges, rejected=rejected[:500], at=at)
+    """The one ack for ``state`` when everything fits one message (see :func:`build_acks`)."""
+    acks = build_acks(agent_id, state, rejected, at)
+    if len(acks) != 1:
+        raise ValueError(f"the ack for {agent_id} needs {len(acks)} messages; use build_acks")
+    return acks[0]
+
+
+def build_acks(agent_id: str, state: SeqState, rejected: list[Rejection], at: datetime,
+               *, limit: int = MAX_ACK_BYTES) -> list[Ack]:
+    """Acks saying ``state`` and ``rejected``, split so each message fits ``limit`` bytes
+    and the protocol's caps (2,000 ranges, 500 rejections). Every one carries ``upto``;
+    the ranges and rejections are shared out among them, so each is a whole, valid ack
+    on its own and together they say everything. Usually that is one message: it takes
+    hundreds of long rejections, or thousands of ranges of large seqs, to need two."""
+    ranges = [(lo, hi) for lo, hi in state.ranges]
+    if len(ranges) * _RANGE_MAX + len(rejected) * _REJECTION_MAX + 1024 <= limit \
+            and len(rejected) <= MAX_ACK_REJECTIONS:  # surely one message: no measuring
+        return [Ack(agent_id=agent_id, upto=state.upto, ranges=ranges, rejected=rejected, at=at)]
+    base = len(encode(Ack(agent_id=agent_id, upto=state.upto, at=at), limit=limit)) + 32
+    budget = limit - base
+    acks: list[Ack] = []
+    chunk_r: list[tuple[int, int]] = []
+    chunk_j: list[Rejection] = []
+    used = 0
+
+    def flush() -> None:
+        nonlocal chunk_r, chunk_j, used
+        acks.append(Ack(agent_id=agent_id, upto=state.upto, ranges=chunk_r, rejected=chunk_j, at=at))
+        chunk_r, chunk_j, used = [], [], 0
+
+    for lo, hi in ranges:
+        size = len(f"[{lo},{hi}],")
+        if chunk_r and (used + size > budget or len(chunk_r) >= MAX_RANGES):
+            flush()
+        chunk_r.append((lo, hi))
+        used += size
+    for r in rejected:
+        size = len(r.model_dump_json(by_alias=True, exclude_none=True)) + 1
+        if (chunk_r or chunk_j) and (used + size > budget or len(chunk_j) >= MAX_ACK_REJECTIONS):
+            flush()
+        chunk_j.append(r)
+        used += size
+    if chunk_r or chunk_j or not acks:
+        flush()
+    return acks

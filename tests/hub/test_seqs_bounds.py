@@ -109,3 +109,33 @@ def test_one_agent_sending_every_other_seq_costs_linear_time():
     small = min(_every_other(20_000)[0] for _ in range(3))
     large = min(_every_other(80_000)[0] for _ in range(3))
     assert large < 8 * small + 0.05, f"20,000 seqs {small:.3f} s, 80,000 seqs {large:.3f} s"
+
+
+def test_a_large_ack_is_split_into_messages_that_each_fit_and_together_say_everything():
+    """A hostile or badly broken agent can earn an ack of 2,000 ranges of 16-digit seqs and
+    hundreds of long rejections: far over the 64 KiB an ack may be. One unsendable ack left
+    every event of that agent unacknowledged; now it goes out in as many messages as it
+    needs, each a valid ack with the same ``upto``."""
+    from hub.ingest.seqs import build_acks
+    from protocol.codec import decode_ack, encode
+    from protocol.limits import MAX_ACK_BYTES
+    from protocol.messages import Rejection
+
+    big = 9_000_000_000_000_000
+    state = SeqState(7, [[big + 2 * i, big + 2 * i] for i in range(MAX_RANGES)])
+    rejected = [Rejection(seq=big + 2 * i + 1, event_id=f"{i:04d}" + "x" * 190,
+                          reason="invalid: " + "y" * 180) for i in range(700)]
+    acks = build_acks("hostile", state, rejected, T0)
+    assert len(acks) > 1
+    ranges, rejections = [], []
+    for ack in acks:
+        wire = encode(ack)  # raises over the limit
+        assert len(wire) <= MAX_ACK_BYTES
+        back = decode_ack(wire, agent_id="hostile")
+        assert back.upto == 7
+        ranges += back.ranges
+        rejections += [r.event_id for r in back.rejected]
+    assert ranges == [(lo, hi) for lo, hi in state.ranges]
+    assert rejections == [r.event_id for r in rejected]
+    # The everyday ack is still one message.
+    assert len(build_acks("a1", SeqState(3, [[5, 6]]), rejected[:2], T0)) == 1
