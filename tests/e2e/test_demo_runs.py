@@ -103,7 +103,8 @@ async def test_mixed_day_at_high_speed_detects_every_sensor_problem(tmp_path):
     assert summary["false_cases"] == 0, summary["false_case_ids"]
     assert summary["events_stored"] == summary["events_published"] == summary["events_acked"] > 0
     assert summary["cases_dispatched"] == summary["cases_opened"] >= 9
-    assert summary["closed_automatically"] >= 5 and summary["closed_by_operator"] >= 1
+    # a cancelled call button closes its case by itself too (close: sensor_clear)
+    assert summary["closed_automatically"] >= 6
     assert summary["time_to_dispatch_s"]["n"] == 9
     assert summary["run"]["drained"]
     # the departments worked their cases through the handler API (on the scenario's clock)
