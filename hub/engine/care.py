@@ -80,7 +80,10 @@ class CareDesk:
     def mark(self, agent_id: str) -> None:
         with self._lock:
             self._dirty.add(agent_id)
-        self.wake()
+        try:
+            self.wake()
+        except RuntimeError:  # the hub's loop is gone (stopping): the next start publishes
+            log.debug("care state of %s not published now: the hub is stopping", agent_id)
 
     def take_dirty(self) -> set[str]:
         with self._lock:
