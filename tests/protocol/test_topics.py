@@ -58,5 +58,6 @@ def test_acl_gives_agents_only_their_own_channels():
     lines = acl_lines("hub")
     assert "pattern write cityops/v1/agents/%u/events" in lines
     assert "pattern read cityops/v1/agents/%u/config" in lines
+    assert "pattern read cityops/v1/agents/%u/care" in lines
     assert not any(line.startswith("pattern read") and "events" in line for line in lines)
     assert lines[-2:] == ["user hub", "topic readwrite cityops/#"]

@@ -1,8 +1,9 @@
 """What an agent's credentials cannot read. tests/test_broker.py covers publishing on
 another agent's topics and reading another agent's acks; here an agent tries wildcards
-and other agents' retained status and config, live events and the broker's $SYS tree,
-and receives only its own acks and config; it can neither join the hub's shared group nor
-take the hub's client ids, and the hub user cannot log in where agents do."""
+and other agents' retained status, config and care state, live events and the broker's
+$SYS tree, and receives only its own acks, config and care state; it can neither join
+the hub's shared group nor take the hub's client ids, and the hub user cannot log in
+where agents do."""
 
 from __future__ import annotations
 
@@ -65,10 +66,13 @@ def test_an_agent_reads_nothing_but_its_own_acks_and_config(broker):
     publish(broker, "agent-2", PW["agent-2"], agent_topic("agent-2", Channel.STATUS), b"a2-status", retain=True)
     publish(broker, hub_user, hub_pw, agent_topic("agent-2", Channel.CONFIG), b"a2-config", retain=True)
     publish(broker, hub_user, hub_pw, agent_topic("agent-1", Channel.CONFIG), b"a1-config", retain=True)
+    publish(broker, hub_user, hub_pw, agent_topic("agent-2", Channel.CARE), b"a2-care", retain=True)
+    publish(broker, hub_user, hub_pw, agent_topic("agent-1", Channel.CARE), b"a1-care", retain=True)
     wanted = ["#", "cityops/#", "cityops/v1/agents/+/events", "cityops/v1/agents/+/status",
               agent_topic("agent-2", Channel.CONFIG), agent_topic("agent-2", Channel.STATUS),
               agent_topic("agent-2", Channel.EVENTS), "$SYS/#", "cityops/v1/agents/agent-2/#",
-              agent_topic("agent-1", Channel.ACKS), agent_topic("agent-1", Channel.CONFIG)]
+              agent_topic("agent-2", Channel.CARE), agent_topic("agent-1", Channel.ACKS),
+              agent_topic("agent-1", Channel.CONFIG), agent_topic("agent-1", Channel.CARE)]
     spy = Sub(broker, "agent-1", PW["agent-1"], wanted)
     try:
         publish(broker, "agent-2", PW["agent-2"], agent_topic("agent-2", Channel.EVENTS), b"a2-event")
@@ -80,7 +84,7 @@ def test_an_agent_reads_nothing_but_its_own_acks_and_config(broker):
             spy.event.clear()
         settle.wait(0.3)  # anything else in flight would arrive by now
         # (overlapping subscriptions deliver a message once per matching filter)
-        assert {p for _, p in spy.got} == {b"a1-config", b"a1-marker"}, spy.got
+        assert {p for _, p in spy.got} == {b"a1-config", b"a1-care", b"a1-marker"}, spy.got
     finally:
         spy.close()
 
