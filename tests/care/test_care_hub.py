@@ -8,7 +8,7 @@ import asyncio
 import threading
 
 import paho.mqtt.client as mqtt
-from conftest import AGENT, METER, care_setup
+from caretest import AGENT, METER, care_setup
 from hubtest import G01, TestAgent, await_for, event, later
 
 from hub.app import Hub

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime
 
-from conftest import (
+from caretest import (
     AGENT,
     DOCTOR_PHONE,
     FAMILY,
