@@ -32,7 +32,13 @@ from protocol.codec import encode
 from protocol.ids import new_secret
 from protocol.topics import QOS, Channel, agent_topic, subscription
 
-from .broker import BrokerAuth, BrokerSettings, MosquittoBroker, hub_share_group
+from .broker import (
+    BrokerAuth,
+    BrokerSettings,
+    MosquittoBroker,
+    external_broker_warnings,
+    hub_share_group,
+)
 from .cases.closure import Outcome, Verdict, Verifier
 from .config import HubConfig, Setup, build_setup
 from .engine.core import CaseEngine
@@ -229,11 +235,15 @@ class Hub:
 
     def _broker_settings(self) -> BrokerSettings:
         b = self.config.broker
-        # The managed broker gives the hub a loopback listener of its own (a free port):
-        # agents cannot log in there, and on theirs their client id is their user name.
+        # The hub has a listener of its own (managed: on the loopback, a free port unless
+        # broker.hub_port; external: broker.hub_port when set): agents cannot log in there,
+        # and on theirs their client id is their user name.
+        internal = b.hub_port
+        if b.managed and internal is None:
+            internal = 0  # a free port
         settings = BrokerSettings(data_dir=b.data_dir, host=b.host, port=b.port,
                                   hub_user=b.username, hub_password=self.hub_password,
-                                  internal_port=0 if b.managed else None)
+                                  internal_port=internal, internal_host=b.hub_host)
         if b.managed and b.managed_tls:
             files = ensure_tls_files(b.managed_tls.dir, b.managed_tls.names)
             settings.tls_port = b.managed_tls.port
@@ -255,6 +265,11 @@ class Hub:
             self.broker_auth = self.broker.auth
         else:
             self.broker_auth = BrokerAuth(self._broker_settings(), b.reload_command)
+            for warning in external_broker_warnings(
+                    hub_port=b.hub_port, hub_user=b.username, agent_users=self.broker_auth.users(),
+                    client_id_prefix=self.config.ingest.client_id,
+                    password_path=self.broker_auth.settings.password_path):
+                log.warning("%s", warning)
             if not b.reload_command:
                 log.warning("external broker without broker.reload_command: agents enrolled here "
                             "can connect only after the broker re-reads %s",
@@ -263,8 +278,12 @@ class Hub:
     def _mqtt_settings(self, suffix: str, session_expiry_s: int = 0) -> MqttSettings:
         b = self.config.broker
         tls = b.tls
-        host, port = ((self.broker.hub_host, self.broker.hub_port) if self.broker
-                      else (self.broker_host, self.broker_port))
+        if self.broker is not None:
+            host, port = self.broker.hub_host, self.broker.hub_port
+        elif b.hub_port is not None:  # an external broker's hub-only listener
+            host, port = b.hub_host, b.hub_port
+        else:  # an external broker with one listener for all (warned at start)
+            host, port = self.broker_host, self.broker_port
         return MqttSettings(
             host=host, port=port, username=b.username,
             password=self.hub_password, client_id=f"{self.config.ingest.client_id}-{suffix}",

@@ -9,8 +9,9 @@ The demo, the benchmarks and every test that needs a broker use :class:`Mosquitt
 nothing relies on a broker somebody started by hand.
 
 Production installs usually run Debian's mosquitto under systemd: ``cityops-hub broker
-write-config`` writes the same files for it, and :class:`BrokerAuth` reloads it with a
-configured command (an argument list, never a shell string).
+write-config`` writes the same files for it (the same two-listener layout: a listener of
+the hub's own, ``broker.hub_host:hub_port``, and the agents'), and :class:`BrokerAuth`
+reloads it with a configured command (an argument list, never a shell string).
 """
 
 from __future__ import annotations
@@ -53,6 +54,7 @@ __all__ = [
     "BrokerError",
     "BrokerSettings",
     "MosquittoBroker",
+    "external_broker_warnings",
     "find_mosquitto",
     "free_port",
     "hash_password",
@@ -129,8 +131,8 @@ class BrokerSettings:
     hub_password: str = field(default_factory=lambda: new_secret("mqp"))
     # The hub's own listener on the loopback (0: a free port). Set, the agents' listeners
     # know only agents (their own password and ACL files, client id = user name) and the
-    # hub user exists only here. None: one listener for the hub and agents alike (tests
-    # that play the hub themselves, `broker write-config` for an external broker).
+    # hub user exists only here (the managed broker, `broker write-config`). None: one
+    # listener for the hub and agents alike (tests that play the hub themselves).
     internal_port: int | None = None
     internal_host: str = "127.0.0.1"
     persistence: bool = True
@@ -222,6 +224,28 @@ def hub_share_group(data_dir: Path, prefix: str) -> str:
     if not is_safe_id(group):
         raise BrokerError(f"shared group prefix {prefix!r} is too long or not a valid id")
     return group
+
+
+def external_broker_warnings(*, hub_port: int | None, hub_user: str, agent_users: Sequence[str],
+                             client_id_prefix: str, password_path: Path) -> list[str]:
+    """What start-up says about an external broker's isolation of the hub (issue 17, point
+    10): nothing when the hub has a listener of its own and the agents' password file does
+    not know the hub user; otherwise the risk and the fix, one message each."""
+    fix = ("set broker.hub_port (e.g. 1884; broker.hub_host defaults to 127.0.0.1) in hub.yaml, "
+           "run `cityops-hub broker write-config` and restart Mosquitto (docs/hub.md, "
+           "\"An external broker\")")
+    if hub_port is None:
+        return [f"external broker without broker.hub_port: the hub's clients share the agents' "
+                f"listener, so an enrolled agent can connect with the hub's client ids "
+                f"({client_id_prefix}-link, {client_id_prefix}-recv-N), push them off the broker "
+                f"and take their sessions, and the hub user {hub_user!r} can log in where agents "
+                f"do. To fix it, {fix}"]
+    if hub_user in agent_users:
+        return [f"the agents' password file {password_path} still holds the hub user "
+                f"{hub_user!r}: if the agents' listener uses it, the hub user can log in where "
+                f"agents do. To fix it, run `cityops-hub broker write-config` again (it moves the "
+                f"hub user to passwd.hub) and restart Mosquitto"]
+    return []
 
 
 def _write_atomic(path: Path, text: str, mode: int, run_as: str | None = None) -> None:

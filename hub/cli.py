@@ -7,7 +7,7 @@
     cityops-hub enroll --config hub.yaml --agent-id ID [--grid G] [--ttl 1h]
                                                          print a single-use enrollment token
     cityops-hub scores --config hub.yaml --month 2026-07 [--by grid|department] [--csv]
-    cityops-hub broker write-config --config hub.yaml    write mosquitto.conf, passwd, acl
+    cityops-hub broker write-config --config hub.yaml    write mosquitto.conf, passwd(.hub), acl(.hub)
     cityops-hub user add --config hub.yaml USER --role operator [--department D] [--name N]
                      [--level town|district|city --scope NAME[,NAME...]]
     cityops-hub user scope --config hub.yaml USER --level town --scope Xinqiao  (or --level none)
@@ -123,7 +123,9 @@ def _parser() -> argparse.ArgumentParser:
 
     b = sub.add_parser("broker", help="broker files for a Mosquitto run by systemd")
     bsub = b.add_subparsers(dest="broker_command", required=True)
-    w = bsub.add_parser("write-config", help="write mosquitto.conf, passwd and acl")
+    w = bsub.add_parser("write-config", help="write mosquitto.conf (a listener for the hub at "
+                        "broker.hub_host:hub_port, one for agents at broker.host:port), "
+                        "passwd(.hub) and acl(.hub)")
     w.add_argument("--config", required=True, type=Path)
     return p
 
@@ -258,11 +260,20 @@ def _broker_files(args: argparse.Namespace) -> int:
     if not b.password:
         raise CityopsError("set CITYOPS_HUB_BROKER_PASSWORD: the hub's broker password goes "
                            "into the password file")
+    if not b.hub_port:
+        raise CityopsError(
+            "set broker.hub_port in hub.yaml (e.g. 1884; broker.hub_host defaults to 127.0.0.1): "
+            "write-config gives the hub a listener of its own there, where agents cannot log in "
+            "nor take the hub's client ids, and the hub connects there")
     settings = BrokerSettings(data_dir=b.data_dir, host=b.host, port=b.port or 1883,
-                              hub_user=b.username, hub_password=b.password)
+                              hub_user=b.username, hub_password=b.password,
+                              internal_port=b.hub_port, internal_host=b.hub_host)
     path = MosquittoBroker(settings, binary="mosquitto").write_files()
     print(json.dumps({"config": str(path), "passwd": str(settings.password_path),
-                      "acl": str(settings.acl_path)}))
+                      "acl": str(settings.acl_path), "passwd_hub": str(settings.hub_password_path),
+                      "acl_hub": str(settings.hub_acl_path),
+                      "agents_listener": f"{settings.host}:{settings.port}",
+                      "hub_listener": f"{settings.internal_host}:{settings.internal_port}"}))
     return 0
 
 

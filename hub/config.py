@@ -76,6 +76,13 @@ class BrokerConfig(StrictModel):
     data_dir: Path = Field(Path("var/broker"), description="mosquitto.conf, passwd, acl, persistence")
     host: str = "127.0.0.1"
     port: int = Field(1883, ge=0, le=65535, description="0: a free port (managed only)")
+    hub_host: str = Field("127.0.0.1", description="the hub's own listener, where only the hub "
+                          "user can log in (its link and receivers connect there)")
+    hub_port: int | None = Field(
+        None, ge=0, le=65535,
+        description="the hub's own listener's port. Managed: none or 0 = a free port. External: "
+        "the hub-only listener `broker write-config` writes (e.g. 1884); none: the hub shares "
+        "the agents' listener, which start-up warns about")
     username: Id = "hub"
     password: str | None = Field(None, description="external broker: use the environment instead")
     tls: BrokerTls | None = None
@@ -97,6 +104,12 @@ class BrokerConfig(StrictModel):
             )
         if not self.managed and self.port == 0:
             raise ValueError("an external broker needs its port")
+        if not self.managed and self.hub_port == 0:
+            raise ValueError("an external broker's hub listener needs its port (broker.hub_port, "
+                             "e.g. 1884)")
+        if self.hub_port and (self.hub_host, self.hub_port) == (self.host, self.port):
+            raise ValueError("broker.hub_host:hub_port must differ from broker.host:port: the "
+                             "hub's own listener is the one agents cannot log in on")
         if self.managed_tls and not self.managed:
             raise ValueError("managed_tls is for the hub's own broker; for an external broker "
                              "configure TLS there and set broker.tls")
