@@ -14,6 +14,13 @@ injecting, waits until every agent's outbox is acknowledged, and reports:
 * the scorecard: problems injected, detected, pending, missed; cases dispatched, closed
   automatically or by the operator, false and duplicate cases; events lost; median and
   p99 simulated time from a problem's start to its case's dispatch;
+* ``notifications`` (queued, delivered, failed, pending, and each dead one's reason) and
+  ``care`` (tiers that told someone, escalations after an acknowledgement), from the
+  hub's store, and ``notifications_received``: what the local receivers took. The hub
+  tells people through real channels here: an SMTP server and an HTTP receiver standing
+  in for signed webhooks, the WeCom/DingTalk/Feishu group robots and an SMS gateway
+  (simulators/sinks.py), with contacts for every department, lead and watched resident
+  (simulators/reach.py); ``--failing-channel`` makes one of them refuse everything;
 * ``handlers``: what the simulated departments did (``cityops-sim handlers`` runs inside
   the demo: every department polls the handler API with its own token, accepts, works,
   resolves, sometimes late or not fixed, sometimes returns a case). A duty operator
@@ -41,10 +48,12 @@ from protocol.cliutil import run_main
 from protocol.errors import CityopsError
 from protocol.logsetup import configure_logging
 
+from .notifycard import format_notifications
 from .plancard import format_plans
 from .progress import Progress, format_duration
 from .scenarios import load_scenario, scenario_names
 from .scoring import scorecard
+from .sinks import CHANNELS
 from .stack import SimStack, StackOptions
 
 __all__ = ["DEFAULT_SCENARIO", "build_parser", "main", "run_demo"]
@@ -79,6 +88,9 @@ async def run_demo(stack: SimStack, *, duration: float | None, progress: Progres
         if not drained:
             progress.say(f"outboxes not empty after {drain_s:g} s: what is left counts as lost")
         counters = stack.agent_counters()
+        settled = await stack.settle_notifications(drain_s)
+        if not settled:
+            progress.say(f"notifications still pending after {drain_s:g} s: they count as pending")
         assert stack.horizon is not None
         truth = stack.truth(stack.horizon)
         audit = await asyncio.to_thread(stack.audit)
@@ -93,7 +105,10 @@ async def run_demo(stack: SimStack, *, duration: float | None, progress: Progres
             "operator_closed": stack.operator_closed,
             "operator_reviewed": stack.operator_reviewed,
             "operator_redispatched": stack.operator_redispatched,
+            "notifications_settled": settled,
         }
+        if stack.sinks is not None:
+            summary["notifications_received"] = stack.sinks.report()
         if stack.handlers is not None:
             summary["handlers"] = stack.handlers.summary()
         summary["notes"] = truth.notes
@@ -167,6 +182,7 @@ def format_summary(summary: dict[str, Any]) -> str:
         extra = f", dispatched after {hm(row.get('dispatched_after_s'))}" if "dispatched_after_s" in row else ""
         lines.append(f"    {row['status']:<8} {row['id']} ({row['subcategory']}){extra}")
     lines += format_plans(summary)
+    lines += format_notifications(summary)
     if "handlers" in summary:
         h = summary["handlers"]
         lines.append(f"  handlers {h['cases_seen']} case(s): {h['resolved']} resolved ({h['resolved_late']} late), "
@@ -194,6 +210,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-handlers", action="store_true",
                    help="no simulated departments (cases wait for a person at the handler API)")
     p.add_argument("--handler-seed", type=int, default=0, help="seed of the departments' choices")
+    p.add_argument("--failing-channel", choices=CHANNELS, default=None,
+                   help="make this channel's local receiver refuse everything (the mail server "
+                        "answers 550, a robot a non-zero error code, ...): its deliveries end dead "
+                        "with the reason")
     p.add_argument("--progress-every", type=float, default=5.0, metavar="S", help="seconds between progress lines")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
     p.add_argument("--log-level", default="warning", choices=["debug", "info", "warning", "error"])
@@ -214,7 +234,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         beat = 1.0 if loaded.scenario.hub.vitals else StackOptions.telemetry_s
         stack = SimStack(loaded, StackOptions(time_scale=args.time_scale, web_port=args.web_port,
                                               work_dir=args.work_dir, keep=args.keep, telemetry_s=beat,
-                                              handlers=not args.no_handlers, handler_seed=args.handler_seed))
+                                              handlers=not args.no_handlers, handler_seed=args.handler_seed,
+                                              failing_channel=args.failing_channel))
         duration = args.duration
         if duration is None and args.once:
             duration = loaded.scenario.duration / stack.scale

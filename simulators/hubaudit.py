@@ -4,10 +4,11 @@ The demo's scorecard must not take the hub's word for what it stored: this modul
 the hub's SQLite database read-only and reads the rows themselves — every stored message
 ``(agent_id, seq, event_id, kind)``, every event lifecycle and every case, each case's
 state changes (``case_audit``), the plans' activations and the vital signs' level
-changes (the hub's ``vitals`` pseudo-agent stores each one as an event message). It
-depends on the hub's table layout (``hub/store/schema.py``: ``messages``, ``events``,
-``cases``, ``case_audit``, ``plan_activations``, ``vital_levels``); a schema change
-there that breaks it fails the demo tests.
+changes (the hub's ``vitals`` pseudo-agent stores each one as an event message), the
+notification deliveries and the care alarms' counts. It depends on the hub's table layout
+(``hub/store/schema.py``: ``messages``, ``events``, ``cases``, ``case_audit``,
+``plan_activations``, ``vital_levels``, ``notification_deliveries``, ``care_alarms``); a
+schema change there that breaks it fails the demo tests.
 """
 
 from __future__ import annotations
@@ -19,8 +20,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-__all__ = ["StoreAudit", "StoredActivation", "StoredCase", "StoredIndicator", "StoredLevelChange",
-           "StoredLifecycle", "StoredTransition", "audit_store"]
+__all__ = ["StoreAudit", "StoredActivation", "StoredCase", "StoredDelivery", "StoredIndicator",
+           "StoredLevelChange", "StoredLifecycle", "StoredTransition", "audit_store"]
 
 VITALS_AGENT = "vitals"  # the hub's pseudo-agent of vital-sign warnings (hub/vitals/events.py)
 
@@ -93,6 +94,18 @@ class StoredLevelChange:
     value: float | None
 
 
+@dataclass(frozen=True)
+class StoredDelivery:
+    """A notification delivery: one message to one contact on one channel."""
+
+    kind: str  # dispatched, escalated, care_tier, plan_notice, ...
+    channel: str
+    target: str
+    state: str  # queued | sending | sent | failed | dead
+    attempts: int
+    last_error: str | None
+
+
 @dataclass
 class StoreAudit:
     seqs: dict[str, set[int]] = field(default_factory=dict)  # stored seqs per agent (events, snapshots)
@@ -106,6 +119,8 @@ class StoreAudit:
     activations: list[StoredActivation] = field(default_factory=list)
     indicators: list[StoredIndicator] = field(default_factory=list)
     level_changes: list[StoredLevelChange] = field(default_factory=list)  # in the order they happened
+    deliveries: list[StoredDelivery] = field(default_factory=list)  # in the order they were queued
+    care: dict[str, int] = field(default_factory=dict)  # care_alarms summed: alarms, tier_notifications, ...
 
 
 def _when(text: str | None) -> datetime | None:
@@ -170,6 +185,13 @@ def audit_store(database: Path) -> StoreAudit:
             _level_change(observed, body) for observed, body in conn.execute(
                 "SELECT observed_at, body FROM messages WHERE agent_id = ? ORDER BY seq", (VITALS_AGENT,))
         ]
+        out.deliveries = [StoredDelivery(*row) for row in conn.execute(
+            "SELECT kind, channel, target, state, attempts, last_error FROM notification_deliveries ORDER BY id")]
+        alarms, told, after_ack, acked = conn.execute(
+            "SELECT count(*), coalesce(sum(tier_notifications), 0), coalesce(sum(escalations_after_ack), 0),"
+            " count(acknowledged_at) FROM care_alarms").fetchone()
+        out.care = {"alarms": alarms, "tier_notifications": told, "escalations_after_ack": after_ack,
+                    "acknowledged": acked}
         conn.execute("COMMIT")
         return out
     finally:

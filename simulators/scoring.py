@@ -25,6 +25,7 @@ from datetime import datetime
 from typing import Any
 
 from .hubaudit import StoreAudit, StoredCase, StoredLifecycle
+from .notifycard import care_figures, notification_counts
 from .plancard import plan_rows, warning_levels
 from .scenarios.truth import Problem
 
@@ -183,6 +184,9 @@ def scorecard(problems: list[Problem], agents: list[AgentCounters], audit: Store
         # response plans and vital-sign warning levels (issue 19)
         "plans": plan_rows(audit.activations, sim),
         "warning_levels": warning_levels(audit.indicators, audit.level_changes, sim),
+        # notifications delivered and elderly-care tiers (issue 19; simulators/notifycard.py)
+        "notifications": notification_counts(audit.deliveries),
+        "care": care_figures(audit.care),
         "false_case_ids": false_cases,
         "problems": rows,
     }

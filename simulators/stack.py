@@ -8,6 +8,12 @@ run`` use) because they must share the scenario's :class:`~simulators.clock.Scal
 everything between them is real: MQTT through Mosquitto, Modbus TCP through pymodbus,
 SQLite outboxes and the hub's store, all under one work directory. Ports are free ports.
 
+The hub tells people through real channels: a local SMTP server and one HTTP receiver
+standing in for webhooks, the WeCom/DingTalk/Feishu group robots and an SMS gateway
+(:mod:`simulators.sinks`), with the routing contacts and the care registry of
+:mod:`simulators.reach` (``sinks.report()`` is what they received). One channel can be made
+to refuse everything (``StackOptions.failing_channel``).
+
 ::
 
     stack = SimStack(load_scenario("mixed-day"), StackOptions(time_scale=1440))
@@ -16,6 +22,7 @@ SQLite outboxes and the hub's store, all under one work directory. Ports are fre
     await stack.quiesce()        # agents stop reading devices; nothing new is emitted
     await stack.drain(10)        # wait until every outbox is acknowledged
     counters = stack.agent_counters()
+    await stack.settle_notifications(20)  # people stop, time stops, deliveries drain
     await stack.stop()
 
 The hub runs its ingest in a thread (``ingest.receivers: 0``) rather than a receiver
@@ -27,6 +34,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import shutil
@@ -49,6 +57,7 @@ from hub.app import Hub
 from hub.config import load_setup
 from hub.errors import CaseError
 from protocol.ids import new_secret
+from protocol.taxonomy import taxonomy
 
 from .camera import CameraStream
 from .clock import ScaledClock
@@ -58,12 +67,14 @@ from .handlers.cli import build_run
 from .handlers.photos import SUBCATEGORY_KINDS, KnownScene
 from .hubaudit import StoreAudit, audit_store
 from .modbus import ModbusSimServer, SimulatedDevice
+from .reach import care_registry, named_endpoints, routing_contacts
 from .scenarios import LoadedScenario
 from .scenarios.agents import AgentWiring, agent_config_data
 from .scenarios.devices import build_site_devices
 from .scenarios.truth import Truth, ground_truth
 from .scenes.spec import PROBLEM_KINDS
 from .scoring import AgentCounters
+from .sinks import Sinks
 
 __all__ = ["EXAMPLES", "SimStack", "StackOptions", "scenario_start"]
 
@@ -106,6 +117,8 @@ class StackOptions:
     handler_shares: Shares = field(default_factory=Shares)
     handler_seed: int = 0
     handler_poll_s: float = 0.25  # real seconds (at very high time scales short deadlines are missed)
+    sinks: bool = True  # local SMTP and HTTP receivers the hub's notifications go to
+    failing_channel: str | None = None  # a channel whose sink refuses everything (simulators.sinks)
 
 
 CAMERA_FPS = 4.0  # frames per real second the camera simulator serves
@@ -199,6 +212,8 @@ class SimStack:
         self.camera_url: str | None = None
         self._camera_task: asyncio.Task[None] | None = None
         self._camera_stop: asyncio.Event | None = None
+        self.sinks: Sinks | None = None
+        self._settled = asyncio.Event()  # set after each delivery outcome the hub stores
 
     # -- starting -----------------------------------------------------------------------
     async def start(self) -> SimStack:
@@ -219,10 +234,17 @@ class SimStack:
 
     async def _start(self) -> None:
         assert self.work is not None
+        if self.options.sinks:
+            self.sinks = Sinks(self.work, failing=self.options.failing_channel)
+            await self.sinks.start()
+        elif self.options.failing_channel is not None:
+            raise SimulatorError("a failing channel needs the sinks (do not turn them off)")
         hub_yaml = self.work / "hub.yaml"
-        hub_yaml.write_text(yaml.safe_dump(self.hub_config_data(), sort_keys=False))
+        hub_yaml.write_text(yaml.safe_dump(self.hub_config_data(), sort_keys=False, allow_unicode=True))
         self.hub = Hub(load_setup(hub_yaml), clock=self.clock)
         await self.hub.start()
+        if self.hub.notifier is not None:
+            self.hub.notifier.listeners.append(lambda _row, _outcome: self._settled.set())
         passwords = {site.id: new_secret("mqp") for site in self.scenario.sites}
         self.hub.broker_auth.set_users(passwords)  # one write for every agent
         await asyncio.to_thread(self.hub.broker_auth.reload)
@@ -378,7 +400,26 @@ class SimStack:
                 shutil.copyfile(src, folder / src.name)
             data["plans"] = str(folder)
         data["ingest"] = {**data.get("ingest", {}), "receivers": 0, "batch_wait_ms": 5}
+        if self.sinks is not None:
+            self._reach_sinks(data)
         return data
+
+    def _reach_sinks(self, data: dict[str, Any]) -> None:
+        """Point the config at the sinks: a routing table whose contacts reach them
+        (``routing.yaml``), the scenario's care registry (``care.yaml``) and ``notify:``."""
+        assert self.work is not None and self.sinks is not None
+        table = yaml.safe_load((EXAMPLES / "routing.yaml").read_text())
+        places = [f["properties"] for f in json.loads(Path(data["grids"]).read_text())["features"]]
+        departments = set(taxonomy().departments) | set(table.get("departments", {}))
+        table["contacts"] = routing_contacts(table.get("contacts"), departments,
+                                             [p["town"] for p in places if p.get("town")],
+                                             [p["district"] for p in places if p.get("district")])
+        care = care_registry(self.scenario)
+        (self.work / "routing.yaml").write_text(yaml.safe_dump(table, sort_keys=False, allow_unicode=True))
+        (self.work / "care.yaml").write_text(yaml.safe_dump(care, sort_keys=False, allow_unicode=True))
+        data["routing"] = str(self.work / "routing.yaml")
+        data["care"] = str(self.work / "care.yaml")
+        data["notify"] = self.sinks.notify_config(named_endpoints(table["contacts"], care))
 
     # -- running ------------------------------------------------------------------------
     def truth(self, horizon: float | None = None) -> Truth:
@@ -426,10 +467,42 @@ class SimStack:
                                      app.session.stats.events, app.outbox.depth, tele.dropped))
         return out
 
+    async def settle_notifications(self, timeout: float = 20.0) -> bool:
+        """End the day for the people: the departments and the duty operator stop, the
+        simulated clock stops (no deadline passes, nothing more escalates), and this waits
+        until the hub has settled every delivery it queued (sent or dead). False on
+        timeout (what is left shows as pending)."""
+        if self.handlers is not None:
+            await self.handlers.close()
+        await self._stop_operator()
+        self.clock.freeze()
+        if self.hub is None or self.hub.notifier is None:
+            return True
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            self._settled.clear()
+            counts = await self.hub.read(lambda r: r.delivery_counts())
+            if not any(n for (state, _), n in counts.items() if state in ("queued", "sending", "failed")):
+                return True
+            left = deadline - loop.time()
+            if left <= 0:
+                return False
+            with contextlib.suppress(TimeoutError):  # an outcome wakes us; look again anyway
+                await asyncio.wait_for(self._settled.wait(), min(left, 1.0))
+
+    async def _stop_operator(self) -> None:
+        if self._operator is not None:
+            self._operator.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._operator
+            self._operator = None
+
     async def _duty_operator(self, every_s: float = 1.0) -> None:
-        """Closes cases no sensor can close (``close: none``, e.g. a call button) once
-        every event of the case has ended (the carer reset the button), as the operator
-        on duty does after a phone call."""
+        """Looks at after-photos the verifier leaves to a person, re-dispatches cases a
+        department returned, and closes cases no sensor can close (``close: none``) once
+        every event of the case has ended, as the operator on duty does after a phone
+        call. (A call button closes by itself when it is cancelled: ``sensor_clear``.)"""
         assert self.hub is not None
         hub = self.hub
         while True:
@@ -484,11 +557,7 @@ class SimStack:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._camera_task, 10)
             self._camera_task = None
-        if self._operator is not None:
-            self._operator.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._operator
-            self._operator = None
+        await self._stop_operator()
         for s in self.sites:
             s.stop.set()
         for s in self.sites:
@@ -502,6 +571,8 @@ class SimStack:
             await s.server.stop()
         if self.hub is not None:
             await self.hub.stop()
+        if self.sinks is not None:
+            await self.sinks.stop()
         if self._own_work and not self.options.keep and self.work is not None:
             shutil.rmtree(self.work, ignore_errors=True)
 
