@@ -116,7 +116,7 @@ class CaseEngine:
         now = self.clock.now()
         notification_id = repo.add_notification(case.id, now, kind, target, message)
         if self.outbox is not None:
-            self.outbox.case_event(repo, case, kind, notification_id, message, now)
+            self.outbox.case_event(repo, case, kind, notification_id, message, now, target=target)
         log.info("case %s: %s → %s: %s", case.id, kind, target, message)
         return notification_id
 

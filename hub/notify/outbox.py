@@ -23,6 +23,8 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
+from protocol.taxonomy import taxonomy
+
 from ..routing import RoutingTable
 from ..store.repo import CaseRow, Repository
 from .audience import case_audience, department_contacts
@@ -35,6 +37,9 @@ _SUBJECT = {
     "dispatched": "dispatched to you", "warning": "deadline near", "sent_back": "sent back",
     "closed": "closed", "escalated": "escalated", "queued": "needs routing",
     "returned": "returned to operators", "needs_review": "needs review",
+    "supervision": "supervision order", "supervision_due_soon": "supervision order due soon",
+    "supervision_overdue": "supervision order overdue",
+    "supervision_answered": "supervision order answered",
 }
 
 
@@ -69,6 +74,7 @@ class Outbox:
         self.config = config
         self.endpoints = config.endpoints()
         self.public_url = public_url
+        self.departments = frozenset(taxonomy().departments) | frozenset(routing.departments)
         # Set by the hub to wake its delivery task (thread-safe; called before the commit:
         # the task claims through the same writer, so it runs after this transaction).
         self.wake: Callable[[], None] = lambda: None
@@ -104,11 +110,13 @@ class Outbox:
         return added
 
     def case_event(self, repo: Repository, case: CaseRow, kind: str, notification_id: int,
-                   text: str, now: datetime) -> int:
-        """Deliveries of a case notification to its audience (:mod:`.audience`)."""
+                   text: str, now: datetime, target: str | None = None) -> int:
+        """Deliveries of a case notification to its audience (:mod:`.audience`);
+        ``target``: whom the notification names (supervision orders are addressed)."""
         recipients = case_audience(self.routing, kind, department=case.department,
                                    grid_id=case.grid_id, town=case.town, district=case.district,
-                                   escalation_level=case.escalation_level, at=now)
+                                   escalation_level=case.escalation_level, at=now, target=target,
+                                   departments=self.departments)
         if not recipients:
             return 0
         return self.enqueue(repo, event_key=f"case-{case.id}/{kind}/n{notification_id}",

@@ -7,44 +7,10 @@ from __future__ import annotations
 import asyncio
 from datetime import timedelta
 
-from conftest import notify_setup, secret
-from hubtest import G05, TestAgent, await_for, event, jpeg
+from hubtest import G05, await_for
+from notifytest import dispatched_case, notify_setup, rows, secret, settled
 
 from hub.app import Hub
-
-
-async def rows(hub, case_id=None):
-    if case_id is None:
-        return await hub.read(lambda r: r.list_deliveries(limit=1000))
-    return await hub.read(lambda r: r.deliveries_for_case(case_id))
-
-
-async def dispatched_case(hub, seq: int = 1, where=G05) -> int:
-    """An event at G05 (Jiuting) → a case dispatched to drainage (the example routing)."""
-    agent = await asyncio.to_thread(TestAgent, hub.broker, f"agent-{seq}")
-    try:
-        agent.send(event(agent=f"agent-{seq}", seq=1, event_id=f"ev-{seq}", where=where,
-                         snapshot=jpeg(seq)))
-        await await_for(lambda: agent.acked(1), what="the hub's ack")
-    finally:
-        agent.close()
-    cases, _ = await hub.read(lambda r: r.search_cases(_filter(), limit=100, offset=0))
-    case = max(cases, key=lambda c: c.id)
-    assert case.state == "dispatched" and case.department == "drainage"
-    return case.id
-
-
-def _filter():
-    from hub.store.repo import CaseFilter
-
-    return CaseFilter()
-
-
-async def settled(hub, case_id, n, states=("sent", "dead")):
-    async def check():
-        got = await rows(hub, case_id)
-        return got if len(got) == n and all(d.state in states for d in got) else None
-    return await await_for(check, timeout=20, what=f"{n} deliveries settled")
 
 
 async def test_dispatch_is_delivered_on_every_department_channel(hub, smtp, http):

@@ -7,8 +7,8 @@ import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from conftest import write_routing
 from hubtest import EXAMPLES
+from notifytest import write_routing
 
 from hub.geo import load_grids
 from hub.notify.audience import case_audience
