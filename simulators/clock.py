@@ -69,6 +69,13 @@ class ScaledClock:
         if self._frozen_at is None:
             self._frozen_at = self.elapsed()
 
+    def advance_frozen(self, elapsed: float) -> None:
+        """Move a frozen clock forward to ``elapsed`` simulated seconds since ``start``
+        (never back): a drained run lets time reach a notification's next retry."""
+        if self._frozen_at is None:
+            raise RuntimeError("advance_frozen() is for a frozen clock; freeze() it first")
+        self._frozen_at = max(self._frozen_at, elapsed)
+
     @property
     def frozen(self) -> bool:
         return self._frozen_at is not None

@@ -176,6 +176,11 @@ class _Quiescable:
     def telemetry(self) -> dict[str, Any]:
         return self.inner.telemetry()
 
+    def __getattr__(self, name: str) -> Any:
+        """What else the component offers, e.g. ``acknowledge()`` (the agent hands the
+        hub's care acknowledgements to every component that has it)."""
+        return getattr(self.inner, name)
+
 
 @dataclass
 class _Site:
@@ -470,8 +475,9 @@ class SimStack:
     async def settle_notifications(self, timeout: float = 20.0) -> bool:
         """End the day for the people: the departments and the duty operator stop, the
         simulated clock stops (no deadline passes, nothing more escalates), and this waits
-        until the hub has settled every delivery it queued (sent or dead). False on
-        timeout (what is left shows as pending)."""
+        until the hub has settled every delivery it queued (sent or dead); a delivery
+        waiting to retry moves the stopped clock to its next attempt. False on timeout
+        (what is left shows as pending)."""
         if self.handlers is not None:
             await self.handlers.close()
         await self._stop_operator()
@@ -483,8 +489,14 @@ class SimStack:
         while True:
             self._settled.clear()
             counts = await self.hub.read(lambda r: r.delivery_counts())
-            if not any(n for (state, _), n in counts.items() if state in ("queued", "sending", "failed")):
+            pending = {state for (state, _), n in counts.items() if n and state in ("queued", "sending", "failed")}
+            if not pending:
                 return True
+            if pending == {"failed"}:  # only retries, waiting for a time that will not come
+                due = await self.hub.read(lambda r: r.next_delivery_due())
+                if due is not None and due > self.clock.now():
+                    self.clock.advance_frozen((due - self.clock.start).total_seconds())
+                    self.hub.notifier.wake()
             left = deadline - loop.time()
             if left <= 0:
                 return False

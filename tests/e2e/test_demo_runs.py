@@ -4,7 +4,13 @@
   process; its status page shows a case while it runs, and the JSON at the end says
   every published event was stored once and nothing was lost;
 * ``mixed-day`` at a high time scale (issue 6): every injected sensor problem detected,
-  no lost event, no duplicate case, no false case.
+  no lost event, no duplicate case, no false case; the people the hub told (issue 19) got
+  their messages at the run's local SMTP server and robot stand-ins: the family's email
+  and the grid worker's WeCom robot message of each call button, every delivery the hub
+  queued delivered, and no tier escalated after a person acknowledged the alarm;
+* ``elderly-care`` with the mail server refusing every address (``--failing-channel
+  email``): the family's emails end as dead deliveries with the server's 550 as reason,
+  while the grid worker's robot still gets the alarm.
 """
 
 from __future__ import annotations
@@ -17,7 +23,7 @@ import sys
 import urllib.parse
 import urllib.request
 
-from simulators.demo import run_demo
+from simulators.demo import format_summary, run_demo
 from simulators.progress import Progress
 from simulators.scenarios import load_scenario
 from simulators.stack import SimStack, StackOptions
@@ -111,6 +117,19 @@ async def test_mixed_day_at_high_speed_detects_every_sensor_problem(tmp_path):
     handlers = summary["handlers"]
     assert handlers["cases_seen"] == summary["cases_dispatched"], handlers
     assert handlers["accepted"] >= 1 and handlers["errors"] == 0, handlers
+    # everyone the hub told got it (issue 19): nothing dead, nothing left pending
+    notes, care = summary["notifications"], summary["care"]
+    assert notes["delivered"] == notes["queued"] > 0 and notes["pending"] == 0, notes
+    assert notes["failed"] == 0 and notes["dead"] == [], notes
+    assert care["escalations_after_ack"] == 0 and care["tier_notifications"] >= 2, care
+    got = summary["notifications_received"]
+    assert got["received"] == notes["queued"] and got["refused"] == [], got["by_channel"]
+    care_msgs = {(m["channel"], m["to"]) for m in got["messages"] if "care alarm" in m["subject"]}
+    # each call button's tier 1 tells the flat's family by email and the grid's worker robot
+    assert {("email", "family-call-1-101@example.org"), ("wecom", "grid-g-01"),
+            ("email", "family-call-2-301@example.org"), ("wecom", "grid-g-02")} <= care_msgs, care_msgs
+    text = format_summary(summary)
+    assert "notifications received:" in text and "escalations after acknowledgement 0" in text, text
 
 
 async def test_fire_scenario_cameras_are_detected_and_worked(tmp_path):
@@ -136,3 +155,29 @@ async def test_fire_scenario_cameras_are_detected_and_worked(tmp_path):
     handled = [json.loads(x) for x in (tmp_path / "run" / "handlers.jsonl").read_text().splitlines()]
     photos = [r for r in handled if r["action"] == "resolved" and r.get("scene") == "camera"]
     assert photos and all(r["department"] == "fire_brigade" for r in photos), handled
+
+
+async def test_a_failing_channel_ends_in_dead_notifications_with_reasons(tmp_path):
+    """The mail server answers 550 to every address: the call button's family email is
+    dead with that reason (no retry can help), the grid worker's robot still hears, and
+    nothing is left pending."""
+    loaded = load_scenario("elderly-care")
+    scale = 1440.0
+    horizon_s = 4 * 3600  # past the 09:30 call-button press (3h30m in)
+    stack = SimStack(loaded, StackOptions(time_scale=scale, work_dir=tmp_path / "run", failing_channel="email"))
+    summary = await run_demo(stack, duration=horizon_s / scale, progress=Progress("elderly-care", quiet=True))
+    notes = summary["notifications"]
+    assert notes["pending"] == 0 and notes["failed"] >= 1, notes
+    assert notes["delivered"] + notes["failed"] == notes["queued"], notes
+    dead = {(d["channel"], d["target"]): d for d in notes["dead"]}
+    family = dead[("email", "family-call-1-102@example.org")]
+    assert family["kind"] == "care_tier" and family["attempts"] == 1, family
+    assert "550" in family["reason"] and "no such mailbox" in family["reason"], family
+    assert all(d["channel"] == "email" for d in notes["dead"]), notes["dead"]
+    got = summary["notifications_received"]
+    assert got["failing_channel"] == "email" and {r["channel"] for r in got["refused"]} == {"email"}
+    assert any(m["channel"] == "wecom" and m["to"] == "grid-g-01" and "care alarm" in m["subject"]
+               for m in got["messages"]), got["messages"]
+    assert summary["care"]["tier_notifications"] >= 1 and summary["care"]["escalations_after_ack"] == 0
+    text = format_summary(summary)
+    assert "dead   care_tier by email to family-call-1-102@example.org: PermanentError: SMTP 550" in text, text

@@ -1,7 +1,8 @@
 """The rainstorm scenario's scorecard reports its response plan and warning levels (issue
 19): the whole stack runs the storm's first hours, and the scorecard read from the hub's
 store says the rainstorm plan activated on one of its triggers, after the gauges in its
-area warned, and that each gauge's levels rose and fell in a plausible chain."""
+area warned, and that each gauge's levels rose and fell in a plausible chain; and that
+the plan's notices reached the departments it names at the run's local receivers."""
 
 from __future__ import annotations
 
@@ -57,3 +58,11 @@ async def test_rainstorm_scorecard_reports_the_plan_and_the_warning_levels(tmp_p
         assert trigger["open"] >= trigger["count"] == 3, detail
     text = format_summary(summary)
     assert "plan     rainstorm activated at" in text and "water_level.jt1-underpass" in text, text
+    # the plan's notices reached the departments it names (drainage, emergency) at the
+    # run's receivers, through each department's contacts; every delivery went out
+    got = summary["notifications_received"]
+    notices = {(m["channel"], m["to"]) for m in got["messages"] if "] plan Rainstorm" in m["subject"]}
+    assert notices == {("email", "drainage-duty@example.org"), ("wecom", "drainage-group"),
+                       ("email", "emergency@example.org"), ("webhook", "emergency-system")}, notices
+    notes = summary["notifications"]
+    assert notes["delivered"] == notes["queued"] == got["received"] and notes["pending"] == 0, notes
