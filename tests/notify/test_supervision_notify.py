@@ -10,8 +10,8 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from notifytest import dispatched_case, notify_setup, rows
 from hubtest import await_for
+from notifytest import dispatched_case, notify_setup, rows
 
 from hub.app import Hub
 from hub.engine import supervision as sup
