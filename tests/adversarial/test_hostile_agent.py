@@ -80,6 +80,10 @@ def _valid_then_case(ctx: Ctx, h: Raw, seq: int, event_id: str) -> None:
     """The hostile agent's next valid event is acknowledged and becomes a case."""
     h.events(dump(valid_event(HOSTILE, seq, event_id, source=event_id, at=now())))
     ack = h.wait_ack(seq, 30)
+    # An earlier ack may already cover ``seq`` (a refused message with the same seq one past
+    # the highest moves the state): wait for the event itself, while the hub still runs.
+    wait_until(lambda: case_of(ctx.db, HOSTILE, event_id) is not None, 30,
+               f"{HOSTILE}'s valid event {event_id} to become a case")
     ctx.after.append(lambda: _assert_case(ctx.db, HOSTILE, event_id, ack.covers(seq)))
 
 
