@@ -1,9 +1,12 @@
 """Shared pieces of the hub benchmarks: a private broker, a workload of protocol events,
-a paced QoS 1 publisher, a hub on that broker, and process CPU readings."""
+a paced QoS 1 publisher, a hub on that broker, a signed-webhook sink in a process of its
+own, and process CPU readings."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import multiprocessing
 import os
 import shutil
 import tempfile
@@ -14,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
+import yaml
 
 from hub.broker import BrokerSettings, MosquittoBroker
 from hub.config import HubConfig, build_setup
@@ -118,9 +122,16 @@ class Publisher:
         self.client.loop_stop()
 
 
-def hub_config(tmp: Path, broker: MosquittoBroker, synchronous: str = "FULL", **ingest) -> HubConfig:
+def hub_config(tmp: Path, broker: MosquittoBroker, synchronous: str = "FULL",
+               notify: dict | None = None, contacts: dict | None = None, **ingest) -> HubConfig:
+    """The example grids and routing table; ``contacts`` replaces the routing table's
+    contacts (they must name what ``notify`` sets up)."""
     for name in ("grids.geojson", "routing.yaml"):
         shutil.copy(EXAMPLES / name, tmp / name)
+    if contacts is not None:
+        table = yaml.safe_load((tmp / "routing.yaml").read_text(encoding="utf-8"))
+        table["contacts"] = contacts
+        (tmp / "routing.yaml").write_text(yaml.safe_dump(table, allow_unicode=True), encoding="utf-8")
     return HubConfig.model_validate({
         "broker": {"managed": False, "host": broker.host, "port": broker.port,
                    "password": broker.settings.hub_password},
@@ -129,11 +140,97 @@ def hub_config(tmp: Path, broker: MosquittoBroker, synchronous: str = "FULL", **
         "web": {"port": 0}, "grids": str(tmp / "grids.geojson"), "routing": str(tmp / "routing.yaml"),
         "screening": {"rules": {"elderly_care": {"merge_scope": "source"}}},
         "ingest": {"batch_max": 5000, "batch_wait_ms": 5, "max_buffered": 400_000, **ingest},
+        **({"notify": notify} if notify is not None else {}),
     })
 
 
 def build(tmp: Path, broker: MosquittoBroker, **kw):
     return build_setup(hub_config(tmp, broker, **kw))
+
+
+async def _sink_serve(conn, secret: str) -> None:
+    """The sink process's server: checks each request as docs/hub.md tells a webhook
+    receiver to (HMAC over timestamp + body, timestamp within 5 minutes), answers 200, and
+    notes the wall-clock time it first took each delivery id. ``stop`` on the pipe ends it
+    and sends back what it took."""
+    from aiohttp import web
+
+    from hub.notify.channels.webhook import verify
+
+    taken: dict[str, float] = {}
+    counts = {"requests": 0, "refused": 0, "repeats": 0}
+
+    async def hook(request: web.Request) -> web.Response:
+        body = await request.read()
+        counts["requests"] += 1
+        if not verify(secret, request.headers.get("X-Cityops-Timestamp", ""), body,
+                      request.headers.get("X-Cityops-Signature", ""), time.time()):
+            counts["refused"] += 1
+            return web.json_response({"error": "bad signature or stale timestamp"}, status=401)
+        delivery = request.headers.get("X-Cityops-Delivery", "")
+        if delivery in taken:
+            counts["repeats"] += 1
+        else:
+            taken[delivery] = time.time()
+        return web.json_response({"ok": True})
+
+    app = web.Application()
+    app.router.add_post("/hook", hook)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    conn.send(site._server.sockets[0].getsockname()[1])  # noqa: SLF001
+    await asyncio.get_running_loop().run_in_executor(None, conn.recv)
+    await runner.cleanup()
+    conn.send({"taken": taken, **counts})
+
+
+def _sink_main(conn, secret: str) -> None:
+    asyncio.run(_sink_serve(conn, secret))
+
+
+class WebhookSink:
+    """A signed-webhook receiver on loopback in a process of its own (spawned, so it
+    shares nothing with the hub's process), as a department's system would be: the hub
+    pays for sending, not for receiving. :meth:`stop` returns
+    ``{"taken": {delivery id: time.time() when first taken}, "requests", "refused",
+    "repeats"}``."""
+
+    def __init__(self, secret: str) -> None:
+        self.secret = secret
+        ctx = multiprocessing.get_context("spawn")
+        self._conn, child = ctx.Pipe()
+        self.process = ctx.Process(target=_sink_main, args=(child, secret), name="bench-sink", daemon=True)
+        self.port = 0
+
+    def start(self, timeout: float = 60) -> WebhookSink:
+        self.process.start()
+        if not self._conn.poll(timeout):
+            self.process.kill()
+            raise RuntimeError("the webhook sink process did not start")
+        self.port = self._conn.recv()
+        return self
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/hook"
+
+    @property
+    def pid(self) -> int:
+        assert self.process.pid is not None
+        return self.process.pid
+
+    def stop(self, timeout: float = 30) -> dict:
+        try:
+            self._conn.send("stop")
+            if not self._conn.poll(timeout):
+                raise RuntimeError("the webhook sink process did not answer")
+            return self._conn.recv()
+        finally:
+            self.process.join(5)
+            if self.process.is_alive():
+                self.process.kill()
 
 
 class NullSubscriber:
