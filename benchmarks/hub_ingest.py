@@ -23,10 +23,11 @@ With ``--notify``, every hub phase is followed by the same phase with notificati
 sink on loopback in a process of its own, every department, lead and the operators have
 that webhook as their contact (so each case the drain dispatches tells its department),
 and a feeder adds ``--notify-per-minute`` more, steadily, for as long as the drain lasts,
-inside the ingest batches' own transactions (as the hub writes every notification). The phase reports events/s against the plain phase just before
-it, and enqueue (the delivery row's creation in the writer) → taken by the sink,
-p50/p99/max, once every delivery has settled. ``--notify-feeder-only`` leaves the contacts
-out: only the feeder's steady stream is sent.
+inside the ingest batches' own transactions (as the hub writes every notification). The
+phase reports events/s against the plain phase just before it, and enqueue (the delivery
+row's creation in the writer) → taken by the sink, p50/p99/max, once every delivery has
+settled. ``--notify-feeder-only`` leaves the contacts out: only the feeder's steady stream
+is sent.
 
     ./dev bench hub_ingest --json benchmarks/results/hub_ingest.json
     ./dev bench hub_ingest --quick            # smaller, for a smoke run
