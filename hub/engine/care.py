@@ -27,6 +27,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
 
@@ -59,6 +60,13 @@ log = logging.getLogger(__name__)
 ACK_STATES = frozenset({CaseState.ACCEPTED, CaseState.DISPATCHED, CaseState.IN_PROGRESS,
                         CaseState.RESOLVED, CaseState.CLOSED})
 AUTO = "auto"
+
+
+@dataclass(frozen=True)
+class _CaseRef:
+    """A case by its id, for audit notes (``CaseEngine.note`` reads only ``id``)."""
+
+    id: int
 
 
 class CareDesk:
@@ -100,7 +108,18 @@ class CareDesk:
     # -- events ---------------------------------------------------------------------------------
     def on_event(self, engine: CaseEngine, repo: Repository, ev: EventRecord, case_id: int,
                  now: datetime) -> None:
-        """One stored message of an elderly-care lifecycle, placed in case ``case_id``."""
+        """One stored message of an elderly-care lifecycle, placed in case ``case_id``.
+
+        An ``update`` that names no tier and no acknowledgement (most of them: the reading
+        moved on) cannot change what :func:`decide` does, whatever the alarm's facts, so it
+        costs no store read; the alarm's row is made by the first message that says
+        something (its ``new``, a tier, the confirmation or the end)."""
+        if ev.kind == "update" and (ev.attributes is None or (
+                '"tier"' not in ev.attributes and '"acknowledged"' not in ev.attributes)):
+            return  # (stored JSON text: a key it lacks needs no parsing to be found absent)
+        msg = parse_message(ev.kind, ev.attributes)
+        if msg.kind == "update" and msg.tier is None and not msg.acknowledged:
+            return
         alarm = repo.get_care_alarm(ev.agent_id, ev.event_id)
         if alarm is None:
             alarm = repo.insert_care_alarm(ev.agent_id, ev.event_id, ev.source, ev.subcategory,
@@ -108,17 +127,15 @@ class CareDesk:
         elif alarm.case_id != case_id:
             repo.update_care_alarm(alarm.id, case_id=case_id)
             alarm.case_id = case_id
-        msg = parse_message(ev.kind, ev.attributes)
         step = decide(alarm.facts(), msg)
         if step == CareStep():
             return
-        case = repo.get_case(case_id)
-        if case is None:
-            return
+        case = _CaseRef(case_id)  # the notes need only its id; a tier's message reads the row
         fields: dict = {"updated_at": now}
-        if step.notify_tier is not None and self._notify_tier(engine, repo, case, ev,
-                                                              step.notify_tier, now):
-            fields["tier_notifications"] = alarm.tier_notifications + 1
+        if step.notify_tier is not None and self.registry.residents:
+            row = repo.get_case(case_id)
+            if row is not None and self._notify_tier(engine, repo, row, ev, step.notify_tier, now):
+                fields["tier_notifications"] = alarm.tier_notifications + 1
         if step.after_ack_tier is not None:
             engine.note(repo, case, "care_escalation_after_ack", AUTO,
                         f"{ev.agent_id}/{ev.source} reached tier {step.after_ack_tier} after "
