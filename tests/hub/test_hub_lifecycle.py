@@ -139,12 +139,15 @@ def test_broker_write_config_for_systemd(tmp_path, capsys, monkeypatch):
 
     cfg = make_config(tmp_path)
     path = tmp_path / "hub.yaml"
-    path.write_text(f"grids: {cfg.grids}\nbroker: {{data_dir: {tmp_path / 'mq'}, port: 1884}}\n")
+    path.write_text(f"grids: {cfg.grids}\n"
+                    f"broker: {{data_dir: {tmp_path / 'mq'}, port: 1884, hub_port: 1885}}\n")
     assert main(["broker", "write-config", "--config", str(path)]) == 1
     assert "CITYOPS_HUB_BROKER_PASSWORD" in capsys.readouterr().err
     monkeypatch.setenv("CITYOPS_HUB_BROKER_PASSWORD", "from-the-environment-123")
     assert main(["broker", "write-config", "--config", str(path)]) == 0
     conf = (tmp_path / "mq" / "mosquitto.conf").read_text()
     assert "listener 1884 127.0.0.1" in conf and "allow_anonymous false" in conf
-    assert (tmp_path / "mq" / "passwd").read_text().startswith("hub:$7$")
+    assert "listener 1885 127.0.0.1" in conf  # the hub's own listener
+    assert (tmp_path / "mq" / "passwd.hub").read_text().startswith("hub:$7$")
+    assert "hub:" not in (tmp_path / "mq" / "passwd").read_text()  # agents' listener
     assert "pattern write cityops/v1/agents/%u/events" in (tmp_path / "mq" / "acl").read_text()
