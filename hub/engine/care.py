@@ -107,7 +107,7 @@ class CareDesk:
 
     # -- events ---------------------------------------------------------------------------------
     def on_event(self, engine: CaseEngine, repo: Repository, ev: EventRecord, case_id: int,
-                 now: datetime) -> None:
+                 now: datetime, *, first: bool = False) -> None:
         """One stored message of an elderly-care lifecycle, placed in case ``case_id``.
 
         An ``update`` that names no tier and no acknowledgement (most of them: the reading
@@ -120,15 +120,20 @@ class CareDesk:
         msg = parse_message(ev.kind, ev.attributes)
         if msg.kind == "update" and msg.tier is None and not msg.acknowledged:
             return
-        alarm = repo.get_care_alarm(ev.agent_id, ev.event_id)
+        # The lifecycle's first message (``first``) has no alarm yet: it is inserted below
+        # with what this message decides, one statement instead of a read, insert, update.
+        alarm = None if first else repo.get_care_alarm(ev.agent_id, ev.event_id)
+        fresh = alarm is None
         if alarm is None:
-            alarm = repo.insert_care_alarm(ev.agent_id, ev.event_id, ev.source, ev.subcategory,
-                                           case_id, now)
+            alarm = CareAlarm(0, ev.agent_id, ev.event_id, ev.source, ev.subcategory, case_id,
+                              now, now, tiers_seen=[])
         elif alarm.case_id != case_id:
             repo.update_care_alarm(alarm.id, case_id=case_id)
             alarm.case_id = case_id
         step = decide(alarm.facts(), msg)
         if step == CareStep():
+            if fresh:
+                self._insert(repo, alarm, ev, case_id, now, {})
             return
         case = _CaseRef(case_id)  # the notes need only its id; a tier's message reads the row
         fields: dict = {"updated_at": now}
@@ -162,7 +167,22 @@ class CareDesk:
                         {"event_id": ev.event_id, "reason": step.end_reason})
             if alarm.acknowledged_at is not None:
                 self.mark(ev.agent_id)  # it leaves the agent's desired state
-        repo.update_care_alarm(alarm.id, **fields)
+        if fresh:
+            self._insert(repo, alarm, ev, case_id, now, fields)
+        else:
+            repo.update_care_alarm(alarm.id, **fields)
+
+    @staticmethod
+    def _insert(repo: Repository, alarm: CareAlarm, ev: EventRecord, case_id: int,
+                now: datetime, fields: dict) -> None:
+        fields = {k: v for k, v in fields.items() if k != "updated_at"}
+        if repo.insert_care_alarm(ev.agent_id, ev.event_id, ev.source, ev.subcategory, case_id,
+                                  now, **fields) is None:
+            # Already there after all (its lifecycle was retired while the alarm stayed):
+            # what this message decided is written over it, as for any later message.
+            stored = repo.get_care_alarm(ev.agent_id, ev.event_id)
+            if stored is not None:
+                repo.update_care_alarm(stored.id, case_id=case_id, updated_at=now, **fields)
 
     def _notify_tier(self, engine: CaseEngine, repo: Repository, case: CaseRow,
                      ev: EventRecord, tier: int, now: datetime) -> bool:

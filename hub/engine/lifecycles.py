@@ -113,7 +113,7 @@ class LifecyclePlacer:
             if ev.category == CARE_CATEGORY:
                 placed = self._cache.get(key)
                 if placed is not None and placed[1] is not None:
-                    self.engine.care.on_event(self.engine, repo, ev, placed[1], now)
+                    self.engine.care.on_event(self.engine, repo, ev, placed[1], now, first=True)
             return
         lifecycle_id, case_id, last_seq, was_ended = state
         ended = ev.kind == "end"

@@ -45,13 +45,20 @@ class CareQueries:
         return None if row is None else _alarm(row)
 
     def insert_care_alarm(self, agent_id: str, event_id: str, source: str, subcategory: str,
-                          case_id: int | None, now: datetime) -> CareAlarm:
+                          case_id: int | None, now: datetime, **fields: Any) -> CareAlarm | None:
+        """A new alarm with ``fields`` set; None when the alarm is already there (the
+        caller then reads and updates it)."""
         t = to_db_time(now)
-        cur = self._x("INSERT INTO care_alarms (agent_id, event_id, source, subcategory, case_id,"
-                      " opened_at, updated_at) VALUES (?,?,?,?,?,?,?)",
-                      (agent_id, event_id, source, subcategory, case_id, t, t))
+        cols = ["agent_id", "event_id", "source", "subcategory", "case_id", "opened_at",
+                "updated_at", *fields]
+        cur = self._x(f"INSERT OR IGNORE INTO care_alarms ({', '.join(cols)}) "  # noqa: S608 (our names)
+                      f"VALUES ({', '.join('?' * len(cols))})",
+                      [agent_id, event_id, source, subcategory, case_id, t, t,
+                       *(_db(k, v) for k, v in fields.items())])
+        if cur.rowcount == 0:
+            return None
         return CareAlarm(int(cur.lastrowid), agent_id, event_id, source, subcategory, case_id,
-                         now, now, tiers_seen=[])
+                         now, now, **{"tiers_seen": [], **fields})
 
     def update_care_alarm(self, alarm_id: int, **fields: Any) -> None:
         if not fields:
