@@ -3,12 +3,18 @@ of tests/<package>/."""
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from hub.broker import BrokerSettings, MosquittoBroker
+
+# The real notification peers' fixtures (``smtp``, ``http``: tests/notify/sinkfixtures.py),
+# for the notify, care and web tests alike.
+sys.path.insert(0, str(Path(__file__).resolve().parent / "notify"))
+pytest_plugins = ["sinkfixtures"]
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -15,7 +15,6 @@ sys.path.insert(0, str(HERE.parent / "hub"))
 sys.path.insert(0, str(HERE.parent / "notify"))
 
 from hubtest import T0  # noqa: E402
-from peers import HttpSink, SmtpSink  # noqa: E402
 
 from protocol.clock import FakeClock  # noqa: E402
 
@@ -23,17 +22,3 @@ from protocol.clock import FakeClock  # noqa: E402
 @pytest.fixture
 def clock():
     return FakeClock(T0)
-
-
-@pytest.fixture
-def smtp(tmp_path):
-    sink = SmtpSink(tmp_path).start()
-    yield sink
-    sink.stop()
-
-
-@pytest.fixture
-async def http():
-    sink = await HttpSink().start()
-    yield sink
-    await sink.stop()

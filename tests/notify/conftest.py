@@ -10,7 +10,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from hubtest import T0  # noqa: E402
 from notifytest import notify_setup  # noqa: E402
-from peers import HttpSink, SmtpSink  # noqa: E402
 
 from hub.app import Hub  # noqa: E402
 from protocol.clock import FakeClock  # noqa: E402
@@ -19,22 +18,6 @@ from protocol.clock import FakeClock  # noqa: E402
 @pytest.fixture
 def clock():
     return FakeClock(T0)
-
-
-@pytest.fixture
-def smtp(tmp_path):
-    sink = SmtpSink(tmp_path).start()
-    yield sink
-    sink.stop()
-
-
-@pytest.fixture
-async def http():
-    sink = await HttpSink().start()
-    yield sink
-    if sink.hold is not None:
-        sink.hold.set()
-    await sink.stop()
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ from urllib.parse import quote
 
 import pytest
 from hubtest import EXAMPLES, G01, G05, OUTSIDE, await_for, event, jpeg, make_setup
-from webtest import Client, add_users, make_token
+from webtest import add_users, make_token
 
 from hub.app import Hub
 from protocol.messages import Location
@@ -35,13 +35,6 @@ async def hub(tmp_path, clock):
     await add_users(h)
     yield h
     await h.stop()
-
-
-@pytest.fixture
-async def client(hub):
-    c = Client(hub)
-    yield c
-    await c.close()
 
 
 @pytest.fixture

@@ -15,14 +15,13 @@ from typing import Any
 import aiohttp
 import pytest
 import yaml
-from hubtest import EXAMPLES, G01, G05, T0, await_for, make_config
+from hubtest import EXAMPLES, G01, G05, await_for, make_config
 from openapi_core import Config, OpenAPI
 from openapi_core.testing import MockRequest, MockResponse
 from webtest import Client, ScriptedVerifier, add_users, make_token, real_jpeg
 
 from hub.app import Hub
 from hub.config import build_setup
-from protocol.clock import FakeClock
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "notify"))
 from peers import HttpSink, SmtpSink, free_port  # noqa: E402
@@ -75,18 +74,6 @@ def survey_config(tmp: Path, smtp: SmtpSink, sms: dict[str, Any] | None = None, 
 
 
 @pytest.fixture
-def smtp(tmp_path):
-    sink = SmtpSink(tmp_path).start()
-    yield sink
-    sink.stop()
-
-
-@pytest.fixture
-def clock():
-    return FakeClock(T0)
-
-
-@pytest.fixture
 async def hub(tmp_path, clock, smtp):
     h = Hub(build_setup(survey_config(tmp_path, smtp)), clock=clock, verifier=ScriptedVerifier(),
             run_scheduler=False)
@@ -94,13 +81,6 @@ async def hub(tmp_path, clock, smtp):
     await add_users(h)
     yield h
     await h.stop()
-
-
-@pytest.fixture
-async def client(hub):
-    c = Client(hub)
-    yield c
-    await c.close()
 
 
 @pytest.fixture
