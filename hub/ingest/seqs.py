@@ -43,7 +43,7 @@ from protocol.codec import encode
 from protocol.limits import MAX_ACK_BYTES
 from protocol.messages import Ack, Rejection
 
-__all__ = ["MAX_ACK_REJECTIONS", "MAX_RANGES", "WINDOW", "SeqState", "build_ack", "build_acks"]
+__all__ = ["MAX_ACK_REJECTIONS", "MAX_RANGES", "WINDOW", "SeqState", "build_acks"]
 
 MAX_ACK_REJECTIONS = 500  # the protocol's cap on an ack's rejections
 MAX_RANGES = 2000  # the protocol's cap on an ack's ranges (protocol.messages.Ack)
@@ -195,14 +195,6 @@ class SeqState:
         """What an operator needs, instead of the ranges themselves."""
         return {"seq_upto": self.upto, "seq_highest": self.highest, "seq_gaps_open": self.open_gaps,
                 "seq_gaps_opened": self.gaps, "missing_seqs": self.missing()}
-
-
-def build_ack(agent_id: str, state: SeqState, rejected: list[Rejection], at: datetime) -> Ack:
-    """The one ack for ``state`` when everything fits one message (see :func:`build_acks`)."""
-    acks = build_acks(agent_id, state, rejected, at)
-    if len(acks) != 1:
-        raise ValueError(f"the ack for {agent_id} needs {len(acks)} messages; use build_acks")
-    return acks[0]
 
 
 def build_acks(agent_id: str, state: SeqState, rejected: list[Rejection], at: datetime,

@@ -8,7 +8,7 @@ import time
 
 from hubtest import T0
 
-from hub.ingest.seqs import MAX_RANGES, WINDOW, SeqState, build_ack
+from hub.ingest.seqs import MAX_RANGES, WINDOW, SeqState, build_acks
 
 
 def _model_state(handled: set[int]) -> tuple[int, list[list[int]], int]:
@@ -61,7 +61,7 @@ def test_at_the_range_cap_the_oldest_gap_is_given_up_and_nothing_held_is_forgott
     assert s.covers(2) and s.covers(3) and not s.covers(4) and s.missing() == 3
     s.add([4, 6, 8])  # the backlog arrives: everything closes
     assert (s.upto, s.ranges, s.missing()) == (9, [], 0)
-    ack = build_ack("a1", SeqState(0, [[2 * i, 2 * i] for i in range(1, 5000)]), [], T0)
+    [ack] = build_acks("a1", SeqState(0, [[2 * i, 2 * i] for i in range(1, 5000)]), [], T0)
     assert len(ack.ranges) == MAX_RANGES  # an ack carries every range held
 
 
@@ -92,7 +92,7 @@ def _every_other(n: int) -> tuple[float, int]:
             state.admits(q)
             state.covers(q)
         state.add(chunk)
-        build_ack("hostile", state, [], T0)
+        build_acks("hostile", state, [], T0)
         most = max(most, len(state.ranges))
         s = state
     assert s.gaps == n - 1 and s.highest == 2 * n - 1
@@ -116,7 +116,6 @@ def test_a_large_ack_is_split_into_messages_that_each_fit_and_together_say_every
     hundreds of long rejections: far over the 64 KiB an ack may be. One unsendable ack left
     every event of that agent unacknowledged; now it goes out in as many messages as it
     needs, each a valid ack with the same ``upto``."""
-    from hub.ingest.seqs import build_acks
     from protocol.codec import decode_ack, encode
     from protocol.limits import MAX_ACK_BYTES
     from protocol.messages import Rejection

@@ -7,7 +7,7 @@ from zoneinfo import ZoneInfo
 
 from hubtest import T0
 
-from hub.ingest.seqs import SeqState, build_ack
+from hub.ingest.seqs import SeqState, build_acks
 from hub.scores import month_bounds, score_cases, to_csv
 from hub.store.repo import CaseRow
 
@@ -23,7 +23,7 @@ def test_a_gap_is_reported_and_filled_later():
     s.add([1, 2])
     assert s.add([5, 6]) == 1  # live events first: 3 and 4 still in the agent's backlog
     assert (s.upto, s.ranges, s.missing(), s.gaps) == (2, [[5, 6]], 2, 1)
-    ack = build_ack("a1", s, [], T0)
+    [ack] = build_acks("a1", s, [], T0)
     assert ack.covers(6) and ack.covers(2) and not ack.covers(3)
     s.add([4])
     assert s.ranges == [[4, 6]]
