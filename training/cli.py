@@ -61,8 +61,12 @@ def run_real(args: argparse.Namespace) -> int:
     from .real import evaluate_real, format_real
 
     detector = Detector(args.model, read_labels(args.labels), threads=args.threads, score_threshold=0.05)
+    from edge_agent.camera.operating import OperatingPoint
+
+    labels = read_labels(args.labels)
+    operating = OperatingPoint.for_model(args.model, labels)  # the thresholds the model ships with
     report = {"model": str(args.model),
-              **evaluate_real(detector, args.real, args.split, limit=args.limit)}
+              **evaluate_real(detector, args.real, args.split, limit=args.limit, operating=operating)}
     _write(report, args.json, format_real(report))
     if report["unreadable"]:
         first = report["unreadable"][0]
@@ -94,7 +98,11 @@ def run_eval(args: argparse.Namespace) -> int:
     report: dict = {"model": str(args.model), "split": split, "boxes": evaluate_boxes(low, args.images, seed_base=scenes)}
     if args.clips > 0:
         live = Detector(args.model, labels, threads=args.threads, score_threshold=0.3)
-        report["events"] = evaluate_events(live, args.clips, seed_base=clips, duration_s=args.clip_seconds)
+        from edge_agent.camera.operating import OperatingPoint
+
+        shipped = OperatingPoint.for_model(args.model, labels).class_settings  # the model's own thresholds
+        report["events"] = evaluate_events(live, args.clips, seed_base=clips, duration_s=args.clip_seconds,
+                                           class_settings=shipped)
     if args.json is None:
         b = report["boxes"]
         print(f"mAP@0.5 {b['map50']:.3f} on {b['images']} {split} scenes")

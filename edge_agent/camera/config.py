@@ -27,7 +27,7 @@ from protocol.errors import ConfigError, ConfigProblem
 from protocol.ids import Id
 from protocol.taxonomy import Source, taxonomy
 from vision.labels import LabelsError, read_labels
-from vision.models import BUNDLED_LABELS, BUNDLED_MODEL
+from vision.models import BUNDLED_LABELS, BUNDLED_MODEL, read_thresholds
 
 __all__ = [
     "BUNDLED_CLASS_DEFAULTS",
@@ -85,17 +85,11 @@ class ClassSettings(StrictModel):
     subcategory: str | None = Field(None, description="override the detector's class mapping for this camera")
 
 
-# Defaults per label of the bundled model (v3), chosen on 120 validation clips with
-# ``python -m training.tune`` (docs/model_card.md): each is one step below the score
-# where that label's appearances start to be missed, with the fewest false events there.
-# Water scores lower than the rest (soft edges); smoke below 0.4 is mostly fog and rain.
+# Defaults per label: the operating point the bundled model ships with, in
+# ``vision/models/thresholds.json`` beside it (written by its training; how each was chosen
+# is in that file and docs/model_card.md). A camera's ``classes`` overrides them.
 BUNDLED_CLASS_DEFAULTS: dict[str, ClassSettings] = {
-    "water": ClassSettings(min_score=0.35),
-    "flame": ClassSettings(min_score=0.50),
-    "smoke": ClassSettings(min_score=0.50),
-    "fallen_tree": ClassSettings(min_score=0.40),
-    "garbage": ClassSettings(min_score=0.45),
-    "vehicle": ClassSettings(min_score=0.40),
+    label: ClassSettings(min_score=score) for label, score in (read_thresholds(BUNDLED_MODEL) or {}).items()
 }
 
 

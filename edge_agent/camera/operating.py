@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from edge_agent.camera.config import (
     CameraSection,
@@ -24,6 +25,7 @@ from edge_agent.camera.config import (
 from edge_agent.tracking import Tracker
 from protocol.errors import CityopsError
 from vision.labels import bundled_class_map
+from vision.models import read_thresholds
 from vision.postprocess import Detection
 
 __all__ = ["Judgement", "OperatingPoint"]
@@ -57,6 +59,20 @@ class OperatingPoint:
         if chosen is None:
             raise CityopsError(f"no camera {camera!r} in the config (cameras: {', '.join(c.id for c in cameras) or 'none'})")
         return cls(chosen.class_settings, class_map, section.zones_for(chosen.id))
+
+    @classmethod
+    def for_model(cls, model: Path | str, labels: Sequence[str],
+                  class_map: Mapping[str, str | None] | None = None) -> OperatingPoint:
+        """The operating point a model ships with: its folder's ``thresholds.json``
+        (:func:`vision.models.read_thresholds`) over the bundled defaults, for a model
+        tried without a camera config (``detect --model``, ``eval-model --model``)."""
+        shipped = read_thresholds(model) or {}
+
+        def settings(label: str) -> ClassSettings:
+            base = default_class_settings(label)
+            return base.model_copy(update={"min_score": shipped[label]}) if label in shipped else base
+
+        return cls(settings, dict(class_map) if class_map is not None else bundled_class_map())
 
     def judge(self, det: Detection) -> Judgement:
         settings = self.class_settings(det.label)

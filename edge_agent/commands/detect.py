@@ -93,8 +93,8 @@ def _detector(args: argparse.Namespace, section: CameraSection | None) -> tuple[
                         iou_threshold=cfg.iou_threshold, max_detections=cfg.max_detections)
     w, h = detector.info.input_size
     detector.detect(np.zeros((h, w, 3), np.uint8))  # the first call sets the interpreter up: keep it out of "ms"
-    if section is None:
-        return detector, OperatingPoint(class_map=cfg.class_map(labels))
+    if section is None:  # the model's own operating point (its folder's thresholds.json)
+        return detector, OperatingPoint.for_model(args.model or cfg.model, labels, cfg.class_map(labels))
     return detector, OperatingPoint.for_camera(section, labels, args.camera)
 
 

@@ -123,3 +123,28 @@ def test_the_operating_point_follows_the_tracker_rules_on_one_frame():
     lane = ZoneConfig(id="lane", camera="c", purpose="no_parking", dwell_s=600, polygon=LANE)
     judged = OperatingPoint(zones=[lane]).judge(car)
     assert judged.event and judged.subcategory == "roads.illegal_parking" and judged.zone == "lane"
+
+
+def test_a_model_folder_ships_its_own_operating_point(street, tmp_path, capsys):
+    """``detect --model`` judges ``event`` by the thresholds.json beside that model, the way
+    the bundled model's defaults come from its own; a broken file names itself and the fix."""
+    import shutil
+
+    from vision.models import BUNDLED_LABELS, BUNDLED_MODEL
+
+    frame, _ = street
+    folder = tmp_path / "candidate"
+    folder.mkdir()
+    shutil.copy(BUNDLED_MODEL, folder / BUNDLED_MODEL.name)
+    shutil.copy(BUNDLED_LABELS, folder / "labels.txt")
+    model = folder / BUNDLED_MODEL.name
+    assert main(["detect", str(frame), "--model", str(model), "--jsonl"]) == 0  # no file: bundled defaults
+    assert {d["label"]: d["event"] for d in _lines(capsys)[0]["detections"] if d["score"] >= 0.5}["flame"] is True
+    (folder / "thresholds.json").write_text(json.dumps({"min_score": {"flame": 0.999}}))
+    assert main(["detect", str(frame), "--model", str(model), "--jsonl"]) == 0
+    flames = [d for d in _lines(capsys)[0]["detections"] if d["label"] == "flame" and d["score"] >= 0.5]
+    assert flames and not any(d["event"] for d in flames)
+    (folder / "thresholds.json").write_text('{"min_score": {"flame": 7}}')
+    assert main(["detect", str(frame), "--model", str(model), "--jsonl"]) == 1
+    err = capsys.readouterr()
+    assert "thresholds.json" in err.out + err.err and "(0, 1]" in err.out + err.err

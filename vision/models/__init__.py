@@ -1,10 +1,37 @@
 """The bundled detector's files: ``cityops_detector_int8.tflite``, its float twin,
-``labels.txt`` and ``training.json``. See docs/model_card.md."""
+``labels.txt``, ``thresholds.json`` (the operating point it ships with) and
+``training.json``. See docs/model_card.md."""
 
+from __future__ import annotations
+
+import json
 from pathlib import Path
 
-__all__ = ["BUNDLED_LABELS", "BUNDLED_MODEL", "MODELS_DIR"]
+from protocol.errors import CityopsError
+
+__all__ = ["BUNDLED_LABELS", "BUNDLED_MODEL", "MODELS_DIR", "THRESHOLDS_FILE", "read_thresholds"]
 
 MODELS_DIR = Path(__file__).resolve().parent
 BUNDLED_MODEL = MODELS_DIR / "cityops_detector_int8.tflite"
 BUNDLED_LABELS = MODELS_DIR / "labels.txt"
+THRESHOLDS_FILE = "thresholds.json"
+
+
+def read_thresholds(model: Path | str) -> dict[str, float] | None:
+    """The per-class ``min_score`` a model ships with: ``thresholds.json`` in the model's
+    folder (``{"min_score": {"water": 0.4, ...}}``, written by training), or None when the
+    folder has none. A file that is there but wrong is an error naming the fix."""
+    path = Path(model).with_name(THRESHOLDS_FILE)
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        scores = data["min_score"]
+        out = {str(k): float(v) for k, v in scores.items()}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise CityopsError(f"{path}: not a thresholds file ({exc}); it must be "
+                           '{"min_score": {"CLASS": SCORE, ...}}; retrain or delete it') from None
+    bad = {k: v for k, v in out.items() if not 0.0 < v <= 1.0}
+    if bad:
+        raise CityopsError(f"{path}: min_score must be in (0, 1], not {bad}")
+    return out
