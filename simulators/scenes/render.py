@@ -9,10 +9,11 @@ from .objects import PAINTERS
 from .places import fire_lane_polygon, paint_background
 from .spec import GroundTruthBox, SceneSpec
 from .view import View
+from .water import WATER_KINDS, finish_water
 
 __all__ = ["fire_lane_zone", "render"]
 
-_FLAT = ("puddle", "flood")  # painted on the ground before anything stands on it
+_FLAT = WATER_KINDS  # painted on the ground before anything stands on it
 _AIR = ("smoke",)  # painted last, over everything
 MIN_BOX_FRACTION = 0.045  # a labelled object smaller than this (of the frame side) is left out
 MIN_VISIBLE = 0.5  # ...and so is one mostly outside the frame, or mostly hidden behind others
@@ -140,6 +141,8 @@ def _paint(spec: SceneSpec, view: View, t: float, roll: np.ndarray | None, skip:
     if painted:
         shown = np.bincount(owner.ravel() + 1, minlength=len(spec.objects) + 1)
         hidden = [i for i, n in painted.items() if n and shown[i + 1] < MIN_VISIBLE * n]
+    if not hidden:  # (with hidden objects the scene is painted again without them)
+        finish_water(img, emissive, owner, view, spec, t, [g.index for g in boxes if g.kind in _FLAT])
     return img, emissive, boxes, hidden
 
 
