@@ -52,7 +52,8 @@ def camera_components(loaded: LoadedConfig, clock: Clock) -> list[Component]:
         return []
     from edge_agent.camera.component import CameraComponent  # OpenCV and TFLite: only when used
 
-    return [CameraComponent(loaded.config.camera_section(), clock=clock)]
+    return [CameraComponent(loaded.config.camera_section(), clock=clock,
+                            include_readings=loaded.config.telemetry.include_readings)]
 
 
 # Every source of events registers a factory here.

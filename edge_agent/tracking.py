@@ -29,12 +29,12 @@ from protocol.ids import new_event_id
 from protocol.messages import EventKind
 from vision.postprocess import Detection, covered, iou
 
-__all__ = ["Lifecycle", "Track", "Tracker", "box_in_polygon"]
+__all__ = ["Lifecycle", "Track", "Tracker", "box_in_polygon", "point_in_polygon"]
 
 Box = tuple[float, float, float, float]
 
 
-def _point_in_polygon(x: float, y: float, poly: Sequence[tuple[float, float]]) -> bool:
+def point_in_polygon(x: float, y: float, poly: Sequence[tuple[float, float]]) -> bool:
     inside = False
     n = len(poly)
     for i in range(n):
@@ -51,7 +51,7 @@ def box_in_polygon(box: Box, poly: Sequence[tuple[float, float]], min_overlap: f
     x1, y1, x2, y2 = box
     ys = np.linspace(y2 - (y2 - y1) / 3, y2, 3)
     xs = np.linspace(x1, x2, 5)
-    hits = sum(_point_in_polygon(float(x), float(y), poly) for y in ys for x in xs)
+    hits = sum(point_in_polygon(float(x), float(y), poly) for y in ys for x in xs)
     return hits / 15 >= max(min_overlap, 1e-9)
 
 

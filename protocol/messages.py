@@ -244,6 +244,8 @@ class CameraTelemetry(WireModel):
     fps: float = Field(0.0, ge=0)
     inference_ms: float = Field(0.0, ge=0)
     motion_ratio: float = Field(0.0, ge=0, le=1)
+    no_people_count: ShortText | None = Field(
+        None, description="why this camera sends no people count in readings (none: it sends one)")
 
 
 class Telemetry(Message):

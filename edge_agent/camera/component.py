@@ -48,8 +48,10 @@ class CameraComponent:
         clock: Clock | None = None,
         detector: DetectorService | None = None,
         source_factory: Callable[[CameraConfig], FrameSource] = open_source,
+        include_readings: bool = True,
     ) -> None:
         self.section = section
+        self.include_readings = include_readings  # telemetry.include_readings: the people counts
         self.clock = clock or SystemClock()
         self._owns_detector = detector is None
         self.detector = detector or build_detector(section)
@@ -105,8 +107,15 @@ class CameraComponent:
         for cam in cameras:
             by_id[cam.id].retune(cam, new.section.zones_for(cam.id), class_map)
         self.section = new.section
+        self.include_readings = new.include_readings
         log.info("camera settings changed in place (%d camera(s))", len(cameras))
         return True
 
     def telemetry(self) -> dict[str, Any]:
-        return {"cameras": {w.camera.id: w.telemetry().model_dump() for w in self.workers}}
+        """Each camera's state, and its people counts as ``readings`` (``<camera>.people``,
+        ``<camera>.<zone>.people``) where it counts and ``telemetry.include_readings`` is on."""
+        readings: dict[str, float] = {}
+        if self.include_readings:
+            for w in self.workers:
+                readings.update(w.readings())
+        return {"cameras": {w.camera.id: w.telemetry().model_dump() for w in self.workers}, "readings": readings}

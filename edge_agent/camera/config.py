@@ -24,7 +24,7 @@ from pydantic import Field, ValidationInfo, field_validator, model_validator
 from protocol.base import StrictModel
 from protocol.config import Document, format_path, parse_yaml, validate_document
 from protocol.errors import ConfigError, ConfigProblem
-from protocol.ids import Id
+from protocol.ids import Id, is_safe_id
 from protocol.taxonomy import Source, taxonomy
 from vision.labels import LabelsError, read_labels
 from vision.models import BUNDLED_LABELS, BUNDLED_MODEL, read_thresholds
@@ -39,6 +39,7 @@ __all__ = [
     "ClassSettings",
     "DetectorConfig",
     "MotionConfig",
+    "PeopleConfig",
     "TrackingConfig",
     "ZoneConfig",
     "ZonePurpose",
@@ -47,6 +48,7 @@ __all__ = [
     "default_class_settings",
     "load_camera_section",
     "locate_cross_checks",
+    "people_reading",
 ]
 
 
@@ -113,7 +115,8 @@ class ZonePurpose(StrEnum):
     FIRE_LANE = "fire_lane"  # a vehicle dwelling here blocks the fire lane
     NO_PARKING = "no_parking"  # a vehicle dwelling here is parked illegally
     WATCH = "watch"  # report the listed classes only here (with the zone in the evidence)
-    IGNORE = "ignore"  # never report anything seen here
+    IGNORE = "ignore"  # never report anything seen here (nor count it as a person)
+    COUNT = "count"  # count the people standing here (telemetry reading <camera>.<zone>.people); no events
 
 
 _PURPOSE_SUBCATEGORY = {ZonePurpose.FIRE_LANE: "roads.fire_lane_blocked", ZonePurpose.NO_PARKING: "roads.illegal_parking"}
@@ -123,13 +126,17 @@ class ZoneConfig(StrictModel):
     id: Id = Field(description="zone id, shown in the event's evidence")
     camera: Id = Field(description="the camera this zone is drawn on")
     polygon: Polygon = Field(description="outline as [x, y] fractions of the frame (0..1), at least 3 points")
-    purpose: ZonePurpose = Field(ZonePurpose.WATCH, description="fire_lane | no_parking | watch | ignore")
+    purpose: ZonePurpose = Field(ZonePurpose.WATCH, description="fire_lane | no_parking | watch | ignore | count")
     classes: list[str] = Field(default_factory=list, description="detector labels this zone applies to (empty: vehicle for fire_lane/no_parking, all for watch/ignore)")
     dwell_s: float = Field(0.0, ge=0.0, le=86400, description="seconds an object must stay inside before it is reported")
     subcategory: str | None = Field(None, description="what to report (default: roads.fire_lane_blocked / roads.illegal_parking / the class mapping)")
     min_overlap: float = Field(0.3, ge=0.0, le=1.0, description="fraction of the box's bottom third inside the polygon that counts as inside")
 
     def applies_to(self, label: str) -> bool:
+        """Whether this zone's event rule (or ignoring) applies to ``label``. A count zone
+        has no event rule: it only counts people (``edge_agent/camera/people.py``)."""
+        if self.purpose == ZonePurpose.COUNT:
+            return False
         if self.classes:
             return label in self.classes
         if self.purpose in _PURPOSE_SUBCATEGORY:
@@ -138,6 +145,24 @@ class ZoneConfig(StrictModel):
 
     def reported_subcategory(self) -> str | None:
         return self.subcategory or _PURPOSE_SUBCATEGORY.get(self.purpose)
+
+
+class PeopleConfig(StrictModel):
+    """People counting on one camera (``edge_agent/camera/people.py``): the count goes out
+    in the telemetry ``readings``, where a hub vital-signs gauge of kind ``people`` reads it."""
+
+    enabled: bool = Field(True, description="publish this camera's people count as telemetry readings <camera>.people and <camera>.<zone>.people (count zones)")
+    labels: list[str] | None = Field(None, min_length=1, max_length=16, description="detector labels counted as people (default: person, when the model has it)")
+    window_s: float = Field(10.0, ge=0.5, le=3600, description="the count published is the median of the counts of the frames analysed this long before the heartbeat")
+
+
+PEOPLE_LABEL = "person"  # what a camera counts unless its people.labels says otherwise
+PEOPLE_READING = "people"  # the reading's last part: <camera>.people, <camera>.<zone>.people
+
+
+def people_reading(camera: str, zone: str | None = None) -> str:
+    """The telemetry reading a camera's (or one of its count zones') people count goes out as."""
+    return f"{camera}.{zone}.{PEOPLE_READING}" if zone else f"{camera}.{PEOPLE_READING}"
 
 
 class CameraConfig(StrictModel):
@@ -162,6 +187,7 @@ class CameraConfig(StrictModel):
     reconnect_initial_s: float = Field(1.0, gt=0.0, le=600, description="first reconnect delay (then exponential with jitter)")
     reconnect_max_s: float = Field(60.0, gt=0.0, le=3600, description="longest reconnect delay")
     snapshot_width: int = Field(320, ge=64, le=1920, description="longest side of an event's snapshot crop")
+    people: PeopleConfig = Field(default_factory=PeopleConfig, description="people counting, for the hub's people vital sign")
 
     @model_validator(mode="after")
     def _one_source(self) -> CameraConfig:
@@ -274,6 +300,9 @@ def camera_problems(
                     out.append((("cameras", ci, "classes", label), f"not a detector label ({', '.join(labels)})"))
                 if cs.subcategory and (why := _camera_subcategory(cs.subcategory)):
                     out.append((("cameras", ci, "classes", label, "subcategory"), why))
+            for label in cam.people.labels or ():
+                if label not in labels:
+                    out.append((("cameras", ci, "people", "labels"), f"{label!r} is not a detector label ({', '.join(labels)})"))
         if check_model and detector.check_model:
             from vision.runtime import ModelError
 
@@ -293,6 +322,23 @@ def camera_problems(
                     out.append((("zones", zi, "classes"), f"{label!r} is not a detector label ({', '.join(labels)})"))
         if zone.subcategory and (why := _camera_subcategory(zone.subcategory)):
             out.append((("zones", zi, "subcategory"), why))
+        if zone.purpose == ZonePurpose.COUNT:
+            out.extend(_count_zone_problems(zi, zone))
+    return out
+
+
+def _count_zone_problems(zi: int, zone: ZoneConfig) -> list[tuple[PathKey, str]]:
+    """A count zone reports no events, and its count goes out as a reading whose name is
+    an id (at most 64 characters)."""
+    out: list[tuple[PathKey, str]] = []
+    for key in ("classes", "subcategory"):
+        if getattr(zone, key):
+            out.append((("zones", zi, key), "a count zone reports no events; it counts the camera's "
+                        "people.labels (drop this key, or draw a watch zone for events)"))
+    name = people_reading(zone.camera, zone.id)
+    if not is_safe_id(name):
+        out.append((("zones", zi, "id"), f"its count would go out as reading {name!r}, longer than 64 "
+                    "characters; shorten the zone id"))
     return out
 
 

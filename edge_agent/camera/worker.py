@@ -1,7 +1,8 @@
 """One camera's loop: connect, read frames at the configured rate, gate on motion, detect,
 track, and emit events; a watchdog reconnects a broken or stalled stream with jittered
 exponential backoff (tenacity's wait strategy) and reports the camera DOWN and UP again as
-a ``device.camera_down`` event (``new`` then ``end``)."""
+a ``device.camera_down`` event (``new`` then ``end``). Each analysed frame is also counted
+for people (:mod:`.people`), sent as telemetry readings."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from protocol.messages import CameraTelemetry, EventKind, Evidence, Location
 
 from .config import CameraConfig, ZoneConfig
 from .motion import MotionGate
+from .people import PeopleCounter
 from .snapshot import snapshot_jpeg
 from .sources import EndOfStream, Frame, FrameSource, SourceError
 
@@ -52,6 +54,7 @@ class CameraWorker:
         self.inference_ms = inference_ms
         self.gate = MotionGate(camera.motion, camera.masks)
         self.tracker = Tracker(camera.tracking, class_map, zones=zones, class_settings=camera.class_settings)
+        self.people = PeopleCounter(camera, zones, list(class_map))  # class_map: every model label
         self.state = "down"
         self.down_since: float | None = None
         self.down_event: str | None = None
@@ -79,6 +82,11 @@ class CameraWorker:
         self.tracker.zones = list(zones)
         self.tracker.class_map = dict(class_map)
         self.tracker.class_settings = camera.class_settings
+        people = PeopleCounter(camera, zones, list(class_map))
+        people.carry_on(self.people)
+        if people.note != self.people.note:
+            self._say_people(people)
+        self.people = people
         self._wait = self._backoff(camera)
         retune = getattr(self._source, "retune", None)
         if retune is not None:
@@ -91,14 +99,24 @@ class CameraWorker:
         event open at the hub or repeats one."""
         self._predecessor = old
 
+    def _say_people(self, people: PeopleCounter) -> None:
+        if people.note is not None:
+            level = logging.WARNING if people.camera.people.enabled else logging.INFO
+            log.log(level, "camera %s sends no people count: %s", self.camera.id, people.note)
+        else:
+            log.info("camera %s counts people (%s)", self.camera.id, ", ".join(people.labels))
+
     def _take_over(self) -> None:
         old, self._predecessor = self._predecessor, None
+        if old is None or old.people.note != self.people.note:
+            self._say_people(self.people)  # once per camera, not again when a change keeps it
         if old is None:
             return
         self.tracker.tracks = list(old.tracker.tracks)
         self.tracker._next_id = old.tracker._next_id  # noqa: SLF001 - same lifecycle, new settings
         self.down_event, self.down_since, self.down_reason = old.down_event, old.down_since, old.down_reason
         self.failures = old.failures
+        self.people.carry_on(old.people)
 
     # -- telemetry -------------------------------------------------------------------
     def telemetry(self) -> CameraTelemetry:
@@ -109,7 +127,12 @@ class CameraWorker:
             if time.monotonic() - times[-1] > max(5.0, 3 / self.camera.fps):
                 fps = 0.0
         return CameraTelemetry(state=self.state, fps=round(fps, 2), inference_ms=round(self.inference_ms(), 2),
-                               motion_ratio=round(min(1.0, max(0.0, self.gate.ratio)), 4))
+                               motion_ratio=round(min(1.0, max(0.0, self.gate.ratio)), 4),
+                               no_people_count=self.people.note)
+
+    def readings(self) -> dict[str, float]:
+        """This camera's people counts for the heartbeat's ``readings`` (see :mod:`.people`)."""
+        return self.people.readings(time.monotonic())
 
     # -- events ----------------------------------------------------------------------
     def _location(self) -> Location:
@@ -181,6 +204,7 @@ class CameraWorker:
         if self.gate.should_detect(ratio, frame.t, tracking=self.tracker.active):
             found = [d for d in await self.detect(frame.image) if self.camera.class_settings(d.label).enabled]
             self.detections += 1
+            self.people.add(found, frame.t)
             decisions = self.tracker.step(found, frame.t)
         else:
             decisions = self.tracker.tick(frame.t)
