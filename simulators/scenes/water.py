@@ -191,8 +191,9 @@ def _finish_one(img: np.ndarray, emissive: np.ndarray, owner: np.ndarray, view: 
     visible = np.maximum(visible, sub.astype(np.float32) * np.maximum(cover, 0.9))
 
     # Ripples: a smooth displacement field, stretched across, scaled by perspective.
-    ppm_row = view.f / np.maximum(np.array([view.z_at_row(r) for r in range(y1, y2)], np.float32), 0.1)
-    ppm_row = np.minimum(ppm_row, view.f)[:, None]
+    # Ground distance of each row (rows at or above the horizon count as far away).
+    z = view.f * spec.camera.height_m / np.maximum(rows - np.float32(hp), 1e-3)
+    ppm_row = np.minimum(view.f / np.maximum(z, 0.1), view.f)
     rough = float(rng.uniform(0.02, 0.08) if flood else rng.uniform(0.005, 0.03))
     phase = t * 1.5
     n1 = _noise(rng, (rh, rw), (max(2, rh // 6), max(2, rw // 24)))
@@ -210,7 +211,6 @@ def _finish_one(img: np.ndarray, emissive: np.ndarray, owner: np.ndarray, view: 
     if sub.any():  # the submerged part of a wading object: deep, opaque water
         base[sub] = _body(img, view, o, flood, reg, np.where(sub, 1.0, depth).astype(np.float32))[sub]
     # Fresnel-like: steep near the camera the water shows its body, grazing it is a mirror.
-    z = np.array([view.z_at_row(r) for r in range(y1, y2)], np.float32)[:, None]
     cos_i = spec.camera.height_m / np.sqrt(spec.camera.height_m ** 2 + np.minimum(z, 1e4) ** 2)
     r_min = float(rng.uniform(0.1, 0.3) if flood else rng.uniform(0.25, 0.45))
     fres = r_min + (1 - r_min) * (1 - cos_i) ** 3
