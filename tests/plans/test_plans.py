@@ -103,7 +103,7 @@ def test_scope_is_the_area_plus_named_points_or_only_the_points():
     grids = {"underpass-jt1": "g-04", "cam-9": "g-05", "underpass-xq3": "g-03", "new": None}
     assert scope_agents(rain, {"g-04", "g-05"}, grids) == ["cam-9", "underpass-jt1", "underpass-jt2"]
     crowd, _ = SETUP.plans["holiday-crowd"]
-    assert scope_agents(crowd, {"g-01", "g-02", "g-03"}, grids) == ["underpass-xq3"]
+    assert scope_agents(crowd, {"g-01", "g-02", "g-03"}, grids) == ["underpass-xq3", "xinqiao-station-cams"]
 
 
 def test_push_merges_onto_what_the_agent_has_and_restore_puts_it_back():
