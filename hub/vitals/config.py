@@ -15,6 +15,11 @@ how each indicator is graded.
         kind: water_level             # water_level | rainfall | people
         grid: g-04
         grading: {yellow: 0.1, red: 0.4}   # optional: overrides the kind's grading
+      - id: xq-station-square
+        agent: xinqiao-station-cams   # a camera agent: its people counts are readings too
+        reading: station-square.people  # <camera>.people, or <camera>.<zone>.people (count zone)
+        kind: people
+        grid: g-03
 
 Cross-checks (grids exist; a kind that is graded) live in :func:`check_vitals`, so a bad
 file stops ``cityops-hub check-config`` with ``file:line:col`` errors.
@@ -66,7 +71,8 @@ class Gauge(StrictModel):
 
     id: Id = Field(description="source id of the indicator (unique)")
     agent: Id = Field(description="the agent whose telemetry carries the reading")
-    reading: Id = Field(description="device.register key in the agent's telemetry readings")
+    reading: Id = Field(description="key in the agent's telemetry readings: a sensor's device.register, "
+                        "or a camera's people count <camera>.people / <camera>.<zone>.people")
     kind: Kind = Kind.WATER_LEVEL
     grid: str = Field(description="grid the gauge stands in (its area)")
     place: str = Field("", max_length=200)

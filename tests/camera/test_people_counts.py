@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import shutil
+import time
 from pathlib import Path
 
 import pytest
@@ -188,6 +189,16 @@ async def test_a_model_without_person_sends_no_count_and_says_why_once(tmp_path,
         await asyncio.wait_for(task, 20)
     said = [r for r in caplog.records if "people count" in r.getMessage()]
     assert len(said) == 1 and said[0].levelno == logging.WARNING and note in said[0].getMessage()
+
+
+def test_counts_go_in_the_readings_only_while_telemetry_include_readings_is_on(tmp_path):
+    folder = labels_without(tmp_path, {"vehicle": "person", "person": "pedestrian"})
+    section = camera_section(model=folder / "detector.tflite", labels=folder / "labels.txt")
+    for include, want in ((True, {"square.people": 1.0}), (False, {})):
+        comp = CameraComponent(section, include_readings=include)
+        comp.workers[0].people.add([person(0.1, 0.5, 0.2, 0.9)], time.monotonic())
+        tel = comp.telemetry()
+        assert tel["readings"] == want and tel["cameras"]["square"]["no_people_count"] is None
 
 
 # -- end to end: rendered "people" → agent → broker → hub vitals → the holiday-crowd plan ----------
