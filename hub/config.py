@@ -148,6 +148,40 @@ class Open311Config(StrictModel):
     key_service: str = Field("", max_length=500, description="discovery: how to get an api_key")
 
 
+class MapTiles(StrictModel):
+    """A raster tile server for the map page's base map (presets in docs/web.md)."""
+
+    url: str = Field(max_length=500, pattern=r"^https?://[^\s\"'<>]+$",
+                     description="tile URL template with {z}, {x}, {y} (and {s} for subdomains)")
+    overlay_url: str | None = Field(None, max_length=500, pattern=r"^https?://[^\s\"'<>]+$",
+                                    description="a second tile layer drawn over the first "
+                                    "(Tianditu's labels)")
+    subdomains: str = Field("abc", max_length=16, pattern=r"^[A-Za-z0-9]*$",
+                            description="the characters {s} takes in turn")
+    attribution: str = Field("", max_length=500, description="shown in the map's corner")
+    crs: Literal["wgs84", "gcj02"] = Field(
+        "wgs84", description="the tiles' datum: gcj02 for AMap and other Chinese GCJ-02 maps "
+        "(markers and grids are shifted to it)")
+    max_zoom: int = Field(18, ge=1, le=22)
+
+    @model_validator(mode="after")
+    def _placeholders(self) -> MapTiles:
+        for name in ("url", "overlay_url"):
+            value = getattr(self, name)
+            if value is not None and not all(k in value for k in ("{z}", "{x}", "{y}")):
+                raise ValueError(f"{name} needs {{z}}, {{x}} and {{y}} placeholders (got {value[:80]!r})")
+            if value is not None and "{s}" in value and not self.subdomains:
+                raise ValueError(f"{name} has {{s}}: give subdomains")
+        return self
+
+
+class MapConfig(StrictModel):
+    tiles: MapTiles | None = Field(None, description="the base map; none: grid polygons on a "
+                                   "blank base (offline)")
+    max_cases: int = Field(20_000, ge=1, le=200_000, description="open cases drawn at most "
+                           "(the newest; the page says when more are open)")
+
+
 class WebConfig(StrictModel):
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=0, le=65535, description="0: a free port")
@@ -167,6 +201,7 @@ class WebConfig(StrictModel):
                                        "after the case closes (single use)")
     linkage: LinkageConfig = Field(default_factory=LinkageConfig,
                                    description="linked incidents from emergency systems")
+    map: MapConfig = Field(default_factory=MapConfig, description="the map page (/map)")
 
 
 class IngestConfig(StrictModel):

@@ -23,6 +23,7 @@ from . import (
     admin,
     handler_api,
     linkage,
+    mapview,
     open311,
     pages,
     plans_web,
@@ -47,6 +48,7 @@ access_log = logging.getLogger("hub.web.access")
 
 HUB_KEY: web.AppKey = web.AppKey("hub", object)
 LIVE_KEY: web.AppKey = web.AppKey("live", LiveFeed)
+MAP_KEY: web.AppKey = web.AppKey("map", mapview.MapService)
 METRICS_KEY: web.AppKey = web.AppKey("metrics", HttpMetrics)
 RENDER_KEY: web.AppKey = web.AppKey("render", Renderer)
 SECURITY_KEY: web.AppKey = web.AppKey("security", SecurityState)
@@ -115,7 +117,10 @@ ROUTES: list[Route] = [
     Route("POST", f"/plans/{PLAN}", plans_web.plan_save_form, "plan_save", "admin", "page"),
     Route("POST", f"/plans/{PLAN}/{{action:(activate|deactivate)}}", plans_web.plan_action_form,
           "plan_action_page", "plan.activate", "page"),
+    Route("GET", "/map", mapview.map_page, "map_page", "view", "page"),
     Route("GET", "/static/{name}", pages.static, "static", "public", "page"),
+    Route("GET", "/static/vendor/{path:[A-Za-z0-9_./-]+}", mapview.vendor_file, "vendor",
+          "public", "page"),
     # -- operations -----------------------------------------------------------------------
     Route("GET", "/healthz", views.healthz, "healthz", "public"),
     Route("GET", "/metrics", views.metrics, "metrics", "public"),
@@ -149,6 +154,8 @@ ROUTES: list[Route] = [
           "supervision_answer", "supervision"),
     Route("GET", "/api/v1/agents", views.agents_json, "agents", "view"),
     Route("GET", "/api/v1/grids", views.grids_json, "grids", "view"),
+    Route("GET", "/api/v1/map", mapview.map_json, "map", "view"),
+    Route("GET", "/api/v1/map/live", mapview.map_stream, "map_live", "view"),
     Route("GET", "/api/v1/scores", views.scores_json, "scores", "view"),
     Route("GET", "/api/v1/dead-letters", views.dead_letters_json, "dead_letters", "view"),
     Route("GET", "/api/v1/stats", views.stats_json, "stats", "view"),
@@ -300,6 +307,7 @@ def create_app(hub: Hub) -> web.Application:
     app[open311.STATE_KEY] = open311.Open311State.for_hub(hub)
     live = LiveFeed(hub)
     app[LIVE_KEY] = live
+    app[MAP_KEY] = mapview.MapService(hub, live)
     for r in ROUTES:
         app.router.add_route(r.method, r.path, r.handler, name=r.name)
 

@@ -1,0 +1,357 @@
+"""The map page (一张图): ``GET /map``, its marker set ``GET /api/v1/map`` and the live
+stream ``GET /api/v1/map/live`` (server-sent events), and the vendored Leaflet files.
+
+The marker set is what :mod:`hub.web.mapdata` makes of the open cases (inside the
+viewer's scope: town and district accounts see their own grids' cases only), the
+cameras and sensors of the agents, and the grids with their vital-sign level. It is
+computed on a read connection, at most once per live-feed version and scope while
+somebody watches (the feed already notices every commit, :mod:`hub.web.live`).
+
+The stream rides on that feed: after each push it sends what changed since it last
+sent (``upserts``, ``removed``), so 10,000 markers cost one full set per page load and
+then only the cases that moved. A page that loaded the set from ``GET /api/v1/map``
+passes its ``snapshot`` id; the stream starts from it when the hub still holds it, else
+its first message is a full ``reset``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import json
+import logging
+import mimetypes
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+
+from ..auth.accounts import principal_now
+from ..auth.roles import Principal
+from ..store.rows import from_db_time
+from ..store.schema import OPEN_STATES_SQL
+from .common import json_response, principal
+from .live import KEEPALIVE_S, LiveFeed
+from .mapdata import (
+    CaseSpot,
+    DeviceSpot,
+    case_marker,
+    device_markers,
+    diff_markers,
+    grid_features,
+    place_device,
+    projector,
+    tile_csp_sources,
+    tiles_view,
+)
+from .problems import WebError
+from .render import STATIC_DIR
+from .serialize import names
+
+if TYPE_CHECKING:
+    from ..app import Hub
+
+__all__ = ["MapService", "map_json", "map_page", "map_stream", "open_case_spots",
+           "reported_places", "vendor_file"]
+
+log = logging.getLogger(__name__)
+
+PLACES_TTL_S = 60.0  # where devices reported from: re-read at most this often
+VENDOR_DIR = STATIC_DIR / "vendor"
+_VENDOR = {p.relative_to(VENDOR_DIR).as_posix(): p for p in VENDOR_DIR.rglob("*")
+           if p.is_file() and p.name not in ("README.md", "LICENSE")} if VENDOR_DIR.is_dir() else {}
+
+
+# -- the reads ---------------------------------------------------------------------------------------
+def open_case_spots(repo: Any, grids: frozenset[str] | None, limit: int) -> tuple[list[CaseSpot], int]:
+    """The newest ``limit`` open cases (in ``grids`` when given) and how many are open."""
+    scope, params = "", []
+    if grids is not None:
+        params = sorted(grids)
+        scope = f" AND grid_id IN ({', '.join('?' for _ in params) or 'NULL'})"
+    cond = f"state IN {OPEN_STATES_SQL}{scope}"
+    rows = repo.conn.execute(
+        "SELECT id, state, category, subcategory, lat, lon, grid_id, escalation_level,"  # noqa: S608
+        f" deadline_at, place FROM cases WHERE {cond} ORDER BY id DESC LIMIT ?",
+        [*params, limit]).fetchall()
+    spots = [CaseSpot(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], from_db_time(r[8]), r[9])
+             for r in rows]
+    total = len(spots) if len(spots) < limit else int(repo.conn.execute(
+        f"SELECT count(*) FROM cases WHERE {cond}", params).fetchone()[0])  # noqa: S608
+    return spots, total
+
+
+def reported_places(repo: Any) -> dict[tuple[str, str], tuple[float, float]]:
+    """(agent, source) → where its latest case was reported (on the cases' origin index)."""
+    rows = repo.conn.execute(
+        "SELECT origin_agent, origin_source, lat, lon FROM cases WHERE id IN"
+        " (SELECT max(id) FROM cases GROUP BY origin_agent, origin_source)").fetchall()
+    return {(r[0], r[1]): (r[2], r[3]) for r in rows}
+
+
+def _devices(agents: list[Any], now: Any, stale_s: float) -> list[DeviceSpot]:
+    out = []
+    for a in agents:
+        gone = a.state == "offline" or (a.state == "online" and (
+            a.last_seen is None or (now - a.last_seen).total_seconds() > stale_s))
+        for cam, info in sorted(a.cameras.items()):
+            state = info.get("state", "unknown") if isinstance(info, dict) else "unknown"
+            out.append(DeviceSpot(a.agent_id, cam, "camera", "offline" if gone else state, a.grid_id))
+        for dev, state in sorted(a.devices.items()):
+            if dev not in a.cameras:
+                out.append(DeviceSpot(a.agent_id, dev, "sensor", "offline" if gone else state,
+                                      a.grid_id))
+    return out
+
+
+# -- the marker sets ---------------------------------------------------------------------------------
+@dataclass
+class Snapshot:
+    id: int
+    version: int
+    grids: frozenset[str] | None
+    markers: dict[str, dict[str, Any]]
+    levels: dict[str, str]
+    open_cases: int
+    truncated: bool
+    unplaced: int
+
+
+@dataclass
+class _Places:
+    at: float = -1e9
+    reported: dict[tuple[str, str], tuple[float, float]] = field(default_factory=dict)
+
+
+class MapService:
+    """Per app: the marker sets, shared by every viewer of one scope and feed version."""
+
+    KEEP = 6  # recent snapshots a stream may start from
+
+    def __init__(self, hub: Hub, feed: LiveFeed) -> None:
+        self.hub = hub
+        self.feed = feed
+        self.tiles = hub.config.web.map.tiles
+        self.project = projector(self.tiles.crs if self.tiles else "wgs84")
+        self._ids = itertools.count(1)
+        self._recent: OrderedDict[int, Snapshot] = OrderedDict()
+        self._by_version: dict[tuple[int, frozenset[str] | None], Snapshot] = {}
+        self._places = _Places()
+        self._lock = asyncio.Lock()
+        self._grid_centres = {g.grid_id: g.centroid() for g in hub.setup.grids.grids}
+        self._gauge_at, self._gauge_grid_at = self._gauges()
+        self._features: dict[str, dict[str, Any]] = {
+            f["grid_id"]: f for f in grid_features(hub.setup.grids.grids, {}, self.project)}
+
+    def _gauges(self) -> tuple[dict, dict]:
+        at: dict[tuple[str, str], tuple[float, float]] = {}
+        grid_at: dict[tuple[str, str], tuple[float, float]] = {}
+        for g in self.hub.setup.vitals.gauges:
+            key = (g.agent, g.reading.split(".")[0])
+            if g.lat is not None and g.lon is not None:
+                at.setdefault(key, (g.lat, g.lon))
+            elif g.grid in self._grid_centres:
+                grid_at.setdefault(key, self._grid_centres[g.grid])
+        return at, grid_at
+
+    def grids_for(self, who: Principal) -> list[dict[str, Any]]:
+        return [f for gid, f in self._features.items() if who.sees(gid)]
+
+    def levels_for(self, who: Principal) -> dict[str, str]:
+        levels = self.hub.vitals.monitor.area_levels()
+        return {gid: levels[gid].label if gid in levels else "normal"
+                for gid in self._features if who.sees(gid)}
+
+    def get(self, snapshot_id: int, grids: frozenset[str] | None) -> Snapshot | None:
+        snap = self._recent.get(snapshot_id)
+        return snap if snap is not None and snap.grids == grids else None
+
+    async def snapshot(self, who: Principal, version: int | None = None) -> Snapshot:
+        """The marker set ``who`` may see; with ``version`` (a live-feed push), shared by
+        every stream of the same scope on that version."""
+        key = (version, who.grids) if version is not None else None
+        if key is not None and key in self._by_version:
+            return self._by_version[key]
+        async with self._lock:  # one computation at a time: viewers wait for it, not repeat it
+            if key is not None and key in self._by_version:
+                return self._by_version[key]
+            snap = await self._compute(who, version if version is not None else self.feed.version)
+            if key is not None:
+                self._by_version = {k: v for k, v in self._by_version.items() if k[0] == version}
+                self._by_version[key] = snap
+            self._recent[snap.id] = snap
+            while len(self._recent) > self.KEEP:
+                self._recent.popitem(last=False)
+            return snap
+
+    async def _compute(self, who: Principal, version: int) -> Snapshot:
+        hub = self.hub
+        cfg = hub.config
+        grids = who.grids
+        refresh = time.monotonic() - self._places.at > PLACES_TTL_S
+        now = hub.clock.now()
+
+        def read(repo: Any) -> tuple[list[CaseSpot], int, list[Any], dict | None]:
+            spots, total = open_case_spots(repo, grids, cfg.web.map.max_cases)
+            agents, _ = repo.search_agents(limit=100_000)
+            return spots, total, agents, reported_places(repo) if refresh else None
+
+        spots, total, agents, reported = await hub.read(read)
+        if reported is not None:
+            self._places = _Places(time.monotonic(), reported)
+        tax = hub.setup.taxonomy
+        labels: dict[str, str] = {}
+
+        def label(code: str) -> str:
+            if code not in labels:
+                n = names(tax, code)
+                labels[code] = f"{n['en']} {n['zh']}".strip()
+            return labels[code]
+
+        markers = {}
+        for c in spots:
+            m = case_marker(c, self.project, now, label(c.subcategory))
+            markers[m["key"]] = m
+        places = self._places.reported
+        locate = hub.setup.grids.locate
+
+        def place(d: DeviceSpot):
+            return place_device(d, gauge_at=self._gauge_at, reported_at=places,
+                                gauge_grid_at=self._gauge_grid_at,
+                                grid_centre=self._grid_centres.get)
+
+        def sees(lat: float, lon: float, agent_grid: str | None) -> bool:
+            if grids is None:
+                return True
+            g = locate(lat, lon)
+            return (g is not None and g.grid_id in grids) or (agent_grid in grids)
+
+        devices, unplaced = device_markers(
+            _devices(agents, now, cfg.agents.stale_after_s), self.project, place, sees)
+        for m in devices:
+            markers[m["key"]] = m
+        return Snapshot(next(self._ids), version, grids, markers, self.levels_for(who), total,
+                        total > len(spots), unplaced)
+
+
+def _service(request: web.Request) -> MapService:
+    from .app import MAP_KEY
+
+    return request.app[MAP_KEY]
+
+
+def _summary(snap: Snapshot) -> dict[str, Any]:
+    return {"snapshot": snap.id, "version": snap.version, "open_cases": snap.open_cases,
+            "truncated": snap.truncated, "unplaced": snap.unplaced}
+
+
+# -- the views ---------------------------------------------------------------------------------------
+async def map_page(request: web.Request) -> web.Response:
+    from .pages import page
+
+    svc = _service(request)
+    tiles = svc.tiles
+    response = page(request, "map.html", title="Map", tiles=tiles,
+                    leaflet_version=LEAFLET_VERSION)
+    extra = tile_csp_sources(tiles)
+    if extra:  # the configured tile server's images, and nothing else from outside
+        csp = response.headers["Content-Security-Policy"]
+        response.headers["Content-Security-Policy"] = csp.replace(
+            "img-src 'self' data:", "img-src 'self' data: " + " ".join(extra), 1)
+    return response
+
+
+async def map_json(request: web.Request) -> web.Response:
+    """The whole marker set: grids (rings and vital-sign level), markers, the tiles."""
+    svc = _service(request)
+    who = principal(request)
+    snap = await svc.snapshot(who)
+    body = {**_summary(snap), "crs": svc.tiles.crs if svc.tiles else "wgs84",
+            "tiles": tiles_view(svc.tiles), "grids": svc.grids_for(who), "levels": snap.levels,
+            "markers": list(snap.markers.values())}
+    response = json_response(body)
+    response.enable_compression()
+    return response
+
+
+async def map_stream(request: web.Request) -> web.StreamResponse:
+    """Server-sent ``markers`` events: what changed since the last one (``reset``: the
+    whole set). Ends when its principal may no longer view (checked before each push)."""
+    svc = _service(request)
+    hub, feed = svc.hub, svc.feed
+    who = principal(request)
+    try:
+        since = int(request.query.get("since", "0") or 0)
+    except ValueError:
+        raise WebError(400, "bad_since", "since is the snapshot id of GET /api/v1/map") from None
+    response = web.StreamResponse(headers={"Content-Type": "text/event-stream",
+                                           "Cache-Control": "no-cache",
+                                           "X-Accel-Buffering": "no"})
+    await response.prepare(request)
+    queue = feed.subscribe()
+    base = svc.get(since, who.grids)
+    sent: dict[str, dict[str, Any]] | None = dict(base.markers) if base else None
+    levels_sent: dict[str, str] | None = dict(base.levels) if base else None
+
+    async def allowed() -> Principal | None:
+        now = hub.clock.now()
+        current = await hub.read(lambda repo: principal_now(repo, who, now, grids=hub.setup.grids))
+        return current if current is not None and current.can("view") else None
+
+    async def send(version: int, current: Principal) -> None:
+        nonlocal sent, levels_sent
+        snap = await svc.snapshot(current, version)
+        reset = sent is None
+        upserts, removed = diff_markers(sent or {}, snap.markers)
+        msg: dict[str, Any] = {**_summary(snap), "reset": reset, "upserts": upserts,
+                               "removed": removed}
+        if reset or snap.levels != levels_sent:
+            msg["levels"] = snap.levels
+        sent, levels_sent = snap.markers, snap.levels
+        text = json.dumps(msg, separators=(",", ":"), ensure_ascii=False)
+        await response.write(f"event: markers\nid: {snap.id}\ndata: {text}\n\n".encode())
+
+    try:
+        item: Any = feed.latest or await feed.compute()
+        while item is not None:  # None: the feed stops
+            current = await allowed()
+            if current is None:
+                log.info("map stream of %s ended: signed out, expired, disabled or revoked",
+                         who.actor)
+                break
+            if current.grids != who.grids:  # the scope changed: start over
+                sent = levels_sent = None
+                who = current
+            if item is _KEEPALIVE:
+                await response.write(b": keep-alive\n\n")
+            else:
+                await send(item["version"], current)
+            try:
+                item = await asyncio.wait_for(queue.get(), KEEPALIVE_S)
+            except TimeoutError:
+                item = _KEEPALIVE
+    except (ConnectionResetError, asyncio.CancelledError):
+        pass
+    finally:
+        feed.unsubscribe(queue)
+    with contextlib.suppress(ConnectionResetError, RuntimeError):
+        await response.write_eof()
+    return response
+
+
+_KEEPALIVE = object()
+LEAFLET_VERSION = "1.9.4"
+
+
+async def vendor_file(request: web.Request) -> web.StreamResponse:
+    """A vendored library file (``hub/web/static/vendor/``): never a CDN at run time."""
+    path = _VENDOR.get(request.match_info["path"])
+    if path is None:
+        raise WebError(404, "not_found", "no such file")
+    kind = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+    return web.FileResponse(path, headers={"Content-Type": kind,
+                                           "Cache-Control": "public, max-age=86400"})
+
