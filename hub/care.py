@@ -60,6 +60,8 @@ __all__ = [
     "CareMessage",
     "CareRegistry",
     "CareStep",
+    "FRESH",
+    "NO_STEP",
     "Resident",
     "decide",
     "end_reason_text",
@@ -247,6 +249,12 @@ def parse_message(kind: str, attributes: str | Mapping[str, Any] | None) -> Care
     without a tier is tier 1 (a call button without tiers)."""
     attrs: Any = attributes
     if isinstance(attributes, str):
+        if '"tier"' not in attributes and '"acknowledged"' not in attributes and (
+                '"reason"' not in attributes):
+            # Stored JSON text lacking all three keys says nothing beyond its kind: no
+            # parsing needed to find them absent (most messages of an alarm).
+            plain = _PLAIN.get(kind)
+            return plain if plain is not None else CareMessage(kind, None, False, None)
         try:
             attrs = json.loads(attributes)
         except ValueError:
@@ -261,17 +269,24 @@ def parse_message(kind: str, attributes: str | Mapping[str, Any] | None) -> Care
                        str(reason)[:64] if reason is not None else None)
 
 
+NO_STEP = CareStep()
+_CONFIRM = CareStep(confirm=True)
+_PLAIN = {kind: CareMessage(kind, 1 if kind == "new" else None, False, None)
+          for kind in ("new", "update", "end")}
+FRESH = AlarmFacts(frozenset(), acknowledged=False, confirmed=False, ended=False)
+
+
 def decide(facts: AlarmFacts, msg: CareMessage) -> CareStep:
     """What the hub does with one message of an alarm. Pure and idempotent: a message
     seen again (redelivered, replayed) finds its tier handled and its ack confirmed."""
     if facts.ended:
-        return CareStep()
+        return NO_STEP
     if msg.kind == "end":
         return CareStep(end_reason=msg.reason or "ended")
     confirm = msg.acknowledged and not facts.confirmed
     tier = msg.tier
     if msg.acknowledged or tier is None or tier in facts.tiers_seen:
-        return CareStep(confirm=confirm)
+        return _CONFIRM if confirm else NO_STEP
     if facts.acknowledged:
         return CareStep(after_ack_tier=tier, confirm=confirm)
     return CareStep(notify_tier=tier, confirm=confirm)

@@ -202,6 +202,7 @@ class Ingestor:
                 self._refusal(repo, item, now, c, rejections, refused_seqs)
             elif isinstance(item, StatusItem):
                 c.statuses += 1
+                self.placer.settle_care(repo, batch, now)  # the status reads care alarms
                 self._apply_status(repo, item.status, now)
             elif isinstance(item, TelemetryItem):
                 c.telemetry += 1

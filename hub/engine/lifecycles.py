@@ -2,7 +2,8 @@
 
 A message of a known lifecycle costs two statements (store the message, note it on the
 lifecycle row); its effect on the case (event count, last event, active sources, cleared)
-is folded per case and written once per batch. The first message of a lifecycle finds
+is folded per case and written once per batch, and so are its notes (an event joined, an
+elderly-care step: hub/engine/care.py). The first message of a lifecycle finds
 its case — join an open one, reopen a recently closed one, or open, screen, accept and
 dispatch a new one — and links the lifecycle to it.
 
@@ -14,7 +15,7 @@ from __future__ import annotations
 
 import json
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from protocol.taxonomy import CloseMode
@@ -66,6 +67,15 @@ class BatchState:
     activity: dict[int, Activity]
     lifecycles: dict[int, LifecycleUpdate]
     ended: list[tuple[str, str]]  # lifecycles this batch ended: out of the cache at the end
+    # Audit notes (append_audit's arguments) written together by write_notes: before the
+    # batch ends and before any other audit row of the batch, so each case's trail keeps
+    # the order of its messages.
+    notes: list[tuple] = field(default_factory=list)
+    # Elderly-care messages (message, case, first of its lifecycle) and their cases, for
+    # CareDesk.settle: before the batch ends, before anything reads the alarms, and before
+    # another note on one of these cases.
+    care: list[tuple[EventRecord, int, bool]] = field(default_factory=list)
+    care_cases: set[int] = field(default_factory=set)
 
 
 class LifecyclePlacer:
@@ -106,14 +116,15 @@ class LifecyclePlacer:
                 state = list(found)
                 self._remember(key, state)
         if state is None:
-            self._first_message(repo, ev, datetime.fromisoformat(ev.observed_at), now,
-                                batch.activity, result)
+            self._first_message(repo, ev, datetime.fromisoformat(ev.observed_at), now, batch,
+                                result)
             if ev.kind == "end":
                 batch.ended.append(key)
-            if ev.category == CARE_CATEGORY:
+            if ev.category == CARE_CATEGORY and self.engine.care.wants(ev):
                 placed = self._cache.get(key)
                 if placed is not None and placed[1] is not None:
-                    self.engine.care.on_event(self.engine, repo, ev, placed[1], now, first=True)
+                    batch.care.append((ev, placed[1], True))
+                    batch.care_cases.add(placed[1])
             return
         lifecycle_id, case_id, last_seq, was_ended = state
         ended = ev.kind == "end"
@@ -139,8 +150,9 @@ class LifecyclePlacer:
             batch.ended.append(key)
         if case_id is None:
             return
-        if ev.category == CARE_CATEGORY:  # tiers told, the agent's confirmation, the end
-            self.engine.care.on_event(self.engine, repo, ev, case_id, now)
+        if ev.category == CARE_CATEGORY and self.engine.care.wants(ev):
+            batch.care.append((ev, case_id, False))  # tiers told, the confirmation, the end
+            batch.care_cases.add(case_id)
         activity = batch.activity
         act = activity.get(case_id)
         if act is None:
@@ -150,6 +162,7 @@ class LifecyclePlacer:
             act.last_at = ev.observed_at
         if newly_ended:
             if ev.snapshot_sha256 is not None and self.rules[ev.subcategory].close is CloseMode.PHOTO:
+                self.write_notes(repo, batch, now)
                 self.flush_case(repo, activity, case_id, now)
                 self._photo_end(repo, case_id, ev, datetime.fromisoformat(ev.observed_at), now,
                                 result)
@@ -157,7 +170,25 @@ class LifecyclePlacer:
                 act.active_delta -= 1
                 act.ended = True
 
+    def settle_care(self, repo: Repository, batch: BatchState, now: datetime,
+                    case_id: int | None = None) -> None:
+        """The batch's care messages so far (only if one is of case ``case_id``, when given:
+        a note on that case is about to be added). Their notes join ``batch.notes``."""
+        if batch.care and (case_id is None or case_id in batch.care_cases):
+            self.engine.care.settle(self.engine, repo, batch.care, now, batch.notes)
+            batch.care = []
+            batch.care_cases.clear()
+
+    def write_notes(self, repo: Repository, batch: BatchState, now: datetime) -> None:
+        """Everything the batch has to note so far, in one statement: before an audit row
+        is written directly, and at the end of the batch."""
+        self.settle_care(repo, batch, now)
+        if batch.notes:
+            repo.append_audits(batch.notes)
+            batch.notes = []
+
     def finish(self, repo: Repository, batch: BatchState, now: datetime) -> None:
+        self.write_notes(repo, batch, now)
         if batch.lifecycles:
             repo.note_lifecycle_messages(list(batch.lifecycles.values()))
             batch.lifecycles.clear()
@@ -189,12 +220,13 @@ class LifecyclePlacer:
 
     # -- the first message of a lifecycle -----------------------------------------------------------
     def _first_message(self, repo: Repository, ev: EventRecord, observed: datetime, now: datetime,
-                       activity: dict[int, Activity], result) -> None:
+                       batch: BatchState, result) -> None:
         unplaced = _unplaced(ev)
         grid = None if unplaced else self.setup.grids.locate(ev.lat, ev.lon)
         rule = self.rules[ev.subcategory]
         engine = self.engine
         ended = ev.kind == "end"
+        activity = batch.activity
         facts = MergeFacts(ev.subcategory, ev.agent_id, ev.source, ev.lat, ev.lon, observed)
         if unplaced:  # its own key, no search box: it joins nothing (hub/cases/merging.py)
             key, box = held_key(ev.subcategory, ev.agent_id, ev.event_id), None
@@ -229,9 +261,11 @@ class LifecyclePlacer:
                                               f"open case {holder.id} holds the place now")
             if decision.action == "join":
                 case_id = decision.case_id
+                self.settle_care(repo, batch, now, case_id)  # its notes come first
                 lifecycle_id = self._insert(repo, ev, grid, now, case_id)
-                repo.append_audit(case_id, now, "event_joined", None, None, Actor.AUTO,
-                                  f"{ev.agent_id}/{ev.source} event {ev.event_id} ({decision.detail})")
+                batch.notes.append((case_id, now, "event_joined", None, None, Actor.AUTO,
+                                    f"{ev.agent_id}/{ev.source} event {ev.event_id} "
+                                    f"({decision.detail})", None))
                 act = activity.get(case_id)
                 if act is None:
                     act = activity[case_id] = Activity(ev.observed_at)
@@ -245,6 +279,7 @@ class LifecyclePlacer:
                 result.counts.cases_joined += 1
             elif decision.action == "reopen":
                 case_id = decision.case_id
+                self.write_notes(repo, batch, now)
                 self.flush_case(repo, activity, case_id, now)
                 lifecycle_id = self._insert(repo, ev, grid, now, case_id)
                 case = repo.get_case(case_id)

@@ -336,6 +336,15 @@ class SqliteRepository(WebQueries, PlanQueries, NotifyQueries, SupervisionQuerie
              None if data is None else _to_db("data", data)),
         )
 
+    def append_audits(self, rows: Sequence[tuple[int, datetime, str, str | None, str | None,
+                                                  str, str, dict[str, Any] | None]]) -> None:
+        self.conn.executemany(
+            "INSERT INTO case_audit (case_id, at, action, from_state, to_state, actor, detail, data)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            [(case_id, self._t(at), action, from_state, to_state, actor, detail,
+              None if data is None else _to_db("data", data))
+             for case_id, at, action, from_state, to_state, actor, detail, data in rows])
+
     def audit_for_case(self, case_id: int) -> list[AuditRow]:
         rows = self._x("SELECT * FROM case_audit WHERE case_id = ? ORDER BY id", (case_id,))
         return [_row(AuditRow, r) for r in rows]

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from collections.abc import Iterable, Sequence
 from datetime import datetime
+from operator import itemgetter
 from typing import Any
 
 from ..care import CareAlarm
@@ -25,6 +27,28 @@ def _alarm(row: sqlite3.Row) -> CareAlarm:
     return CareAlarm(**d)
 
 
+def _dumps(tiers: list[int]) -> str:
+    """The JSON text json.dumps(sorted(tiers)) gives, without its encoder (small ints)."""
+    return "[" + ", ".join(map(str, sorted(tiers))) + "]"
+
+
+# Every column but the id; the ones an event of the alarm can change.
+_COLUMNS = ("agent_id", "event_id", "source", "subcategory", "case_id", "opened_at",
+            "updated_at", "tier", "tiers_seen", "tier_notifications", "escalations_after_ack",
+            "acknowledged_at", "acknowledged_by", "confirmed_at", "ended_at", "end_reason")
+_EVENT_COLUMNS = ("case_id", "updated_at", "tier", "tiers_seen", "tier_notifications",
+                  "escalations_after_ack", "confirmed_at", "ended_at", "end_reason")
+# Each statement's values: the columns before tiers_seen, its JSON text, the ones after.
+_HEAD = itemgetter(*_COLUMNS[:_COLUMNS.index("tiers_seen")])
+_TAIL = itemgetter(*_COLUMNS[_COLUMNS.index("tiers_seen") + 1:])
+_EVENT_HEAD = itemgetter(*_EVENT_COLUMNS[:_EVENT_COLUMNS.index("tiers_seen")])
+_EVENT_TAIL = itemgetter(*_EVENT_COLUMNS[_EVENT_COLUMNS.index("tiers_seen") + 1:], "id")
+_INSERT = (f"INSERT INTO care_alarms ({', '.join(_COLUMNS)}) "  # noqa: S608 (our names)
+           f"VALUES ({', '.join('?' * len(_COLUMNS))})")
+_UPDATE = (f"UPDATE care_alarms SET {', '.join(f'{c} = ?' for c in _EVENT_COLUMNS)} "  # noqa: S608
+           "WHERE id = ?")
+
+
 def _db(name: str, value: Any) -> Any:
     if isinstance(value, datetime):
         return to_db_time(value)
@@ -39,26 +63,30 @@ class CareQueries:
     conn: sqlite3.Connection
     _x: Any
 
-    def get_care_alarm(self, agent_id: str, event_id: str) -> CareAlarm | None:
-        row = self._x("SELECT * FROM care_alarms WHERE agent_id = ? AND event_id = ?",
-                      (agent_id, event_id)).fetchone()
-        return None if row is None else _alarm(row)
+    def care_alarm_rows(self, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], dict]:
+        """The stored alarms of these (agent id, event id) keys in one statement, as their
+        columns (times as stored text, ``tiers_seen`` as a list): what an ingest batch's
+        care messages start from (:meth:`hub.engine.care.CareDesk.settle`)."""
+        wanted = json.dumps([list(k) for k in dict.fromkeys(keys)])
+        rows = self._x("SELECT c.* FROM json_each(?) AS k JOIN care_alarms c"
+                       " ON c.agent_id = json_extract(k.value, '$[0]')"
+                       " AND c.event_id = json_extract(k.value, '$[1]')", (wanted,))
+        out = {}
+        for row in rows:
+            d = dict(row)
+            d["tiers_seen"] = json.loads(d["tiers_seen"] or "[]")
+            out[(d["agent_id"], d["event_id"])] = d
+        return out
 
-    def insert_care_alarm(self, agent_id: str, event_id: str, source: str, subcategory: str,
-                          case_id: int | None, now: datetime, **fields: Any) -> CareAlarm | None:
-        """A new alarm with ``fields`` set; None when the alarm is already there (the
-        caller then reads and updates it)."""
-        t = to_db_time(now)
-        cols = ["agent_id", "event_id", "source", "subcategory", "case_id", "opened_at",
-                "updated_at", *fields]
-        cur = self._x(f"INSERT OR IGNORE INTO care_alarms ({', '.join(cols)}) "  # noqa: S608 (our names)
-                      f"VALUES ({', '.join('?' * len(cols))})",
-                      [agent_id, event_id, source, subcategory, case_id, t, t,
-                       *(_db(k, v) for k, v in fields.items())])
-        if cur.rowcount == 0:
-            return None
-        return CareAlarm(int(cur.lastrowid), agent_id, event_id, source, subcategory, case_id,
-                         now, now, **{"tiers_seen": [], **fields})
+    def write_care_alarms(self, inserts: Sequence[dict], updates: Sequence[dict]) -> None:
+        """New alarms and changed ones, as :meth:`care_alarm_rows` gives them (an update
+        writes every column an event can change; the acknowledgement is a person's)."""
+        if inserts:
+            self.conn.executemany(_INSERT, [(*_HEAD(r), _dumps(r["tiers_seen"]), *_TAIL(r))
+                                            for r in inserts])
+        if updates:
+            self.conn.executemany(_UPDATE, [(*_EVENT_HEAD(r), _dumps(r["tiers_seen"]),
+                                             *_EVENT_TAIL(r)) for r in updates])
 
     def update_care_alarm(self, alarm_id: int, **fields: Any) -> None:
         if not fields:
