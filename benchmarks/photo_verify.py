@@ -23,6 +23,21 @@ Every verdict goes through the engine's rule (``decide_on_verdict`` with
 back, or ask an operator. Also measured: unrelated pairs (the after-photo of another
 scene) that must never close, and the time per pair next to one detector run on a full
 frame in the same process (a same-run baseline for a busy machine).
+
+Real photos (issue 18)::
+
+    ./dev bench photo_verify --real [DIR] [--split val|train|all] [--limit N] [--json PATH]
+                             [--model M --labels L]...
+
+DIR is a folder in the manifest format of ``../shared/realworld`` (the default), read in
+place. Each photo showing a problem the verifier knows (water, flame, smoke, garbage) is
+the before-photo of a *still there* pair whose after-photo is the same photo re-taken with
+camera-like changes (``benchmarks/_realpairs.py``): it must never close. Two *unrelated*
+pairs per photo take another real photo as the after-photo (another source; the same
+source, which for CCTV frames can be the same camera at another moment, so those closures
+are listed apart for a person to look at). Tune on ``--split train``; report ``val``. Each
+``--model``/``--labels`` pair (default: the pinned detector) verifies the same pairs, so
+two detectors are compared in one run; the rendered mode takes them too, one run each.
 """
 
 from __future__ import annotations

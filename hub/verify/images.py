@@ -109,7 +109,10 @@ def _local_homography(src: np.ndarray, dst: np.ndarray, crop: Crop, width: int,
     corners = np.float32([[crop.x0 + crop.bx0, crop.y0 + crop.by0], [crop.x0 + crop.bx1, crop.y0 + crop.by0],
                           [crop.x0 + crop.bx1, crop.y0 + crop.by1], [crop.x0 + crop.bx0, crop.y0 + crop.by1]])
     # where each fit says the region's corners are in the after-photo
-    inv_l, inv_g = np.linalg.inv(matrix), np.linalg.inv(global_matrix)
+    try:
+        inv_l, inv_g = np.linalg.inv(matrix), np.linalg.inv(global_matrix)
+    except np.linalg.LinAlgError:  # a singular fit squashes the view onto a line: no re-take
+        return None
     pl = cv2.perspectiveTransform(corners.reshape(-1, 1, 2), inv_l).reshape(-1, 2)
     pg = cv2.perspectiveTransform(corners.reshape(-1, 1, 2), inv_g).reshape(-1, 2)
     if not np.all(np.isfinite(pl)) or float(np.abs(pl - pg).max()) > 0.15 * width:

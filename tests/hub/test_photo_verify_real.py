@@ -120,3 +120,35 @@ def test_the_real_mode_runs_on_one_photo_per_class(tmp_path, capsys):
     assert m["still_there"]["pairs"] == 4 and m["unrelated"]["pairs"] == 4
     assert m["wrong_closures"] == 0, m["wrong_closure_pairs"]
     assert "still there, all" in capsys.readouterr().out
+
+
+SINGULAR = np.array([[1.0, 2.0, 0.0], [0.5, 1.0, 0.0], [0.0, 0.0, 1.0]])
+
+
+@pytest.mark.parametrize("which", ["local", "global"])
+def test_a_singular_homography_is_no_alignment_not_a_crash(monkeypatch, which):
+    """Two unrelated real photos (a fire frame against a smoke frame of the same CCTV source)
+    once made RANSAC return a singular matrix, and inverting it raised out of verify().
+    Here OpenCV's fit is made singular on purpose: the whole-view fit (the first call) or
+    the one near the region (the second)."""
+    real = cv2.findHomography
+    calls = []
+
+    def fit(*args, **kwargs):
+        matrix, inliers = real(*args, **kwargs)
+        calls.append(which)
+        if (len(calls) == 1) == (which == "global") and matrix is not None:
+            return SINGULAR.copy(), np.ones_like(inliers)
+        return matrix, inliers
+
+    monkeypatch.setattr(cv2, "findHomography", fit)
+    p = make_pair(1002)
+    box = next(b.box for b in p.before_boxes if b.label == p.category)
+    before = cv2.imencode(".jpg", p.before, [cv2.IMWRITE_JPEG_QUALITY, 85])[1].tobytes()
+    after = rp.retake_jpeg(p.before, rp.draw_retake(random.Random(1)), 1)
+    v = PhotoVerifier().verify(before, after, box)
+    assert len(calls) >= (2 if which == "local" else 1)
+    if which == "global":
+        assert v.outcome is Outcome.UNCERTAIN and "cannot be aligned" in v.detail, v.detail
+    else:  # the whole-view fit still holds: the bin is still there
+        assert v.outcome is Outcome.NOT_FIXED, v.detail
