@@ -307,7 +307,7 @@ def create_app(hub: Hub) -> web.Application:
     app[open311.STATE_KEY] = open311.Open311State.for_hub(hub)
     live = LiveFeed(hub)
     app[LIVE_KEY] = live
-    app[MAP_KEY] = mapview.MapService(hub, live)
+    app[MAP_KEY] = mapview.MapService(hub)
     for r in ROUTES:
         app.router.add_route(r.method, r.path, r.handler, name=r.name)
 
@@ -316,6 +316,7 @@ def create_app(hub: Hub) -> web.Application:
 
     async def stop_live(_app: web.Application) -> None:
         await live.stop()
+        await app[MAP_KEY].stop()
 
     async def stop_pools(_app: web.Application) -> None:
         security.passwords.close()

@@ -33,12 +33,11 @@ Project = Callable[[float, float], tuple[float, float]]
 def projector(crs: str) -> Project:
     """(lat, lon) in WGS-84 → the base map's datum."""
     if crs == "gcj02":
-        return to_gcj02
-    return lambda lat, lon: (lat, lon)
-
-
-def _r(x: float) -> float:
-    return round(x, 6)  # ~0.1 m: plenty for a marker, a third of the JSON
+        def gcj(lat: float, lon: float) -> tuple[float, float]:
+            g = to_gcj02(lat, lon)
+            return round(g[0], 7), round(g[1], 7)  # 1 cm: the shift's own digits say nothing
+        return gcj
+    return lambda lat, lon: (lat, lon)  # as stored
 
 
 @dataclass(frozen=True)
@@ -47,7 +46,6 @@ class CaseSpot:
 
     id: int
     state: str
-    category: str
     subcategory: str
     lat: float
     lon: float
@@ -57,14 +55,15 @@ class CaseSpot:
     place: str | None
 
 
-def case_marker(c: CaseSpot, project: Project, now: datetime, label: str) -> dict[str, Any]:
+def case_marker(c: CaseSpot, project: Project, now: datetime) -> dict[str, Any]:
+    """A case's marker; its page is ``/cases/<id>``, its label ``labels[subcategory]`` of
+    the set (a label once, not ten thousand times)."""
     lat, lon = project(c.lat, c.lon)
     overdue = (c.deadline_at is not None and now >= c.deadline_at
                and c.state not in ("resolved",))
-    return {"key": f"case:{c.id}", "kind": "case", "id": c.id, "lat": _r(lat), "lon": _r(lon),
+    return {"key": f"case:{c.id}", "kind": "case", "id": c.id, "lat": lat, "lon": lon,
             "state": c.state, "level": min(max(c.level, 0), 3), "overdue": overdue,
-            "category": c.category, "subcategory": c.subcategory, "grid_id": c.grid_id,
-            "label": label, "place": c.place or "", "url": f"/cases/{c.id}"}
+            "subcategory": c.subcategory, "grid_id": c.grid_id, "place": c.place or ""}
 
 
 @dataclass(frozen=True)
@@ -112,7 +111,7 @@ def device_markers(devices: Iterable[DeviceSpot], project: Project,
             continue
         plat, plon = project(lat, lon)
         out.append({"key": f"{d.kind}:{d.agent_id}/{d.source}", "kind": d.kind,
-                    "agent_id": d.agent_id, "source": d.source, "lat": _r(plat), "lon": _r(plon),
+                    "agent_id": d.agent_id, "source": d.source, "lat": plat, "lon": plon,
                     "state": d.state, "placed": how,
                     "url": "/agents?q=" + quote(d.agent_id, safe="")})
     return out, unplaced
@@ -127,7 +126,7 @@ def grid_features(grids: Sequence[Grid], levels: Mapping[str, str],
         rings = []
         for poly in g.polygons:
             for ring in poly:
-                rings.append([[_r(p[0]), _r(p[1])] for p in (project(lat, lon) for lon, lat in ring)])
+                rings.append([list(project(lat, lon)) for lon, lat in ring])
         out.append({"grid_id": g.grid_id, "name": g.name, "town": g.town, "district": g.district,
                     "level": levels.get(g.grid_id, "normal"), "rings": rings})
     return out

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gzip
 import itertools
 import json
 import logging
@@ -33,8 +34,9 @@ from ..auth.accounts import principal_now
 from ..auth.roles import Principal
 from ..store.rows import from_db_time
 from ..store.schema import OPEN_STATES_SQL
-from .common import json_response, principal
-from .live import KEEPALIVE_S, LiveFeed
+from ..store.sqlite import SharedReader
+from .common import principal
+from .live import KEEPALIVE_S
 from .mapdata import (
     CaseSpot,
     DeviceSpot,
@@ -73,11 +75,14 @@ def open_case_spots(repo: Any, grids: frozenset[str] | None, limit: int) -> tupl
         params = sorted(grids)
         scope = f" AND grid_id IN ({', '.join('?' for _ in params) or 'NULL'})"
     cond = f"state IN {OPEN_STATES_SQL}{scope}"
-    rows = repo.conn.execute(
-        "SELECT id, state, category, subcategory, lat, lon, grid_id, escalation_level,"  # noqa: S608
-        f" deadline_at, place FROM cases WHERE {cond} ORDER BY id DESC LIMIT ?",
-        [*params, limit]).fetchall()
-    spots = [CaseSpot(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], from_db_time(r[8]), r[9])
+    cols = "id, state, subcategory, lat, lon, grid_id, escalation_level, deadline_at, place"
+    # Usually every open case fits: then no sort (the state index's order is fine to draw).
+    rows = repo.conn.execute(f"SELECT {cols} FROM cases WHERE {cond} LIMIT ?",  # noqa: S608
+                             [*params, limit + 1]).fetchall()
+    if len(rows) > limit:  # more than drawn: the newest
+        rows = repo.conn.execute(f"SELECT {cols} FROM cases WHERE {cond} ORDER BY id DESC LIMIT ?",  # noqa: S608
+                                 [*params, limit]).fetchall()
+    spots = [CaseSpot(r[0], r[1], r[2], r[3], r[4], r[5], r[6], from_db_time(r[7]), r[8])
              for r in rows]
     total = len(spots) if len(spots) < limit else int(repo.conn.execute(
         f"SELECT count(*) FROM cases WHERE {cond}", params).fetchone()[0])  # noqa: S608
@@ -111,13 +116,17 @@ def _devices(agents: list[Any], now: Any, stale_s: float) -> list[DeviceSpot]:
 @dataclass
 class Snapshot:
     id: int
-    version: int
+    at: float  # time.monotonic() when computed
+    change_marker: int  # the database's data_version on the service's connection then
     grids: frozenset[str] | None
     markers: dict[str, dict[str, Any]]
     levels: dict[str, str]
+    labels: dict[str, str]
     open_cases: int
     truncated: bool
     unplaced: int
+    body: bytes | None = None  # GET /api/v1/map's answer, made once
+    gzipped: bytes | None = None
 
 
 @dataclass
@@ -127,24 +136,30 @@ class _Places:
 
 
 class MapService:
-    """Per app: the marker sets, shared by every viewer of one scope and feed version."""
+    """Per app: the marker sets, one per scope, computed again only when the database
+    changed (SQLite's ``data_version`` on the service's own read connection) or after
+    ``REUSE_S`` (devices go stale and cases overdue as time passes)."""
 
-    KEEP = 6  # recent snapshots a stream may start from
+    KEEP = 8  # recent snapshots a stream may start from
+    REUSE_S = 10.0
 
-    def __init__(self, hub: Hub, feed: LiveFeed) -> None:
+    def __init__(self, hub: Hub) -> None:
         self.hub = hub
-        self.feed = feed
         self.tiles = hub.config.web.map.tiles
         self.project = projector(self.tiles.crs if self.tiles else "wgs84")
+        self._reader = SharedReader(hub.config.database)
         self._ids = itertools.count(1)
         self._recent: OrderedDict[int, Snapshot] = OrderedDict()
-        self._by_version: dict[tuple[int, frozenset[str] | None], Snapshot] = {}
+        self._latest: dict[frozenset[str] | None, Snapshot] = {}
         self._places = _Places()
         self._lock = asyncio.Lock()
         self._grid_centres = {g.grid_id: g.centroid() for g in hub.setup.grids.grids}
         self._gauge_at, self._gauge_grid_at = self._gauges()
         self._features: dict[str, dict[str, Any]] = {
             f["grid_id"]: f for f in grid_features(hub.setup.grids.grids, {}, self.project)}
+
+    async def stop(self) -> None:
+        await asyncio.to_thread(self._reader.close)  # waits for a read still running
 
     def _gauges(self) -> tuple[dict, dict]:
         at: dict[tuple[str, str], tuple[float, float]] = {}
@@ -157,64 +172,63 @@ class MapService:
                 grid_at.setdefault(key, self._grid_centres[g.grid])
         return at, grid_at
 
-    def grids_for(self, who: Principal) -> list[dict[str, Any]]:
-        return [f for gid, f in self._features.items() if who.sees(gid)]
+    def grids_for(self, grids: frozenset[str] | None) -> list[dict[str, Any]]:
+        return [f for gid, f in self._features.items() if grids is None or gid in grids]
 
-    def levels_for(self, who: Principal) -> dict[str, str]:
+    def levels_for(self, grids: frozenset[str] | None) -> dict[str, str]:
         levels = self.hub.vitals.monitor.area_levels()
         return {gid: levels[gid].label if gid in levels else "normal"
-                for gid in self._features if who.sees(gid)}
+                for gid in self._features if grids is None or gid in grids}
 
     def get(self, snapshot_id: int, grids: frozenset[str] | None) -> Snapshot | None:
         snap = self._recent.get(snapshot_id)
         return snap if snap is not None and snap.grids == grids else None
 
-    async def snapshot(self, who: Principal, version: int | None = None) -> Snapshot:
-        """The marker set ``who`` may see; with ``version`` (a live-feed push), shared by
-        every stream of the same scope on that version."""
-        key = (version, who.grids) if version is not None else None
-        if key is not None and key in self._by_version:
-            return self._by_version[key]
+    async def _marker(self) -> int:
+        return await asyncio.to_thread(self._reader.use, lambda repo: repo.change_marker())
+
+    def _fresh(self, snap: Snapshot | None, marker: int) -> bool:
+        return (snap is not None and snap.change_marker == marker
+                and time.monotonic() - snap.at < self.REUSE_S)
+
+    async def snapshot(self, grids: frozenset[str] | None) -> Snapshot:
+        """The marker set of an account with these grids (None: the whole city), shared
+        by every viewer of that scope while the database has not changed."""
+        if self._fresh(self._latest.get(grids), await self._marker()):
+            return self._latest[grids]
         async with self._lock:  # one computation at a time: viewers wait for it, not repeat it
-            if key is not None and key in self._by_version:
-                return self._by_version[key]
-            snap = await self._compute(who, version if version is not None else self.feed.version)
-            if key is not None:
-                self._by_version = {k: v for k, v in self._by_version.items() if k[0] == version}
-                self._by_version[key] = snap
+            if self._fresh(self._latest.get(grids), await self._marker()):
+                return self._latest[grids]
+            snap = await self._compute(grids)
+            if len(self._latest) > 256:
+                self._latest.clear()
+            self._latest[grids] = snap
             self._recent[snap.id] = snap
             while len(self._recent) > self.KEEP:
                 self._recent.popitem(last=False)
             return snap
 
-    async def _compute(self, who: Principal, version: int) -> Snapshot:
+    async def _compute(self, grids: frozenset[str] | None) -> Snapshot:
         hub = self.hub
         cfg = hub.config
-        grids = who.grids
         refresh = time.monotonic() - self._places.at > PLACES_TTL_S
         now = hub.clock.now()
 
-        def read(repo: Any) -> tuple[list[CaseSpot], int, list[Any], dict | None]:
+        def read(repo: Any) -> tuple[int, list[CaseSpot], int, list[Any], dict | None]:
+            marker = repo.change_marker()  # first: the data read next is at least this new
             spots, total = open_case_spots(repo, grids, cfg.web.map.max_cases)
             agents, _ = repo.search_agents(limit=100_000)
-            return spots, total, agents, reported_places(repo) if refresh else None
+            return marker, spots, total, agents, reported_places(repo) if refresh else None
 
-        spots, total, agents, reported = await hub.read(read)
+        marker, spots, total, agents, reported = await asyncio.to_thread(self._reader.use, read)
         if reported is not None:
             self._places = _Places(time.monotonic(), reported)
         tax = hub.setup.taxonomy
         labels: dict[str, str] = {}
-
-        def label(code: str) -> str:
-            if code not in labels:
-                n = names(tax, code)
-                labels[code] = f"{n['en']} {n['zh']}".strip()
-            return labels[code]
-
-        markers = {}
         for c in spots:
-            m = case_marker(c, self.project, now, label(c.subcategory))
-            markers[m["key"]] = m
+            if c.subcategory not in labels:
+                n = names(tax, c.subcategory)
+                labels[c.subcategory] = f"{n['en']} {n['zh']}".strip()
         places = self._places.reported
         locate = hub.setup.grids.locate
 
@@ -231,10 +245,24 @@ class MapService:
 
         devices, unplaced = device_markers(
             _devices(agents, now, cfg.agents.stale_after_s), self.project, place, sees)
-        for m in devices:
+        markers = {m["key"]: m for m in devices}  # first: a case is drawn over its camera
+        for c in spots:
+            m = case_marker(c, self.project, now)
             markers[m["key"]] = m
-        return Snapshot(next(self._ids), version, grids, markers, self.levels_for(who), total,
-                        total > len(spots), unplaced)
+        return Snapshot(next(self._ids), time.monotonic(), marker, grids, markers,
+                        self.levels_for(grids), labels, total, total > len(spots), unplaced)
+
+    def body(self, snap: Snapshot) -> tuple[bytes, bytes]:
+        """(JSON, gzipped JSON) of ``GET /api/v1/map`` for this snapshot (run in a thread)."""
+        if snap.body is None or snap.gzipped is None:
+            data = {**_summary(snap), "crs": self.tiles.crs if self.tiles else "wgs84",
+                    "tiles": tiles_view(self.tiles), "grids": self.grids_for(snap.grids),
+                    "levels": snap.levels, "labels": snap.labels,
+                    "markers": list(snap.markers.values())}
+            raw = json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode()
+            snap.gzipped = gzip.compress(raw, compresslevel=5, mtime=0)
+            snap.body = raw
+        return snap.body, snap.gzipped
 
 
 def _service(request: web.Request) -> MapService:
@@ -244,8 +272,8 @@ def _service(request: web.Request) -> MapService:
 
 
 def _summary(snap: Snapshot) -> dict[str, Any]:
-    return {"snapshot": snap.id, "version": snap.version, "open_cases": snap.open_cases,
-            "truncated": snap.truncated, "unplaced": snap.unplaced}
+    return {"snapshot": snap.id, "open_cases": snap.open_cases, "truncated": snap.truncated,
+            "unplaced": snap.unplaced}
 
 
 # -- the views ---------------------------------------------------------------------------------------
@@ -267,21 +295,22 @@ async def map_page(request: web.Request) -> web.Response:
 async def map_json(request: web.Request) -> web.Response:
     """The whole marker set: grids (rings and vital-sign level), markers, the tiles."""
     svc = _service(request)
-    who = principal(request)
-    snap = await svc.snapshot(who)
-    body = {**_summary(snap), "crs": svc.tiles.crs if svc.tiles else "wgs84",
-            "tiles": tiles_view(svc.tiles), "grids": svc.grids_for(who), "levels": snap.levels,
-            "markers": list(snap.markers.values())}
-    response = json_response(body)
-    response.enable_compression()
-    return response
+    snap = await svc.snapshot(principal(request).grids)
+    raw, gz = await asyncio.to_thread(svc.body, snap)
+    headers = {"Cache-Control": "no-store", "Vary": "Accept-Encoding"}
+    if "gzip" in request.headers.get("Accept-Encoding", ""):
+        return web.Response(body=gz, content_type="application/json",
+                            headers={**headers, "Content-Encoding": "gzip"})
+    return web.Response(body=raw, content_type="application/json", headers=headers)
 
 
 async def map_stream(request: web.Request) -> web.StreamResponse:
     """Server-sent ``markers`` events: what changed since the last one (``reset``: the
     whole set). Ends when its principal may no longer view (checked before each push)."""
+    from .app import LIVE_KEY
+
     svc = _service(request)
-    hub, feed = svc.hub, svc.feed
+    hub, feed = svc.hub, request.app[LIVE_KEY]
     who = principal(request)
     try:
         since = int(request.query.get("since", "0") or 0)
@@ -295,24 +324,35 @@ async def map_stream(request: web.Request) -> web.StreamResponse:
     base = svc.get(since, who.grids)
     sent: dict[str, dict[str, Any]] | None = dict(base.markers) if base else None
     levels_sent: dict[str, str] | None = dict(base.levels) if base else None
+    labels_sent: set[str] = set(base.labels) if base else set()
 
     async def allowed() -> Principal | None:
         now = hub.clock.now()
         current = await hub.read(lambda repo: principal_now(repo, who, now, grids=hub.setup.grids))
         return current if current is not None and current.can("view") else None
 
-    async def send(version: int, current: Principal) -> None:
-        nonlocal sent, levels_sent
-        snap = await svc.snapshot(current, version)
+    first = True
+
+    async def send(current: Principal) -> None:
+        nonlocal sent, levels_sent, first
+        snap = await svc.snapshot(current.grids)
         reset = sent is None
         upserts, removed = diff_markers(sent or {}, snap.markers)
         msg: dict[str, Any] = {**_summary(snap), "reset": reset, "upserts": upserts,
                                "removed": removed}
         if reset or snap.levels != levels_sent:
             msg["levels"] = snap.levels
+        new_labels = {k: v for k, v in snap.labels.items() if k not in labels_sent}
+        if new_labels:
+            msg["labels"] = new_labels
+            labels_sent.update(new_labels)
+        quiet = not (reset or first or upserts or removed or "levels" in msg or new_labels)
         sent, levels_sent = snap.markers, snap.levels
+        if quiet:
+            return  # nothing on the map changed (a commit elsewhere: a session, telemetry)
         text = json.dumps(msg, separators=(",", ":"), ensure_ascii=False)
         await response.write(f"event: markers\nid: {snap.id}\ndata: {text}\n\n".encode())
+        first = False
 
     try:
         item: Any = feed.latest or await feed.compute()
@@ -324,11 +364,12 @@ async def map_stream(request: web.Request) -> web.StreamResponse:
                 break
             if current.grids != who.grids:  # the scope changed: start over
                 sent = levels_sent = None
+                labels_sent.clear()
                 who = current
             if item is _KEEPALIVE:
                 await response.write(b": keep-alive\n\n")
             else:
-                await send(item["version"], current)
+                await send(current)
             try:
                 item = await asyncio.wait_for(queue.get(), KEEPALIVE_S)
             except TimeoutError:

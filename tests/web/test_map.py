@@ -110,13 +110,13 @@ def test_tile_settings_refuse_bad_templates_and_name_csp_origins():
 # -- pure marker decisions --------------------------------------------------------------------------------
 def test_case_marker_colour_inputs_and_overdue():
     now = datetime(2026, 7, 1, 9, 0, tzinfo=UTC)
-    spot = CaseSpot(7, "escalated", "flood", "flood.road_waterlogging", 31.205, 121.405, "g-01", 5,
+    spot = CaseSpot(7, "escalated", "flood.road_waterlogging", 31.205, 121.405, "g-01", 5,
                     datetime(2026, 7, 1, 8, 0, tzinfo=UTC), "Xinqiao Rd")
-    m = case_marker(spot, projector("wgs84"), now, "Waterlogging")
-    assert (m["key"], m["url"], m["level"], m["overdue"]) == ("case:7", "/cases/7", 3, True)
-    resolved = case_marker(CaseSpot(8, "resolved", "flood", "flood.x", 31.2, 121.4, None, 0,
+    m = case_marker(spot, projector("wgs84"), now)
+    assert (m["key"], m["id"], m["level"], m["overdue"]) == ("case:7", 7, 3, True)
+    resolved = case_marker(CaseSpot(8, "resolved", "flood.x", 31.2, 121.4, None, 0,
                                     datetime(2026, 7, 1, 8, 0, tzinfo=UTC), None),
-                           projector("gcj02"), now, "x")
+                           projector("gcj02"), now)
     assert not resolved["overdue"]  # waiting for a check, not for the department
     assert (resolved["lat"], resolved["lon"]) == pytest.approx(to_gcj02(31.2, 121.4), abs=1e-6)
 
@@ -172,10 +172,9 @@ async def test_markers_for_an_operator(world, client, hub):
     markers = {m["key"]: m for m in data["markers"]}
     x = markers[f"case:{world['x']}"]
     stored = await hub.read(lambda r: r.get_case(world["x"]))
-    assert (x["kind"], x["state"], x["level"], x["url"]) == ("case", stored.state, 0,
-                                                             f"/cases/{world['x']}")
+    assert (x["kind"], x["id"], x["state"], x["level"]) == ("case", world["x"], stored.state, 0)
     assert (x["lat"], x["lon"]) == pytest.approx(G01)
-    assert x["grid_id"] == "g-01" and x["label"] == "Road waterlogging 道路积水"
+    assert x["grid_id"] == "g-01" and data["labels"][x["subcategory"]] == "Road waterlogging 道路积水"
     cam1, cam2 = markers["camera:agent-1/cam-1"], markers["camera:agent-1/cam-2"]
     assert (cam1["state"], cam1["placed"], cam1["url"]) == ("up", "event", "/agents?q=agent-1")
     assert (cam1["lat"], cam1["lon"]) == pytest.approx(G01)  # where it reported its case from
@@ -339,3 +338,12 @@ async def test_stream_without_a_known_snapshot_starts_with_a_reset_in_scope(worl
             assert f"case:{world['j']}" in keys and f"case:{world['x']}" not in keys
     finally:
         await jt.close()
+
+
+async def test_more_open_cases_than_drawn_keeps_the_newest_and_says_so(world, hub):
+    from hub.web.mapview import open_case_spots
+
+    spots, total = await hub.read(lambda r: open_case_spots(r, None, 1))
+    assert [s.id for s in spots] == [world["j"]] and total == 2  # the newer one
+    spots, total = await hub.read(lambda r: open_case_spots(r, frozenset({"g-01"}), 5))
+    assert [s.id for s in spots] == [world["x"]] and total == 1

@@ -7,7 +7,9 @@
   const el = document.getElementById("map");
   if (!el) return;
   const status = document.getElementById("map-status");
-  const api = { firstRenderMs: null, markers: 0, updates: 0, snapshot: 0, error: null };
+  // phases: when (performance.now(), ms since the navigation began) each step ended.
+  const api = { firstRenderMs: null, markers: 0, updates: 0, snapshot: 0, error: null,
+                phases: { script: performance.now() } };
   window.cityopsMap = api;
 
   function say(text) { if (status) status.textContent = text; }
@@ -48,7 +50,7 @@
     const head = document.createElement("b");
     const line = document.createElement("div");
     if (m.kind === "case") {
-      head.textContent = "#" + m.id + " " + m.label;
+      head.textContent = "#" + m.id + " " + (labels[m.subcategory] || m.subcategory);
       line.textContent = m.state.replace("_", " ") + " · " + LEVEL_NAMES[m.level] + " level" +
         (m.overdue ? " · overdue" : "") + (m.place ? " · " + m.place : "") + (m.grid_id ? " · " + m.grid_id : "");
     } else {
@@ -63,14 +65,15 @@
   const map = L.map(el, { preferCanvas: true, renderer: renderer, worldCopyJump: false, minZoom: 3 });
   map.attributionControl.setPrefix("Leaflet");
   const gridLayer = L.layerGroup().addTo(map);
-  const markerLayer = L.featureGroup().addTo(map);
+  const markerLayer = L.featureGroup();  // on the map once the first set is in it
   const byKey = new Map();
+  const labels = {};  // subcategory → "English 中文", sent once per set
   const gridById = new Map();
   const tip = L.tooltip({ direction: "top", offset: [0, -6], opacity: 0.95 });
 
   markerLayer.on("click", (ev) => {
     const m = ev.layer && ev.layer.options.item;
-    if (m && m.url) window.location.href = m.url;
+    if (m) window.location.href = m.url || "/cases/" + m.id;
   });
   markerLayer.on("mouseover", (ev) => {
     const m = ev.layer && ev.layer.options.item;
@@ -169,6 +172,7 @@
       const keep = new Set(msg.upserts.map((m) => m.key));
       Array.from(byKey.keys()).forEach((k) => { if (!keep.has(k)) remove(k); });
     }
+    Object.assign(labels, msg.labels || {});
     msg.upserts.forEach(upsert);
     msg.removed.forEach(remove);
     if (msg.levels) applyLevels(msg.levels);
@@ -202,7 +206,9 @@
       const res = await fetch(el.dataset.markers, { credentials: "same-origin", headers: { Accept: "application/json" } });
       if (res.status === 401) { window.location.href = "/login?next=/map"; return; }
       if (!res.ok) throw new Error("the hub answered " + res.status);
+      api.phases.response = performance.now();
       data = await res.json();
+      api.phases.parsed = performance.now();
     } catch (err) {
       api.error = String(err);
       say("Could not load the map's markers (" + err.message + "); reload the page.");
@@ -214,8 +220,11 @@
     applyLevels(data.levels);
     summary = data;
     api.snapshot = data.snapshot;
+    Object.assign(labels, data.labels || {});
     data.markers.forEach(upsert);
+    markerLayer.addTo(map);  // one pass over the set, not one map event per marker
     showSummary();
+    api.phases.added = performance.now();
     // Leaflet's canvas draws on the next animation frame; this callback runs right after.
     requestAnimationFrame(() => {
       api.firstRenderMs = performance.now();
