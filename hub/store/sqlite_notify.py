@@ -100,6 +100,17 @@ class NotifyQueries:
             " WHERE state = 'sending'", (to_db_time(now), to_db_time(now)))
         return cur.rowcount
 
+    def release_deliveries(self, ids: Sequence[int], now: datetime) -> int:
+        """Claimed rows the delivery task did not start (the hub is stopping) go back to
+        the queue, their claim's attempt uncounted."""
+        if not ids:
+            return 0
+        cur = self.conn.executemany(
+            "UPDATE notification_deliveries SET state = 'queued', attempts = attempts - 1,"
+            " updated_at = ? WHERE id = ? AND state = 'sending'",
+            [(to_db_time(now), i) for i in ids])
+        return cur.rowcount
+
     def requeue_delivery(self, delivery_id: int, now: datetime) -> bool:
         """Send a dead or failed row again now, with a fresh attempt count (an operator's
         retry after fixing the address or the channel)."""
