@@ -24,7 +24,7 @@ from urllib.parse import quote, urlsplit
 from ..geo import Grid
 from .mapcoord import to_gcj02
 
-__all__ = ["CaseSpot", "DeviceSpot", "case_marker", "device_markers", "diff_markers",
+__all__ = ["CaseSpot", "DeviceSpot", "case_marker", "is_overdue", "device_markers", "diff_markers",
            "grid_features", "tile_csp_sources", "tiles_view"]
 
 Project = Callable[[float, float], tuple[float, float]]
@@ -55,14 +55,17 @@ class CaseSpot:
     place: str | None
 
 
+def is_overdue(c: CaseSpot, now: datetime) -> bool:
+    """Past its deadline and still with the department (a resolved case waits for a check)."""
+    return c.deadline_at is not None and now >= c.deadline_at and c.state != "resolved"
+
+
 def case_marker(c: CaseSpot, project: Project, now: datetime) -> dict[str, Any]:
     """A case's marker; its page is ``/cases/<id>``, its label ``labels[subcategory]`` of
     the set (a label once, not ten thousand times)."""
     lat, lon = project(c.lat, c.lon)
-    overdue = (c.deadline_at is not None and now >= c.deadline_at
-               and c.state not in ("resolved",))
     return {"key": f"case:{c.id}", "kind": "case", "id": c.id, "lat": lat, "lon": lon,
-            "state": c.state, "level": min(max(c.level, 0), 3), "overdue": overdue,
+            "state": c.state, "level": min(max(c.level, 0), 3), "overdue": is_overdue(c, now),
             "subcategory": c.subcategory, "grid_id": c.grid_id, "place": c.place or ""}
 
 

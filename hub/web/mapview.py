@@ -32,7 +32,7 @@ from aiohttp import web
 
 from ..auth.accounts import principal_now
 from ..auth.roles import Principal
-from ..store.rows import from_db_time
+from ..store.rows import from_db_time, to_db_time
 from ..store.schema import OPEN_STATES_SQL
 from ..store.sqlite import SharedReader
 from .common import principal
@@ -56,7 +56,7 @@ from .serialize import names
 if TYPE_CHECKING:
     from ..app import Hub
 
-__all__ = ["MapService", "map_json", "map_page", "map_stream", "open_case_spots",
+__all__ = ["MapService", "map_json", "map_page", "map_stream", "open_case_rows",
            "reported_places", "vendor_file"]
 
 log = logging.getLogger(__name__)
@@ -68,25 +68,32 @@ _VENDOR = {p.relative_to(VENDOR_DIR).as_posix(): p for p in VENDOR_DIR.rglob("*"
 
 
 # -- the reads ---------------------------------------------------------------------------------------
-def open_case_spots(repo: Any, grids: frozenset[str] | None, limit: int) -> tuple[list[CaseSpot], int]:
-    """The newest ``limit`` open cases (in ``grids`` when given) and how many are open."""
+CASE_COLUMNS = "id, state, subcategory, lat, lon, grid_id, escalation_level, deadline_at, place"
+
+
+def open_case_rows(repo: Any, grids: frozenset[str] | None, limit: int) -> tuple[list[tuple], int]:
+    """The newest ``limit`` open cases (in ``grids`` when given) as plain rows of
+    ``CASE_COLUMNS``, and how many are open."""
     scope, params = "", []
     if grids is not None:
         params = sorted(grids)
         scope = f" AND grid_id IN ({', '.join('?' for _ in params) or 'NULL'})"
     cond = f"state IN {OPEN_STATES_SQL}{scope}"
-    cols = "id, state, subcategory, lat, lon, grid_id, escalation_level, deadline_at, place"
+    cur = repo.conn.cursor()
+    cur.row_factory = None  # tuples: compared as they are with the last set's
     # Usually every open case fits: then no sort (the state index's order is fine to draw).
-    rows = repo.conn.execute(f"SELECT {cols} FROM cases WHERE {cond} LIMIT ?",  # noqa: S608
-                             [*params, limit + 1]).fetchall()
+    rows = cur.execute(f"SELECT {CASE_COLUMNS} FROM cases WHERE {cond} LIMIT ?",  # noqa: S608
+                       [*params, limit + 1]).fetchall()
     if len(rows) > limit:  # more than drawn: the newest
-        rows = repo.conn.execute(f"SELECT {cols} FROM cases WHERE {cond} ORDER BY id DESC LIMIT ?",  # noqa: S608
-                                 [*params, limit]).fetchall()
-    spots = [CaseSpot(r[0], r[1], r[2], r[3], r[4], r[5], r[6], from_db_time(r[7]), r[8])
-             for r in rows]
-    total = len(spots) if len(spots) < limit else int(repo.conn.execute(
+        rows = cur.execute(f"SELECT {CASE_COLUMNS} FROM cases WHERE {cond} "  # noqa: S608
+                           "ORDER BY id DESC LIMIT ?", [*params, limit]).fetchall()
+    total = len(rows) if len(rows) < limit else int(cur.execute(
         f"SELECT count(*) FROM cases WHERE {cond}", params).fetchone()[0])  # noqa: S608
-    return spots, total
+    return rows, total
+
+
+def _spot(r: tuple) -> CaseSpot:
+    return CaseSpot(r[0], r[1], r[2], r[3], r[4], r[5], r[6], from_db_time(r[7]), r[8])
 
 
 def reported_places(repo: Any) -> dict[tuple[str, str], tuple[float, float]]:
@@ -125,6 +132,7 @@ class Snapshot:
     open_cases: int
     truncated: bool
     unplaced: int
+    fragments: list[str] = field(default_factory=list)  # each marker's JSON, in order
     body: bytes | None = None  # GET /api/v1/map's answer, made once
     gzipped: bytes | None = None
 
@@ -152,6 +160,8 @@ class MapService:
         self._recent: OrderedDict[int, Snapshot] = OrderedDict()
         self._latest: dict[frozenset[str] | None, Snapshot] = {}
         self._places = _Places()
+        # case id → (row, overdue, marker, its JSON): an unchanged case is not made again
+        self._cases: dict[int, tuple[tuple, bool, dict[str, Any], str]] = {}
         self._lock = asyncio.Lock()
         self._grid_centres = {g.grid_id: g.centroid() for g in hub.setup.grids.grids}
         self._gauge_at, self._gauge_grid_at = self._gauges()
@@ -214,21 +224,20 @@ class MapService:
         refresh = time.monotonic() - self._places.at > PLACES_TTL_S
         now = hub.clock.now()
 
-        def read(repo: Any) -> tuple[int, list[CaseSpot], int, list[Any], dict | None]:
+        def read(repo: Any) -> tuple[int, list[tuple], int, list[Any], dict | None]:
             marker = repo.change_marker()  # first: the data read next is at least this new
-            spots, total = open_case_spots(repo, grids, cfg.web.map.max_cases)
+            rows, total = open_case_rows(repo, grids, cfg.web.map.max_cases)
             agents, _ = repo.search_agents(limit=100_000)
-            return marker, spots, total, agents, reported_places(repo) if refresh else None
+            return marker, rows, total, agents, reported_places(repo) if refresh else None
 
-        marker, spots, total, agents, reported = await asyncio.to_thread(self._reader.use, read)
+        marker, rows, total, agents, reported = await asyncio.to_thread(self._reader.use, read)
         if reported is not None:
             self._places = _Places(time.monotonic(), reported)
         tax = hub.setup.taxonomy
         labels: dict[str, str] = {}
-        for c in spots:
-            if c.subcategory not in labels:
-                n = names(tax, c.subcategory)
-                labels[c.subcategory] = f"{n['en']} {n['zh']}".strip()
+        for sub in {r[2] for r in rows}:
+            n = names(tax, sub)
+            labels[sub] = f"{n['en']} {n['zh']}".strip()
         places = self._places.reported
         locate = hub.setup.grids.locate
 
@@ -246,23 +255,39 @@ class MapService:
         devices, unplaced = device_markers(
             _devices(agents, now, cfg.agents.stale_after_s), self.project, place, sees)
         markers = {m["key"]: m for m in devices}  # first: a case is drawn over its camera
-        for c in spots:
-            m = case_marker(c, self.project, now)
-            markers[m["key"]] = m
+        fragments = [_json(m) for m in devices]
+        cache = self._cases
+        if len(cache) > 2 * cfg.web.map.max_cases:
+            cache.clear()
+        now_s = to_db_time(now)  # stored times are UTC ISO text: they compare as text
+        for r in rows:
+            overdue = r[7] is not None and r[7] <= now_s and r[1] != "resolved"
+            had = cache.get(r[0])
+            if had is None or had[1] != overdue or had[0] != r:
+                c = _spot(r)
+                m = case_marker(c, self.project, now)
+                had = cache[r[0]] = (r, overdue, m, _json(m))
+            markers[had[2]["key"]] = had[2]
+            fragments.append(had[3])
         return Snapshot(next(self._ids), time.monotonic(), marker, grids, markers,
-                        self.levels_for(grids), labels, total, total > len(spots), unplaced)
+                        self.levels_for(grids), labels, total, total > len(rows), unplaced,
+                        fragments)
 
     def body(self, snap: Snapshot) -> tuple[bytes, bytes]:
         """(JSON, gzipped JSON) of ``GET /api/v1/map`` for this snapshot (run in a thread)."""
         if snap.body is None or snap.gzipped is None:
             data = {**_summary(snap), "crs": self.tiles.crs if self.tiles else "wgs84",
                     "tiles": tiles_view(self.tiles), "grids": self.grids_for(snap.grids),
-                    "levels": snap.levels, "labels": snap.labels,
-                    "markers": list(snap.markers.values())}
-            raw = json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode()
-            snap.gzipped = gzip.compress(raw, compresslevel=5, mtime=0)
+                    "levels": snap.levels, "labels": snap.labels}
+            head = _json(data)[:-1]  # without its closing brace: the markers follow
+            raw = (head + ',"markers":[' + ",".join(snap.fragments) + "]}").encode()
+            snap.gzipped = gzip.compress(raw, compresslevel=1, mtime=0)  # 5x faster than 6, 1.3x larger
             snap.body = raw
         return snap.body, snap.gzipped
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
 
 
 def _service(request: web.Request) -> MapService:

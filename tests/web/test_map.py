@@ -341,9 +341,9 @@ async def test_stream_without_a_known_snapshot_starts_with_a_reset_in_scope(worl
 
 
 async def test_more_open_cases_than_drawn_keeps_the_newest_and_says_so(world, hub):
-    from hub.web.mapview import open_case_spots
+    from hub.web.mapview import open_case_rows
 
-    spots, total = await hub.read(lambda r: open_case_spots(r, None, 1))
-    assert [s.id for s in spots] == [world["j"]] and total == 2  # the newer one
-    spots, total = await hub.read(lambda r: open_case_spots(r, frozenset({"g-01"}), 5))
-    assert [s.id for s in spots] == [world["x"]] and total == 1
+    rows, total = await hub.read(lambda r: open_case_rows(r, None, 1))
+    assert [row[0] for row in rows] == [world["j"]] and total == 2  # the newer one
+    rows, total = await hub.read(lambda r: open_case_rows(r, frozenset({"g-01"}), 5))
+    assert [row[0] for row in rows] == [world["x"]] and total == 1

@@ -203,7 +203,9 @@
   async function start() {
     let data;
     try {
-      const res = await fetch(el.dataset.markers, { credentials: "same-origin", headers: { Accept: "application/json" } });
+      // Same URL, mode and credentials as the page's <link rel=preload>: the browser hands
+      // over the response it is already fetching.
+      const res = await fetch(el.dataset.markers, { credentials: "same-origin" });
       if (res.status === 401) { window.location.href = "/login?next=/map"; return; }
       if (!res.ok) throw new Error("the hub answered " + res.status);
       api.phases.response = performance.now();
