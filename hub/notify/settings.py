@@ -129,7 +129,8 @@ class NotifyConfig(StrictModel):
     enabled: bool = Field(True, description="false: deliveries are queued but not sent")
     retry: RetrySettings = Field(default_factory=RetrySettings)
     concurrency: int = Field(16, ge=1, le=256, description="deliveries in flight at once")
-    batch: int = Field(100, ge=1, le=5000, description="deliveries claimed per pass")
+    batch: int = Field(100, ge=1, le=5000, description="deliveries the delivery task may "
+                       "hold claimed (at least concurrency), claimed a round at a time")
     poll_s: float = Field(5, gt=0, le=600, description="longest sleep between looks at the outbox")
     email: EmailSettings | None = None
     webhooks: dict[Id, WebhookEndpoint] = Field(default_factory=dict)
