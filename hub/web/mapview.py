@@ -182,8 +182,9 @@ class MapService:
                 grid_at.setdefault(key, self._grid_centres[g.grid])
         return at, grid_at
 
-    def grids_for(self, grids: frozenset[str] | None) -> list[dict[str, Any]]:
-        return [f for gid, f in self._features.items() if grids is None or gid in grids]
+    def grids_for(self, grids: frozenset[str] | None, levels: dict[str, str]) -> list[dict[str, Any]]:
+        return [{**f, "level": levels.get(gid, "normal")} for gid, f in self._features.items()
+                if grids is None or gid in grids]
 
     def levels_for(self, grids: frozenset[str] | None) -> dict[str, str]:
         levels = self.hub.vitals.monitor.area_levels()
@@ -277,7 +278,7 @@ class MapService:
         """(JSON, gzipped JSON) of ``GET /api/v1/map`` for this snapshot (run in a thread)."""
         if snap.body is None or snap.gzipped is None:
             data = {**_summary(snap), "crs": self.tiles.crs if self.tiles else "wgs84",
-                    "tiles": tiles_view(self.tiles), "grids": self.grids_for(snap.grids),
+                    "tiles": tiles_view(self.tiles), "grids": self.grids_for(snap.grids, snap.levels),
                     "levels": snap.levels, "labels": snap.labels}
             head = _json(data)[:-1]  # without its closing brace: the markers follow
             raw = (head + ',"markers":[' + ",".join(snap.fragments) + "]}").encode()

@@ -156,8 +156,8 @@ async def world(hub, agent):
     x = await open_case(hub, agent, 1, where=G01)  # Xinqiao (g-01), camera cam-1
     j = await open_case(hub, agent, 2, where=G05)  # Jiuting (g-05), camera cam-2
     telemetry(agent, {"cam-1": "up", "cam-2": "down"}, {"meter-9": "up"})
-    await await_for(lambda: hub.read(lambda r: "cam-2" in (r.get_agent("agent-1").cameras or {})),
-                    what="the telemetry")
+    await await_for(lambda: hub.read(lambda r: (a := r.get_agent("agent-1")) is not None
+                                     and "cam-2" in a.cameras), what="the telemetry")
     return {"x": x, "j": j}
 
 
@@ -347,3 +347,57 @@ async def test_more_open_cases_than_drawn_keeps_the_newest_and_says_so(world, hu
     assert [row[0] for row in rows] == [world["j"]] and total == 2  # the newer one
     rows, total = await hub.read(lambda r: open_case_rows(r, frozenset({"g-01"}), 5))
     assert [row[0] for row in rows] == [world["x"]] and total == 1
+
+
+VITALS = """
+gradings:
+  water_level: {blue: 0.05, yellow: 0.15, orange: 0.25, red: 0.40, confirm: 1}
+gauges:
+  - {id: jt1-underpass, agent: agent-1, reading: underpass-gauge.level, grid: g-04,
+     lat: 31.2150, lon: 121.4050}
+"""
+
+
+async def test_a_gauge_places_its_sensor_and_its_level_colours_the_grid_live(tmp_path, clock):
+    from hubtest import TestAgent, make_setup
+    from webtest import add_users
+
+    from hub.app import Hub
+
+    (tmp_path / "vitals.yaml").write_text(VITALS)
+    h = Hub(make_setup(tmp_path, vitals=str(tmp_path / "vitals.yaml"),
+                       web={"port": 0, "live_interval_s": 0.2, "access_log": False}),
+            clock=clock, run_scheduler=False)
+    await h.start()
+    agent = await asyncio.to_thread(TestAgent, h.broker)
+    c = Client(h)
+    try:
+        await add_users(h)
+        await c.login("op")
+        agent.birth()
+
+        def reading(level: float) -> None:
+            t = Telemetry(agent_id="agent-1", boot_id="boot-1", at=datetime.now(UTC), uptime_s=12,
+                          outbox={"depth": 0}, devices={"underpass-gauge": "up"},
+                          readings={"underpass-gauge.level": level})
+            agent.publish(Channel.TELEMETRY, encode(t), qos=0)
+
+        reading(0.0)
+        await await_for(lambda: h.read(lambda r: (a := r.get_agent("agent-1")) is not None
+                                       and "underpass-gauge" in a.devices),
+                        what="the gauge's telemetry")
+        first = (await c.get("/api/v1/map")).json()
+        gauge = {m["key"]: m for m in first["markers"]}["sensor:agent-1/underpass-gauge"]
+        assert (gauge["placed"], gauge["lat"], gauge["lon"]) == ("config", 31.215, 121.405)
+        assert first["levels"]["g-04"] == "normal"
+        async with Stream(c, first["snapshot"]) as s:
+            reading(0.3)  # orange
+            msg = await s.until(lambda m: (m.get("levels") or {}).get("g-04") == "orange",
+                                "g-04 raised to orange")
+            assert msg["levels"]["g-03"] == "normal"
+        again = (await c.get("/api/v1/map")).json()
+        assert next(g for g in again["grids"] if g["grid_id"] == "g-04")["level"] == "orange"
+    finally:
+        await c.close()
+        agent.close()
+        await h.stop()
