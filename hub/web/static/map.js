@@ -137,7 +137,9 @@
     grids.forEach((g) => {
       const poly = L.polygon(g.rings, Object.assign(gridStyle(g.level), { renderer: renderer, level: g.level,
                                                                           interactive: true, bubblingMouseEvents: false }));
-      poly.bindTooltip(g.name + " (" + g.grid_id + (g.town ? ", " + g.town : "") + ")", { sticky: true });
+      const label = document.createElement("span");  // text, never markup
+      label.textContent = g.name + " (" + g.grid_id + (g.town ? ", " + g.town : "") + ")";
+      poly.bindTooltip(label, { sticky: true });
       poly.on("click", () => { window.location.href = "/cases?open=1&grid=" + encodeURIComponent(g.grid_id); });
       gridById.set(g.grid_id, poly);
       gridLayer.addLayer(poly);
