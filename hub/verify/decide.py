@@ -47,6 +47,8 @@ class Thresholds(StrictModel):
                                   "still counts as gone when it is also at most faded_ratio × the before-photo score "
                                   "and the region changed by changed_fixed; at or below detector_absent the rule is off")
     faded_ratio: float = Field(0.5, gt=0, lt=1, description="see detector_faded")
+    faded_region_similarity: float = Field(0.85, ge=-1, le=1, description="a faint trace counts as gone only "
+                                           "where the region's structure changed: its SSIM below this")
 
     @model_validator(mode="after")
     def _ordered(self) -> Thresholds:
@@ -186,8 +188,10 @@ def decide(e: Evidence, t: Thresholds) -> Verdict:
         # A faint trace: the region changed over most of its area and the score fell to
         # half or less of a confident before-score (the detector half-seeing the ground the
         # problem stood on). Closer than that, a person looks.
+        # ... and where the region's structure changed too (a puddle still there, only
+        # lighter, keeps its outline: SSIM stays high while its colour "changed").
         faded = (e.after_score <= t.detector_faded and e.after_score <= t.faded_ratio * e.before_score
-                 and e.changed >= t.changed_fixed)
+                 and e.changed >= t.changed_fixed and e.region_similarity < t.faded_region_similarity)
         if not faded:
             return uncertain(0.4, "the region changed but the detector still half-sees the problem")
         fell = _clamp(1 - e.after_score / (t.faded_ratio * e.before_score))
