@@ -45,11 +45,11 @@ def train_seeds(count: int, seed: int) -> list[int]:
     return list(range(start, start + count))
 
 
-def _render_one(scene_seed: int, size: tuple[int, int] = INPUT_SIZE) -> Sample:
+def _render_one(scene_seed: int, size: tuple[int, int] = INPUT_SIZE, water: str = "flat") -> Sample:
     from simulators.scenes import LABELS, random_scene, render
 
     rng = np.random.default_rng([scene_seed, 99])
-    spec = random_scene(scene_seed, problems=int(rng.choice([0, 1, 1, 2, 2, 3, 4])))
+    spec = random_scene(scene_seed, problems=int(rng.choice([0, 1, 1, 2, 2, 3, 4]))).replace(water=water)
     rendered = _RENDER_SIZES[int(rng.integers(0, len(_RENDER_SIZES)))]
     img, boxes = render(spec, rendered, t=float(rng.uniform(0, 30)))
     img = cv2.resize(img, size, interpolation=cv2.INTER_AREA)
@@ -59,10 +59,10 @@ def _render_one(scene_seed: int, size: tuple[int, int] = INPUT_SIZE) -> Sample:
 
 
 def render_samples(seeds: list[int], workers: int = 2,
-                   size: tuple[int, int] = INPUT_SIZE) -> list[Sample]:
+                   size: tuple[int, int] = INPUT_SIZE, water: str = "flat") -> list[Sample]:
     """Render the samples for ``seeds`` (in order; deterministic whatever ``workers``),
     each scene drawn at its own render size and resized to ``size`` (the model's input)."""
-    one = partial(_render_one, size=tuple(size))
+    one = partial(_render_one, size=tuple(size), water=water)
     if workers <= 1 or len(seeds) < 64:
         return [one(s) for s in seeds]
     with ProcessPoolExecutor(max_workers=workers) as pool:

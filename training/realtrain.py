@@ -280,7 +280,8 @@ def train_v4(out: Path, real_root: Path, epochs: int = 24, batch: int = 32, rend
         renders, epochs, batch = 48, 1, 16
     fit_real, cal_real = split_calibration(real, calibration, seed)
     log.info("real photos: %d to train, %d to calibrate; rendering %d scenes", len(fit_real), len(cal_real), renders)
-    rendered = render_samples(train_seeds(renders, seed), workers=2, size=size)
+    # Flood-like water (SceneSpec.water "photo"): the only water this model learns from.
+    rendered = render_samples(train_seeds(renders, seed), workers=2, size=size, water="photo")
     ones = np.ones(c, np.float32)
 
     model = build_lite0_detector(c, size, weights=True)

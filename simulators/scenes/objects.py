@@ -15,7 +15,7 @@ from .spec import SceneObject
 from .view import View
 from .water import paint_water
 
-__all__ = ["PAINTERS"]
+__all__ = ["PAINTERS", "PHOTO_WATER"]
 
 Box = tuple[float, float, float, float]
 
@@ -55,12 +55,60 @@ def _blend(img: np.ndarray, mask: np.ndarray, colour: np.ndarray, box: Box) -> N
     img[y1:y2, x1:x2] = (roi * (1 - m) + col * m).astype(np.uint8)
 
 
+def _flat_water(img: np.ndarray, view: View, o: SceneObject, t: float, emissive: np.ndarray, *, flood: bool) -> Box | None:
+    """The flat tinted water the bundled models (v1-v3) were trained on: the default look
+    (``SceneSpec.water == "flat"``); ``"photo"`` paints :func:`.water.paint_water` instead."""
+    rng = _rng(o)
+    if flood:
+        rx, rz = rng.uniform(3.0, 6.0) * o.size, rng.uniform(4.0, 9.0) * o.size
+    else:
+        rx, rz = rng.uniform(0.8, 2.4) * o.size, rng.uniform(0.6, 2.0) * o.size
+    cx, sx = _blob(rng, 28, 0.35 if flood else 0.5)
+    ca, sa = np.cos(o.angle * 0.3), np.sin(o.angle * 0.3)
+    gx = o.x + rx * cx * ca - rz * sx * sa * 0.3
+    gz = o.z + rz * sx + rx * cx * sa * 0.1
+    poly = view.ground_poly(np.stack([gx, gz], axis=1))
+    box = _box_of(poly)
+    h, w = img.shape[:2]
+    mask = np.zeros((h, w), np.float32)
+    cv2.fillPoly(mask, [poly], 1.0)
+    k = max(3, int(3 * view.scale) | 1)
+    mask = cv2.GaussianBlur(mask, (k, k), 0)
+    # Water mirrors the sky and darkens the ground; muddier when it floods.
+    sky = img[max(0, int(view.horizon_px) - 3)].astype(np.float32).mean(axis=0)
+    base = (sky * 0.75 + np.array([60, 60, 55]) * 0.25) if not flood else (sky * 0.45 + np.array([60, 90, 110]) * 0.55)
+    layer = np.empty_like(img)
+    layer[:] = np.clip(base + rng.normal(0, 4, 3), 0, 255).astype(np.uint8)
+    ph = t * 2.0
+    for _ in range(int(rng.integers(4, 12) * (2 if flood else 1))):  # ripples and glints
+        px, pz = o.x + rng.uniform(-rx, rx) * 0.8, o.z + rng.uniform(-rz, rz) * 0.8
+        u, v = view.project(px, pz)
+        length = max(2, int(view.ppm(pz) * rng.uniform(0.3, 1.2)))
+        du = int(2 * np.sin(ph + px))
+        shade = tuple(int(c) for c in np.clip(base + rng.uniform(25, 60), 0, 255))
+        cv2.line(layer, (int(u) - length + du, int(v)), (int(u) + length + du, int(v)), shade, 1)
+    _blend(img, mask * (0.9 if flood else 0.8), layer, box)
+    return box
+
+
 def _puddle(img, view, o, t, emissive):
-    return paint_water(img, view, o, t, emissive, flood=False)
+    return _flat_water(img, view, o, t, emissive, flood=False)
 
 
 def _flood(img, view, o, t, emissive):
+    return _flat_water(img, view, o, t, emissive, flood=True)
+
+
+def _photo_puddle(img, view, o, t, emissive):
+    return paint_water(img, view, o, t, emissive, flood=False)
+
+
+def _photo_flood(img, view, o, t, emissive):
     return paint_water(img, view, o, t, emissive, flood=True)
+
+
+# The flood-like look (``SceneSpec.water == "photo"``) of the water kinds.
+PHOTO_WATER = {"puddle": _photo_puddle, "flood": _photo_flood}
 
 
 def _flame(img: np.ndarray, view: View, o: SceneObject, t: float, emissive: np.ndarray) -> Box | None:

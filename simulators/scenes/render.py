@@ -5,7 +5,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from .objects import PAINTERS
+from .objects import PAINTERS, PHOTO_WATER
 from .places import fire_lane_polygon, paint_background
 from .spec import GroundTruthBox, SceneSpec
 from .view import View
@@ -120,7 +120,8 @@ def _paint(spec: SceneSpec, view: View, t: float, roll: np.ndarray | None, skip:
         backup = img.copy()
         em_backup = emissive.copy() if obj.label else None
         owner_backup = owner.copy() if obj.label else None
-        raw = PAINTERS[obj.kind](img, view, obj, t, emissive)
+        paint = PHOTO_WATER.get(obj.kind, PAINTERS[obj.kind]) if spec.water == "photo" else PAINTERS[obj.kind]
+        raw = paint(img, view, obj, t, emissive)
         changed = cv2.transform(cv2.absdiff(img, backup), _SUM) > 0  # pixels it painted
         if obj.kind not in _AIR:
             owner[changed] = i
@@ -141,7 +142,7 @@ def _paint(spec: SceneSpec, view: View, t: float, roll: np.ndarray | None, skip:
     if painted:
         shown = np.bincount(owner.ravel() + 1, minlength=len(spec.objects) + 1)
         hidden = [i for i, n in painted.items() if n and shown[i + 1] < MIN_VISIBLE * n]
-    if not hidden:  # (with hidden objects the scene is painted again without them)
+    if not hidden and spec.water == "photo":  # (with hidden objects it is painted again without them)
         finish_water(img, emissive, owner, view, spec, t, [g.index for g in boxes if g.kind in _FLAT])
     return img, emissive, boxes, hidden
 

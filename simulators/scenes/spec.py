@@ -102,6 +102,10 @@ class SceneSpec:
     jpeg_quality: int = 85
     fire_lane: bool = False  # a marked fire lane on the ground
     objects: tuple[SceneObject, ...] = ()
+    # How water looks: "flat" (a tinted blob, what the bundled models v1-v3 learnt and the
+    # demo, tests and benchmarks draw) or "photo" (water.py: muddy, reflecting, cutting
+    # what stands in it), for training a model that has to see real floods.
+    water: str = "flat"
 
     def with_objects(self, objects: tuple[SceneObject, ...] | list[SceneObject]) -> SceneSpec:
         return dataclasses.replace(self, objects=tuple(objects))

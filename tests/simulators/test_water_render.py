@@ -14,7 +14,8 @@ FLOOD = SceneObject("flood", 0.0, 20.0, 1.2, seed=11, angle=0.0)
 
 
 def scene(*objects: SceneObject):
-    base = random_scene(3, problems=0).replace(light="day", weather="clear", place="road", fire_lane=False)
+    base = random_scene(3, problems=0).replace(light="day", weather="clear", place="road", fire_lane=False,
+                                               water="photo")
     return base.with_objects(list(objects))
 
 
@@ -70,3 +71,13 @@ def test_a_lamp_at_night_draws_a_bright_streak_on_the_flood():
     gain = lit[y1:y2, x1:x2].astype(int).sum(axis=2) - dark[y1:y2, x1:x2].astype(int).sum(axis=2)
     column = int(np.argmax((gain > 60).sum(axis=0)))
     assert (gain[:, column] > 60).sum() >= 0.05 * SIZE[1]  # a long vertical streak of light
+
+
+def test_flat_water_stays_the_default_look():
+    """The bundled models learnt the flat look, so scenes draw it unless asked for "photo"."""
+    flat_spec = random_scene(3, problems=0).replace(light="day", weather="clear", place="road", fire_lane=False)
+    assert flat_spec.water == "flat"
+    flat, truth_flat = render(flat_spec.with_objects([FLOOD]), SIZE, artefacts=False)
+    photo, truth_photo = render(scene(FLOOD), SIZE, artefacts=False)
+    assert [b.label for b in truth_flat] == [b.label for b in truth_photo] == ["water"]
+    assert not np.array_equal(flat, photo)
