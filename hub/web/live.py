@@ -16,6 +16,7 @@ import json
 import logging
 import time
 from collections import deque
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -29,7 +30,7 @@ from .serialize import agent_json, jsonable
 if TYPE_CHECKING:
     from ..app import Hub
 
-__all__ = ["KEEPALIVE_S", "EventRate", "LiveFeed", "overview", "stream"]
+__all__ = ["KEEPALIVE_S", "EventRate", "LiveFeed", "overview", "pump", "stream"]
 
 log = logging.getLogger(__name__)
 
@@ -230,17 +231,30 @@ async def stream(request: web.Request, feed: LiveFeed, who: Principal) -> web.St
         text = json.dumps(jsonable(payload), separators=(",", ":"), ensure_ascii=False)
         await response.write(f"event: overview\nid: {data['version']}\ndata: {text}\n\n".encode())
 
+    async def step(item: Any) -> bool:
+        if not await allowed():
+            log.info("live feed of %s ended: signed out, expired, disabled or revoked", who.actor)
+            return False
+        if item is None:
+            await response.write(b": keep-alive\n\n")
+        else:
+            await send(item)
+        return True
+
+    return await pump(response, feed, queue, step)
+
+
+async def pump(response: web.StreamResponse, feed: Any, queue: asyncio.Queue,
+               step: Callable[[Any], Awaitable[bool]]) -> web.StreamResponse:
+    """Hand each item of ``feed`` (subscribed as ``queue``) to ``step``, and ``None`` when
+    ``KEEPALIVE_S`` passes without one (write a keep-alive), until the feed stops, the client
+    leaves or ``step`` returns False; then unsubscribe and end the stream. The live feed and
+    the map's stream share it."""
     try:
         item: Any = feed.latest or await feed.compute()
         while item is not None:  # None: the feed stops
-            if not await allowed():
-                log.info("live feed of %s ended: signed out, expired, disabled or revoked",
-                         who.actor)
+            if not await step(None if item is _KEEPALIVE else item):
                 break
-            if item is _KEEPALIVE:
-                await response.write(b": keep-alive\n\n")
-            else:
-                await send(item)
             try:
                 item = await asyncio.wait_for(queue.get(), KEEPALIVE_S)
             except TimeoutError:

@@ -17,7 +17,6 @@ its first message is a full ``reset``.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import gzip
 import itertools
 import json
@@ -36,7 +35,7 @@ from ..store.rows import from_db_time, to_db_time
 from ..store.schema import OPEN_STATES_SQL
 from ..store.sqlite import SharedReader
 from .common import principal
-from .live import KEEPALIVE_S
+from .live import pump
 from .mapdata import (
     CaseSpot,
     DeviceSpot,
@@ -380,36 +379,25 @@ async def map_stream(request: web.Request) -> web.StreamResponse:
         await response.write(f"event: markers\nid: {snap.id}\ndata: {text}\n\n".encode())
         first = False
 
-    try:
-        item: Any = feed.latest or await feed.compute()
-        while item is not None:  # None: the feed stops
-            current = await allowed()
-            if current is None:
-                log.info("map stream of %s ended: signed out, expired, disabled or revoked",
-                         who.actor)
-                break
-            if current.grids != who.grids:  # the scope changed: start over
-                sent = levels_sent = None
-                labels_sent.clear()
-                who = current
-            if item is _KEEPALIVE:
-                await response.write(b": keep-alive\n\n")
-            else:
-                await send(current)
-            try:
-                item = await asyncio.wait_for(queue.get(), KEEPALIVE_S)
-            except TimeoutError:
-                item = _KEEPALIVE
-    except (ConnectionResetError, asyncio.CancelledError):
-        pass
-    finally:
-        feed.unsubscribe(queue)
-    with contextlib.suppress(ConnectionResetError, RuntimeError):
-        await response.write_eof()
-    return response
+    async def step(item: Any) -> bool:
+        nonlocal who, sent, levels_sent
+        current = await allowed()
+        if current is None:
+            log.info("map stream of %s ended: signed out, expired, disabled or revoked", who.actor)
+            return False
+        if current.grids != who.grids:  # the scope changed: start over
+            sent = levels_sent = None
+            labels_sent.clear()
+            who = current
+        if item is None:
+            await response.write(b": keep-alive\n\n")
+        else:
+            await send(current)
+        return True
+
+    return await pump(response, feed, queue, step)
 
 
-_KEEPALIVE = object()
 LEAFLET_VERSION = "1.9.4"
 
 
