@@ -17,10 +17,10 @@ one false closure, a faint puddle it scored 0.00, so the verifier keeps v2) and
 1200000–1200399 (v2 again: one false closure through a degenerate local homography,
 which led to checking every homography the verifier warps with), 1300000–1300399 (v2,
 0 false closures, 91.8 % decided) and 1400000–1400399 (v2
-after the renderer's water became opaque and muddy like real floods: two false closures,
+while the renderer's water was opaque and muddy like real floods: two false closures,
 both a puddle still there that v2 no longer recognised) and 1500000–1500399 (after the
-faint-trace rule needs a changed structure: v2 one false closure, the same kind of
-puddle; the camera model v4 none, but 29 % decided); docs/benchmarks.md keeps their
+faint-trace rule needs a changed structure, flat water again: v2 one false closure, a
+faint puddle in the rain; the camera model v4 none, but 29 % decided); docs/benchmarks.md keeps their
 figures. Take a fresh range for the next change of the verifier.
 
 Every verdict goes through the engine's rule (``decide_on_verdict`` with
