@@ -103,8 +103,9 @@ def screen(
         reasons.append((Reason.REPEAT_OFFENDER,
                         f"{facts.agent_id}/{facts.source} had {facts.recent_false} rejected or "
                         "false-alarm cases recently"))
-    if not reasons and not rule.auto_accept:
-        reasons.append((Reason.NEEDS_OPERATOR, "this category is accepted by an operator only"))
+    if not reasons and not rule.auto_accept:  # a sound event an operator must take: held, not rejected
+        return Screening(False, ((str(Reason.NEEDS_OPERATOR), "this category is accepted by an operator only"),),
+                         held=True)
     return Screening(not reasons, tuple((str(c), d) for c, d in reasons))
 
 

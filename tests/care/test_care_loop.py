@@ -72,8 +72,8 @@ async def test_tiers_notify_then_the_operators_acceptance_stops_them_and_water_u
                 # 1. No water for 18 s of the agent's clock: the alarm, tier 1 → the family.
                 agent_clock.advance(20)
                 case = await await_for(lambda: case_of_meter(hub), what="the care case")
-                # auto_accept: false: the screen leaves the case to an operator
-                assert case.state in ("new", "rejected")
+                # auto_accept: false: the screen holds the case for an operator
+                assert case.state == "new" and case.queue == "operator"
                 assert [r[0] for r in case.screen_reasons] == ["needs_operator"]
                 await await_for(lambda: smtp.messages, timeout=20, what="tier 1 email")
                 [mail] = smtp.messages

@@ -100,7 +100,9 @@ def test_rules_layer_taxonomy_category_subcategory():
     assert rules["flood.fallen_tree"].min_confidence == 0.7
     assert rules["roads.pothole"].min_confidence == taxonomy().subcategory("roads.pothole").min_confidence
     s = screen(facts(), rules["flood.road_waterlogging"])
-    assert s.codes == [Reason.NEEDS_OPERATOR]
+    assert s.codes == [Reason.NEEDS_OPERATOR] and s.held and not s.accepted  # held for an operator
+    s = screen(facts(confidence=0.5), rules["flood.road_waterlogging"])
+    assert s.codes == [Reason.LOW_CONFIDENCE] and not s.held  # a failed screen is still a rejection
 
 
 def report(**over) -> ReportFacts:
