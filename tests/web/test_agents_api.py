@@ -4,10 +4,15 @@ missing seqs), never the ranges themselves; the stats total both kinds of gap.""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from hubtest import TestAgent, await_for, sensor_event
 from webtest import make_token
 
 from hub.ingest.seqs import WINDOW
+from protocol.codec import encode
+from protocol.messages import Telemetry
+from protocol.topics import Channel
 
 
 async def test_agents_api_counts_stored_messages_and_summarises_gaps(hub, agent, client):
@@ -53,3 +58,18 @@ async def test_agents_api_counts_stored_messages_and_summarises_gaps(hub, agent,
         assert "cityops_ingest_seqs_given_up_total 0" in metrics
     finally:
         other.close()
+
+
+async def test_the_agents_page_says_why_a_camera_sends_no_people_count(hub, agent, client):
+    agent.birth()
+    why = "the model has no person class (labels: water, flame)"
+    t = Telemetry(agent_id=agent.agent_id, boot_id="boot-1", at=datetime.now(UTC), uptime_s=5,
+                  outbox={"depth": 0}, cameras={"gate": {"state": "up", "fps": 2.0, "no_people_count": why},
+                                                "lane": {"state": "up", "fps": 2.0}})
+    agent.publish(Channel.TELEMETRY, encode(t), qos=0)
+    await await_for(lambda: hub.read(lambda r: (a := r.get_agent(agent.agent_id)) is not None
+                                     and "lane" in a.cameras), what="the telemetry")
+    await client.login("op")
+    page = (await client.get("/agents")).text
+    assert f"2.0 fps; no people count: {why}" in page  # the camera's tooltip says why
+    assert page.count("no people count") == 1  # the counting camera says nothing
