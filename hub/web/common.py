@@ -3,6 +3,8 @@ clear errors, the case filter of a query string, JSON responses."""
 
 from __future__ import annotations
 
+import mimetypes
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
@@ -17,7 +19,7 @@ from .serialize import jsonable
 if TYPE_CHECKING:
     from ..app import Hub
 
-__all__ = ["MAX_LIMIT", "case_filter", "hub_of", "json_response", "principal", "query_int"]
+__all__ = ["MAX_LIMIT", "case_filter", "file_response", "hub_of", "json_response", "principal", "query_int"]
 
 MAX_LIMIT = 1000
 
@@ -98,3 +100,11 @@ def case_filter(request: web.Request, hub: Hub) -> CaseFilter:
         queue=q.get("queue", "").strip() or None, level=level,
         overdue_at=hub.clock.now() if _flag(request, "overdue") else None,
         needs_review=_flag(request, "review"), text=text)
+
+
+def file_response(path: Path | None) -> web.FileResponse:
+    """A file the hub serves from a fixed list (``None``: not on it, 404), cached a day."""
+    if path is None:
+        raise WebError(404, "not_found", "no such file")
+    kind = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+    return web.FileResponse(path, headers={"Content-Type": kind, "Cache-Control": "public, max-age=86400"})

@@ -21,7 +21,6 @@ import gzip
 import itertools
 import json
 import logging
-import mimetypes
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -34,7 +33,7 @@ from ..auth.roles import Principal
 from ..store.rows import from_db_time, to_db_time
 from ..store.schema import OPEN_STATES_SQL
 from ..store.sqlite import SharedReader
-from .common import principal
+from .common import file_response, principal
 from .live import pump
 from .mapdata import (
     CaseSpot,
@@ -403,10 +402,5 @@ LEAFLET_VERSION = "1.9.4"
 
 async def vendor_file(request: web.Request) -> web.StreamResponse:
     """A vendored library file (``hub/web/static/vendor/``): never a CDN at run time."""
-    path = _VENDOR.get(request.match_info["path"])
-    if path is None:
-        raise WebError(404, "not_found", "no such file")
-    kind = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
-    return web.FileResponse(path, headers={"Content-Type": kind,
-                                           "Cache-Control": "public, max-age=86400"})
+    return file_response(_VENDOR.get(request.match_info["path"]))
 

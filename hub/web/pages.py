@@ -5,7 +5,6 @@ back here; bad input re-shows the form with the field marked; success redirects
 
 from __future__ import annotations
 
-import mimetypes
 import time
 from datetime import timedelta
 from typing import Any
@@ -18,7 +17,7 @@ from ..auth.errors import AuthError
 from ..auth.roles import Role
 from ..store.repo import CaseFilter
 from .actions import parse_action, perform
-from .common import case_filter, hub_of, principal, query_int
+from .common import case_filter, file_response, hub_of, principal, query_int
 from .problems import FieldErrors, WebError
 from .render import STATIC_DIR
 from .security import (
@@ -363,9 +362,4 @@ _STATIC = {p.name: p for p in STATIC_DIR.iterdir() if p.is_file()}
 
 
 async def static(request: web.Request) -> web.StreamResponse:
-    path = _STATIC.get(request.match_info["name"])
-    if path is None:
-        raise WebError(404, "not_found", "no such file")
-    kind = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
-    return web.FileResponse(path, headers={"Content-Type": kind,
-                                           "Cache-Control": "public, max-age=86400"})
+    return file_response(_STATIC.get(request.match_info["name"]))
