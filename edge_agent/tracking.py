@@ -29,7 +29,7 @@ from protocol.ids import new_event_id
 from protocol.messages import EventKind
 from vision.postprocess import Detection, covered, iou
 
-__all__ = ["Lifecycle", "Track", "Tracker", "box_in_polygon", "point_in_polygon"]
+__all__ = ["Lifecycle", "Track", "Tracker", "box_in_polygon", "ignored", "point_in_polygon"]
 
 Box = tuple[float, float, float, float]
 
@@ -53,6 +53,13 @@ def box_in_polygon(box: Box, poly: Sequence[tuple[float, float]], min_overlap: f
     xs = np.linspace(x1, x2, 5)
     hits = sum(point_in_polygon(float(x), float(y), poly) for y in ys for x in xs)
     return hits / 15 >= max(min_overlap, 1e-9)
+
+
+def ignored(det: Detection, zones: Sequence[ZoneConfig]) -> bool:
+    """Whether an ``ignore`` zone of ``zones`` hides ``det`` (its classes, the bottom third's
+    overlap): the tracker drops such a detection, and people counts do not count it."""
+    return any(z.purpose == ZonePurpose.IGNORE and z.applies_to(det.label)
+               and box_in_polygon(det.box, z.polygon, z.min_overlap) for z in zones)
 
 
 @dataclass
@@ -145,10 +152,6 @@ class Tracker:
             matched.append((self.tracks[ti], detections[di]))
         return matched, [d for i, d in enumerate(detections) if i not in used_d]
 
-    def _ignored(self, det: Detection) -> bool:
-        return any(z.purpose == ZonePurpose.IGNORE and z.applies_to(det.label)
-                   and box_in_polygon(det.box, z.polygon, z.min_overlap) for z in self.zones)
-
     # -- reporting ----------------------------------------------------------------
     def _target(self, tr: Track, t: float) -> tuple[str | None, str | None]:
         """(subcategory, zone id) this track would report now, or (None, None)."""
@@ -174,7 +177,7 @@ class Tracker:
     def step(self, detections: Sequence[Detection], t: float) -> list[Lifecycle]:
         """Feed one analysed frame's detections taken at ``t``; get the decisions."""
         cfg = self.config
-        dets = [d for d in detections if not self._ignored(d)]
+        dets = [d for d in detections if not ignored(d, self.zones)]
         matched, fresh = self._associate(dets)
         seen: list[Track] = []
         for tr, det in matched:

@@ -28,7 +28,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from edge_agent.tracking import box_in_polygon, point_in_polygon
+from edge_agent.tracking import ignored, point_in_polygon
 from protocol.ids import is_safe_id
 from vision.postprocess import Detection
 
@@ -48,18 +48,11 @@ def _feet_in(det: Detection, zone: ZoneConfig) -> bool:
     return point_in_polygon((x1 + x2) / 2, y2, zone.polygon)
 
 
-def _ignored(det: Detection, zones: Sequence[ZoneConfig]) -> bool:
-    # The tracker's rule (an ignore zone's classes, the bottom third's overlap), so a
-    # person the agent would never report is not counted either.
-    return any(z.purpose == ZonePurpose.IGNORE and z.applies_to(det.label)
-               and box_in_polygon(det.box, z.polygon, z.min_overlap) for z in zones)
-
-
 def count_frame(detections: Sequence[Detection], labels: Sequence[str], min_score: Callable[[str], float],
                 zones: Sequence[ZoneConfig]) -> FrameCount:
     """People in one analysed frame: in total and per count zone among ``zones``."""
     people = [d for d in detections
-              if d.label in labels and d.score >= min_score(d.label) and not _ignored(d, zones)]
+              if d.label in labels and d.score >= min_score(d.label) and not ignored(d, zones)]
     per_zone = {z.id: sum(1 for d in people if _feet_in(d, z)) for z in zones if z.purpose == ZonePurpose.COUNT}
     return FrameCount(len(people), per_zone)
 
