@@ -23,6 +23,7 @@ from . import (
     admin,
     handler_api,
     linkage,
+    liveview,
     mapview,
     open311,
     pages,
@@ -32,6 +33,7 @@ from . import (
     survey,
     views,
 )
+from .i18n import locale_middleware, switch_language
 from .live import LiveFeed
 from .metrics import HttpMetrics
 from .problems import FieldErrors, WebError, problem
@@ -58,6 +60,7 @@ CASE = "{case_id:\\d+}"
 FMT = "{fmt:(json|xml)}"
 SHA = "{sha256:[0-9a-f]{64}}"
 PLAN = "{name:[a-z0-9][a-z0-9_\\-]{0,63}}"
+CAMERA = "{agent_id:[A-Za-z0-9][A-Za-z0-9_.\\-]{0,63}}/{camera:[A-Za-z0-9][A-Za-z0-9_.\\-]{0,63}}"
 
 
 class Route(NamedTuple):
@@ -73,6 +76,7 @@ ROUTES: list[Route] = [
     # -- pages for people ---------------------------------------------------------------
     Route("GET", "/", pages.overview, "overview", "signed_in", "page"),
     Route("GET", "/login", pages.login_form, "login", "public", "page"),
+    Route("GET", "/lang/{locale}", switch_language, "language", "public", "page"),
     Route("POST", "/login", pages.login, "login_post", "public", "page"),
     Route("POST", "/logout", pages.logout, "logout", "signed_in", "page"),
     Route("GET", "/cases", pages.cases, "cases_page", "view", "page"),
@@ -118,6 +122,8 @@ ROUTES: list[Route] = [
     Route("POST", f"/plans/{PLAN}/{{action:(activate|deactivate)}}", plans_web.plan_action_form,
           "plan_action_page", "plan.activate", "page"),
     Route("GET", "/map", mapview.map_page, "map_page", "view", "page"),
+    Route("GET", f"/cameras/{CAMERA}/live", liveview.camera_page, "live_page", "live", "page"),
+    Route("GET", f"/plans/{PLAN}/wall", liveview.wall_page, "wall_page", "live", "page"),
     Route("GET", "/static/{name}", pages.static, "static", "public", "page"),
     Route("GET", "/static/vendor/{path:[A-Za-z0-9_./-]+}", mapview.vendor_file, "vendor",
           "public", "page"),
@@ -156,11 +162,14 @@ ROUTES: list[Route] = [
     Route("GET", "/api/v1/grids", views.grids_json, "grids", "view"),
     Route("GET", "/api/v1/map", mapview.map_json, "map", "view"),
     Route("GET", "/api/v1/map/live", mapview.map_stream, "map_live", "view"),
+    Route("GET", f"/api/v1/cameras/{CAMERA}/live", liveview.camera_stream, "camera_live", "live"),
+    Route("GET", "/api/v1/live-view", liveview.streams_json, "live_view", "view"),
     Route("GET", "/api/v1/scores", views.scores_json, "scores", "view"),
     Route("GET", "/api/v1/dead-letters", views.dead_letters_json, "dead_letters", "view"),
     Route("GET", "/api/v1/stats", views.stats_json, "stats", "view"),
     Route("GET", f"/api/v1/snapshots/{SHA}.jpg", views.snapshot, "snapshot", "snapshot"),
     Route("GET", f"/snapshots/{SHA}.jpg", views.snapshot, "snapshot_legacy", "snapshot"),
+    Route("GET", f"/api/v1/clips/{SHA}.mp4", views.clip, "clip", "snapshot"),
     Route("POST", ENROLL_PATH, views.enroll, "enroll", "public"),
     # -- response plans and vital signs (docs/plans.md) --------------------------------------------
     Route("GET", "/api/v1/vitals", plans_web.vitals_json, "vitals", "view"),
@@ -297,6 +306,7 @@ def create_app(hub: Hub) -> web.Application:
     metrics = HttpMetrics()
     app = web.Application(client_max_size=CLIENT_MAX_SIZE, middlewares=[
         _access_middleware(metrics, cfg.access_log),
+        locale_middleware(),  # before errors: error pages and problems use the language
         _errors_middleware({r.name: r.kind for r in ROUTES}),
         security_middleware(hub, security, info),
     ])

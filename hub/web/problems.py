@@ -13,8 +13,51 @@ from aiohttp import web
 from pydantic import ValidationError
 
 from ..errors import HubError
+from .i18n import _
 
-__all__ = ["FieldErrors", "WebError", "field_errors_from", "problem"]
+
+def N_(message: str) -> str:
+    """Marks a string for extraction; translated where shown."""
+    return message
+
+
+__all__ = ["FieldErrors", "WebError", "error_title", "field_errors_from", "problem"]
+
+# A human title per stable code (RFC 9457's ``title``, in the request's language); a code
+# not listed here is titled by its HTTP status.
+TITLES = {
+    "invalid_input": N_("Invalid input"), "forbidden": N_("Not allowed"),
+    "not_signed_in": N_("Not signed in"), "csrf": N_("Form expired"),
+    "not_found": N_("Not found"), "no_such_case": N_("No such case"),
+    "no_such_action": N_("No such action"), "no_such_photo": N_("No such photo"),
+    "no_such_snapshot": N_("No such snapshot"), "no_such_request": N_("No such request"),
+    "no_such_media": N_("No such media"), "illegal_transition": N_("Not possible in this state"),
+    "other_department": N_("Another department's case"), "too_large": N_("Too large"),
+    "too_many_requests": N_("Too many requests"), "internal_error": N_("Internal error"),
+    "method_not_allowed": N_("Method not allowed"), "bad_photo": N_("Bad photo"),
+    "photo_required": N_("Photo required"), "photo_too_large": N_("Photo too large"),
+    "unknown_plan": N_("No such plan"), "invalid_plan": N_("Invalid plan"),
+    "plan_state": N_("Not possible in the plan's state"), "busy": N_("Busy"),
+    "awaiting_review": N_("Awaiting review"), "not_closed": N_("Not closed"),
+    "bad_token": N_("Bad token"), "bad_date": N_("Bad date"),
+    "unsupported_media_type": N_("Unsupported media type"),
+    "scoped_account": N_("Outside the account's scope"),
+}
+STATUS_TITLES = {
+    400: N_("Bad request"), 401: N_("Not signed in"), 403: N_("Not allowed"),
+    404: N_("Not found"), 405: N_("Method not allowed"), 409: N_("Conflict"),
+    413: N_("Too large"), 415: N_("Unsupported media type"), 422: N_("Cannot be processed"),
+    429: N_("Too many requests"), 500: N_("Internal error"), 503: N_("Unavailable"),
+}
+
+
+def error_title(code: str, status: int | None = None) -> str:
+    """The human title of an error ``code`` in the request's language."""
+    if code in TITLES:
+        return _(TITLES[code])
+    if status in STATUS_TITLES:
+        return _(STATUS_TITLES[status])
+    return code.replace("_", " ")
 
 
 class WebError(HubError):
@@ -46,9 +89,9 @@ def field_errors_from(exc: ValidationError, form: str = "") -> FieldErrors:
         loc = ".".join(str(p) for p in err.get("loc", ())) or "body"
         msg = err.get("msg", "invalid")
         if err.get("type") == "extra_forbidden":
-            msg = "unknown field; remove it"
+            msg = _("unknown field; remove it")
         elif err.get("type") == "missing":
-            msg = "required"
+            msg = _("required")
         fields.setdefault(loc, msg.removeprefix("Value error, "))
     return FieldErrors(fields, form=form)
 
@@ -56,7 +99,7 @@ def field_errors_from(exc: ValidationError, form: str = "") -> FieldErrors:
 def problem(status: int, code: str, detail: str, *, extra: dict[str, Any] | None = None,
             headers: dict[str, str] | None = None) -> web.Response:
     """An RFC 9457 problem document with a stable ``code``."""
-    body: dict[str, Any] = {"type": "about:blank", "title": code.replace("_", " "),
+    body: dict[str, Any] = {"type": "about:blank", "title": error_title(code, status),
                             "status": status, "code": code, "detail": detail}
     if extra:
         body.update(extra)

@@ -12,6 +12,9 @@ from aiohttp import web
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from ..cases.sla import LEVELS
+from . import i18n
+from .i18n import _
+from .problems import error_title
 from .security import principal_of
 from .serialize import names
 from .svg import grid_map, heat_class
@@ -19,19 +22,32 @@ from .svg import grid_map, heat_class
 if TYPE_CHECKING:
     from ..app import Hub
 
-__all__ = ["STATIC_DIR", "Renderer", "reltime"]
+__all__ = ["STATIC_DIR", "Renderer", "pick", "reltime"]
 
 HERE = Path(__file__).resolve().parent
 STATIC_DIR = HERE / "static"
 
+def N_(message: str) -> str:
+    """Marks a string for extraction (``pybabel extract -k N_``); it is translated where shown."""
+    return message
+
+
+# English source strings; the templates show them through gettext (``_(STATE_LABELS[s])``).
 STATE_LABELS = {
-    "new": ("New", "新建"), "accepted": ("Accepted", "已受理"), "rejected": ("Rejected", "不予受理"),
-    "dispatched": ("Dispatched", "已派遣"), "in_progress": ("In progress", "处置中"),
-    "escalated": ("Escalated", "已升级"), "resolved": ("Resolved", "已办结"),
-    "closed": ("Closed", "已结案"), "reopened": ("Reopened", "已重开"), "merged": ("Merged", "已合并"),
+    "new": N_("New"), "accepted": N_("Accepted"), "rejected": N_("Rejected"),
+    "dispatched": N_("Dispatched"), "in_progress": N_("In progress"),
+    "escalated": N_("Escalated"), "resolved": N_("Resolved"),
+    "closed": N_("Closed"), "reopened": N_("Reopened"), "merged": N_("Merged"),
 }
-LEVEL_LABELS = [("Grid / department", "网格"), *[(name.title(), zh) for name, zh in
-                                               zip(LEVELS, ("镇街", "区", "市"), strict=True)]]
+LEVEL_LABELS = [N_("Grid / department"), N_("Town"), N_("District"), N_("City")]
+assert len(LEVEL_LABELS) == len(LEVELS) + 1
+ROLE_LABELS = {"operator": N_("operator"), "dispatcher": N_("dispatcher"),
+               "handler": N_("handler"), "admin": N_("admin"), "reporter": N_("reporter"),
+               "open311": N_("Open311 partner"), "monitor": N_("monitor"),
+               "linkage": N_("linkage")}
+AGENT_STATES = {"online": N_("online"), "offline": N_("offline"), "stale": N_("stale"),
+                "never": N_("never seen")}
+VERDICTS = {"fixed": N_("fixed"), "not_fixed": N_("not fixed"), "uncertain": N_("uncertain")}
 
 
 def reltime(value: str | datetime | None, now: datetime) -> str:
@@ -41,14 +57,42 @@ def reltime(value: str | datetime | None, now: datetime) -> str:
     secs = int((now - when).total_seconds())
     a = abs(secs)
     if a < 60:
-        text = f"{a} s"
+        text = _("%(n)d s") % {"n": a}
     elif a < 3600:
-        text = f"{a // 60} min"
+        text = _("%(n)d min") % {"n": a // 60}
+    elif a < 36000:
+        text = _("%(h)d h %(m)02d min") % {"h": a // 3600, "m": a % 3600 // 60}
     elif a < 86400 * 2:
-        text = f"{a // 3600} h {a % 3600 // 60:02d} min" if a < 36000 else f"{a // 3600} h"
+        text = _("%(n)d h") % {"n": a // 3600}
     else:
-        text = f"{a // 86400} d"
-    return f"{text} ago" if secs >= 0 else f"in {text}"
+        text = _("%(n)d d") % {"n": a // 86400}
+    return _("%(span)s ago") % {"span": text} if secs >= 0 else _("in %(span)s") % {"span": text}
+
+
+def pick_key() -> str:
+    """Which of a bilingual name's ``en``/``zh`` the page's language shows."""
+    return "zh" if i18n.current() == "zh_CN" else "en"
+
+
+def pick(en: Any, zh: Any = None) -> Any:
+    """A bilingual value in the page's language: ``pick(en, zh)``, ``pick((en, zh))`` or
+    ``pick({"en": .., "zh": ..})`` (a name object with ``.en``/``.zh`` works too); English
+    where the Chinese is missing."""
+    if zh is None:
+        if isinstance(en, dict):
+            en, zh = en.get("en"), en.get("zh")
+        elif isinstance(en, tuple | list):
+            en, zh = en[0], en[1]
+        elif hasattr(en, "en"):
+            en, zh = en.en, getattr(en, "zh", None)
+    if en is None and zh is None:
+        return ""
+    return zh if pick_key() == "zh" and zh else en
+
+
+def other_locale() -> tuple[str, str]:
+    """The language switch's target: (locale, its name in itself)."""
+    return ("en", "English") if i18n.current() == "zh_CN" else ("zh_CN", "中文")
 
 
 class Renderer:
@@ -56,13 +100,23 @@ class Renderer:
         self.hub = hub
         self.env = Environment(loader=FileSystemLoader(HERE / "templates"),
                                autoescape=select_autoescape(["html"]),
-                               trim_blocks=True, lstrip_blocks=True)
+                               trim_blocks=True, lstrip_blocks=True,
+                               extensions=["jinja2.ext.i18n"])
+        # gettext reads the request's language (i18n.use, set by the locale middleware)
+        self.env.install_gettext_callables(i18n.gettext, i18n.ngettext, newstyle=True)
         tax = hub.setup.taxonomy
         self.env.filters["en"] = lambda code: names(tax, code)["en"] if code else "–"
         self.env.filters["zh"] = lambda code: names(tax, code)["zh"] if code else ""
+        # a taxonomy code's name in the page's language (the taxonomy names both)
+        self.env.filters["name"] = lambda code: names(tax, code)[pick_key()] if code else "–"
+        self.env.globals["pick"] = pick
         self.env.filters["local"] = self.local_time
         self.env.globals["STATE_LABELS"] = STATE_LABELS
         self.env.globals["LEVEL_LABELS"] = LEVEL_LABELS
+        self.env.globals["ROLE_LABELS"] = ROLE_LABELS
+        self.env.globals["AGENT_STATES"] = AGENT_STATES
+        self.env.globals["VERDICTS"] = VERDICTS
+        self.env.globals["error_title"] = error_title
         self.env.globals["heat_class"] = heat_class
         self.map_viewbox, self.map_shapes = grid_map(hub.setup.grids.grids)
         self.departments = {**{k: (v.en, v.zh) for k, v in tax.departments.items()},
@@ -91,7 +145,8 @@ class Renderer:
             "wall": request.query.get("wall") == "1", "static_version": self.static_version,
             "map_viewbox": self.map_viewbox, "map_shapes": self.map_shapes,
             "zone": self.hub.config.timezone, "errors": {}, "values": {}, "flash": None,
-            "live_version": live_version,
+            "live_version": live_version, "locale": i18n.current(),
+            "html_lang": i18n.HTML_LANG[i18n.current()], "other_locale": other_locale(),
             **context,
         }
         html = self.env.get_template(template).render(**ctx)

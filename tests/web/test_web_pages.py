@@ -20,7 +20,10 @@ async def test_overview_shows_cases_map_and_agents(hub, client, agent):
     r = await client.get("/")
     assert r.status == 200
     html = r.text
-    assert f'data-case-id="{case_id}"' in html and "Road waterlogging" in html and "道路积水" in html
+    assert f'data-case-id="{case_id}"' in html and "Road waterlogging" in html
+    # the taxonomy names both: a Chinese page shows the Chinese one
+    zh = (await client.get("/", headers={"Accept-Language": "zh-CN"})).text
+    assert "道路积水" in zh and "Road waterlogging" not in zh
     assert 'data-grid="g-01"' in html and "heat-3" in html  # the one grid with a case
     assert 'data-k="cases.open">1<' in html
     assert "agent-1" not in html or "online" in html

@@ -118,10 +118,13 @@ class Reply:
 class Client:
     """An HTTP client against the hub, with a cookie jar that works on 127.0.0.1."""
 
-    def __init__(self, hub) -> None:
+    def __init__(self, hub, lang: str | None = "en") -> None:
+        """``lang``: the Accept-Language every request sends (the suite reads English
+        pages; None sends none, as a client that names no language)."""
         self.hub = hub
         self.base = hub.web_url.rstrip("/")
         self.session = aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True))
+        self.lang = lang
         self.csrf: str | None = None
 
     async def close(self) -> None:
@@ -131,6 +134,8 @@ class Client:
                       headers: dict[str, str] | None = None, allow_redirects: bool = False,
                       **kw: Any) -> Reply:
         h = dict(headers or {})
+        if self.lang and "Accept-Language" not in h:
+            h["Accept-Language"] = self.lang
         if token:
             h["Authorization"] = f"Bearer {token}"
         async with self.session.request(method, self.base + path, headers=h,
