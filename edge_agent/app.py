@@ -30,7 +30,7 @@ from edge_agent.transport.base import Transport, TransportFactory, Will
 from edge_agent.transport.mqtt import MqttTransport
 from protocol.clock import Clock, SystemClock
 from protocol.errors import ConfigError, ConfigProblem
-from protocol.messages import CareState, DesiredConfig
+from protocol.messages import CareState, DesiredConfig, LiveRequest
 
 __all__ = ["COMPONENT_FACTORIES", "AgentApp", "ComponentFactory", "mqtt_transport_factory"]
 
@@ -146,7 +146,7 @@ class AgentApp:
             cfg.agent.id, self.outbox, self._make_transport, outbox_config=cfg.outbox,
             telemetry=cfg.telemetry, reconnect=cfg.mqtt.reconnect, version=__version__,
             hooks=Hooks(self._status_fields, self._telemetry_parts, self.apply_desired,
-                        self.apply_care),
+                        self.apply_care, self.apply_live),
             clock=self.clock, credentials_path=self.loaded.credentials_path,
         )
         log.info("agent %s starting: %d device(s), %d camera(s), outbox %s (depth %d)", cfg.agent.id,
@@ -180,6 +180,7 @@ class AgentApp:
 
     def _start(self, components: list[Component]) -> _Running:
         assert self.outbox is not None
+        self._attach_live(components)
         stops = [asyncio.Event() for _ in components]
         tasks = [asyncio.create_task(self._guard(c, stop), name=f"component:{c.name}")
                  for c, stop in zip(components, stops, strict=True)]
@@ -228,6 +229,34 @@ class AgentApp:
         same state again changes nothing; components built later get it too."""
         self.care = care
         self._acknowledge(self.components)
+
+    def _attach_live(self, components: list[Component]) -> None:
+        """Components with live view (the cameras) send their frames through the session."""
+        session = self.session
+        if session is None:
+            return
+        for component in components:
+            attach = getattr(component, "attach_live", None)
+            if attach is not None:
+                attach(self.loaded.config.agent.id, session.publish_frame)
+
+    def apply_live(self, req: LiveRequest) -> None:
+        """The hub asks for live frames of one camera (or to stop them): the component that
+        runs that camera takes it; an unknown camera is logged, never streamed."""
+        for component in self.components:
+            handle = getattr(component, "live_request", None)
+            if handle is None:
+                continue
+            try:
+                outcome = handle(req)
+            except Exception:
+                log.exception("live request for camera %s failed", req.camera)
+                return
+            if outcome is not None:
+                log.debug("live request %s for camera %s: %s", req.request_id, req.camera, outcome)
+                return
+        log.warning("the hub asked for live frames of camera %r, which this agent does not run",
+                    req.camera)
 
     def _acknowledge(self, components: list[Component]) -> None:
         if self.care is None:

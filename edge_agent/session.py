@@ -4,7 +4,7 @@ acks, desired config and heartbeat telemetry.
 ::
 
     connect (jittered exponential backoff, tenacity) ──▶ birth status (retained)
-        ──▶ subscribe to own acks + config + care ──▶ deliver the outbox:
+        ──▶ subscribe to own acks + config + care + live ──▶ deliver the outbox:
               live events first (one per message, as they are emitted)
               backlog in batched events messages, at most ``max_in_flight`` messages
               not yet acknowledged by the hub
@@ -42,10 +42,24 @@ from edge_agent.outbox import Outbox, OutboxRow
 from edge_agent.outbox.replay import BATCH_BYTES, build_messages
 from edge_agent.transport.base import Transport, TransportFactory, Will
 from protocol.clock import Clock, SystemClock
-from protocol.codec import decode_ack, decode_care_state, decode_desired_config, encode
+from protocol.codec import (
+    decode_ack,
+    decode_care_state,
+    decode_desired_config,
+    decode_live_request,
+    encode,
+)
 from protocol.errors import ProtocolError
 from protocol.ids import new_boot_id
-from protocol.messages import Ack, AgentState, CareState, DesiredConfig, Status, Telemetry
+from protocol.messages import (
+    Ack,
+    AgentState,
+    CareState,
+    DesiredConfig,
+    LiveRequest,
+    Status,
+    Telemetry,
+)
 from protocol.topics import Channel, agent_subscription, agent_topic, parse_topic
 
 __all__ = ["Hooks", "Session", "SessionState"]
@@ -70,6 +84,7 @@ class Hooks:
     telemetry_parts: Callable[[], dict[str, Any]] = dict  # devices, readings, cameras, ...
     apply_config: Callable[[DesiredConfig], Awaitable[None]] | None = None
     apply_care: Callable[[CareState], None] | None = None  # acknowledged care alarms
+    live_request: Callable[[LiveRequest], None] | None = None  # the hub asks for live frames
 
 
 @dataclass
@@ -218,7 +233,8 @@ class Session:
             await asyncio.wait_for(transport.subscribe([
                 (agent_subscription(self.agent_id, Channel.ACKS), 1),
                 (agent_subscription(self.agent_id, Channel.CONFIG), 1),
-                (agent_subscription(self.agent_id, Channel.CARE), 1)]), _HANDSHAKE_TIMEOUT_S)
+                (agent_subscription(self.agent_id, Channel.CARE), 1),
+                (agent_subscription(self.agent_id, Channel.LIVE), 1)]), _HANDSHAKE_TIMEOUT_S)
         except (TransportError, TimeoutError) as exc:
             log.warning("connection failed while starting the session: %s", exc or "timed out")
             await self._close(transport)
@@ -364,11 +380,29 @@ class Session:
                 care = decode_care_state(payload, agent_id=self.agent_id)
                 if self.hooks.apply_care is not None:
                     self.hooks.apply_care(care)
+            elif parsed.channel == Channel.LIVE:
+                request = decode_live_request(payload, agent_id=self.agent_id)
+                if self.hooks.live_request is not None:
+                    self.hooks.live_request(request)
             else:
                 raise ProtocolError("bad_topic", f"agents do not subscribe to {parsed.channel}")
         except ProtocolError as exc:
             self.stats.bad_messages += 1
             log.warning("ignored a bad message on %s: %s (payload %r)", topic, exc, payload[:200])
+
+    def publish_frame(self, payload: bytes) -> bool:
+        """Send one live frame (QoS 0, never through the outbox: see edge_agent.camera.live).
+        False when not connected or the client's queue is full: the frame is gone, the
+        next one follows within a second."""
+        transport = self._transport
+        if transport is None or not transport.connected:
+            return False
+        try:
+            transport.publish(self._topic(Channel.FRAMES), payload, qos=0)
+        except TransportError as exc:
+            log.debug("live frame not sent: %s", exc)
+            return False
+        return True
 
     async def _apply_config(self, transport: Transport, desired: DesiredConfig) -> None:
         if self.hooks.apply_config is None:

@@ -56,6 +56,7 @@ from .engine.tick import TickReport, tick
 from .errors import CaseError, HubError
 from .ingest.mqtt import MqttClient, MqttSettings, Receiver, ReceiverSettings
 from .ingest.process import ReceiverProcess
+from .livestream import LiveStreams
 from .notify.service import Notifier
 from .store.files import SnapshotFiles
 from .store.repo import CaseRow, Repository
@@ -99,6 +100,10 @@ class Hub:
         self._care_wakeup: asyncio.Event | None = None
         self._verifying: set[int] = set()
         self.notifier: Notifier | None = None  # with notify: in hub.yaml, from start()
+        lv = self.config.web.live_view
+        self.live_streams = LiveStreams(self._publish, self.clock, request_s=lv.request_s,
+                                        refresh_s=lv.refresh_s)  # live view (hub/livestream.py)
+        self.live_link: MqttClient | None = None
         self.hub_password = self.config.broker.password or new_secret("mqp")
         from .plans.service import PlanService
         from .vitals.service import VitalsService
@@ -125,6 +130,7 @@ class Hub:
         self.engine.care.wake = lambda: loop.call_soon_threadsafe(self._care_wakeup.set)
         self.writer.start()
         try:
+            self._tasks.append(await self.live_streams.start())
             await asyncio.to_thread(self._start_mqtt)
             await self._start_web()
             if cfg.notify is not None:  # notification delivery (hub/notify/)
@@ -155,6 +161,7 @@ class Hub:
         return self
 
     async def stop(self) -> None:
+        await self.live_streams.stop()  # while the link is up: the agents stop streaming now
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -200,6 +207,12 @@ class Hub:
                 log.error("the hub writer did not finish within %.0fs; stopping without it "
                           "(%s queued events were not stored: the agents resend them, no ack "
                           "covers them)", self.WRITER_STOP_S, self.writer.backlog())
+        if self.live_link is not None:
+            try:
+                self.live_link.stop()
+            except Exception:
+                log.exception("stopping the live view client failed")
+            self.live_link = None
         if self.link is not None:
             try:
                 self.link.stop()
@@ -302,6 +315,12 @@ class Hub:
         self.link = MqttClient(self._mqtt_settings("link"), subscriptions=status,
                                on_message=lambda t, p: writer.submit([(t, p)]))
         self.link.start()
+        # Live frames on a connection of their own (QoS 0, up to 128 KiB each): they never
+        # queue in front of the acks, and never reach the writer (they are not events).
+        frames = [(subscription(Channel.FRAMES), QOS[Channel.FRAMES])]
+        self.live_link = MqttClient(self._mqtt_settings("live"), subscriptions=frames,
+                                    on_message=self.live_streams.on_message, max_queued=1000)
+        self.live_link.start()
         ing = self.config.ingest
         n = ing.receivers
         # A share group agents cannot name (Mosquitto does not check subscription filters:

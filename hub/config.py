@@ -24,6 +24,7 @@ from protocol.base import StrictModel
 from protocol.config import Document, parse_yaml, validate_document
 from protocol.errors import ConfigError, ConfigProblem
 from protocol.ids import Id
+from protocol.limits import MAX_LIVE_SECONDS
 from protocol.taxonomy import Taxonomy, taxonomy
 
 from .care import CareRegistry, load_care
@@ -182,6 +183,27 @@ class MapConfig(StrictModel):
                            "(the newest; the page says when more are open)")
 
 
+class LiveViewConfig(StrictModel):
+    """Live view of a camera on the operator's request (``/live/<agent>/<camera>``)."""
+
+    view_s: float = Field(60, ge=1, le=3600, description="how long one opening of a live view "
+                          "runs before it stops on its own (the page offers to watch again)")
+    max_view_s: float = Field(600, ge=1, le=86400, description="the longest a page may ask for "
+                              "(?seconds=); the video wall's tiles ask for this")
+    request_s: float = Field(30, ge=2, le=MAX_LIVE_SECONDS, description="the longest one request "
+                             "to an agent runs; refreshed while somebody watches, so a hub that "
+                             "goes away leaves no camera streaming longer than this")
+    refresh_s: float = Field(5, gt=0, le=60, description="refresh the request this long before "
+                             "the agent's window ends (at most half of request_s)")
+
+    @model_validator(mode="after")
+    def _order(self) -> LiveViewConfig:
+        if self.view_s > self.max_view_s:
+            raise ValueError(f"view_s ({self.view_s:g}) is longer than max_view_s "
+                             f"({self.max_view_s:g}): raise max_view_s or lower view_s")
+        return self
+
+
 class WebConfig(StrictModel):
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=0, le=65535, description="0: a free port")
@@ -202,6 +224,8 @@ class WebConfig(StrictModel):
     linkage: LinkageConfig = Field(default_factory=LinkageConfig,
                                    description="linked incidents from emergency systems")
     map: MapConfig = Field(default_factory=MapConfig, description="the map page (/map)")
+    live_view: LiveViewConfig = Field(default_factory=LiveViewConfig,
+                                      description="live view of cameras and the video wall")
 
 
 class IngestConfig(StrictModel):

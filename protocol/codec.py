@@ -29,6 +29,8 @@ from .messages import (
     CareState,
     DesiredConfig,
     Event,
+    FrameHeader,
+    LiveRequest,
     Message,
     SnapshotHeader,
     Status,
@@ -45,12 +47,15 @@ __all__ = [
     "decode_desired_config",
     "decode_events",
     "decode_events_partly",
+    "decode_frame",
+    "decode_live_request",
     "decode_message",
     "decode_snapshot",
     "decode_status",
     "decode_telemetry",
     "encode",
     "encode_events",
+    "encode_frame",
     "encode_snapshot",
     "loads_lenient",
     "nesting_exceeds",
@@ -112,6 +117,16 @@ def encode_snapshot(header: SnapshotHeader, jpeg: bytes) -> bytes:
     return encode(header, limit=limits.MAX_SNAPSHOT_HEADER_BYTES) + b"\n" + jpeg
 
 
+def encode_frame(header: FrameHeader, jpeg: bytes) -> bytes:
+    """A live frame message: the JSON header, a newline, the JPEG bytes."""
+    if len(jpeg) > limits.MAX_LIVE_FRAME_BYTES:
+        raise ProtocolError(
+            Refusal.TOO_LARGE,
+            f"live frame is {len(jpeg)} bytes, over the {limits.MAX_LIVE_FRAME_BYTES}-byte limit",
+        )
+    return encode(header, limit=limits.MAX_LIVE_HEADER_BYTES) + b"\n" + jpeg
+
+
 # -- decoding ----------------------------------------------------------------------
 
 
@@ -123,6 +138,8 @@ _LIMITS: dict[type, int] = {
     DesiredConfig: limits.MAX_CONFIG_BYTES,
     CareState: limits.MAX_CONFIG_BYTES,  # desired state too: 256 acknowledgements fit
     SnapshotHeader: limits.MAX_SNAPSHOT_HEADER_BYTES,
+    LiveRequest: limits.MAX_LIVE_REQUEST_BYTES,
+    FrameHeader: limits.MAX_LIVE_HEADER_BYTES,
 }
 _SCHEMAS: dict[type, str] = {
     Event: "cityops.event/1",
@@ -132,6 +149,8 @@ _SCHEMAS: dict[type, str] = {
     DesiredConfig: "cityops.config/1",
     CareState: "cityops.care/1",
     SnapshotHeader: "cityops.snapshot/1",
+    LiveRequest: "cityops.live/1",
+    FrameHeader: "cityops.frame/1",
 }
 
 
@@ -412,6 +431,29 @@ def decode_snapshot(
     return header, jpeg
 
 
+def decode_live_request(payload: bytes, *, agent_id: str | None = None) -> LiveRequest:
+    msg = _decode_one(LiveRequest, payload)
+    _check_agent(agent_id, msg.agent_id, "live request")
+    return msg
+
+
+def decode_frame(payload: bytes, *, agent_id: str | None = None) -> tuple[FrameHeader, bytes]:
+    """Split and check a live frame message: header line, JPEG bytes (size, JPEG magic),
+    and the agent the header names against the topic's."""
+    _check_size(payload, limits.MAX_LIVE_FRAME_BYTES + limits.MAX_LIVE_HEADER_BYTES + 1,
+                "live frame message")
+    newline = payload.find(b"\n", 0, limits.MAX_LIVE_HEADER_BYTES + 1)
+    if newline < 0:
+        raise ProtocolError(Refusal.MALFORMED, "live frame message has no JSON header line")
+    header = _decode_one(FrameHeader, payload[:newline])
+    jpeg = payload[newline + 1 :]
+    _check_size(jpeg, limits.MAX_LIVE_FRAME_BYTES, "live frame image")
+    _check_agent(agent_id, header.agent_id, "live frame")
+    if not jpeg.startswith(b"\xff\xd8"):
+        raise ProtocolError(Refusal.INVALID, "live frame is not a JPEG (no FF D8 start marker)")
+    return header, jpeg
+
+
 @dataclass(frozen=True)
 class Decoded:
     topic: ParsedTopic
@@ -443,6 +485,10 @@ def decode_message(topic: str, payload: bytes) -> Decoded:
                 message = decode_care_state(payload, agent_id=aid)
             case Channel.SNAPSHOTS:
                 message = decode_snapshot(payload, agent_id=aid, event_id=parsed.event_id)
+            case Channel.LIVE:
+                message = decode_live_request(payload, agent_id=aid)
+            case Channel.FRAMES:
+                message = decode_frame(payload, agent_id=aid)
     except ProtocolError as exc:
         if exc.topic is None:
             exc.topic = topic

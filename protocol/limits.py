@@ -21,6 +21,10 @@ __all__ = [
     "MAX_STATUS_BYTES",
     "MAX_TELEMETRY_BYTES",
     "MAX_ACK_BYTES",
+    "MAX_LIVE_FRAME_BYTES",
+    "MAX_LIVE_HEADER_BYTES",
+    "MAX_LIVE_REQUEST_BYTES",
+    "MAX_LIVE_SECONDS",
     "MAX_COUNT",
     "MAX_DEPTH",
     "MAX_SEQ",
@@ -38,6 +42,14 @@ MAX_STATUS_BYTES = 8 * KIB
 MAX_TELEMETRY_BYTES = 64 * KIB
 MAX_ACK_BYTES = 64 * KIB
 MAX_CONFIG_BYTES = 128 * KIB
+# Live view (hub → agent ``live``, agent → hub ``frames``): a request is small; a frame's
+# JPEG is capped here, the agent's camera config picks the working size below it (50 kB
+# by default); a request asks for at most MAX_LIVE_SECONDS, so a hub that goes away never
+# leaves a camera streaming for long.
+MAX_LIVE_REQUEST_BYTES = 1 * KIB
+MAX_LIVE_HEADER_BYTES = 1 * KIB
+MAX_LIVE_FRAME_BYTES = 128 * KIB
+MAX_LIVE_SECONDS = 300
 
 MAX_STORE_INT = 2**63 - 1  # SQLite's INTEGER is a signed 64-bit number
 MAX_SEQ = 2**53 - 1  # a sequence number, exact in every JSON reader (JavaScript's included)
@@ -51,4 +63,5 @@ BROKER_MESSAGE_SIZE_LIMIT = max(
     MAX_TELEMETRY_BYTES,
     MAX_ACK_BYTES,
     MAX_CONFIG_BYTES,
+    MAX_LIVE_FRAME_BYTES + MAX_LIVE_HEADER_BYTES + 1,
 )

@@ -33,13 +33,15 @@ from pydantic import (
 
 from .base import WireModel
 from .ids import Id
-from .limits import MAX_COUNT, MAX_SEQ, MAX_STORE_INT
+from .limits import MAX_COUNT, MAX_LIVE_SECONDS, MAX_SEQ, MAX_STORE_INT
 
 __all__ = [
     "ACK_SCHEMA",
     "CARE_SCHEMA",
     "CONFIG_SCHEMA",
     "EVENT_SCHEMA",
+    "FRAME_SCHEMA",
+    "LIVE_SCHEMA",
     "SNAPSHOT_SCHEMA",
     "STATUS_SCHEMA",
     "TELEMETRY_SCHEMA",
@@ -52,6 +54,8 @@ __all__ = [
     "Event",
     "EventKind",
     "Evidence",
+    "FrameHeader",
+    "LiveRequest",
     "Location",
     "Message",
     "OutboxTelemetry",
@@ -70,6 +74,8 @@ ACK_SCHEMA = "cityops.ack/1"
 CONFIG_SCHEMA = "cityops.config/1"
 SNAPSHOT_SCHEMA = "cityops.snapshot/1"
 CARE_SCHEMA = "cityops.care/1"
+LIVE_SCHEMA = "cityops.live/1"
+FRAME_SCHEMA = "cityops.frame/1"
 MAX_CARE_ACKS = 256
 
 ShortText = Annotated[str, Field(max_length=200)]
@@ -351,3 +357,32 @@ class CareState(Message):
     agent_id: Id
     issued_at: Timestamp
     acknowledged: list[CareAck] = Field(default_factory=list, max_length=MAX_CARE_ACKS)
+
+
+class LiveRequest(Message):
+    """The hub asks one agent for live frames of one of its cameras (``live`` topic, QoS 1,
+    never retained: a command, not a desired state). ``seconds`` from now the agent stops
+    on its own; a new request for the same camera replaces the old one's end (the hub
+    refreshes while somebody watches), ``seconds: 0`` stops at once (nobody watches)."""
+
+    schema_: Literal["cityops.live/1"] = Field(LIVE_SCHEMA, alias="schema")
+    agent_id: Id
+    camera: Id
+    request_id: Id = Field(description="names the stream; its frames carry it back")
+    seconds: float = Field(ge=0, le=MAX_LIVE_SECONDS,
+                           description="send frames this long from now; 0: stop now")
+    issued_at: Timestamp
+
+
+class FrameHeader(Message):
+    """The JSON line in front of a live frame's JPEG bytes (``frames`` topic, QoS 0)."""
+
+    schema_: Literal["cityops.frame/1"] = Field(FRAME_SCHEMA, alias="schema")
+    agent_id: Id
+    camera: Id
+    request_id: Id
+    n: int = Field(ge=1, le=MAX_COUNT, strict=True, description="frame number in the stream")
+    taken_at: Timestamp
+    width: int = Field(gt=0, le=8192)
+    height: int = Field(gt=0, le=8192)
+    remaining_s: float = Field(ge=0, le=MAX_LIVE_SECONDS, description="until the agent stops")

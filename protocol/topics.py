@@ -9,6 +9,8 @@
     cityops/v1/agents/{agent_id}/acks                hub → agent   QoS 1
     cityops/v1/agents/{agent_id}/config              hub → agent   QoS 1, retained
     cityops/v1/agents/{agent_id}/care                hub → agent   QoS 1, retained
+    cityops/v1/agents/{agent_id}/live                hub → agent   QoS 1 (a command: live view)
+    cityops/v1/agents/{agent_id}/frames              agent → hub   QoS 0 (live JPEG frames)
 
 The broker ACL is generated from the same table (:func:`acl_lines`), so the grammar and
 the permissions cannot drift apart.
@@ -45,11 +47,14 @@ class Channel(StrEnum):
     ACKS = "acks"
     CONFIG = "config"
     CARE = "care"  # acknowledged elderly-care alarms: desired state, like config
+    LIVE = "live"  # the hub asks for one camera's live frames for N seconds (never retained)
+    FRAMES = "frames"  # the live frames it asked for: ephemeral, never through the outbox
 
 
 # Who publishes on each channel.
-AGENT_PUBLISHES = frozenset({Channel.STATUS, Channel.EVENTS, Channel.TELEMETRY, Channel.SNAPSHOTS})
-HUB_PUBLISHES = frozenset({Channel.ACKS, Channel.CONFIG, Channel.CARE})
+AGENT_PUBLISHES = frozenset({Channel.STATUS, Channel.EVENTS, Channel.TELEMETRY, Channel.SNAPSHOTS,
+                             Channel.FRAMES})
+HUB_PUBLISHES = frozenset({Channel.ACKS, Channel.CONFIG, Channel.CARE, Channel.LIVE})
 
 QOS: dict[Channel, int] = {
     Channel.STATUS: 1,
@@ -59,6 +64,8 @@ QOS: dict[Channel, int] = {
     Channel.ACKS: 1,
     Channel.CONFIG: 1,
     Channel.CARE: 1,
+    Channel.LIVE: 1,
+    Channel.FRAMES: 0,
 }
 RETAINED: dict[Channel, bool] = {c: c in (Channel.STATUS, Channel.CONFIG, Channel.CARE)
                                  for c in Channel}
@@ -147,8 +154,9 @@ def parse_topic(topic: str) -> ParsedTopic:
 
 def acl_lines(hub_user: str) -> list[str]:
     """Mosquitto ACL lines: the hub reads and writes everything under cityops/;
-    each agent (username = agent id) writes only its own outbound channels and reads
-    only its own acks, config and care."""
+    each agent (username = agent id) writes only its own outbound channels (live frames
+    included: a frame on agent A's topic can only come from A) and reads only its own
+    acks, config, care and live requests."""
     _check_id("hub user", hub_user)
     # Mosquitto applies `pattern` lines to every user, wherever they stand; `topic` lines
     # apply to the `user` above them. Patterns first keeps the file easy to read.

@@ -13,10 +13,12 @@ from typing import Any
 
 from edge_agent.emit import EventSink
 from protocol.clock import Clock, SystemClock
+from protocol.messages import LiveRequest
 from vision.labels import read_labels
 from vision.runtime import Detector, DetectorService
 
 from .config import CameraConfig, CameraSection, DetectorConfig
+from .live import FrameSend
 from .sources import FrameSource, open_source
 from .worker import CameraWorker
 
@@ -80,6 +82,7 @@ class CameraComponent:
             inner.set()
             waiter.cancel()
             await asyncio.gather(*tasks, waiter, return_exceptions=True)
+            await asyncio.gather(*(w.live.close() for w in self.workers), return_exceptions=True)
             if self._owns_detector:
                 self.detector.stop()
 
@@ -110,6 +113,19 @@ class CameraComponent:
         self.include_readings = new.include_readings
         log.info("camera settings changed in place (%d camera(s))", len(cameras))
         return True
+
+    def attach_live(self, agent_id: str, send: FrameSend) -> None:
+        """Where live frames go (the session's QoS 0 publish), and the agent id they carry."""
+        for w in self.workers:
+            w.live.agent_id, w.live.send = agent_id, send
+
+    def live_request(self, req: LiveRequest) -> str | None:
+        """Apply the hub's live view request to its camera; None when no running camera
+        here has that id (the app says so in its log)."""
+        for w in self.workers:
+            if w.camera.id == req.camera:
+                return w.live.request(req)
+        return None
 
     def telemetry(self) -> dict[str, Any]:
         """Each camera's state, and its people counts as ``readings`` (``<camera>.people``,

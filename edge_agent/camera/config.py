@@ -25,6 +25,7 @@ from protocol.base import StrictModel
 from protocol.config import Document, format_path, parse_yaml, validate_document
 from protocol.errors import ConfigError, ConfigProblem
 from protocol.ids import Id, is_safe_id
+from protocol.limits import MAX_LIVE_FRAME_BYTES, MAX_LIVE_SECONDS
 from protocol.taxonomy import Source, taxonomy
 from vision.labels import LabelsError, read_labels
 from vision.models import BUNDLED_LABELS, BUNDLED_MODEL, read_thresholds
@@ -38,6 +39,7 @@ __all__ = [
     "CameraSection",
     "ClassSettings",
     "DetectorConfig",
+    "LiveConfig",
     "MotionConfig",
     "PeopleConfig",
     "TrackingConfig",
@@ -165,6 +167,53 @@ def people_reading(camera: str, zone: str | None = None) -> str:
     return f"{camera}.{zone}.{PEOPLE_READING}" if zone else f"{camera}.{PEOPLE_READING}"
 
 
+class LiveConfig(StrictModel):
+    """Live view on the hub's request (``live`` topic): frames are sent only while a request
+    runs, at most ``fps`` a second, each JPEG at most ``max_bytes`` (downscaled to
+    ``max_side`` and re-encoded at lower quality, then smaller, until it fits)."""
+
+    enabled: bool = Field(True, description="false: refuse the hub's live view requests for this camera")
+    fps: float = Field(1.0, gt=0.0, le=5.0, description="live frames per second at most")
+    max_bytes: int = Field(50_000, ge=4096, le=MAX_LIVE_FRAME_BYTES, description=f"largest live JPEG in bytes (the protocol's cap is {MAX_LIVE_FRAME_BYTES})")
+    max_side: int = Field(640, ge=96, le=1920, description="longest side of a live frame in pixels (downscaled, never enlarged)")
+    quality: int = Field(70, ge=20, le=95, description="JPEG quality tried first (lowered, then the frame shrunk, until it fits max_bytes)")
+    max_seconds: float = Field(120.0, ge=1.0, le=MAX_LIVE_SECONDS, description=f"longest a single request runs (the hub refreshes while somebody watches; protocol cap {MAX_LIVE_SECONDS})")
+
+
+CLIP_MEMORY_LIMIT = 64 * 1024 * 1024  # frames one camera may hold for its clips
+CLIP_DEFAULT_FPS_CAP = 5.0  # clip.fps unset: the camera's fps, at most this
+
+
+class ClipConfig(StrictModel):
+    """Event clips (``edge_agent/camera/clips.py``): the camera keeps its last ``pre_s``
+    seconds of frames, downscaled to ``width``, in a ring buffer; when a problem event
+    starts it records ``post_s`` seconds more and encodes the lot as an H.264 MP4 that goes
+    to the hub through the outbox, after the event (docs/agent.md, Event clips)."""
+
+    enabled: bool = Field(True, description="false: no ring buffer, no clips")
+    pre_s: float = Field(10.0, ge=0.0, le=60.0, description="seconds before the event in its clip")
+    post_s: float = Field(20.0, ge=1.0, le=120.0, description="seconds after the event in its clip (the clip ships once they have passed)")
+    fps: float | None = Field(None, gt=0.0, le=10.0, description="frames per second kept for clips, at most the camera's fps (only frames the camera reads can be kept); none: the camera's fps, at most 5")
+    width: int = Field(320, ge=64, le=1280, description="clip frame width in pixels (height keeps the aspect ratio; both rounded to even)")
+    crf: int = Field(30, ge=18, le=45, description="H.264 constant rate factor: higher is smaller and blurrier (x264's scale; 23 is its default)")
+    max_recording: int = Field(2, ge=1, le=8, description="clips one camera records at once; an event beyond them gets no clip (counted in telemetry as overlapping)")
+
+    def rate(self, camera_fps: float) -> float:
+        """The frames per second a clip keeps on a camera analysing ``camera_fps``."""
+        return self.fps if self.fps is not None else min(camera_fps, CLIP_DEFAULT_FPS_CAP)
+
+    def frame_bytes(self, source: tuple[int, int] = (1920, 1080)) -> int:
+        """Bytes of one kept frame (YUV 4:2:0) from a source of that size."""
+        w = max(2, min(self.width, source[0]) // 2 * 2)
+        h = max(2, round(source[1] * w / source[0]) // 2 * 2)
+        return w * h * 3 // 2
+
+    def memory_bytes(self, camera_fps: float, source: tuple[int, int] = (1920, 1080)) -> int:
+        """Most bytes of frames one camera holds: the ring buffer and its recordings share
+        frames, and together span at most ``pre_s + post_s`` seconds."""
+        return (math.ceil((self.pre_s + self.post_s) * self.rate(camera_fps)) + 2) * self.frame_bytes(source)
+
+
 class CameraConfig(StrictModel):
     id: Id = Field(description="camera id: the event's source")
     url: str | None = Field(None, max_length=2000, description="rtsp://, http(s):// (MJPEG) URL; never passed through a shell")
@@ -188,6 +237,7 @@ class CameraConfig(StrictModel):
     reconnect_max_s: float = Field(60.0, gt=0.0, le=3600, description="longest reconnect delay")
     snapshot_width: int = Field(320, ge=64, le=1920, description="longest side of an event's snapshot crop")
     people: PeopleConfig = Field(default_factory=PeopleConfig, description="people counting, for the hub's people vital sign")
+    live: LiveConfig = Field(default_factory=LiveConfig, description="live view on the hub's request: rate and size caps")
 
     @model_validator(mode="after")
     def _one_source(self) -> CameraConfig:

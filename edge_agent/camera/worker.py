@@ -22,6 +22,7 @@ from protocol.ids import new_event_id
 from protocol.messages import CameraTelemetry, EventKind, Evidence, Location
 
 from .config import CameraConfig, ZoneConfig
+from .live import LiveTap
 from .motion import MotionGate
 from .people import PeopleCounter
 from .snapshot import snapshot_jpeg
@@ -55,6 +56,7 @@ class CameraWorker:
         self.gate = MotionGate(camera.motion, camera.masks)
         self.tracker = Tracker(camera.tracking, class_map, zones=zones, class_settings=camera.class_settings)
         self.people = PeopleCounter(camera, zones, list(class_map))  # class_map: every model label
+        self.live = LiveTap("", camera.id, camera.live, clock)  # live view on the hub's request
         self.state = "down"
         self.down_since: float | None = None
         self.down_event: str | None = None
@@ -87,6 +89,7 @@ class CameraWorker:
         if people.note != self.people.note:
             self._say_people(people)
         self.people = people
+        self.live.config = camera.live
         self._wait = self._backoff(camera)
         retune = getattr(self._source, "retune", None)
         if retune is not None:
@@ -117,6 +120,7 @@ class CameraWorker:
         self.down_event, self.down_since, self.down_reason = old.down_event, old.down_since, old.down_reason
         self.failures = old.failures
         self.people.carry_on(old.people)
+        self.live.window = old.live.window  # a live view running then carries on
 
     # -- telemetry -------------------------------------------------------------------
     def telemetry(self) -> CameraTelemetry:
@@ -246,6 +250,7 @@ class CameraWorker:
                 frame = reader.result()
                 if self.state != "up":
                     self._up(sink)
+                self.live.offer(frame)  # a reference kept; encoded in a thread only when asked
                 await self.process(frame, sink)
         except TimeoutError:
             raise SourceError(self.camera.id, "timed out connecting") from None

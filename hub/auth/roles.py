@@ -94,6 +94,7 @@ PERMISSIONS: dict[str, frozenset[Role]] = {
     "linkage": frozenset({Role.LINKAGE}),
     "metrics": frozenset(_OPS | {Role.MONITOR}),
     "snapshot": frozenset(_OPS | {Role.HANDLER}),
+    "live": frozenset(_OPS),  # a camera's live view and the video wall
     "signed_in": frozenset(Role),
 }
 
