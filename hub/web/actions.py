@@ -18,7 +18,9 @@ from ..auth.roles import CASE_ACTIONS, Principal, Role
 from ..cases.states import CaseState
 from ..errors import CaseError
 from ..store.repo import CaseRow
+from .i18n import _
 from .problems import FieldErrors, WebError, field_errors_from
+from .render import N_, STATE_LABELS
 
 if TYPE_CHECKING:
     from ..app import Hub
@@ -84,8 +86,8 @@ ACTION_MODELS: dict[str, type[StrictModel]] = {
 def parse_action(action: str, data: dict[str, Any]) -> StrictModel:
     model = ACTION_MODELS.get(action)
     if model is None:
-        raise WebError(404, "no_such_action", f"there is no case action {action!r}; one of "
-                       f"{', '.join(ACTION_MODELS)}")
+        raise WebError(404, "no_such_action", _("there is no case action %(action)r; one of %(all)s")
+                       % {"action": action, "all": ", ".join(ACTION_MODELS)})
     clean = {k: (v.strip() if isinstance(v, str) else v) for k, v in data.items()
              if k != "csrf_token"}
     clean = {k: v for k, v in clean.items() if v != "" or k in ("note",)}
@@ -101,15 +103,15 @@ async def load_case_for(hub: Hub, principal: Principal, case_id: int) -> CaseRow
     its existence does not leak)."""
     case = await hub.read(lambda repo: repo.get_case(case_id))
     if case is None or not principal.sees(case.grid_id):
-        raise WebError(404, "no_such_case", f"case {case_id} does not exist")
+        raise WebError(404, "no_such_case", _("case %(id)s does not exist") % {"id": case_id})
     if principal.can("view"):
         return case
     if principal.role is Role.HANDLER and case.department == principal.department:
         return case
     if principal.role is Role.HANDLER:
-        raise WebError(403, "other_department", f"case {case_id} is not dispatched to "
-                       f"{principal.department}")
-    raise WebError(403, "forbidden", f"your role ({principal.role}) may not see cases")
+        raise WebError(403, "other_department", _("case %(id)s is not dispatched to %(dep)s")
+                       % {"id": case_id, "dep": principal.department})
+    raise WebError(403, "forbidden", _("your role (%(role)s) may not see cases") % {"role": principal.role})
 
 
 async def perform(hub: Hub, principal: Principal, case_id: int, action: str,
@@ -117,16 +119,18 @@ async def perform(hub: Hub, principal: Principal, case_id: int, action: str,
     """Do one action as ``principal``. Raises :class:`WebError` (403/404/409)."""
     permission, states = CASE_ACTIONS[action]
     if not principal.can(permission):
-        raise WebError(403, "forbidden", f"your role ({principal.role}) may not {action} cases")
+        raise WebError(403, "forbidden", _("your role (%(role)s) may not %(action)s cases")
+                       % {"role": principal.role, "action": action})
     case = await load_case_for(hub, principal, case_id)
     if CaseState(case.state) not in states:
-        raise WebError(409, "illegal_transition", f"a {case.state} case cannot be "
-                       f"{_past(action)}")
+        raise WebError(409, "illegal_transition", _("a %(state)s case cannot be %(done)s")
+                       % {"state": _(STATE_LABELS.get(case.state, case.state)).lower(),
+                          "done": _past(action)})
     if action == "resolve" and case.state == CaseState.RESOLVED and case.review_reason:
         # the verifier handed this to an operator: a new photo must not take it back
-        raise WebError(409, "awaiting_review", f"case {case_id} waits for an operator's review "
-                       f"({case.review_reason}); a new after-photo cannot replace that verdict. "
-                       "If it was not fixed, the operator sends it back to you")
+        raise WebError(409, "awaiting_review", _("case %(id)s waits for an operator's review (%(why)s); a new after-photo "
+                         "cannot replace that verdict. If it was not fixed, the operator sends "
+                         "it back to you") % {"id": case_id, "why": case.review_reason})
     actor = principal.actor
     b: Any = body
     try:
@@ -137,7 +141,7 @@ async def perform(hub: Hub, principal: Principal, case_id: int, action: str,
                 return await hub.reject(case_id, reason=b.reason, actor=actor)
             case "dispatch" | "reassign":
                 if b.department and b.department not in hub.engine.departments:
-                    raise FieldErrors({"department": f"unknown department {b.department!r}"},
+                    raise FieldErrors({"department": _("unknown department %(dep)r") % {"dep": b.department}},
                                       form=action)
                 return await hub.dispatch(case_id, department=b.department, handler=b.handler,
                                           actor=actor)
@@ -156,17 +160,22 @@ async def perform(hub: Hub, principal: Principal, case_id: int, action: str,
                 return await hub.return_case(case_id, actor=actor, reason=b.reason)
             case "resolve":
                 if after_jpeg is None and hub.engine.rules[case.subcategory].close.value == "photo":
-                    raise FieldErrors({"photo": "this category closes by photo: attach an "
-                                       "after-photo (JPEG, at most 256 KiB)"}, form="resolve",
+                    raise FieldErrors({"photo": _("this category closes by photo: attach an "
+                                                 "after-photo (JPEG, at most 256 KiB)")}, form="resolve",
                                       code="photo_required")
                 return await hub.resolve(case_id, actor=actor, note=b.note, after_jpeg=after_jpeg)
     except CaseError as exc:
         raise WebError(409, "illegal_transition", exc.detail) from None
-    raise WebError(404, "no_such_action", f"there is no case action {action!r}")
+    raise WebError(404, "no_such_action", _("there is no case action %(action)r")
+                   % {"action": action})
+
+
+PAST = {"accept": N_("accepted"), "reject": N_("rejected"), "dispatch": N_("dispatched"),
+        "reassign": N_("reassigned"), "review": N_("reviewed"), "close": N_("closed"),
+        "reopen": N_("reopened"), "note": N_("noted"), "start": N_("started"),
+        "return": N_("returned"), "resolve": N_("resolved")}
 
 
 def _past(action: str) -> str:
-    return {"accept": "accepted", "reject": "rejected", "dispatch": "dispatched",
-            "reassign": "reassigned", "review": "reviewed", "close": "closed",
-            "reopen": "reopened", "note": "noted", "start": "started",
-            "return": "returned", "resolve": "resolved"}.get(action, action)
+    """What doing ``action`` to a case is called, in the request's language."""
+    return _(PAST.get(action, action))

@@ -18,7 +18,8 @@ from ..auth.roles import Role
 from ..store.repo import CaseFilter
 from .actions import parse_action, perform
 from .common import case_filter, file_response, hub_of, principal, query_int
-from .problems import FieldErrors, WebError
+from .i18n import _
+from .problems import FieldErrors, WebError, error_title
 from .render import STATIC_DIR
 from .security import (
     PRE_LOGIN_COOKIE,
@@ -34,18 +35,24 @@ from .views import case_detail, month_scores
 __all__ = ["agents", "case", "case_action", "cases", "dead_letters", "error_page", "login",
            "login_form", "logout", "my_cases", "overview", "rejected", "safe_next", "scores", "static"]
 
+def N_(message: str) -> str:
+    """Marks a string for extraction; translated where shown."""
+    return message
+
+
+# English source strings, shown through gettext (the page's language)
 FLASH = {
-    "accept": "Accepted and dispatched by the routing table.",
-    "reject": "Rejected; the reason is kept on the case.",
-    "dispatch": "Dispatched.", "reassign": "Reassigned.", "review": "Verdict recorded.",
-    "close": "Closed.", "reopen": "Reopened and dispatched again.", "note": "Note added.",
-    "start": "Accepted: the case is in progress.",
-    "return": "Returned to the operators with your reason.",
-    "resolve": "Resolved: the after-photo goes to verification.",
-    "supervise": "Supervision order issued; its addressee is notified.",
-    "acknowledge": "Supervision order acknowledged.",
-    "answer": "Supervision order answered; the issuer is notified.",
-    "satisfaction": "Satisfaction recorded; it counts in the month's scores.",
+    "accept": N_("Accepted and dispatched by the routing table."),
+    "reject": N_("Rejected; the reason is kept on the case."),
+    "dispatch": N_("Dispatched."), "reassign": N_("Reassigned."), "review": N_("Verdict recorded."),
+    "close": N_("Closed."), "reopen": N_("Reopened and dispatched again."), "note": N_("Note added."),
+    "start": N_("Accepted: the case is in progress."),
+    "return": N_("Returned to the operators with your reason."),
+    "resolve": N_("Resolved: the after-photo goes to verification."),
+    "supervise": N_("Supervision order issued; its addressee is notified."),
+    "acknowledge": N_("Supervision order acknowledged."),
+    "answer": N_("Supervision order answered; the issuer is notified."),
+    "satisfaction": N_("Satisfaction recorded; it counts in the month's scores."),
 }
 
 
@@ -62,7 +69,7 @@ def page(request: web.Request, template: str, **ctx: Any) -> web.Response:
 def error_page(request: web.Request, exc: WebError) -> web.StreamResponse:
     if exc.status == 401 and request.method == "GET":
         raise web.HTTPSeeOther(f"/login?next={quote(request.path_qs)}")
-    return page(request, "error.html", status=exc.status, title=f"{exc.status}", error=exc)
+    return page(request, "error.html", status=exc.status, title=f"{exc.status} · {error_title(exc.code, exc.status)}", error=exc)
 
 
 # -- sign-in --------------------------------------------------------------------------------------
@@ -92,7 +99,7 @@ def safe_next(value: str | None) -> str:
 def _login_page(request: web.Request, *, status: int = 200, error: str = "",
                 username: str = "") -> web.Response:
     token = pre_login_token(request)
-    response = page(request, "login.html", status=status, title="Sign in", login_error=error,
+    response = page(request, "login.html", status=status, title=_("Sign in"), login_error=error,
                     username=username, login_token=token,
                     next=safe_next(request.query.get("next")))
     hub = hub_of(request)
@@ -112,10 +119,10 @@ async def login(request: web.Request) -> web.StreamResponse:
     password = str(form.get("password", ""))[:256]
     if not csrf_ok(request.cookies.get(PRE_LOGIN_COOKIE), str(form.get("csrf_token", ""))):
         return _login_page(request, status=403, username=username,
-                           error="The sign-in form expired. Please try again.")
+                           error=_("The sign-in form expired. Please try again."))
     if not username or not password:
         return _login_page(request, status=400, username=username,
-                           error="Enter your user name and password.")
+                           error=_("Enter your user name and password."))
     from .app import SECURITY_KEY
 
     state = request.app[SECURITY_KEY]
@@ -125,10 +132,11 @@ async def login(request: web.Request) -> web.StreamResponse:
     verdict = state.limiter.attempt(username, remote, time.monotonic())
     if not verdict.allowed:
         minutes = max(1, round(verdict.retry_after_s / 60))
-        what = "this account" if verdict.scope == "account" else "your address"
-        return _login_page(request, status=429, username=username,
-                           error=f"Too many failed sign-ins for {what}. Try again in about "
-                                 f"{minutes} min, or ask an administrator.")
+        text = (_("Too many failed sign-ins for this account. Try again in about %(n)s min, "
+                  "or ask an administrator.") if verdict.scope == "account" else
+                _("Too many failed sign-ins for your address. Try again in about %(n)s min, "
+                  "or ask an administrator."))
+        return _login_page(request, status=429, username=username, error=text % {"n": minutes})
     try:
         user = await hub.read(lambda repo: repo.get_user(username))
         ok = await state.passwords.verify(user.password_hash if user else None, password)
@@ -139,7 +147,7 @@ async def login(request: web.Request) -> web.StreamResponse:
         return response
     if not ok or user is None or user.disabled:
         return _login_page(request, status=401, username=username,
-                           error="Wrong user name or password (or the account is disabled).")
+                           error=_("Wrong user name or password (or the account is disabled)."))
     state.limiter.succeeded(username, remote, verdict, time.monotonic())
     tls = hub.config.web.tls is not None
     old = request.cookies.get(session_cookie_name(tls))
@@ -179,17 +187,18 @@ async def overview(request: web.Request) -> web.StreamResponse:
             raise web.HTTPSeeOther("/my")
         if who.role is Role.REPORTER:
             raise web.HTTPSeeOther("/report")
-        raise WebError(403, "forbidden", f"your role ({who.role}) has no status page")
+        raise WebError(403, "forbidden",
+                       _("your role (%(role)s) has no status page") % {"role": who.role})
     hub = hub_of(request)
     feed = request.app[LIVE_KEY]
     data = await feed.for_scope(who.grids)
-    recent, _ = await hub.read(lambda repo: repo.search_cases(CaseFilter(grid_ids=who.grids),
+    recent, _total = await hub.read(lambda repo: repo.search_cases(CaseFilter(grid_ids=who.grids),
                                                               limit=12, with_total=False))
     tax, deps, now = hub.setup.taxonomy, hub.setup.routing.departments, hub.clock.now()
     by_grid = data["cases"]["by_grid"]
     from .plans_web import vitals_panel
 
-    return page(request, "overview.html", title="Overview", data=data, vitals=await vitals_panel(hub),
+    return page(request, "overview.html", title=_("Overview"), data=data, vitals=await vitals_panel(hub),
                 recent=[case_json(c, tax, deps, now) for c in recent],
                 grid_max=max(by_grid.values(), default=0))
 
@@ -218,16 +227,16 @@ async def cases(request: web.Request) -> web.Response:
     try:
         f = case_filter(request, hub)
     except FieldErrors as exc:
-        return page(request, "cases.html", status=400, title="Cases", cases=[], total=0,
+        return page(request, "cases.html", status=400, title=_("Cases"), cases=[], total=0,
                     limit=50, offset=0, q=request.query, prev_link=None, next_link=None,
                     errors=exc.fields)
-    return await _case_list(request, f, "cases.html", title="Cases")
+    return await _case_list(request, f, "cases.html", title=_("Cases"))
 
 
 async def rejected(request: web.Request) -> web.Response:
     f = CaseFilter(states=["rejected"], text=request.query.get("q", "").strip()[:100] or None,
                    grid_ids=principal(request).grids)
-    return await _case_list(request, f, "rejected.html", title="Rejected events")
+    return await _case_list(request, f, "rejected.html", title=_("Rejected events"))
 
 
 async def my_cases(request: web.Request) -> web.Response:
@@ -236,7 +245,7 @@ async def my_cases(request: web.Request) -> web.Response:
     if request.query.get("closed") == "1":
         states = ["closed"]
     f = CaseFilter(states=states, department=who.department)
-    return await _case_list(request, f, "my.html", title="My department's cases")
+    return await _case_list(request, f, "my.html", title=_("My department's cases"))
 
 
 async def _case_page(request: web.Request, case_id: int, *, status: int = 200,
@@ -245,7 +254,7 @@ async def _case_page(request: web.Request, case_id: int, *, status: int = 200,
     detail = await case_detail(request, case_id)
     hub = hub_of(request)
     c = detail["case"]
-    return page(request, "case.html", status=status, title=f"Case {case_id}", d=detail, c=c,
+    return page(request, "case.html", status=status, title=_("Case %(id)s") % {"id": case_id}, d=detail, c=c,
                 errors=errors or {}, values=values or {}, flash=flash,
                 rule=hub.engine.rules[c["subcategory"]])
 
@@ -256,7 +265,7 @@ case_page_with = _case_page  # the supervision forms re-show the case page with 
 async def case(request: web.Request) -> web.Response:
     case_id = int(request.match_info["case_id"])
     done = request.query.get("done", "")
-    return await _case_page(request, case_id, flash=FLASH.get(done))
+    return await _case_page(request, case_id, flash=_(FLASH[done]) if done in FLASH else None)
 
 
 async def case_action(request: web.Request) -> web.StreamResponse:
@@ -307,7 +316,7 @@ async def agents(request: web.Request) -> web.Response:
         offset=offset))
     summary = await hub.read(lambda repo: repo.agent_overview(now - timedelta(seconds=stale_s), 0))
     query = {k: v for k, v in request.query.items() if k != "offset"}
-    return page(request, "agents.html", status=400 if errors else 200, title="Agents",
+    return page(request, "agents.html", status=400 if errors else 200, title=_("Agents"),
                 agents=[agent_json(a, now, stale_s) for a in rows], total=total, summary=summary,
                 q=request.query, errors=errors, limit=limit, offset=offset,
                 prev_link="?" + urlencode({**query, "offset": max(0, offset - limit)}) if offset else None,
@@ -341,7 +350,7 @@ async def scores(request: web.Request) -> web.Response:
         "satisfaction": bar_chart([(s.key, s.satisfaction) for s in groups], top=5.0),
         "reopen": bar_chart([(s.key, s.reopen_rate) for s in groups], top=1.0, percent=True),
     }
-    return page(request, "scores.html", status=400 if errors else 200, title="Grid scoreboard",
+    return page(request, "scores.html", status=400 if errors else 200, title=_("Grid scoreboard"),
                 scores=rows, month=month, by=by, charts=charts, errors=errors)
 
 
@@ -351,7 +360,7 @@ async def dead_letters(request: web.Request) -> web.Response:
     offset = query_int(request, "offset", 0, 0, 10**9)
     rows = await hub.read(lambda repo: repo.list_dead_letters(limit, offset))
     counts = await hub.read(lambda repo: repo.counts_dead_letters())
-    return page(request, "dead_letters.html", title="Dead letters", rows=rows, counts=counts,
+    return page(request, "dead_letters.html", title=_("Dead letters"), rows=rows, counts=counts,
                 limit=limit, offset=offset,
                 prev_link=f"?offset={max(0, offset - limit)}" if offset else None,
                 next_link=f"?offset={offset + limit}" if offset + limit < counts["rows"] else None)

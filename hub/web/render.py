@@ -48,6 +48,19 @@ ROLE_LABELS = {"operator": N_("operator"), "dispatcher": N_("dispatcher"),
 AGENT_STATES = {"online": N_("online"), "offline": N_("offline"), "stale": N_("stale"),
                 "never": N_("never seen")}
 VERDICTS = {"fixed": N_("fixed"), "not_fixed": N_("not fixed"), "uncertain": N_("uncertain")}
+VITAL_LEVELS = {"normal": N_("normal"), "blue": N_("blue"), "yellow": N_("yellow"),
+                "orange": N_("orange"), "red": N_("red")}
+INDICATOR_KINDS = {"water_level": N_("water level"), "water_rise": N_("water rise"),
+                   "rainfall": N_("rainfall"), "people": N_("people"),
+                   "case_pressure": N_("case pressure"), "devices_offline": N_("devices offline")}
+PLAN_KINDS = {"rainstorm": N_("rainstorm"), "typhoon": N_("typhoon"),
+              "holiday_crowd": N_("holiday crowd"), "major_event": N_("major event"),
+              "hazchem": N_("hazardous chemicals"), "heatwave": N_("heatwave"), "other": N_("other")}
+ORDER_STATES = {"issued": N_("issued"), "acknowledged": N_("acknowledged"),
+                "answered": N_("answered")}
+LEVEL_NAMES = {"town": N_("town"), "district": N_("district"), "city": N_("city")}
+SURVEY_ANSWERS = {"satisfied": N_("satisfied"), "not_satisfied": N_("not satisfied"),
+                  "not_fixed": N_("not fixed")}
 
 
 def reltime(value: str | datetime | None, now: datetime) -> str:
@@ -116,6 +129,9 @@ class Renderer:
         self.env.globals["ROLE_LABELS"] = ROLE_LABELS
         self.env.globals["AGENT_STATES"] = AGENT_STATES
         self.env.globals["VERDICTS"] = VERDICTS
+        for table in ("VITAL_LEVELS", "INDICATOR_KINDS", "PLAN_KINDS", "ORDER_STATES",
+                      "SURVEY_ANSWERS", "LEVEL_NAMES"):
+            self.env.globals[table] = globals()[table]
         self.env.globals["error_title"] = error_title
         self.env.globals["heat_class"] = heat_class
         self.map_viewbox, self.map_shapes = grid_map(hub.setup.grids.grids)

@@ -42,7 +42,9 @@ from ..privacy import is_reporter_kind, mask_address
 from ..store.repo import CaseRow, ReporterContactRow, Repository, SurveyRow
 from .actions import load_case_for
 from .common import hub_of, json_response, principal
+from .i18n import _
 from .problems import FieldErrors, WebError, field_errors_from
+from .render import N_
 from .security import csrf_ok, set_cookie
 
 if TYPE_CHECKING:
@@ -55,18 +57,22 @@ TOKEN = "{token:[A-Za-z0-9_\\-]{16,128}}"
 COOKIE = "cityops_survey"
 
 REFUSALS = {
-    "unknown": (404, "This survey link is not valid",
-                "The link is not one the city sent, or it was copied incompletely. Open the "
-                "link from your message again."),
-    "answered": (410, "This survey was already answered",
-                 "Each link can be used once, and this one has been. Thank you for your answer."),
-    "expired": (410, "This survey link has expired",
-                "The link worked for a limited time after your report was closed. If the "
-                "problem is still there, please report it again."),
-    "superseded": (410, "This survey is no longer open",
-                   "The case was reopened after this link was sent. You will get a new link "
-                   "when it is closed again."),
+    "unknown": (404, N_("This survey link is not valid"),
+                N_("The link is not one the city sent, or it was copied incompletely. Open the "
+                "link from your message again.")),
+    "answered": (410, N_("This survey was already answered"),
+                 N_("Each link can be used once, and this one has been. Thank you for your answer.")),
+    "expired": (410, N_("This survey link has expired"),
+                N_("The link worked for a limited time after your report was closed. If the "
+                "problem is still there, please report it again.")),
+    "superseded": (410, N_("This survey is no longer open"),
+                   N_("The case was reopened after this link was sent. You will get a new link "
+                   "when it is closed again.")),
 }
+# The closings in plain words (hub.engine.reporters.result_text), for the page's language.
+RESULTS = (N_("closed: on inspection no problem was found"),
+           N_("fixed; a photo taken after the work confirmed it"),
+           N_("fixed; the sensors read normal again"), N_("fixed; an operator confirmed it"))
 
 
 def _service(hub: Hub, case: CaseRow) -> tuple[str, str]:
@@ -107,7 +113,7 @@ def _render(request: web.Request, *, status: int = 200, **context: Any) -> web.R
     from .app import RENDER_KEY
 
     response = request.app[RENDER_KEY].page(request, "survey.html", status=status,
-                                            title="How did we do? 满意度评价", **context)
+                                            title=_("How did we do?"), **context)
     response.headers["Referrer-Policy"] = "no-referrer"  # the token is in the URL
     response.headers["X-Robots-Tag"] = "noindex"
     return response
@@ -115,7 +121,7 @@ def _render(request: web.Request, *, status: int = 200, **context: Any) -> web.R
 
 def _refusal(request: web.Request, status_name: str) -> web.Response:
     status, heading, text = REFUSALS[status_name]
-    return _render(request, status=status, refused=status_name, heading=heading, text=text)
+    return _render(request, status=status, refused=status_name, heading=_(heading), text=_(text))
 
 
 async def survey_page(request: web.Request) -> web.Response:
@@ -154,8 +160,8 @@ async def answer(request: web.Request) -> web.Response:
     given = form.get("csrf_token")
     if _cross_site(request) or not csrf_ok(request.cookies.get(COOKIE),
                                            given if isinstance(given, str) else None):
-        return _render(request, status=403, refused="csrf", heading="The form has expired",
-                       text="Open the link from your message again and answer there.")
+        return _render(request, status=403, refused="csrf", heading=_("The form has expired"),
+                       text=_("Open the link from your message again and answer there."))
     choice = form.get("answer")
     comment = form.get("comment")
     if not isinstance(choice, str) or choice not in ANSWERS:
