@@ -29,8 +29,13 @@ class CdpError(Exception):
 
 
 class Browser:
-    def __init__(self, profile_dir: Path, width: int = 1440, height: int = 900) -> None:
+    def __init__(self, profile_dir: Path, width: int = 1440, height: int = 900, *,
+                 lang: str = "en-US", env: dict[str, str] | None = None) -> None:
+        """``lang``: the Accept-Language the pages are asked in (the suite reads English;
+        the hub's default is Chinese). ``env``: extra environment (e.g. FONTCONFIG_FILE)."""
         self.profile = profile_dir
+        self.lang = lang
+        self.env = env or {}
         self.width, self.height = width, height
         self.proc: subprocess.Popen | None = None
         self._session: aiohttp.ClientSession | None = None
@@ -43,9 +48,11 @@ class Browser:
     async def start(self) -> Browser:
         self.profile.mkdir(parents=True, exist_ok=True)
         self.proc = subprocess.Popen(
-            [CHROMIUM, *FLAGS, f"--user-data-dir={self.profile}",
+            [CHROMIUM, *FLAGS, f"--user-data-dir={self.profile}", f"--lang={self.lang}",
+             f"--accept-lang={self.lang}",
              f"--window-size={self.width},{self.height}", "about:blank"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, "TZ": "UTC"})
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            env={**os.environ, "TZ": "UTC", **self.env})
         port_file = self.profile / "DevToolsActivePort"
         deadline = time.monotonic() + 30
         while not port_file.exists() or not port_file.read_text().strip():
@@ -63,6 +70,9 @@ class Browser:
         await self.send("Runtime.enable")
         await self.send("Emulation.setDeviceMetricsOverride", width=self.width,
                         height=self.height, deviceScaleFactor=1, mobile=False)
+        agent = (await self.send("Browser.getVersion"))["userAgent"]
+        await self.send("Emulation.setUserAgentOverride", userAgent=agent,
+                        acceptLanguage=self.lang)
         return self
 
     async def _read(self) -> None:
@@ -154,6 +164,16 @@ class Browser:
         if not node.get("nodeId"):
             raise AssertionError(f"no file input at {selector}")
         await self.send("DOM.setFileInputFiles", nodeId=node["nodeId"], files=[str(path)])
+
+    async def capture(self, selector: str) -> bytes:
+        """A PNG of the element at ``selector`` (its bounding box on the page)."""
+        box = await self.eval(f"(() => {{ const r = document.querySelector({json.dumps(selector)})"
+                              f".getBoundingClientRect(); return [r.x, r.y, r.width, r.height]; }})()")
+        x, y, w, h = box
+        data = await self.send("Page.captureScreenshot", format="png",
+                               clip={"x": x, "y": y, "width": max(w, 1), "height": max(h, 1),
+                                     "scale": 1})
+        return base64.b64decode(data["data"])
 
     async def screenshot(self, path: Path, full_page: bool = True) -> Path:
         params: dict[str, Any] = {"format": "png"}
