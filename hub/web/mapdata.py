@@ -24,7 +24,7 @@ from urllib.parse import quote, urlsplit
 from ..geo import Grid
 from .mapcoord import to_gcj02
 
-__all__ = ["CaseSpot", "DeviceSpot", "case_marker", "is_overdue", "device_markers", "diff_markers",
+__all__ = ["CaseSpot", "DeviceSpot", "case_marker", "is_overdue", "device_markers", "device_url", "diff_markers",
            "grid_features", "tile_csp_sources", "tiles_view"]
 
 Project = Callable[[float, float], tuple[float, float]]
@@ -98,6 +98,13 @@ def place_device(d: DeviceSpot, *, gauge_at: Mapping[tuple[str, str], tuple[floa
     return None
 
 
+def device_url(d: DeviceSpot) -> str:
+    """Where a click on a device's marker goes: a camera's live view, a sensor's agent."""
+    if d.kind == "camera":
+        return f"/cameras/{quote(d.agent_id, safe='')}/{quote(d.source, safe='')}/live"
+    return "/agents?q=" + quote(d.agent_id, safe="")
+
+
 def device_markers(devices: Iterable[DeviceSpot], project: Project,
                    place: Callable[[DeviceSpot], tuple[float, float, str] | None],
                    sees: Callable[[float, float, str | None], bool]) -> tuple[list[dict[str, Any]], int]:
@@ -116,7 +123,7 @@ def device_markers(devices: Iterable[DeviceSpot], project: Project,
         out.append({"key": f"{d.kind}:{d.agent_id}/{d.source}", "kind": d.kind,
                     "agent_id": d.agent_id, "source": d.source, "lat": plat, "lon": plon,
                     "state": d.state, "placed": how,
-                    "url": "/agents?q=" + quote(d.agent_id, safe="")})
+                    "url": device_url(d)})
     return out, unplaced
 
 

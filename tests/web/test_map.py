@@ -176,7 +176,7 @@ async def test_markers_for_an_operator(world, client, hub):
     assert (x["lat"], x["lon"]) == pytest.approx(G01)
     assert x["grid_id"] == "g-01" and data["labels"][x["subcategory"]] == "Road waterlogging 道路积水"
     cam1, cam2 = markers["camera:agent-1/cam-1"], markers["camera:agent-1/cam-2"]
-    assert (cam1["state"], cam1["placed"], cam1["url"]) == ("up", "event", "/agents?q=agent-1")
+    assert (cam1["state"], cam1["placed"], cam1["url"]) == ("up", "event", "/cameras/agent-1/cam-1/live")
     assert (cam1["lat"], cam1["lon"]) == pytest.approx(G01)  # where it reported its case from
     assert cam2["state"] == "down" and (cam2["lat"], cam2["lon"]) == pytest.approx(G05)
     assert "sensor:agent-1/meter-9" not in markers and data["unplaced"] == 1  # nothing says where
