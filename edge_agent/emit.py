@@ -13,7 +13,7 @@ from typing import Any, Protocol
 
 from protocol.messages import EventKind, Evidence, Location
 
-__all__ = ["EventDraft", "EventSink", "MemorySink"]
+__all__ = ["ClipDraft", "EventDraft", "EventSink", "MemorySink"]
 
 
 @dataclass(frozen=True)
@@ -39,6 +39,22 @@ class EventDraft:
     snapshot_size: tuple[int, int] | None = None  # (width, height) of the JPEG
 
 
+@dataclass(frozen=True)
+class ClipDraft:
+    """An event's video clip (an H.264 MP4) for the outbox: sent after its event, in
+    chunks (:mod:`protocol.clips`), each its own outbox row acknowledged like a snapshot."""
+
+    event_id: str
+    data: bytes
+    width: int
+    height: int
+    fps: float
+    frames: int
+    duration_s: float
+    started_at: datetime | None = None  # wall time of the first frame
+    event_offset_s: float = 0.0  # the event's moment, seconds into the clip
+
+
 class EventSink(Protocol):
     def emit(self, draft: EventDraft) -> int:
         """Make the event durable and queue it for delivery. Returns its seq. When this
@@ -51,6 +67,11 @@ class MemorySink:
 
     def __init__(self) -> None:
         self.drafts: list[EventDraft] = []
+        self.clips: list[ClipDraft] = []
+
+    def add_clip(self, clip: ClipDraft) -> list[int]:
+        self.clips.append(clip)
+        return [len(self.clips)]
 
     def emit(self, draft: EventDraft) -> int:
         self.drafts.append(draft)

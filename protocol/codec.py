@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 from pydantic import TypeAdapter, ValidationError
 
 from . import limits
+from .clips import decode_clip_chunk
 from .errors import ProtocolError, Refusal
 from .messages import (
     Ack,
@@ -485,6 +486,8 @@ def decode_message(topic: str, payload: bytes) -> Decoded:
                 message = decode_care_state(payload, agent_id=aid)
             case Channel.SNAPSHOTS:
                 message = decode_snapshot(payload, agent_id=aid, event_id=parsed.event_id)
+            case Channel.CLIPS:
+                message = decode_clip_chunk(payload, agent_id=aid, event_id=parsed.event_id)
             case Channel.LIVE:
                 message = decode_live_request(payload, agent_id=aid)
             case Channel.FRAMES:

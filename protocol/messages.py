@@ -50,6 +50,7 @@ __all__ = [
     "CameraTelemetry",
     "CareAck",
     "CareState",
+    "ClipTelemetry",
     "DesiredConfig",
     "Event",
     "EventKind",
@@ -245,6 +246,17 @@ class OutboxTelemetry(WireModel):
     in_flight: Count = 0
 
 
+class ClipTelemetry(WireModel):
+    """A camera's event clips since the agent started (docs/agent.md, Event clips)."""
+
+    recorded: Count = Field(0, description="clips encoded and handed to the outbox")
+    busy: Count = Field(0, description="clips not made: the encoder's queue was full (it cannot keep up)")
+    overlapping: Count = Field(0, description="events with no clip: the camera was already recording its most clips at once")
+    failed: Count = Field(0, description="clips the encoder or the outbox failed on (logged with the reason)")
+    encode_ms: float = Field(0.0, ge=0, description="mean encoding time of a clip")
+    memory_bytes: Count = Field(0, description="frames held now (ring buffer and recordings)")
+
+
 class CameraTelemetry(WireModel):
     state: Literal["up", "down"]
     fps: float = Field(0.0, ge=0)
@@ -252,6 +264,7 @@ class CameraTelemetry(WireModel):
     motion_ratio: float = Field(0.0, ge=0, le=1)
     no_people_count: ShortText | None = Field(
         None, description="why this camera sends no people count in readings (none: it sends one)")
+    clips: ClipTelemetry | None = Field(None, description="event clips (none: clips are off)")
 
 
 class Telemetry(Message):

@@ -6,6 +6,7 @@
     cityops/v1/agents/{agent_id}/events              agent → hub   QoS 1
     cityops/v1/agents/{agent_id}/telemetry           agent → hub   QoS 0
     cityops/v1/agents/{agent_id}/snapshots/{event_id} agent → hub  QoS 1
+    cityops/v1/agents/{agent_id}/clips/{event_id}    agent → hub   QoS 1 (event clip chunks)
     cityops/v1/agents/{agent_id}/acks                hub → agent   QoS 1
     cityops/v1/agents/{agent_id}/config              hub → agent   QoS 1, retained
     cityops/v1/agents/{agent_id}/care                hub → agent   QoS 1, retained
@@ -44,6 +45,7 @@ class Channel(StrEnum):
     EVENTS = "events"
     TELEMETRY = "telemetry"
     SNAPSHOTS = "snapshots"
+    CLIPS = "clips"  # an event's video clip, in chunks, through the outbox like snapshots
     ACKS = "acks"
     CONFIG = "config"
     CARE = "care"  # acknowledged elderly-care alarms: desired state, like config
@@ -52,7 +54,7 @@ class Channel(StrEnum):
 
 
 # Who publishes on each channel.
-AGENT_PUBLISHES = frozenset({Channel.STATUS, Channel.EVENTS, Channel.TELEMETRY, Channel.SNAPSHOTS,
+AGENT_PUBLISHES = frozenset({Channel.STATUS, Channel.EVENTS, Channel.TELEMETRY, Channel.SNAPSHOTS, Channel.CLIPS,
                              Channel.FRAMES})
 HUB_PUBLISHES = frozenset({Channel.ACKS, Channel.CONFIG, Channel.CARE, Channel.LIVE})
 
@@ -61,6 +63,7 @@ QOS: dict[Channel, int] = {
     Channel.EVENTS: 1,
     Channel.TELEMETRY: 0,
     Channel.SNAPSHOTS: 1,
+    Channel.CLIPS: 1,
     Channel.ACKS: 1,
     Channel.CONFIG: 1,
     Channel.CARE: 1,
@@ -71,14 +74,14 @@ RETAINED: dict[Channel, bool] = {c: c in (Channel.STATUS, Channel.CONFIG, Channe
                                  for c in Channel}
 
 # Channels whose topic carries one more level (the event id).
-_WITH_SUBTOPIC = frozenset({Channel.SNAPSHOTS})
+_WITH_SUBTOPIC = frozenset({Channel.SNAPSHOTS, Channel.CLIPS})
 
 
 @dataclass(frozen=True)
 class ParsedTopic:
     agent_id: str
     channel: Channel
-    event_id: str | None = None  # only for snapshots
+    event_id: str | None = None  # only for snapshots and clips
 
 
 def _check_id(kind: str, value: str) -> None:

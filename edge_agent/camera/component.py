@@ -17,6 +17,7 @@ from protocol.messages import LiveRequest
 from vision.labels import read_labels
 from vision.runtime import Detector, DetectorService
 
+from .clips import ClipEncoder
 from .config import CameraConfig, CameraSection, DetectorConfig
 from .live import FrameSend
 from .sources import FrameSource, open_source
@@ -63,6 +64,9 @@ class CameraComponent:
                          source_factory, inference_ms=lambda: self.detector.inference_ms)
             for cam in section.cameras if cam.enabled
         ]
+        self.encoder = ClipEncoder()  # one thread encodes every camera's event clips
+        for w in self.workers:
+            w.encoder = self.encoder
 
     async def run(self, sink: EventSink, stop: asyncio.Event) -> None:
         self.detector.start()
@@ -82,9 +86,20 @@ class CameraComponent:
             inner.set()
             waiter.cancel()
             await asyncio.gather(*tasks, waiter, return_exceptions=True)
+            await self._finish_clips(sink)
             await asyncio.gather(*(w.live.close() for w in self.workers), return_exceptions=True)
             if self._owns_detector:
                 self.detector.stop()
+
+    async def _finish_clips(self, sink: EventSink) -> None:
+        """Recordings under way are encoded as they are, the encoder drains its queue, and
+        the clips reach the outbox before the component is gone."""
+        for w in self.workers:
+            w.finish_clips(sink)
+        await asyncio.to_thread(self.encoder.stop, 30.0)
+        shipping = [t for w in self.workers for t in w.shipping]
+        if shipping:
+            await asyncio.wait(shipping, timeout=10)
 
     def reconfigure(self, new: CameraComponent) -> bool:
         """Take ``new``'s settings in place when only what can change while running

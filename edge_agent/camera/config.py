@@ -13,6 +13,7 @@ folder when loaded with :func:`load_camera_section`), else the working directory
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Sequence
 from enum import StrEnum
@@ -38,6 +39,7 @@ __all__ = [
     "CameraLocation",
     "CameraSection",
     "ClassSettings",
+    "ClipConfig",
     "DetectorConfig",
     "LiveConfig",
     "MotionConfig",
@@ -236,6 +238,7 @@ class CameraConfig(StrictModel):
     reconnect_initial_s: float = Field(1.0, gt=0.0, le=600, description="first reconnect delay (then exponential with jitter)")
     reconnect_max_s: float = Field(60.0, gt=0.0, le=3600, description="longest reconnect delay")
     snapshot_width: int = Field(320, ge=64, le=1920, description="longest side of an event's snapshot crop")
+    clip: ClipConfig = Field(default_factory=ClipConfig, description="event clips: the seconds around a problem event as an H.264 MP4")
     people: PeopleConfig = Field(default_factory=PeopleConfig, description="people counting, for the hub's people vital sign")
     live: LiveConfig = Field(default_factory=LiveConfig, description="live view on the hub's request: rate and size caps")
 
@@ -248,6 +251,17 @@ class CameraConfig(StrictModel):
             raise ValueError("url must start with rtsp://, rtsps://, http://, https:// or rtmp://")
         if any(ch in (self.url or "") for ch in "\r\n\x00"):
             raise ValueError("url contains control characters")
+        if self.clip.enabled:
+            if self.clip.fps is not None and self.clip.fps > self.fps:
+                raise ValueError(f"clip.fps {self.clip.fps:g} is above the camera's fps {self.fps:g}: a clip "
+                                 "keeps only frames the camera reads; lower clip.fps or raise fps")
+            need = self.clip.memory_bytes(self.fps)
+            if need > CLIP_MEMORY_LIMIT:
+                raise ValueError(
+                    f"clip frames would take up to {need / 2**20:.0f} MiB on this camera ((clip.pre_s "
+                    f"{self.clip.pre_s:g} + clip.post_s {self.clip.post_s:g}) x {self.clip.rate(self.fps):g} "
+                    f"frames/s of width {self.clip.width}), over {CLIP_MEMORY_LIMIT // 2**20} MiB: "
+                    "lower clip.pre_s, clip.post_s, clip.fps or clip.width")
         return self
 
     @field_validator("file")

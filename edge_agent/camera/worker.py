@@ -2,7 +2,9 @@
 track, and emit events; a watchdog reconnects a broken or stalled stream with jittered
 exponential backoff (tenacity's wait strategy) and reports the camera DOWN and UP again as
 a ``device.camera_down`` event (``new`` then ``end``). Each analysed frame is also counted
-for people (:mod:`.people`), sent as telemetry readings."""
+for people (:mod:`.people`), sent as telemetry readings, and kept (downscaled) for event
+clips (:mod:`.clips`): a problem event that starts records its clip, encoded off the loop
+and sent after the event."""
 
 from __future__ import annotations
 
@@ -15,12 +17,14 @@ from datetime import datetime, timedelta
 
 import tenacity
 
-from edge_agent.emit import EventDraft, EventSink
+from edge_agent.emit import ClipDraft, EventDraft, EventSink
+from edge_agent.errors import OutboxError
 from edge_agent.tracking import Lifecycle, Tracker
 from protocol.clock import Clock
 from protocol.ids import new_event_id
-from protocol.messages import CameraTelemetry, EventKind, Evidence, Location
+from protocol.messages import CameraTelemetry, ClipTelemetry, EventKind, Evidence, Location
 
+from .clips import ClipEncoder, ClipRecorder, EncodedClip, Recording
 from .config import CameraConfig, ZoneConfig
 from .live import LiveTap
 from .motion import MotionGate
@@ -56,6 +60,11 @@ class CameraWorker:
         self.gate = MotionGate(camera.motion, camera.masks)
         self.tracker = Tracker(camera.tracking, class_map, zones=zones, class_settings=camera.class_settings)
         self.people = PeopleCounter(camera, zones, list(class_map))  # class_map: every model label
+        self.clips = ClipRecorder(camera.id, camera.clip, camera.fps)  # event clips' frames
+        self.encoder: ClipEncoder | None = None  # the component's: set before run
+        self.shipping: set[asyncio.Task] = set()  # clips being encoded, then stored
+        self.clips_recorded = 0
+        self.clips_failed = 0
         self.live = LiveTap("", camera.id, camera.live, clock)  # live view on the hub's request
         self.state = "down"
         self.down_since: float | None = None
@@ -89,6 +98,7 @@ class CameraWorker:
         if people.note != self.people.note:
             self._say_people(people)
         self.people = people
+        self.clips.retune(camera.clip, camera.fps)
         self.live.config = camera.live
         self._wait = self._backoff(camera)
         retune = getattr(self._source, "retune", None)
@@ -132,7 +142,15 @@ class CameraWorker:
                 fps = 0.0
         return CameraTelemetry(state=self.state, fps=round(fps, 2), inference_ms=round(self.inference_ms(), 2),
                                motion_ratio=round(min(1.0, max(0.0, self.gate.ratio)), 4),
-                               no_people_count=self.people.note)
+                               no_people_count=self.people.note, clips=self._clip_telemetry())
+
+    def _clip_telemetry(self) -> ClipTelemetry | None:
+        if not self.camera.clip.enabled:
+            return None
+        if self.encoder is None:
+            return ClipTelemetry(recorded=self.clips_recorded, overlapping=self.clips.overlapping,
+                                 failed=self.clips_failed, memory_bytes=self.clips.memory_bytes())
+        return self.encoder.telemetry(self.camera.id, self.clips, self.clips_recorded, self.clips_failed)
 
     def readings(self) -> dict[str, float]:
         """This camera's people counts for the heartbeat's ``readings`` (see :mod:`.people`)."""
@@ -214,7 +232,58 @@ class CameraWorker:
             decisions = self.tracker.tick(frame.t)
         for d in decisions:
             sink.emit(self._draft(d, frame))
+        self._clip_step(frame, decisions, sink)  # after the events: a clip never delays one
         return decisions
+
+    # -- event clips -----------------------------------------------------------------
+    def _clip_step(self, frame: Frame, decisions: list[Lifecycle], sink: EventSink) -> None:
+        for rec in self.clips.add(frame.t, frame.image):
+            self._encode(rec, sink)
+        if self.encoder is not None:
+            for d in decisions:
+                if d.kind == EventKind.NEW:
+                    self.clips.trigger(d.event_id, frame.t)
+
+    def _encode(self, rec: Recording, sink: EventSink) -> None:
+        """Hand a finished recording to the encoder thread; never waits for it."""
+        if self.encoder is None:
+            return
+        fut = self.encoder.submit(self.clips.job(rec, self._wall(rec.event_t)))
+        if fut is None:
+            return  # the encoder is behind: counted (clips.busy) and logged by it
+        task = asyncio.ensure_future(self._ship(asyncio.wrap_future(fut), sink))
+        self.shipping.add(task)
+        task.add_done_callback(self.shipping.discard)
+
+    async def _ship(self, encoded: asyncio.Future[EncodedClip], sink: EventSink) -> None:
+        """The encoded clip into the outbox (on the loop: the outbox has one writer)."""
+        try:
+            clip = await encoded
+        except Exception:  # noqa: BLE001 - the encoder logged the reason
+            self.clips_failed += 1
+            return
+        add_clip = getattr(sink, "add_clip", None)
+        if add_clip is None:
+            self.clips_failed += 1
+            log.error("camera %s: the clip of event %s has nowhere to go (this sink takes no clips)",
+                      self.camera.id, clip.event_id)
+            return
+        try:
+            add_clip(ClipDraft(clip.event_id, clip.data, clip.width, clip.height, clip.fps, clip.frames,
+                               clip.duration_s, clip.started_at, clip.event_offset_s))
+        except OutboxError as exc:
+            self.clips_failed += 1
+            log.error("camera %s: the clip of event %s was not stored: %s", self.camera.id,
+                      clip.event_id, exc)
+            return
+        self.clips_recorded += 1
+        log.info("camera %s: clip of event %s: %d frames, %.1f s, %d bytes, encoded in %.0f ms",
+                 self.camera.id, clip.event_id, clip.frames, clip.duration_s, len(clip.data), clip.encode_ms)
+
+    def finish_clips(self, sink: EventSink) -> None:
+        """The camera stops (or its file ended): recordings under way are encoded as they are."""
+        for rec in self.clips.flush():
+            self._encode(rec, sink)
 
     async def _sleep(self, delay: float, sink: EventSink, stop: asyncio.Event) -> None:
         deadline = self.clock.monotonic() + delay
@@ -270,6 +339,7 @@ class CameraWorker:
             except EndOfStream:
                 log.info("camera %s: the video file has played to its end", self.camera.id)
                 self.state = "down"
+                self.finish_clips(sink)
                 return
             except SourceError as exc:
                 self.down_reason = exc.detail

@@ -1,7 +1,8 @@
 """What the outbox gives up when it is full (DESIGN §4): pure decisions.
 
-Oldest ``update`` rows go first (with their snapshots): an update only refines an event
-the hub already has or will have. ``new`` and ``end`` rows are never dropped: without
+Clip chunks go first, oldest first: a clip only illustrates an event the hub has. Then
+the oldest ``update`` rows (with their snapshots): an update only refines an event the
+hub already has or will have. ``new`` and ``end`` rows are never dropped: without
 them a case would not open or would not close. When only those are left, the outbox
 refuses the incoming event with an error (counted and shown in telemetry) instead of
 dropping anything silently.
@@ -25,6 +26,7 @@ class Candidate:
     size: int
     snapshot_seq: int | None = None
     snapshot_size: int = 0
+    kind: str = "update"  # update | clip
 
 
 @dataclass(frozen=True)
@@ -34,6 +36,7 @@ class DropPlan:
     dropped_snapshots: int
     freed_bytes: int
     refuse: bool  # even dropping every candidate does not make room
+    dropped_clips: int = 0  # clip chunk rows
 
 
 def plan_drops(
@@ -44,12 +47,15 @@ def plan_drops(
     need_rows = count + incoming_rows - max_rows
     need_bytes = size + incoming_bytes - max_bytes
     drop: list[int] = []
-    updates = snapshots = freed = 0
+    updates = snapshots = clips = freed = 0
     for c in candidates:
         if need_rows <= 0 and need_bytes <= 0:
             break
         drop.append(c.seq)
-        updates += 1
+        if c.kind == "clip":
+            clips += 1
+        else:
+            updates += 1
         need_rows -= 1
         need_bytes -= c.size
         freed += c.size
@@ -62,4 +68,4 @@ def plan_drops(
     refuse = need_rows > 0 or need_bytes > 0
     if refuse:
         return DropPlan((), 0, 0, 0, True)
-    return DropPlan(tuple(drop), updates, snapshots, freed, False)
+    return DropPlan(tuple(drop), updates, snapshots, freed, False, clips)

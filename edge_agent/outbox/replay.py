@@ -1,8 +1,9 @@
 """How outbox rows become MQTT messages: pure.
 
 Events go in batches (one JSON array, within the protocol's count and size limits);
-a snapshot is always a message of its own on its event's snapshot topic. Order is kept:
-a snapshot goes out before the event that refers to it.
+a snapshot is always a message of its own on its event's snapshot topic, and so is each
+chunk of an event's clip on its clips topic. Order is kept: a snapshot goes out before the
+event that refers to it.
 """
 
 from __future__ import annotations
@@ -45,9 +46,9 @@ def build_messages(agent_id: str, rows: Sequence[OutboxRow], *, max_events: int 
         batch, size = [], 0
 
     for row in rows:
-        if row.channel == Channel.SNAPSHOTS:
+        if row.channel in (Channel.SNAPSHOTS, Channel.CLIPS):
             flush()
-            out.append(OutMessage(agent_topic(agent_id, Channel.SNAPSHOTS, row.event_id),
+            out.append(OutMessage(agent_topic(agent_id, row.channel, row.event_id),
                                   row.payload, (row.seq,), 0))
             continue
         if batch and (len(batch) >= max_events or size + len(row.payload) > max_bytes):

@@ -9,6 +9,9 @@ Delivery is a state machine you can see in the database::
 * ``emit`` / ``commit`` write the event (and its snapshot, as a separate row with its
   own seq, first) in one transaction with the next per-agent ``seq``; when they return
   the event survives a crash and a power cut.
+* ``add_clip`` writes an event's clip, later, as chunk rows (kind ``clip``, each with its
+  own seq) in one transaction. They are not sent live: they go with the backlog, paced by
+  ``max_in_flight``, so a clip never holds back an event emitted after it.
 * Between being handed to the transport and the PUBACK a row is *in flight* (in memory
   only: after a crash it is simply pending again).
 * Rows are deleted only when a hub :class:`~protocol.messages.Ack` covers them (``upto``
@@ -35,8 +38,9 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from edge_agent.emit import EventDraft
+from edge_agent.emit import ClipDraft, EventDraft
 from edge_agent.errors import OutboxError, OutboxFullError
+from protocol.clips import ClipChunkHeader, encode_clip_chunk, split_clip
 from protocol.clock import Clock, SystemClock
 from protocol.codec import encode, encode_snapshot
 from protocol.errors import ProtocolError
@@ -53,8 +57,9 @@ __all__ = ["AckResult", "Outbox", "OutboxRow"]
 log = logging.getLogger(__name__)
 
 SNAPSHOT = "snapshot"
-_COUNTERS = ("dropped.update", "dropped.snapshot", "refused.new", "refused.update",
-             "refused.end", "rejected")
+CLIP = "clip"
+_COUNTERS = ("dropped.update", "dropped.snapshot", "dropped.clip", "refused.new",
+             "refused.update", "refused.end", "refused.clip", "rejected")
 
 
 @dataclass(frozen=True)
@@ -131,10 +136,7 @@ class Outbox:
                         path=str(self.path), event_id=drafts[0].event_id if drafts else None,
                     )
                 else:
-                    if plan.drop:
-                        self._delete_seqs(plan.drop)
-                        self._bump("dropped.update", plan.dropped_updates)
-                        self._bump("dropped.snapshot", plan.dropped_snapshots)
+                    self._apply_drops(plan)
                     self._conn.executemany(
                         "INSERT INTO outbox (seq, event_id, kind, channel, payload, size, created_at, pair)"
                         " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -151,18 +153,85 @@ class Outbox:
             self.last_error = str(refused)
             log.error("%s", refused, extra={"outbox": str(self.path)})
             raise refused
-        if plan.drop:
-            log.warning("outbox full: dropped %d oldest update(s) (and %d snapshot(s)) to make room",
-                        plan.dropped_updates, plan.dropped_snapshots, extra={"outbox": str(self.path)})
-        dropped = set(plan.drop)
-        self._count += len(rows) - len(dropped)
-        self._bytes += incoming_bytes - plan.freed_bytes
-        self._in_flight -= dropped
+        self._after_drops(plan)
+        self._count += len(rows)
+        self._bytes += incoming_bytes
         if self._live_enabled:
             self._live.extend(rows)
         for listener in self._listeners:
             listener()
         return seq_of_draft
+
+    def add_clip(self, clip: ClipDraft) -> list[int]:
+        """Store an event's clip as chunk rows in one transaction; returns their seqs.
+        Raises OutboxError (a clip that is not valid protocol, a full outbox), never drops
+        part of it on the way in."""
+        now = self.clock.now().timestamp()
+        try:
+            parts = split_clip(clip.data)
+            digest = hashlib.sha256(clip.data).hexdigest()
+        except (ProtocolError, ValueError) as exc:
+            raise OutboxError(f"clip refused: {exc}", path=str(self.path), event_id=clip.event_id) from exc
+        try:
+            with db.transaction(self._conn):
+                seq = self._meta("next_seq")
+                rows = []
+                for i, part in enumerate(parts):
+                    header = ClipChunkHeader(
+                        agent_id=self.agent_id, event_id=clip.event_id, seq=seq + i, index=i,
+                        count=len(parts), sha256=hashlib.sha256(part).hexdigest(),
+                        clip_sha256=digest, clip_bytes=len(clip.data), width=clip.width,
+                        height=clip.height, fps=clip.fps, frames=clip.frames,
+                        duration_s=clip.duration_s, started_at=clip.started_at,
+                        event_offset_s=clip.event_offset_s)
+                    rows.append(OutboxRow(seq + i, clip.event_id, CLIP, Channel.CLIPS,
+                                          encode_clip_chunk(header, part)))
+                incoming = sum(len(r.payload) for r in rows)
+                plan = self._plan(rows, incoming)
+                if plan.refuse:
+                    self._bump("refused.clip", 1)
+                else:
+                    self._apply_drops(plan)
+                    self._conn.executemany(
+                        "INSERT INTO outbox (seq, event_id, kind, channel, payload, size, created_at)"
+                        " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                        [(r.seq, r.event_id, r.kind, r.channel.value, r.payload, len(r.payload), now)
+                         for r in rows])
+                    self._set_meta("next_seq", seq + len(rows))
+        except (ValidationError, ProtocolError, ValueError) as exc:
+            raise OutboxError(f"clip refused: {exc}", path=str(self.path), event_id=clip.event_id) from exc
+        except sqlite3.Error as exc:
+            self.last_error = f"write failed: {exc}"
+            raise OutboxError(_sqlite_reason(exc), path=str(self.path), event_id=clip.event_id) from exc
+        if plan.refuse:
+            raise OutboxFullError(
+                f"full ({self._count} rows, {self._bytes} bytes) and holds only new/end events: "
+                f"refusing the clip of event {clip.event_id} ({len(clip.data)} bytes)",
+                path=str(self.path), event_id=clip.event_id)
+        self._after_drops(plan)
+        self._count += len(rows)
+        self._bytes += incoming
+        # Not live: chunks go with the backlog, so they never hold back a later event.
+        for listener in self._listeners:
+            listener()
+        return [r.seq for r in rows]
+
+    def _apply_drops(self, plan: DropPlan) -> None:
+        if plan.drop:
+            self._delete_seqs(plan.drop)
+            self._bump("dropped.update", plan.dropped_updates)
+            self._bump("dropped.snapshot", plan.dropped_snapshots)
+            self._bump("dropped.clip", plan.dropped_clips)
+
+    def _after_drops(self, plan: DropPlan) -> None:
+        if plan.drop:
+            log.warning("outbox full: dropped %d oldest clip chunk(s), %d update(s) and %d "
+                        "snapshot(s) to make room", plan.dropped_clips, plan.dropped_updates,
+                        plan.dropped_snapshots, extra={"outbox": str(self.path)})
+        dropped = set(plan.drop)
+        self._count -= len(dropped)
+        self._bytes -= plan.freed_bytes
+        self._in_flight -= dropped
 
     def _build_rows(self, drafts: Sequence[EventDraft], next_seq: int) -> tuple[list[OutboxRow], list[int]]:
         rows: list[OutboxRow] = []
@@ -220,6 +289,10 @@ class Outbox:
         )
 
     def _drop_candidates(self) -> Iterable[Candidate]:
+        # Clip chunks first (oldest first): a clip only illustrates an event the hub has.
+        for seq, size in self._conn.execute(
+                "SELECT seq, size FROM outbox WHERE kind = 'clip' ORDER BY seq"):
+            yield Candidate(seq, size, kind=CLIP)
         cur = self._conn.execute(
             "SELECT o.seq, o.size, s.seq, s.size FROM outbox o"
             " LEFT JOIN outbox s ON s.seq = o.pair AND s.kind = 'snapshot'"
@@ -417,7 +490,8 @@ class Outbox:
         by_kind = {k.replace(".", "_"): v for k, v in counters.items() if v and k != "rejected"}
         return OutboxTelemetry(
             depth=self._count, oldest_age_s=round(age, 3),
-            dropped=counters.get("dropped.update", 0) + counters.get("dropped.snapshot", 0),
+            dropped=counters.get("dropped.update", 0) + counters.get("dropped.snapshot", 0)
+            + counters.get("dropped.clip", 0),
             dropped_by_kind=by_kind, in_flight=len(self._in_flight) + int(sent),
         )
 

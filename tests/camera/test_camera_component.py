@@ -91,7 +91,12 @@ async def test_rendered_clip_as_a_file_yields_new_then_end(tmp_path: Path):
     assert [e.kind for e in (as_event(new, 1), as_event(end, 2))] == [EventKind.NEW, EventKind.END]
     assert not [d for d in sink.drafts if d.subcategory == "device.camera_down"]
     tel = comp.telemetry()["cameras"]["cam1"]
-    assert tel["inference_ms"] > 0 and set(tel) == {"state", "fps", "inference_ms", "motion_ratio", "no_people_count"}
+    assert tel["inference_ms"] > 0 and set(tel) == {"state", "fps", "inference_ms", "motion_ratio", "no_people_count",
+                                                    "clips"}
+    # The fire's clip was recorded and, once the camera stopped, encoded into the sink.
+    (clip,) = sink.clips
+    assert clip.event_id == new.event_id and clip.data[4:8] == b"ftyp" and clip.frames >= 2
+    assert tel["clips"]["recorded"] == 1 and tel["clips"]["busy"] == 0
 
 
 async def test_mjpeg_stream_detects_and_a_killed_stream_reconnects(unused_tcp_port):

@@ -16,7 +16,7 @@ from protocol.topics import (
 
 def test_builders_and_parser_agree():
     for channel in Channel:
-        event_id = "e1" if channel == Channel.SNAPSHOTS else None
+        event_id = "e1" if channel in (Channel.SNAPSHOTS, Channel.CLIPS) else None
         topic = agent_topic("agent-7", channel, event_id)
         assert parse_topic(topic) == ParsedTopic("agent-7", channel, event_id)
 
