@@ -40,6 +40,7 @@ from .broker import (
     hub_share_group,
 )
 from .cases.closure import Outcome, Verdict, Verifier
+from .clips import clip_files, fail_stale_clips, purge_clips
 from .config import HubConfig, Setup, build_setup
 from .engine.core import CaseEngine
 from .engine.ingest import BatchResult, Ingestor
@@ -82,6 +83,7 @@ class Hub:
         self.verifier: Verifier = verifier or build_verifier(self.config.verification)
         self.run_scheduler = run_scheduler
         self.files = SnapshotFiles(self.config.snapshots_dir)
+        self.clip_files = clip_files(self.config.clips_dir or self.config.snapshots_dir.with_name("clips"))
         self.engine = CaseEngine(self.setup, self.clock)
         self.broker: MosquittoBroker | None = None
         self.broker_auth: BrokerAuth | None = None
@@ -120,7 +122,7 @@ class Hub:
         self._verify_wakeup = asyncio.Event()
         await asyncio.to_thread(self._start_broker)
         self.repo = SqliteRepository(cfg.database, writer=True, synchronous=cfg.database_synchronous)
-        ingestor = Ingestor(self.engine, self.files)
+        ingestor = Ingestor(self.engine, self.files, self.clip_files)
         self.writer = Writer(self.repo, ingestor, self._publish,
                              batch_max=cfg.ingest.batch_max,
                              batch_wait_s=cfg.ingest.batch_wait_ms / 1000,
@@ -483,12 +485,12 @@ class Hub:
                 log.exception("scheduler tick failed")
 
     async def sweep(self) -> dict[str, int]:
-        """Apply retention once: old messages, dead letters, unneeded snapshots, expired
-        sign-in sessions."""
+        """Apply retention once: old messages, dead letters, unneeded snapshots and clips,
+        clips whose chunks never all came, expired sign-in sessions."""
         r = self.config.retention
         now = self.clock.now()
         total = {"messages": 0, "dead_letters": 0, "snapshots": 0, "sessions": 0,
-                 "reporter_contacts": 0}
+                 "reporter_contacts": 0, "clips": 0, "clips_incomplete": 0}
         while True:
             n = await self.write(lambda repo: repo.purge_messages(now - timedelta(days=r.messages_days), 5000))
             total["messages"] += n
@@ -510,6 +512,16 @@ class Hub:
                 self.files.delete(sha)
             total["snapshots"] += len(shas)
             if len(shas) < 1000:
+                break
+        total["clips_incomplete"] = await self.write(
+            lambda repo: fail_stale_clips(repo, now, r.clips_incomplete_min))
+        while True:
+            removed, shas = await self.write(
+                lambda repo: purge_clips(repo, now - timedelta(days=r.clips_days), 1000))
+            for sha in shas:
+                self.clip_files.delete(sha)
+            total["clips"] += removed
+            if removed < 1000:
                 break
         return total
 

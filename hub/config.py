@@ -287,6 +287,11 @@ class VerificationConfig(StrictModel):
 class RetentionConfig(StrictModel):
     messages_days: float = Field(90, gt=0, description="raw event messages")
     snapshots_days: float = Field(180, gt=0, description="snapshots not needed by an open case")
+    clips_days: float = Field(30, gt=0, description="event clips (their MP4 files too), but those "
+                              "of a case still open")
+    clips_incomplete_min: float = Field(
+        60, gt=0, description="a clip still missing chunks this long after its first arrived is "
+                              "marked failed, naming the missing chunks, and its chunks deleted")
     dead_letters_days: float = Field(30, gt=0)
     reporter_contacts_days: float = Field(
         180, gt=0, description="a reporter's email and phone (and the survey links and the "
@@ -310,6 +315,8 @@ class HubConfig(StrictModel):
         "FULL", description="FULL: a commit survives power loss; NORMAL (WAL): survives a crash "
                             "of the hub process, not of the machine")
     snapshots_dir: Path = Path("var/snapshots")
+    clips_dir: Path | None = Field(None, description="event clips (MP4), named by their sha256; "
+                                   "none: a clips folder beside snapshots_dir")
     web: WebConfig = Field(default_factory=WebConfig)
     grids: Path = Field(description="GeoJSON FeatureCollection of the grids")
     routing: Path | None = Field(None, description="routing table YAML; none: taxonomy defaults")
@@ -345,6 +352,7 @@ class HubConfig(StrictModel):
 
         self.database = fix(self.database)
         self.snapshots_dir = fix(self.snapshots_dir)
+        self.clips_dir = fix(self.clips_dir)
         self.grids = fix(self.grids)
         self.routing = fix(self.routing)
         self.service_area = fix(self.service_area)

@@ -16,7 +16,8 @@ a real agent's refused event does not hold ``upto`` back, while a hostile seq fa
 opens nothing.
 
 Accounting (``IngestStats``): every message the writer applies is exactly one of
-``event_messages + refused + statuses + telemetry + snapshots == messages``, and every
+``event_messages + refused + statuses + telemetry + snapshots + clip_chunks == messages``
+(a refused clip chunk whose header reads counts as a clip chunk, and a dead letter), and every
 event of an events message one of ``events_stored + duplicates + conflicts +
 seq_out_of_window + events_refused == events_received``. Each refusal is a dead letter.
 """
@@ -32,7 +33,9 @@ from datetime import datetime
 from protocol.errors import Refusal
 from protocol.messages import Ack, AgentState, Rejection, Status, Telemetry
 
+from ..clips import apply_chunk, clip_files
 from ..ingest.decode import (
+    ClipChunkItem,
     EventRecord,
     EventsItem,
     Item,
@@ -73,6 +76,9 @@ class IngestStats:
     statuses: int = 0
     telemetry: int = 0
     snapshots: int = 0
+    clip_chunks: int = 0  # chunk messages of event clips (hub/clips.py)
+    clips_stored: int = 0  # clips complete, checked and written
+    clips_failed: int = 0  # clips given up: a refused chunk, chunks that do not add up
     cases_opened: int = 0
     cases_joined: int = 0
     cases_reopened: int = 0
@@ -101,9 +107,12 @@ class BatchResult:
 class Ingestor:
     """Holds the per-agent sequence states between batches (the writer is the only user)."""
 
-    def __init__(self, engine: CaseEngine, files: SnapshotFiles) -> None:
+    def __init__(self, engine: CaseEngine, files: SnapshotFiles,
+                 clips: SnapshotFiles | None = None) -> None:
         self.engine = engine
         self.files = files
+        # Event clips (MP4) beside the snapshots unless the hub names their folder.
+        self.clips = clips or clip_files(files.root.with_name("clips"))
         self.setup = engine.setup
         self.clock = engine.clock
         self._seqs: dict[str, SeqState] = {}
@@ -218,6 +227,16 @@ class Ingestor:
                 # A snapshot is its own outbox row with its own seq: acknowledge it with
                 # the batch, or the agent resends it forever and its seq reads as a gap.
                 handled.setdefault(item.agent_id, []).append(item.header.seq)
+            elif isinstance(item, ClipChunkItem):
+                c.clip_chunks += 1
+                seen.add(item.agent_id)
+                outcome = apply_chunk(repo, self.clips, item, now)
+                c.clips_stored += outcome.state == "stored"
+                c.clips_failed += outcome.state == "failed"
+                if item.refusal is not None:  # dead letter, and its seq rejected in the ack
+                    self._refusal(repo, item.refusal, now, c, rejections, refused_seqs)
+                else:  # acknowledged like a snapshot (a late chunk too: it is not needed)
+                    handled.setdefault(item.agent_id, []).append(item.header.seq)
         if new_rows:
             repo.insert_messages(new_rows)
         self.placer.finish(repo, batch, now)

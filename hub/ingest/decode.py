@@ -19,6 +19,7 @@ from datetime import UTC, datetime, timedelta
 from time import time_ns
 from typing import NamedTuple
 
+from protocol.clips import ClipChunkHeader, read_clip_header
 from protocol.codec import RefusedEvent, decode_message, loads_lenient, readable_seq
 from protocol.errors import ProtocolError, Refusal
 from protocol.messages import Event, Rejection, SnapshotHeader, Status, Telemetry
@@ -27,6 +28,7 @@ from protocol.topics import Channel, parse_topic
 from ..store.rows import compact_json
 
 __all__ = [
+    "ClipChunkItem",
     "EventRecord",
     "EventsItem",
     "Item",
@@ -170,7 +172,20 @@ class RefusedItem:
     rejections: list[Rejection] = field(default_factory=list)
 
 
-Item = EventsItem | StatusItem | TelemetryItem | SnapshotItem | RefusedItem
+@dataclass(frozen=True)
+class ClipChunkItem:
+    """One chunk of an event's clip (:mod:`protocol.clips`). ``refusal`` is set, and
+    ``data`` empty, when the header could be read but the chunk was refused (its bytes
+    do not match its hash, ...): the hub then dead-letters it, rejects its seq in the ack
+    and marks the clip failed with the reason, so the case page says what went wrong."""
+
+    agent_id: str
+    header: ClipChunkHeader
+    data: bytes
+    refusal: RefusedItem | None = None
+
+
+Item = EventsItem | StatusItem | TelemetryItem | SnapshotItem | ClipChunkItem | RefusedItem
 
 
 # Control characters (but tab and newline) shown as escapes: a refusal's text is safe to
@@ -281,8 +296,11 @@ def _classify(topic: str, payload: bytes) -> Item:
             channel = parse_topic(topic).channel
         except ProtocolError:
             pass
-        return refused(topic, payload, exc.reason.value, exc.detail,
-                       with_rejections=channel is Channel.EVENTS)
+        refusal = refused(topic, payload, exc.reason.value, exc.detail,
+                          with_rejections=channel is Channel.EVENTS)
+        if channel is Channel.CLIPS:
+            return _refused_chunk(refusal, payload, exc)
+        return refusal
     agent_id = decoded.topic.agent_id
     match decoded.topic.channel:
         case Channel.EVENTS:
@@ -300,6 +318,26 @@ def _classify(topic: str, payload: bytes) -> Item:
         case Channel.SNAPSHOTS:
             header, jpeg = decoded.message
             return SnapshotItem(agent_id, header, jpeg)
+        case Channel.CLIPS:
+            chunk_header, data = decoded.message
+            return ClipChunkItem(agent_id, chunk_header, data)
         case _:
             return refused(topic, payload, Refusal.BAD_TOPIC.value,
                            f"the hub does not take {decoded.topic.channel} messages")
+
+
+def _refused_chunk(refusal: RefusedItem, payload: bytes, exc: ProtocolError) -> Item:
+    """A refused clip chunk whose header can still be read (and whose agent matches its
+    topic) becomes a :class:`ClipChunkItem` carrying the refusal; otherwise the refusal."""
+    try:
+        header = read_clip_header(payload)
+    except ProtocolError:
+        return refusal
+    if refusal.agent_id is None or header.agent_id != refusal.agent_id \
+            or exc.reason is Refusal.TOPIC_MISMATCH:
+        return refusal
+    one = rejection(header.seq, header.event_id, f"{exc.reason.value}: {exc.detail}")
+    with_rejection = RefusedItem(refusal.topic, refusal.agent_id, refusal.reason, refusal.detail,
+                                 refusal.payload_preview, refusal.payload_bytes, refusal.fingerprint,
+                                 [one] if one is not None else [])
+    return ClipChunkItem(refusal.agent_id, header, b"", with_rejection)

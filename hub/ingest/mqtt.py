@@ -174,7 +174,7 @@ class MqttClient:
 class ReceiverSettings:
     mqtt: MqttSettings
     channels: list[str] = field(default_factory=lambda: [
-        Channel.EVENTS.value, Channel.TELEMETRY.value, Channel.SNAPSHOTS.value])
+        Channel.EVENTS.value, Channel.TELEMETRY.value, Channel.SNAPSHOTS.value, Channel.CLIPS.value])
     shared_group: str | None = "hub"
     handover: int = 500  # messages per hand-over under load
     flush_s: float = 0.003  # a message waits at most about this long before a hand-over

@@ -1,4 +1,4 @@
-"""Snapshot files, content-addressed.
+"""Snapshot files (and event clips, ``suffix=".mp4"``), content-addressed.
 
 A JPEG is stored at ``{root}/{h[0:2]}/{h[2:4]}/{h}.jpg`` where ``h`` is the sha256 the hub
 computed over the bytes itself: no part of a path ever comes from a string an agent
@@ -19,13 +19,14 @@ _SHA = re.compile(r"^[0-9a-f]{64}$")
 
 
 class SnapshotFiles:
-    def __init__(self, root: str | Path) -> None:
+    def __init__(self, root: str | Path, *, suffix: str = ".jpg") -> None:
         self.root = Path(root)
+        self.suffix = suffix
 
     def path_for(self, sha256: str) -> Path:
         if not _SHA.fullmatch(sha256):
             raise ValueError("a snapshot is addressed by a lowercase hex sha256")
-        return self.root / sha256[:2] / sha256[2:4] / f"{sha256}.jpg"
+        return self.root / sha256[:2] / sha256[2:4] / f"{sha256}{self.suffix}"
 
     def put(self, jpeg: bytes) -> str:
         """Store the bytes (idempotent); return the sha256 computed here."""

@@ -576,3 +576,44 @@ def m008_care_alarms(db: Database) -> None:
             WHERE acknowledged_at IS NOT NULL AND ended_at IS NULL;
         """
     )
+
+
+@migrations()
+def m009_event_clips(db: Database) -> None:
+    """Event clips (hub/clips.py): one row per clip an agent sent for an event, its chunks
+    held in ``clip_chunks`` until the clip is complete; the MP4 itself is a file named by
+    its sha256 under ``clips_dir``."""
+    db.executescript(
+        """
+        CREATE TABLE clips (
+            id INTEGER PRIMARY KEY,
+            agent_id TEXT NOT NULL,
+            event_id TEXT NOT NULL,
+            clip_sha256 TEXT NOT NULL,
+            chunk_count INTEGER NOT NULL,
+            clip_bytes INTEGER NOT NULL,
+            width INTEGER NOT NULL,
+            height INTEGER NOT NULL,
+            fps REAL NOT NULL,
+            frames INTEGER NOT NULL,
+            duration_s REAL NOT NULL,
+            started_at TEXT,
+            event_offset_s REAL NOT NULL DEFAULT 0,
+            state TEXT NOT NULL CHECK (state IN ('partial', 'stored', 'failed')),
+            error TEXT,                              -- why a failed clip failed
+            chunks_received INTEGER NOT NULL DEFAULT 0,
+            first_at TEXT NOT NULL,                  -- its first chunk arrived
+            completed_at TEXT,
+            UNIQUE (agent_id, event_id, clip_sha256)
+        );
+        CREATE INDEX clips_event ON clips(agent_id, event_id);
+        CREATE INDEX clips_first ON clips(first_at);
+        CREATE INDEX clips_sha ON clips(clip_sha256);
+        CREATE TABLE clip_chunks (
+            clip_id INTEGER NOT NULL,
+            idx INTEGER NOT NULL,
+            data BLOB NOT NULL,
+            PRIMARY KEY (clip_id, idx)
+        );
+        """
+    )

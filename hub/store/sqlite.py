@@ -40,6 +40,7 @@ from .repo import (
 from .rows import _agent, _row, _to_db, from_db_time, to_db_time
 from .schema import OPEN_STATE_NAMES, OPEN_STATES_SQL, migrations
 from .sqlite_care import CareQueries
+from .sqlite_clips import ClipQueries
 from .sqlite_notify import NotifyQueries
 from .sqlite_plans import PlanQueries
 from .sqlite_reporters import ReporterQueries
@@ -52,7 +53,7 @@ T = TypeVar("T")
 
 
 class SqliteRepository(WebQueries, PlanQueries, NotifyQueries, SupervisionQueries,
-                       ReporterQueries, CareQueries):
+                       ReporterQueries, CareQueries, ClipQueries):
     """One connection to the hub database. Create the writer with ``writer=True`` (applies
     migrations, takes the writer lock) and readers with ``writer=False``."""
 

@@ -15,7 +15,7 @@ from protocol.taxonomy import Taxonomy
 from ..cases.sla import LEVELS
 from ..store.repo import AgentRow, CaseRow
 
-__all__ = ["agent_json", "case_json", "jsonable", "names", "snapshot_url"]
+__all__ = ["agent_json", "case_json", "clip_url", "clip_view", "jsonable", "names", "snapshot_url"]
 
 LEVEL_NAMES = ("-", *LEVELS)
 
@@ -34,6 +34,23 @@ def jsonable(value: Any) -> Any:
 
 def snapshot_url(sha256: str | None) -> str | None:
     return None if not sha256 else f"/api/v1/snapshots/{sha256}.jpg"
+
+
+def clip_url(sha256: str | None) -> str | None:
+    return None if not sha256 else f"/api/v1/clips/{sha256}.mp4"
+
+
+def clip_view(clip: Any) -> dict[str, Any]:
+    """An event clip for the case page and API: its state, and the video's URL once stored
+    (a clip still arriving or failed has none; ``error`` says why it failed)."""
+    return {"id": clip.id, "agent_id": clip.agent_id, "event_id": clip.event_id,
+            "state": clip.state, "error": clip.error, "sha256": clip.clip_sha256,
+            "url": clip_url(clip.clip_sha256) if clip.state == "stored" else None,
+            "bytes": clip.clip_bytes, "width": clip.width, "height": clip.height,
+            "fps": clip.fps, "frames": clip.frames, "duration_s": clip.duration_s,
+            "event_offset_s": clip.event_offset_s, "chunks": clip.chunk_count,
+            "chunks_received": clip.chunks_received,
+            "started_at": jsonable(clip.started_at), "received_at": jsonable(clip.first_at)}
 
 
 def names(tax: Taxonomy, code: str) -> dict[str, str]:

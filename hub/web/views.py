@@ -25,7 +25,7 @@ from .common import case_filter, hub_of, json_response, principal, query_int
 from .live import overview, stream
 from .metrics import ingest_samples, notify_samples, render
 from .problems import FieldErrors, WebError, problem
-from .serialize import agent_json, jsonable, snapshot_url
+from .serialize import agent_json, clip_view, jsonable, snapshot_url
 from .serialize import case_json as case_view
 from .supervision import order_json, supervise_offer
 from .survey import delivery_view, reporters_view
@@ -87,6 +87,7 @@ async def case_detail(request: web.Request, case_id: int) -> dict[str, Any]:
         return {"events": repo.lifecycles_for_case(case_id),
                 "audit": repo.audit_for_case(case_id),
                 "snapshots": repo.snapshots_for_case(case_id),
+                "clips": repo.clips_for_case(case_id),
                 "verifications": repo.verifications_for_case(case_id),
                 "notifications": repo.notifications_for_case(case_id),
                 "deliveries": repo.deliveries_for_case(case_id),
@@ -105,6 +106,7 @@ async def case_detail(request: web.Request, case_id: int) -> dict[str, Any]:
         "events": jsonable(data["events"]),
         "audit": jsonable(data["audit"]),
         "snapshots": snaps,
+        "clips": [clip_view(c) for c in data["clips"]],
         "verifications": verifs,
         "notifications": data["notifications"],
         # Each notification's deliveries (hub/notify/): channel, target, state, attempts, last error.
@@ -239,6 +241,17 @@ async def snapshot(request: web.Request) -> web.Response:
                        "or removed by retention)")
     return web.Response(body=data, content_type="image/jpeg",
                         headers={"Cache-Control": "private, max-age=86400, immutable"})
+
+
+async def clip(request: web.Request) -> web.StreamResponse:
+    """An event clip (MP4) by hash, with Range support (a video element seeks by ranges)."""
+    hub = hub_of(request)
+    path = hub.clip_files.path_for(request.match_info["sha256"])
+    if not await asyncio.to_thread(path.is_file):
+        raise WebError(404, "no_such_clip", "no clip with this hash (never received, still "
+                       "arriving, failed its checks, or removed by retention)")
+    return web.FileResponse(path, headers={"Content-Type": "video/mp4",
+                                           "Cache-Control": "private, max-age=86400, immutable"})
 
 
 async def metrics(request: web.Request) -> web.Response:
