@@ -218,3 +218,40 @@ async def sse_events(client: Client, path: str) -> list[tuple[str, dict]]:
                 out.append((name, json.loads("".join(data))))
                 name, data = None, []
     return out
+
+
+WALL_PLAN = f"""\
+name: wall-drill
+title: Wall drill
+kind: other
+area: {{grids: [g-01]}}
+points:
+  - {{agent: {AGENT}, camera: {CAMERA}, purpose: test bench gate}}
+  - {{agent: {AGENT}, camera: missing-cam, purpose: a camera it does not report}}
+  - {{agent: nowhere-9, camera: c1, purpose: an agent never enrolled}}
+  - {{agent: {AGENT}, device: meter-1, purpose: not a camera}}
+actions: {{pin_board: false}}
+"""
+
+
+async def test_the_video_wall_shows_an_active_plans_cameras_together(tmp_path):
+    async with live_hub(tmp_path) as hub, camera_agent(tmp_path, hub, AGENT):
+        await hub.plans.save(WALL_PLAN, "admin")
+        op = Client(hub)
+        try:
+            await op.login("op")
+            idle = await op.get("/plans/wall-drill/wall")
+            assert idle.status == 200 and "while the plan is active" in idle.text
+            assert "data-live-src" not in idle.text
+            board = await op.get("/plans/wall-drill")
+            assert 'href="/plans/wall-drill/wall"' in board.text
+            await hub.plans.activate("wall-drill", actor="op", reason="drill")
+            wall = await op.get("/plans/wall-drill/wall")
+            assert wall.status == 200
+            assert wall.text.count("data-live-src=") == 1  # the one camera that can stream
+            assert f"/api/v1/cameras/{AGENT}/{CAMERA}/live?seconds=600" in wall.text
+            assert "the agent reports no such camera" in wall.text
+            assert "agent not enrolled here" in wall.text and "not a camera" not in wall.text
+            assert (await op.get("/plans/no-such-plan/wall")).status == 404
+        finally:
+            await op.close()

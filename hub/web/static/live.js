@@ -12,6 +12,8 @@
     let frames = 0;
     el.dataset.state = "waiting";
     el.dataset.frames = "0";
+    el.dataset.openedMs = String(Math.round(performance.now()));
+    delete el.dataset.firstFrameMs;
     status.textContent = msg("Waiting");
     again.hidden = true;
     const es = new EventSource(el.dataset.liveSrc);
@@ -24,6 +26,7 @@
     es.addEventListener("frame", (ev) => {
       const f = JSON.parse(ev.data);
       frames += 1;
+      if (frames === 1) el.dataset.firstFrameMs = String(Math.round(performance.now()));
       img.src = "data:image/jpeg;base64," + f.jpeg;
       img.hidden = false;
       el.dataset.state = "live";
