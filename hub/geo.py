@@ -100,6 +100,7 @@ class MultiPolygonGeometry(StrictModel):
 class GridProperties(StrictModel):
     grid_id: Id
     name: str = ""
+    name_zh: str = Field("", description="the grid's Chinese name (Chinese pages show it)")
     town: str = Field("", description="the town/street the grid belongs to (first escalation)")
     district: str = Field("", description="the district above the town (second escalation)")
 
@@ -126,6 +127,7 @@ class Grid:
     district: str
     polygons: tuple[tuple[Ring, ...], ...]
     bbox: tuple[float, float, float, float]  # min_lon, min_lat, max_lon, max_lat
+    name_zh: str = ""  # the Chinese name, where the grid file gives one
 
     def contains(self, lat: float, lon: float) -> bool:
         x0, y0, x1, y1 = self.bbox
@@ -218,7 +220,7 @@ def _grid_from_feature(feature: GridFeature) -> Grid:
     ys = [y for poly in polygons for _, y in poly[0]]
     props = feature.properties
     return Grid(props.grid_id, props.name, props.town, props.district, polygons,
-                (min(xs), min(ys), max(xs), max(ys)))
+                (min(xs), min(ys), max(xs), max(ys)), props.name_zh)
 
 
 def parse_grids(text: str, filename: str) -> GridIndex:

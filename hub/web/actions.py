@@ -19,8 +19,8 @@ from ..cases.states import CaseState
 from ..errors import CaseError
 from ..store.repo import CaseRow
 from .i18n import _
+from .labels import N_, STATE_LABELS
 from .problems import FieldErrors, WebError, field_errors_from
-from .render import N_, STATE_LABELS
 
 if TYPE_CHECKING:
     from ..app import Hub

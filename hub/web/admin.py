@@ -15,6 +15,7 @@ from ..enroll import issue_token, parse_ttl
 from ..errors import EnrollmentError
 from ..linkage import linkage_token_problem
 from .common import hub_of, json_response, principal
+from .i18n import _
 from .pages import page
 from .problems import FieldErrors, WebError
 from .serialize import jsonable
@@ -69,7 +70,7 @@ async def admin_page(request: web.Request, *, status: int = 200, errors=None, va
                      flash: str | None = None, secret: dict[str, str] | None = None) -> web.Response:
     hub = hub_of(request)
     data = await _admin_data(hub)
-    return page(request, "admin.html", status=status, title="Administration", **data,
+    return page(request, "admin.html", status=status, title=_("Administration"), **data,
                 user_roles=[r.value for r in USER_ROLES], token_roles=[r.value for r in TOKEN_ROLES],
                 errors=errors or {}, values=values or {}, flash=flash, secret=secret,
                 default_ttl=hub.config.enrollment.default_ttl_s)
@@ -102,11 +103,13 @@ async def _change_user(request: web.Request, data: dict[str, Any]) -> str:
         if action == "password":
             n = await hub.write(lambda repo: set_password(repo, username, str(data.get("password", "")),
                                                           hub.clock.now()))
-            return f"Password of {username} changed; {n} session(s) ended."
+            return _("Password of %(user)s changed; %(n)s session(s) ended.") % {"user": username, "n": n}
         if action == "disable" and username == who.name:
             raise AuthError("self", "you cannot disable your own account", field="username")
         n = await hub.write(lambda repo: set_disabled(repo, username, action == "disable"))
-        return f"{username} {action}d" + (f"; {n} session(s) ended." if n else ".")
+        done = (_("%(user)s disabled") if action == "disable" else _("%(user)s enabled")) \
+            % {"user": username}
+        return done + (_("; %(n)s session(s) ended.") % {"n": n} if n else ".")
     except AuthError as exc:
         status = 404 if exc.code == "unknown_user" else 400
         raise FieldErrors(_fields(exc, "password"), form=f"user-{username}", status=status,
@@ -145,7 +148,7 @@ async def _enroll(request: web.Request, data: dict[str, Any]) -> str:
     agent_id = str(data.get("agent_id", "")).strip()
     grid = (str(data.get("grid_id") or "")).strip() or None
     if grid and grid not in hub.setup.grids:
-        raise FieldErrors({"grid_id": f"unknown grid {grid!r}"}, form="enroll")
+        raise FieldErrors({"grid_id": _("unknown grid %(grid)r") % {"grid": grid}}, form="enroll")
     try:
         ttl = parse_ttl(str(data.get("ttl") or hub.config.enrollment.default_ttl_s))
         return await hub.write(lambda repo: issue_token(
@@ -176,7 +179,7 @@ async def _form_post(request: web.Request, work, form_name: str) -> web.StreamRe
 async def user_add_form(request: web.Request) -> web.StreamResponse:
     async def work(values):
         u = await _add_user(request, values)
-        return f"User {u.username} ({u.role}) added.", None
+        return _("User %(user)s (%(role)s) added.") % {"user": u.username, "role": u.role}, None
 
     return await _form_post(request, work, "user")
 
@@ -191,15 +194,15 @@ async def user_change_form(request: web.Request) -> web.StreamResponse:
 async def token_create_form(request: web.Request) -> web.StreamResponse:
     async def work(values):
         token_id, token = await _create_token(request, values)
-        return (f"API token {token_id} created. Copy it now: it is not shown again.",
-                {"label": f"API token {values.get('name')}", "value": token})
+        return (_("API token %(id)s created. Copy it now: it is not shown again.") % {"id": token_id},
+                {"label": _("API token %(name)s") % {"name": values.get("name")}, "value": token})
 
     return await _form_post(request, work, "token")
 
 
 async def token_revoke_form(request: web.Request) -> web.StreamResponse:
     async def work(values):
-        return f"API token {await _revoke(request)} revoked.", None
+        return _("API token %(id)s revoked.") % {"id": await _revoke(request)}, None
 
     return await _form_post(request, work, "token")
 
@@ -207,9 +210,12 @@ async def token_revoke_form(request: web.Request) -> web.StreamResponse:
 async def enroll_form(request: web.Request) -> web.StreamResponse:
     async def work(values):
         token = await _enroll(request, values)
-        return (f"Enrollment token for {values.get('agent_id')} issued. On the agent: "
-                "cityops-agent provision --hub https://HUB --token TOKEN --out DIR [--ca-file HUB-CA.pem]",
-                {"label": f"enrollment token for {values.get('agent_id')}", "value": token})
+        return (_("Enrollment token for %(agent)s issued. On the agent: %(command)s")
+                % {"agent": values.get("agent_id"),
+                   "command": "cityops-agent provision --hub https://HUB --token TOKEN --out DIR "
+                              "[--ca-file HUB-CA.pem]"},
+                {"label": _("enrollment token for %(agent)s") % {"agent": values.get("agent_id")},
+                 "value": token})
 
     return await _form_post(request, work, "enroll")
 

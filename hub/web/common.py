@@ -12,6 +12,7 @@ from aiohttp import web
 from ..auth.roles import Principal
 from ..cases.states import OPEN_STATES, CaseState
 from ..store.repo import CaseFilter
+from .i18n import _
 from .problems import FieldErrors, WebError
 from .security import principal_of
 from .serialize import jsonable
@@ -33,7 +34,7 @@ def hub_of(request: web.Request) -> Hub:
 def principal(request: web.Request) -> Principal:
     who = principal_of(request)
     if who is None:  # the route table said public; the view needs somebody
-        raise WebError(401, "not_signed_in", "sign in first (or send an API token)")
+        raise WebError(401, "not_signed_in", _("sign in first (or send an API token)"))
     return who
 
 
@@ -49,9 +50,10 @@ def query_int(request: web.Request, name: str, default: int, lo: int = 0,
     try:
         value = int(raw)
     except ValueError:
-        raise FieldErrors({name: f"must be a whole number (got {raw[:20]!r})"}) from None
+        raise FieldErrors({name: _("must be a whole number (got %(raw)r)") % {"raw": raw[:20]}}) from None
     if not lo <= value <= hi:
-        raise FieldErrors({name: f"must be between {lo} and {hi} (got {value})"})
+        raise FieldErrors({name: _("must be between %(lo)s and %(hi)s (got %(value)s)")
+                           % {"lo": lo, "hi": hi, "value": value}})
     return value
 
 
@@ -105,6 +107,6 @@ def case_filter(request: web.Request, hub: Hub) -> CaseFilter:
 def file_response(path: Path | None) -> web.FileResponse:
     """A file the hub serves from a fixed list (``None``: not on it, 404), cached a day."""
     if path is None:
-        raise WebError(404, "not_found", "no such file")
+        raise WebError(404, "not_found", _("no such file"))
     kind = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
     return web.FileResponse(path, headers={"Content-Type": kind, "Cache-Control": "public, max-age=86400"})

@@ -137,7 +137,8 @@ def grid_features(grids: Sequence[Grid], levels: Mapping[str, str],
         for poly in g.polygons:
             for ring in poly:
                 rings.append([list(project(lat, lon)) for lon, lat in ring])
-        out.append({"grid_id": g.grid_id, "name": g.name, "town": g.town, "district": g.district,
+        out.append({"grid_id": g.grid_id, "name": g.name, "name_zh": g.name_zh, "town": g.town,
+                    "district": g.district,
                     "level": levels.get(g.grid_id, "normal"), "rings": rings})
     return out
 

@@ -19,6 +19,7 @@ from ..store.repo import CaseFilter
 from .actions import parse_action, perform
 from .common import case_filter, file_response, hub_of, principal, query_int
 from .i18n import _
+from .labels import N_
 from .problems import FieldErrors, WebError, error_title
 from .render import STATIC_DIR
 from .security import (
@@ -34,11 +35,6 @@ from .views import case_detail, month_scores
 
 __all__ = ["agents", "case", "case_action", "cases", "dead_letters", "error_page", "login",
            "login_form", "logout", "my_cases", "overview", "rejected", "safe_next", "scores", "static"]
-
-def N_(message: str) -> str:
-    """Marks a string for extraction; translated where shown."""
-    return message
-
 
 # English source strings, shown through gettext (the page's language)
 FLASH = {

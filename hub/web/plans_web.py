@@ -17,6 +17,7 @@ from ..vitals.charts import level_chart
 from ..vitals.config import Kind
 from ..vitals.levels import Level
 from .common import hub_of, json_response, principal
+from .i18n import _
 from .pages import page
 from .problems import FieldErrors, WebError
 
@@ -232,7 +233,7 @@ async def notices_json(request: web.Request) -> web.Response:
 async def plans_page(request: web.Request, *, status: int = 200, errors: dict | None = None,
                      values: dict | None = None, flash: str | None = None) -> web.Response:
     hub = hub_of(request)
-    return page(request, "plans.html", status=status, title="Plans", plans=await hub.plans.summaries(),
+    return page(request, "plans.html", status=status, title=_("Plans"), plans=await hub.plans.summaries(),
                 vitals=await vitals_data(hub), errors=errors or {}, values=values or {}, flash=flash)
 
 
@@ -246,11 +247,11 @@ async def plan_page(request: web.Request, *, status: int = 200, errors: dict | N
     except PlanError as exc:
         raise _plan_error(exc) from None
     if flash is None and request.query.get("saved", "").isdigit():
-        flash = f"Saved as version {request.query['saved']}."
+        flash = _("Saved as version %(n)s.") % {"n": request.query["saved"]}
     elif flash is None and request.query.get("done") in ("activate", "deactivate"):
-        flash = "Plan activated." if request.query["done"] == "activate" else \
-            "Plan deactivated: every agent's previous config is being restored."
-    return page(request, "plan.html", status=status, title=f"Plan {name}", board=board, text=text,
+        flash = _("Plan activated.") if request.query["done"] == "activate" else \
+            _("Plan deactivated: every agent's previous config is being restored.")
+    return page(request, "plan.html", status=status, title=_("Plan %(name)s") % {"name": name}, board=board, text=text,
                 errors=errors or {}, values=values or {}, flash=flash)
 
 

@@ -14,12 +14,7 @@ from pydantic import ValidationError
 
 from ..errors import HubError
 from .i18n import _
-
-
-def N_(message: str) -> str:
-    """Marks a string for extraction; translated where shown."""
-    return message
-
+from .labels import N_
 
 __all__ = ["FieldErrors", "WebError", "error_title", "field_errors_from", "problem"]
 

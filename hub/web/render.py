@@ -11,9 +11,9 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
-from ..cases.sla import LEVELS
 from . import i18n
 from .i18n import _
+from .labels import JS_MESSAGES, TEMPLATE_TABLES
 from .problems import error_title
 from .security import principal_of
 from .serialize import names
@@ -26,41 +26,6 @@ __all__ = ["STATIC_DIR", "Renderer", "pick", "reltime"]
 
 HERE = Path(__file__).resolve().parent
 STATIC_DIR = HERE / "static"
-
-def N_(message: str) -> str:
-    """Marks a string for extraction (``pybabel extract -k N_``); it is translated where shown."""
-    return message
-
-
-# English source strings; the templates show them through gettext (``_(STATE_LABELS[s])``).
-STATE_LABELS = {
-    "new": N_("New"), "accepted": N_("Accepted"), "rejected": N_("Rejected"),
-    "dispatched": N_("Dispatched"), "in_progress": N_("In progress"),
-    "escalated": N_("Escalated"), "resolved": N_("Resolved"),
-    "closed": N_("Closed"), "reopened": N_("Reopened"), "merged": N_("Merged"),
-}
-LEVEL_LABELS = [N_("Grid / department"), N_("Town"), N_("District"), N_("City")]
-assert len(LEVEL_LABELS) == len(LEVELS) + 1
-ROLE_LABELS = {"operator": N_("operator"), "dispatcher": N_("dispatcher"),
-               "handler": N_("handler"), "admin": N_("admin"), "reporter": N_("reporter"),
-               "open311": N_("Open311 partner"), "monitor": N_("monitor"),
-               "linkage": N_("linkage")}
-AGENT_STATES = {"online": N_("online"), "offline": N_("offline"), "stale": N_("stale"),
-                "never": N_("never seen")}
-VERDICTS = {"fixed": N_("fixed"), "not_fixed": N_("not fixed"), "uncertain": N_("uncertain")}
-VITAL_LEVELS = {"normal": N_("normal"), "blue": N_("blue"), "yellow": N_("yellow"),
-                "orange": N_("orange"), "red": N_("red")}
-INDICATOR_KINDS = {"water_level": N_("water level"), "water_rise": N_("water rise"),
-                   "rainfall": N_("rainfall"), "people": N_("people"),
-                   "case_pressure": N_("case pressure"), "devices_offline": N_("devices offline")}
-PLAN_KINDS = {"rainstorm": N_("rainstorm"), "typhoon": N_("typhoon"),
-              "holiday_crowd": N_("holiday crowd"), "major_event": N_("major event"),
-              "hazchem": N_("hazardous chemicals"), "heatwave": N_("heatwave"), "other": N_("other")}
-ORDER_STATES = {"issued": N_("issued"), "acknowledged": N_("acknowledged"),
-                "answered": N_("answered")}
-LEVEL_NAMES = {"town": N_("town"), "district": N_("district"), "city": N_("city")}
-SURVEY_ANSWERS = {"satisfied": N_("satisfied"), "not_satisfied": N_("not satisfied"),
-                  "not_fixed": N_("not fixed")}
 
 
 def reltime(value: str | datetime | None, now: datetime) -> str:
@@ -124,14 +89,7 @@ class Renderer:
         self.env.filters["name"] = lambda code: names(tax, code)[pick_key()] if code else "–"
         self.env.globals["pick"] = pick
         self.env.filters["local"] = self.local_time
-        self.env.globals["STATE_LABELS"] = STATE_LABELS
-        self.env.globals["LEVEL_LABELS"] = LEVEL_LABELS
-        self.env.globals["ROLE_LABELS"] = ROLE_LABELS
-        self.env.globals["AGENT_STATES"] = AGENT_STATES
-        self.env.globals["VERDICTS"] = VERDICTS
-        for table in ("VITAL_LEVELS", "INDICATOR_KINDS", "PLAN_KINDS", "ORDER_STATES",
-                      "SURVEY_ANSWERS", "LEVEL_NAMES"):
-            self.env.globals[table] = globals()[table]
+        self.env.globals.update(TEMPLATE_TABLES)
         self.env.globals["error_title"] = error_title
         self.env.globals["heat_class"] = heat_class
         self.map_viewbox, self.map_shapes = grid_map(hub.setup.grids.grids)
@@ -139,7 +97,8 @@ class Renderer:
                             **{k: (v.en, v.zh) for k, v in hub.setup.routing.departments.items()}}
         self.env.globals["DEPARTMENTS"] = self.departments
         self.env.globals["CATEGORIES"] = [(c.code, c.name.en, c.name.zh) for c in tax.categories]
-        self.env.globals["GRIDS"] = [(g.grid_id, g.name) for g in hub.setup.grids.grids]
+        # (id, (English name, Chinese name)): the templates show pick(name)
+        self.env.globals["GRIDS"] = [(g.grid_id, (g.name, g.name_zh)) for g in hub.setup.grids.grids]
         self.static_version = str(int(max(p.stat().st_mtime for p in STATIC_DIR.iterdir())))
 
     def local_time(self, value: str | datetime | None, fmt: str = "%m-%d %H:%M") -> str:
@@ -163,6 +122,7 @@ class Renderer:
             "zone": self.hub.config.timezone, "errors": {}, "values": {}, "flash": None,
             "live_version": live_version, "locale": i18n.current(),
             "html_lang": i18n.HTML_LANG[i18n.current()], "other_locale": other_locale(),
+            "js_messages": {k: _(v) for k, v in JS_MESSAGES.items()},
             **context,
         }
         html = self.env.get_template(template).render(**ctx)

@@ -33,6 +33,7 @@ from ..engine.reports import Photo, Report, ReportKey, report_source
 from ..linkage import grid_point
 from ..store.repo import CaseRow, ExternalReportRow, Repository
 from .common import hub_of, principal
+from .i18n import _, current
 from .open311 import place_report
 from .problems import FieldErrors, WebError
 from .serialize import case_json
@@ -78,7 +79,7 @@ def services(hub: Hub) -> list[Service]:
 def _follow(repo: Repository, case_id: int) -> CaseRow | None:
     """The case a report lives in now (a merged case points at the one it joined)."""
     case = repo.get_case(case_id)
-    for _ in range(8):
+    for _hop in range(8):
         if case is None or case.state != "merged" or case.merged_into is None:
             break
         case = repo.get_case(case.merged_into)
@@ -107,7 +108,7 @@ async def _render(request: web.Request, *, status: int = 200, errors: dict[str, 
     grids = hub.setup.grids.grids
     frame = map_frame(grids) if grids else None
     return request.app[RENDER_KEY].page(
-        request, "report.html", status=status, title="Report a problem", reports=reports,
+        request, "report.html", status=status, title=_("Report a problem"), reports=reports,
         services=services(hub), frame=frame, report_errors=errors or {},
         report_values=values or {}, flash=flash, report_key=secrets.token_urlsafe(18),
         max_photo_kib=MAX_PHOTO_BYTES // 1024, updates_on=updates_on(hub))
@@ -126,9 +127,9 @@ def _contact(hub: Hub, form: Any, errors: dict[str, str]) -> Contact:
     raw_email, raw_phone = _text(form, "contact_email", 300), _text(form, "contact_phone", 60)
     email, phone = clean_email(raw_email), clean_phone(raw_phone)
     if raw_email and email is None:
-        errors["contact_email"] = "this is not an email address (name@example.org)"
+        errors["contact_email"] = _("this is not an email address (name@example.org)")
     if raw_phone and phone is None:
-        errors["contact_phone"] = "this is not a mobile number (6 to 20 digits, + allowed)"
+        errors["contact_phone"] = _("this is not a mobile number (6 to 20 digits, + allowed)")
     reporters = hub.engine.reporters
     return reporters.reachable(Contact(email, phone)) if reporters is not None else Contact()
 
@@ -137,7 +138,7 @@ async def report_page(request: web.Request) -> web.Response:
     done = request.query.get("done", "")
     flash = None
     if done.isdigit():
-        flash = f"Sent. Report {done} is below; it updates as the case moves on. 已提交"
+        flash = _("Sent. Report %(id)s is below; it updates as the case moves on.") % {"id": done}
     return await _render(request, flash=flash)
 
 
@@ -157,27 +158,27 @@ def _place(hub: Hub, form: Any,
         try:
             lat, lon = float(raw_lat), float(raw_lon)
         except ValueError:
-            errors["place"] = "the map point is not a pair of numbers; tap the map again"
+            errors["place"] = _("the map point is not a pair of numbers; tap the map again")
             return None
         if not (-90 <= lat <= 90 and -180 <= lon <= 180) or not hub.setup.in_service_area(lat, lon):
-            errors["place"] = ("the point is outside the service area; tap a place inside "
-                               "the district's grids on the map")
+            errors["place"] = _("the point is outside the service area; tap a place inside "
+                                 "the district's grids on the map")
             return None
         return lat, lon, address, "point"
     if grid_id:
         grid = hub.setup.grids.get(grid_id)
         if grid is None:
-            errors["grid_id"] = "unknown grid; choose one from the list"
+            errors["grid_id"] = _("unknown grid; choose one from the list")
             return None
         if not address:
-            errors["address"] = "give the address (street and number, or a landmark)"
+            errors["address"] = _("give the address (street and number, or a landmark)")
             return None
         lat, lon = grid_point(grid)
         return lat, lon, address, "point"
     if address:
         where = place_report(hub, None, None, address)
         return where.lat, where.lon, address, where.how
-    errors["place"] = "tap the place on the map, or give an address (and its grid if you know it)"
+    errors["place"] = _("tap the place on the map, or give an address (and its grid if you know it)")
     return None
 
 
@@ -191,8 +192,8 @@ async def submit(request: web.Request) -> web.StreamResponse:
     code = _text(form, "service", 64)
     service = by_code.get(code)
     if service is None:
-        errors["service"] = "choose what the problem is" if not code else \
-            f"unknown category {code!r}; choose one from the list"
+        errors["service"] = _("choose what the problem is") if not code else \
+            _("unknown category %(code)r; choose one from the list") % {"code": code}
     place = _place(hub, form, errors)
     note = _text(form, "note", 2000)
     checked = None
@@ -203,11 +204,12 @@ async def submit(request: web.Request) -> web.StreamResponse:
         except FieldErrors as exc:
             errors["photo"] = exc.fields.get("photo", exc.detail)
     elif service is not None and service.needs_photo:
-        errors["photo"] = f"“{service.en}” needs a photo: take or choose one"
+        errors["photo"] = _("“%(service)s” needs a photo: take or choose one") % {
+            "service": service.zh if current() == "zh_CN" and service.zh else service.en}
     contact = _contact(hub, form, errors)
     key_value = _text(form, "report_key", 64)
     if len(key_value) < 16 or not set(key_value) <= _KEY_CHARS:
-        errors["form"] = "the form is stale; reload the page and send it again"
+        errors["form"] = _("the form is stale; reload the page and send it again")
     if errors:
         return await _render(request, status=400, errors=errors, values=values)
     assert service is not None and place is not None
@@ -251,6 +253,6 @@ async def photo(request: web.Request) -> web.Response:
     sha = await hub.read(load)
     data = await asyncio.to_thread(hub.files.get, sha) if sha else None
     if data is None:
-        raise WebError(404, "no_such_photo", "no such photo for your reports")
+        raise WebError(404, "no_such_photo", _("no such photo for your reports"))
     return web.Response(body=data, content_type="image/jpeg",
                         headers={"Cache-Control": "private, max-age=3600"})

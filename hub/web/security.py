@@ -25,6 +25,7 @@ from ..auth.accounts import principal_for_token, principal_for_user, sha256_hex,
 from ..auth.passwords import PasswordChecker
 from ..auth.ratelimit import LoginLimiter
 from ..auth.roles import Principal
+from .i18n import _
 from .problems import WebError
 
 if TYPE_CHECKING:
@@ -78,8 +79,8 @@ def csrf_ok(expected: str | None, given: str | None) -> bool:
 async def _from_bearer(hub: Hub, state: SecurityState, token: str) -> Principal:
     row = await hub.read(lambda repo: repo.get_api_token(sha256_hex(token)))
     if row is None or row.revoked_at is not None:
-        raise WebError(401, "bad_token", "the API token is unknown or revoked; ask an "
-                       "administrator for one (cityops-hub token create)",
+        raise WebError(401, "bad_token", _("the API token is unknown or revoked; ask an "
+                                           "administrator for one (cityops-hub token create)"),
                        headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
     now_m = time.monotonic()
     if now_m - state.token_touched.get(row.id, -1e9) > TOUCH_EVERY_S:
@@ -110,7 +111,7 @@ async def authenticate(request: web.Request, hub: Hub, state: SecurityState) -> 
     if auth:
         scheme, _, token = auth.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
-            raise WebError(401, "bad_token", "use 'Authorization: Bearer <token>'",
+            raise WebError(401, "bad_token", _("use 'Authorization: Bearer <token>'"),
                            headers={"WWW-Authenticate": "Bearer"})
         return await _from_bearer(hub, state, token.strip())
     value = request.cookies.get(session_cookie_name(hub.config.web.tls is not None))
@@ -139,17 +140,17 @@ def security_middleware(hub: Hub, state: SecurityState, route_info: dict[str, An
         request[PRINCIPAL] = principal
         if permission != "public":
             if principal is None:
-                raise WebError(401, "not_signed_in", "sign in first (or send an API token)")
+                raise WebError(401, "not_signed_in", _("sign in first (or send an API token)"))
             if not principal.can(permission):
-                raise WebError(403, "forbidden", f"your role ({principal.role}) may not do "
-                               f"this ({permission})")
+                raise WebError(403, "forbidden", _("your role (%(role)s) may not do this (%(what)s)")
+                               % {"role": principal.role, "what": permission})
         # Public routes that change state carry their own credential (the sign-in form's
         # double-submit token, an enrollment token, an Open311 api_key).
         if (permission != "public" and principal is not None and principal.kind == "user"
                 and request.method not in SAFE_METHODS
                 and not csrf_ok(principal.csrf, await _csrf_given(request))):
-            raise WebError(403, "csrf", "the form's security token is missing or stale; "
-                               "reload the page and try again")
+            raise WebError(403, "csrf", _("the form's security token is missing or stale; "
+                                             "reload the page and try again"))
         return await handler(request)
 
     return middleware

@@ -27,6 +27,7 @@ from ..engine import supervision as ops
 from ..store.repo import CaseFilter, CaseRow, SupervisionRow
 from .actions import load_case_for
 from .common import hub_of, json_response, principal, query_int
+from .i18n import _
 from .problems import FieldErrors, WebError, field_errors_from
 from .serialize import case_json, jsonable
 
@@ -111,7 +112,7 @@ async def _json(request: web.Request) -> dict[str, Any]:
 async def _issue(hub: Hub, p: Principal, case_id: int, body: IssueBody) -> SupervisionRow:
     await load_case_for(hub, p, case_id)  # 404 outside the account's scope
     if body.target_kind == "department" and not body.department:
-        raise FieldErrors({"department": "choose the department the order is for"},
+        raise FieldErrors({"department": _("choose the department the order is for")},
                           form="supervise", status=422, code="bad_target")
     try:
         return await hub.write(lambda repo: ops.issue(
@@ -195,8 +196,7 @@ async def queue_page(request: web.Request) -> web.Response:
     from .pages import page
 
     data = await queue_data(request)
-    title = (f"Supervision · {data['level']}" if data["level"]
-             else f"Supervision · {data['department']}")
+    title = _("Supervision") + " · " + (data["level"] or data["department"] or "")
     return page(request, "supervision.html", title=title, q=data, levels=[
         lv for lv in LEVELS if LEVEL_RANK[lv] <= LEVEL_RANK[principal(request).level or "city"]])
 

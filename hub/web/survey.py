@@ -43,8 +43,8 @@ from ..store.repo import CaseRow, ReporterContactRow, Repository, SurveyRow
 from .actions import load_case_for
 from .common import hub_of, json_response, principal
 from .i18n import _
+from .labels import N_
 from .problems import FieldErrors, WebError, field_errors_from
-from .render import N_
 from .security import csrf_ok, set_cookie
 
 if TYPE_CHECKING:

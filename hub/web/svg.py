@@ -20,6 +20,7 @@ class GridShape:
     d: str  # SVG path
     label_x: float
     label_y: float
+    name_zh: str = ""
 
 
 @dataclass(frozen=True)
@@ -66,7 +67,8 @@ def grid_map(grids: Sequence[Grid], width: float = 600.0) -> tuple[str, list[Gri
                 parts.append("M" + " L".join(f"{x},{y}" for x, y in pts) + " Z")
         lat_c, lon_c = g.centroid()
         lx, ly = pt(lon_c, lat_c)
-        shapes.append(GridShape(g.grid_id, g.name, g.town, " ".join(parts), lx, ly))
+        shapes.append(GridShape(g.grid_id, g.name, g.town, " ".join(parts), lx, ly,
+                                getattr(g, "name_zh", "")))
     w = (x1 - x0) * kx * scale
     return f"0 0 {round(w + 2 * pad, 1)} {round(h + 2 * pad, 1)}", shapes
 

@@ -181,7 +181,8 @@ async def grids_json(request: web.Request) -> web.Response:
     data = await _live(request).for_scope(who.grids)
     by_grid = data["cases"]["by_grid"]
     return json_response({"grids": [
-        {"grid_id": g.grid_id, "name": g.name, "town": g.town, "district": g.district,
+        {"grid_id": g.grid_id, "name": g.name, "name_zh": g.name_zh, "town": g.town,
+         "district": g.district,
          "bbox": list(g.bbox), "open_cases": by_grid.get(g.grid_id, 0)}
         for g in hub.setup.grids.grids if who.sees(g.grid_id)]})
 

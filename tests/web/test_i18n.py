@@ -4,6 +4,7 @@ errors and problem documents in the asker's language."""
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -98,6 +99,25 @@ def test_compiled_catalogues_translate():
     assert en.ngettext("%(num)d event", "%(num)d events", 3) % {"num": 3} == "3 events"
 
 
+def test_every_script_message_exists():
+    """The scripts look their messages up by key in the table the page carries; a key
+    with no entry would show the key itself."""
+    from hub.web.labels import JS_MESSAGES
+
+    used: set[str] = set()
+    for js in (ROOT / "hub" / "web" / "static").glob("*.js"):
+        text = js.read_text()
+        used |= set(re.findall(r'\bt\("([a-z_0-9]+)"[,)]', text))
+        # keys made at run time: a prefix and a value from the data
+        for prefix in re.findall(r'\bt\("([a-z_]+_)" \+', text):
+            assert any(k.startswith(prefix) for k in JS_MESSAGES), prefix
+    assert used, "no script uses t()"
+    assert not used - set(JS_MESSAGES), used - set(JS_MESSAGES)
+    for prefix, values in (("state_", ("new", "in_progress", "escalated", "resolved")),
+                           ("map_level_", "0123"), ("dev_", ("up", "down", "unknown", "offline"))):
+        assert all(prefix + v in JS_MESSAGES for v in values)
+
+
 # -- templates: no string outside gettext -------------------------------------------------------
 
 # words that read the same in both languages (names, formats, units)
@@ -172,7 +192,11 @@ async def test_pages_follow_the_browser_and_the_users_choice(hub, agent):
         page = await zh.get("/")
         assert html_lang(page.text) == "zh-CN"
         assert all(w in page.text for w in ("总览", "案件", "一张图", "在办案件", "道路积水"))
+        assert "新桥1号网格" in page.text and "Xinqiao grid 1" not in page.text  # grid names too
         assert 'id="lang-switch" href="/lang/en?next=/"' in page.text
+        messages = json.loads(re.search(r'<script type="application/json" id="i18n-messages">'
+                                        r'(.*?)</script>', page.text).group(1))
+        assert messages["report_sending"] == "发送中…" and messages["state_new"] == "新建"
         page = await zh.get(f"/cases/{case_id}")
         assert all(w in page.text for w in ("处置前后对比", "处置记录", "操作", "添加备注"))
 
@@ -186,6 +210,8 @@ async def test_pages_follow_the_browser_and_the_users_choice(hub, agent):
         assert (await en.login("op")).status == 303
         r = await en.form(f"/cases/{case_id}/note", {"text": ""})
         assert r.status == 400 and '<span class="field-error" role="alert">required</span>' in r.text
+        page = await en.get("/")
+        assert "Xinqiao grid 1" in page.text and "新桥1号网格" not in page.text
 
         # an error page
         page = await zh.get("/cases/99999")

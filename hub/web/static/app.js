@@ -5,6 +5,15 @@
 (function () {
   const body = document.body;
   document.documentElement.dataset.loadedAt = String(Date.now());
+  // The page's messages in its language (base.html renders them; see hub/web/render.py).
+  const MESSAGES = (() => {
+    const node = document.getElementById("i18n-messages");
+    try { return node ? JSON.parse(node.textContent) : {}; } catch (e) { return {}; }
+  })();
+  function t(key, params) {
+    const text = MESSAGES[key] !== undefined ? MESSAGES[key] : key;
+    return text.replace(/%\((\w+)\)s/g, (all, name) => (params && name in params ? String(params[name]) : all));
+  }
 
   function get(obj, path) {
     return path.split(".").reduce((o, k) => (o == null ? o : o[k]), obj);
@@ -14,7 +23,7 @@
     document.querySelectorAll(".live-dot").forEach((d) => {
       d.classList.toggle("on", state === "on");
       d.classList.toggle("off", state === "off");
-      d.title = state === "on" ? "live" : "reconnecting…";
+      d.title = state === "on" ? t("live") : t("reconnecting");
     });
   }
 

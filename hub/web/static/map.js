@@ -12,10 +12,19 @@
                 phases: { script: performance.now() } };
   window.cityopsMap = api;
 
+  // The page's messages in its language (base.html renders them; see hub/web/render.py).
+  const MESSAGES = (() => {
+    const node = document.getElementById("i18n-messages");
+    try { return node ? JSON.parse(node.textContent) : {}; } catch (e) { return {}; }
+  })();
+  function t(key, params) {
+    const text = MESSAGES[key] !== undefined ? MESSAGES[key] : key;
+    return text.replace(/%\((\w+)\)s/g, (all, name) => (params && name in params ? String(params[name]) : all));
+  }
   function say(text) { if (status) status.textContent = text; }
   if (!window.L) {
     api.error = "Leaflet did not load";
-    say("The map library did not load (/static/vendor/leaflet/leaflet.js); reload the page.");
+    say(t("map_no_library"));
     return;
   }
 
@@ -26,7 +35,6 @@
   // Command level (escalation): 0 the grid's own, 1 town, 2 district, 3 city.
   const LEVEL_RING = [["#ffffff", 1], ["#eab308", 3], ["#f97316", 3.5], ["#7f1d1d", 4]];
   const GRID_FILL = { normal: "#94a3b8", blue: "#3b82f6", yellow: "#facc15", orange: "#f97316", red: "#dc2626" };
-  const LEVEL_NAMES = ["grid", "town", "district", "city"];
 
   function markerStyle(m) {
     if (m.kind === "case") {
@@ -51,11 +59,11 @@
     const line = document.createElement("div");
     if (m.kind === "case") {
       head.textContent = "#" + m.id + " " + (labels[m.subcategory] || m.subcategory);
-      line.textContent = m.state.replace("_", " ") + " · " + LEVEL_NAMES[m.level] + " level" +
-        (m.overdue ? " · overdue" : "") + (m.place ? " · " + m.place : "") + (m.grid_id ? " · " + m.grid_id : "");
+      line.textContent = t("state_" + m.state) + " · " + t("map_level_" + (m.level || 0)) +
+        (m.overdue ? " · " + t("map_overdue") : "") + (m.place ? " · " + m.place : "") + (m.grid_id ? " · " + m.grid_id : "");
     } else {
-      head.textContent = (m.kind === "camera" ? "Camera " : "Sensor ") + m.source;
-      line.textContent = m.agent_id + " · " + m.state + (m.placed === "grid" ? " · placed at its grid's centre" : "");
+      head.textContent = t(m.kind === "camera" ? "map_camera" : "map_sensor", { name: m.source });
+      line.textContent = m.agent_id + " · " + t("dev_" + m.state) + (m.placed === "grid" ? " · " + t("map_at_grid_centre") : "");
     }
     box.append(head, line);
     return box;
@@ -127,9 +135,9 @@
       if (k === "case") cases += 1; else if (k === "camera") cameras += 1; else sensors += 1;
     });
     api.markers = byKey.size;
-    let text = cases + " open cases · " + cameras + " cameras · " + sensors + " sensors";
-    if (summary.truncated) text += " (the newest " + cases + " of " + summary.open_cases + " open cases drawn)";
-    if (summary.unplaced) text += " · " + summary.unplaced + " devices without a known place";
+    let text = t("map_summary", { cases: cases, cameras: cameras, sensors: sensors });
+    if (summary.truncated) text += t("map_truncated", { n: cases, total: summary.open_cases });
+    if (summary.unplaced) text += t("map_unplaced", { n: summary.unplaced });
     say(text);
   }
 
@@ -138,7 +146,8 @@
       const poly = L.polygon(g.rings, Object.assign(gridStyle(g.level), { renderer: renderer, level: g.level,
                                                                           interactive: true, bubblingMouseEvents: false }));
       const label = document.createElement("span");  // text, never markup
-      label.textContent = g.name + " (" + g.grid_id + (g.town ? ", " + g.town : "") + ")";
+      const name = (document.documentElement.lang === "zh-CN" && g.name_zh) || g.name;
+      label.textContent = name + " (" + g.grid_id + (g.town ? ", " + g.town : "") + ")";
       poly.bindTooltip(label, { sticky: true });
       poly.on("click", () => { window.location.href = "/cases?open=1&grid=" + encodeURIComponent(g.grid_id); });
       gridById.set(g.grid_id, poly);
@@ -215,7 +224,7 @@
       api.phases.parsed = performance.now();
     } catch (err) {
       api.error = String(err);
-      say("Could not load the map's markers (" + err.message + "); reload the page.");
+      say(t("map_load_failed", { error: err.message }));
       return;
     }
     baseLayers(data.tiles);

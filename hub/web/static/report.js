@@ -3,6 +3,15 @@
    accepts before sending. No libraries, no network besides the form post. */
 (function () {
   "use strict";
+  // The page's messages in its language (base.html renders them; see hub/web/render.py).
+  var MESSAGES = {};
+  try { MESSAGES = JSON.parse(document.getElementById("i18n-messages").textContent); } catch (e) { MESSAGES = {}; }
+  function t(key, params) {
+    var text = MESSAGES[key] !== undefined ? MESSAGES[key] : key;
+    return text.replace(/%\((\w+)\)s/g, function (all, name) {
+      return params && name in params ? String(params[name]) : all;
+    });
+  }
   var map = document.getElementById("report-map");
   var lat = document.getElementById("lat"), lon = document.getElementById("lon");
   var text = document.getElementById("point-text"), pin = document.getElementById("map-pin");
@@ -26,8 +35,8 @@
       lat.value = la.toFixed(6); lon.value = lo.toFixed(6);
       place(p.x, p.y);
       var cell = ev.target.closest ? ev.target.closest("[data-grid]") : null;
-      text.textContent = "Point chosen: " + lat.value + ", " + lon.value +
-        (cell ? " (grid " + cell.dataset.grid + ")" : " (outside every grid: tap inside one)");
+      text.textContent = t("report_point", { lat: lat.value, lon: lon.value }) +
+        (cell ? t("report_point_grid", { grid: cell.dataset.grid }) : t("report_point_outside"));
     });
   }
 
@@ -38,10 +47,10 @@
       var file = input.files && input.files[0];
       if (!file) { status.textContent = ""; return; }
       if (file.type === "image/jpeg" && file.size <= max) {
-        status.textContent = "Photo ready (" + Math.ceil(file.size / 1024) + " KiB).";
+        status.textContent = t("report_photo_ready", { n: Math.ceil(file.size / 1024) });
         return;
       }
-      status.textContent = "Shrinking the photo…";
+      status.textContent = t("report_shrinking");
       var img = new Image(), reader = new FileReader();  // a data: URL (the page's CSP allows no blob:)
       img.onload = function () {
         var side = 1280, quality = 0.8;
@@ -55,12 +64,12 @@
             var dt = new DataTransfer();
             dt.items.add(new File([blob], "photo.jpg", {type: "image/jpeg"}));
             input.files = dt.files;
-            status.textContent = "Photo ready (" + Math.ceil(blob.size / 1024) + " KiB).";
+            status.textContent = t("report_photo_ready", { n: Math.ceil(blob.size / 1024) });
           }, "image/jpeg", quality);
         }
         attempt();
       };
-      img.onerror = function () { status.textContent = "This file is not a photo the page can read; choose a JPEG."; };
+      img.onerror = function () { status.textContent = t("report_not_photo"); };
       reader.onload = function () { img.src = reader.result; };
       reader.onerror = img.onerror;
       reader.readAsDataURL(file);
@@ -69,6 +78,6 @@
 
   var form = document.getElementById("report-form"), button = document.getElementById("report-submit");
   if (form && button) {
-    form.addEventListener("submit", function () { button.disabled = true; button.textContent = "Sending…"; });
+    form.addEventListener("submit", function () { button.disabled = true; button.textContent = t("report_sending"); });
   }
 })();
