@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -115,7 +116,10 @@ class LiveStreams:
     def __init__(self, publish: Callable[[str, bytes, int], bool], clock: Clock, *,
                  request_s: float = 30.0, refresh_s: float = 5.0) -> None:
         self.publish = publish
-        self.clock = clock
+        self.clock = clock  # dates the requests
+        # A view lasts real seconds (a person watches it), also when the hub runs on a
+        # simulated clock (the demo's): durations, refreshes and ends on this.
+        self.monotonic: Callable[[], float] = time.monotonic
         self.request_s = request_s
         self.refresh_s = min(refresh_s, request_s / 2)
         self.streams: dict[tuple[str, str], Stream] = {}
@@ -137,7 +141,7 @@ class LiveStreams:
             for viewer in list(stream.viewers):
                 viewer.end("hub")
             stream.viewers.clear()
-            self._decide(stream, self.clock.monotonic())  # the agents stop now, not later
+            self._decide(stream, self.monotonic())  # the agents stop now, not later
         self.streams.clear()
         if self._task is not None:
             self._task.cancel()
@@ -148,7 +152,7 @@ class LiveStreams:
     def open(self, agent_id: str, camera: str, seconds: float) -> Viewer:
         """Watch one camera for ``seconds``: joins its stream or starts one (one request to
         the agent right away). The viewer gets the stream's last frame at once, if any."""
-        now = self.clock.monotonic()
+        now = self.monotonic()
         key = (agent_id, camera)
         stream = self.streams.get(key)
         if stream is None:
@@ -167,7 +171,7 @@ class LiveStreams:
             return
         stream.viewers.discard(viewer)
         if not stream.viewers:
-            self._decide(stream, self.clock.monotonic())
+            self._decide(stream, self.monotonic())
             del self.streams[(viewer.agent_id, viewer.camera)]
 
     def watching(self) -> dict[str, Any]:
@@ -205,7 +209,7 @@ class LiveStreams:
     async def _ticker(self) -> None:
         while True:
             await asyncio.sleep(TICK_S)
-            now = self.clock.monotonic()
+            now = self.monotonic()
             for key, stream in list(self.streams.items()):
                 try:
                     for viewer in [v for v in stream.viewers if v.until <= now]:

@@ -48,6 +48,7 @@ from protocol.cliutil import run_main
 from protocol.errors import CityopsError
 from protocol.logsetup import configure_logging
 
+from .liveview import first_camera, scripted_live_view
 from .notifycard import format_notifications
 from .plancard import format_plans
 from .progress import Progress, format_duration
@@ -66,9 +67,12 @@ async def run_demo(stack: SimStack, *, duration: float | None, progress: Progres
     """Run a started-or-not stack until ``duration`` real seconds (None: until ``stop``),
     then drain and score. The stack is stopped on return."""
     stop = stop or asyncio.Event()
+    live: asyncio.Task[dict[str, Any]] | None = None
     try:
         await stack.start()
         _announce(stack, progress, duration)
+        if first_camera(stack) is not None:  # an operator watches the camera for a moment
+            live = asyncio.create_task(scripted_live_view(stack), name="demo-live-view")
         loop = asyncio.get_running_loop()
         deadline = None if duration is None else loop.time() + duration
         while not stop.is_set():
@@ -82,6 +86,7 @@ async def run_demo(stack: SimStack, *, duration: float | None, progress: Progres
                 pass
             if progress.due() and not stop.is_set():
                 progress.report(_live_figures(stack, progress))
+        live_view = await _live_result(live)
         progress.say("stopping injection; waiting for every outbox to be acknowledged")
         await stack.quiesce()
         drained = await stack.drain(drain_s)
@@ -111,10 +116,31 @@ async def run_demo(stack: SimStack, *, duration: float | None, progress: Progres
             summary["notifications_received"] = stack.sinks.report()
         if stack.handlers is not None:
             summary["handlers"] = stack.handlers.summary()
+        if live_view is not None:
+            # frames the scripted live view received before it stopped on its own
+            summary["live_frames"] = live_view["frames"] if live_view["stopped"] == "time" else 0
+            summary["live_view"] = live_view
         summary["notes"] = truth.notes
         return summary
     finally:
+        if live is not None and not live.done():
+            live.cancel()
         await stack.stop()
+
+
+async def _live_result(live: asyncio.Task[dict[str, Any]] | None,
+                       wait_s: float = 15.0) -> dict[str, Any] | None:
+    """The scripted live view's result: it runs a few seconds, so a demo shorter than that
+    waits for it here (at most ``wait_s``); one that did not end is reported as such."""
+    if live is None:
+        return None
+    done, _ = await asyncio.wait({live}, timeout=wait_s)
+    if not done:
+        live.cancel()
+        return {"frames": 0, "stopped": "incomplete"}
+    if live.exception() is not None:
+        return {"frames": 0, "stopped": f"failed: {live.exception()!r}"[:200]}
+    return live.result()
 
 
 def _announce(stack: SimStack, progress: Progress, duration: float | None) -> None:
@@ -181,6 +207,11 @@ def format_summary(summary: dict[str, Any]) -> str:
     for row in summary["problems"]:
         extra = f", dispatched after {hm(row.get('dispatched_after_s'))}" if "dispatched_after_s" in row else ""
         lines.append(f"    {row['status']:<8} {row['id']} ({row['subcategory']}){extra}")
+    if "live_view" in summary:
+        lv = summary["live_view"]
+        lines.append(f"  live     {summary['live_frames']} frame(s) of {lv.get('camera', '-')} in a "
+                     f"{lv.get('seconds', 0):g} s view (first after {lv.get('first_frame_s')} s, "
+                     f"largest {lv.get('largest_bytes', 0)} bytes; stopped: {lv['stopped']})")
     lines += format_plans(summary)
     lines += format_notifications(summary)
     if "handlers" in summary:

@@ -150,6 +150,12 @@ async def test_fire_scenario_cameras_are_detected_and_worked(tmp_path):
     assert summary["lost"] == 0 and summary["duplicates"] == 0 and summary["duplicate_cases"] == 0
     assert summary["false_cases"] == 0, summary["false_case_ids"]
     assert summary["events_stored"] == summary["events_published"]
+    # The scripted live view: frames from the camera, at most 1 a second and 50 kB, the
+    # first within 2 s, then the view stopped on its own after its 5 s.
+    view = summary["live_view"]
+    assert view["stopped"] == "time" and 3 <= summary["live_frames"] == view["frames"] <= 6, view
+    assert view["first_frame_s"] < 2.0 and view["largest_bytes"] <= 50_000, view
+    assert "live     " in format_summary(summary)
     truth_log = [json.loads(x) for x in (tmp_path / "run" / "cameras-truth.jsonl").read_text().splitlines()]
     assert {(r["label"], r["event"]) for r in truth_log} >= {("smoke", "appear"), ("flame", "appear")}
     handled = [json.loads(x) for x in (tmp_path / "run" / "handlers.jsonl").read_text().splitlines()]
