@@ -66,7 +66,7 @@ def apply_chunk(repo: Repository, files: SnapshotFiles, item: ClipChunkItem, now
         error = (f"chunk {h.index + 1} says the clip has {h.count} chunks of {h.clip_bytes} bytes; "
                  f"its first chunk said {count} of {size}")
         return _fail(repo, clip_id, item, error, now)
-    held = repo.add_clip_chunk(clip_id, h.index, item.data)
+    held = repo.add_clip_chunk(clip_id, h.index, h.seq, item.data)
     if held < count:
         return ChunkOutcome(clip_id, "partial")
     try:

@@ -100,6 +100,9 @@ async def run_demo(stack: SimStack, *, duration: float | None, progress: Progres
         truth = stack.truth(stack.horizon)
         audit = await asyncio.to_thread(stack.audit)
         summary = scorecard(truth.problems, counters, audit, stack.clock.start, stack.horizon)
+        # Event clips the hub holds (stored, checked MP4s; only camera events have clips).
+        summary["clips_stored"] = await stack.hub.read(lambda r: r.count_clips("stored")) \
+            if stack.hub is not None else 0
         summary["run"] = {
             "scenario": stack.scenario.name, "time_scale": stack.scale,
             "real_s": round(progress.elapsed(), 1), "simulated_s": round(stack.horizon, 1),
@@ -212,6 +215,8 @@ def format_summary(summary: dict[str, Any]) -> str:
         lines.append(f"  live     {summary['live_frames']} frame(s) of {lv.get('camera', '-')} in a "
                      f"{lv.get('seconds', 0):g} s view (first after {lv.get('first_frame_s')} s, "
                      f"largest {lv.get('largest_bytes', 0)} bytes; stopped: {lv['stopped']})")
+    if "clips_stored" in summary:
+        lines.append(f"  clips    stored {summary['clips_stored']} (camera events' video clips on the hub)")
     lines += format_plans(summary)
     lines += format_notifications(summary)
     if "handlers" in summary:

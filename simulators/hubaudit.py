@@ -151,6 +151,9 @@ def audit_store(database: Path) -> StoreAudit:
         # A camera event's snapshot travels as its own outbox row with its own seq.
         for agent_id, seq in conn.execute("SELECT agent_id, seq FROM snapshots"):
             seqs[agent_id].add(seq)
+        # So does each chunk of an event's clip (the clip row keeps their seqs).
+        for agent_id, chunk_seqs in conn.execute("SELECT agent_id, seqs FROM clips"):
+            seqs[agent_id].update(json.loads(chunk_seqs))
         out.seqs = dict(seqs)
         out.duplicate_new = conn.execute(
             "SELECT coalesce(sum(n - 1), 0) FROM (SELECT count(*) AS n FROM messages"

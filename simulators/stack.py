@@ -154,6 +154,8 @@ class _Quiescable:
         self.inner = inner
         self.name = inner.name
         self.quiesce = quiesce
+        self.running = False
+        self.returned = asyncio.Event()  # its run returned (a camera's last clips are in the outbox)
 
     async def run(self, sink: EventSink, stop: asyncio.Event) -> None:
         inner_stop = asyncio.Event()
@@ -168,10 +170,14 @@ class _Quiescable:
                 inner_stop.set()
 
         relay_task = asyncio.create_task(relay())
+        self.running = True
+        self.returned.clear()
         try:
             await self.inner.run(sink, inner_stop)
         finally:
             relay_task.cancel()
+            self.running = False
+            self.returned.set()
 
     def telemetry(self) -> dict[str, Any]:
         return self.inner.telemetry()
@@ -205,6 +211,7 @@ class SimStack:
         self.hub: Hub | None = None
         self.sites: list[_Site] = []
         self.quiesced = asyncio.Event()
+        self._quiescables: list[_Quiescable] = []
         self.horizon: float | None = None  # simulated seconds when injection stopped
         self._operator: asyncio.Task[None] | None = None
         self.web_user: str | None = None
@@ -367,7 +374,9 @@ class SimStack:
         def build(loaded, clock):  # noqa: ANN001, ANN202 - same signature as the factory
             if factory is camera_components:
                 clock = _RealMonotonic(clock)
-            return [_Quiescable(c, self.quiesced) for c in factory(loaded, clock)]
+            wrapped = [_Quiescable(c, self.quiesced) for c in factory(loaded, clock)]
+            self._quiescables.extend(wrapped)
+            return wrapped
         return build
 
     def hub_config_data(self) -> dict[str, Any]:
@@ -448,6 +457,12 @@ class SimStack:
             self.horizon = self.clock.elapsed()
             self.quiesced.set()
             await asyncio.sleep(0.05)  # let the components return
+            # A camera's recordings under way are encoded and put in its outbox on the way
+            # out: wait for that, so the drain below counts their clips.
+            running = [q.returned.wait() for q in self._quiescables if q.running]
+            if running:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(asyncio.gather(*running), 60)
 
     async def drain(self, timeout: float = 15.0) -> bool:
         """Wait until every outbox is empty (acknowledged by the hub). False on timeout."""

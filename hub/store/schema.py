@@ -602,6 +602,7 @@ def m009_event_clips(db: Database) -> None:
             state TEXT NOT NULL CHECK (state IN ('partial', 'stored', 'failed')),
             error TEXT,                              -- why a failed clip failed
             chunks_received INTEGER NOT NULL DEFAULT 0,
+            seqs TEXT NOT NULL DEFAULT '[]',         -- the agent's seqs of the chunks kept (JSON)
             first_at TEXT NOT NULL,                  -- its first chunk arrived
             completed_at TEXT,
             UNIQUE (agent_id, event_id, clip_sha256)

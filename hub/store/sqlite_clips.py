@@ -10,6 +10,7 @@ its chunks are deleted either way.
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from dataclasses import dataclass
 from datetime import datetime
@@ -40,12 +41,14 @@ class ClipRow:
     chunks_received: int
     first_at: datetime
     completed_at: datetime | None
+    seqs: list[int]  # the agent's seqs of the chunks kept
 
 
 def _clip(row: sqlite3.Row) -> ClipRow:
     d = dict(row)
     for k in ("started_at", "first_at", "completed_at"):
         d[k] = from_db_time(d[k])
+    d["seqs"] = json.loads(d["seqs"] or "[]")
     return ClipRow(**d)
 
 
@@ -75,13 +78,16 @@ class ClipQueries:
              to_db_time(at)))
         return int(cur.lastrowid or 0)
 
-    def add_clip_chunk(self, clip_id: int, index: int, data: bytes) -> int:
-        """Keep one chunk (a resent one changes nothing); returns the chunks now held."""
-        self.conn.execute("INSERT INTO clip_chunks (clip_id, idx, data) VALUES (?,?,?)"
-                          " ON CONFLICT (clip_id, idx) DO NOTHING", (clip_id, index, data))
+    def add_clip_chunk(self, clip_id: int, index: int, seq: int, data: bytes) -> int:
+        """Keep one chunk (a resent one changes nothing) and its seq (the clip's ``seqs``:
+        what the agent's outbox sent, for audits); returns the chunks now held."""
+        cur = self.conn.execute("INSERT INTO clip_chunks (clip_id, idx, data) VALUES (?,?,?)"
+                                " ON CONFLICT (clip_id, idx) DO NOTHING", (clip_id, index, data))
         n = int(self.conn.execute("SELECT count(*) FROM clip_chunks WHERE clip_id = ?",
                                   (clip_id,)).fetchone()[0])
-        self.conn.execute("UPDATE clips SET chunks_received = ? WHERE id = ?", (n, clip_id))
+        if cur.rowcount == 1:
+            self.conn.execute("UPDATE clips SET chunks_received = ?, seqs = json_insert(seqs, '$[#]', ?)"
+                              " WHERE id = ?", (n, seq, clip_id))
         return n
 
     def clip_chunks(self, clip_id: int) -> dict[int, bytes]:

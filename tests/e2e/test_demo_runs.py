@@ -150,6 +150,9 @@ async def test_fire_scenario_cameras_are_detected_and_worked(tmp_path):
     assert summary["lost"] == 0 and summary["duplicates"] == 0 and summary["duplicate_cases"] == 0
     assert summary["false_cases"] == 0, summary["false_case_ids"]
     assert summary["events_stored"] == summary["events_published"]
+    # Each camera event's clip (smoke, fire) is on the hub, the ones still recording at the
+    # horizon cut short and encoded on the way out.
+    assert summary["clips_stored"] >= 2, summary["clips_stored"]
     # The scripted live view: frames from the camera, at most 1 a second and 50 kB, the
     # first within 2 s, then the view stopped on its own after its 5 s.
     view = summary["live_view"]
