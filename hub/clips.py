@@ -27,9 +27,11 @@ from .ingest.decode import ClipChunkItem
 from .store.files import SnapshotFiles
 from .store.repo import Repository
 
-__all__ = ["ChunkOutcome", "apply_chunk", "clip_files", "fail_stale_clips", "purge_clips"]
+__all__ = ["MAX_ARRIVING", "ChunkOutcome", "apply_chunk", "clip_files", "fail_stale_clips", "purge_clips"]
 
 log = logging.getLogger(__name__)
+
+MAX_ARRIVING = 16  # an agent's clips still missing chunks, at most (a real agent has a few)
 
 
 @dataclass(frozen=True)
@@ -49,6 +51,9 @@ def apply_chunk(repo: Repository, files: SnapshotFiles, item: ClipChunkItem, now
     h = item.header
     clip = repo.clip_row(item.agent_id, h.event_id, h.clip_sha256)
     if clip is None:
+        # An agent's clips arriving at once are bounded, so chunks held for clips that
+        # never complete cannot fill the store (at most MAX_ARRIVING x 8 MiB an agent).
+        crowded = item.refusal is None and repo.count_clips("partial", agent_id=item.agent_id) >= MAX_ARRIVING
         clip_id = repo.add_clip(
             item.agent_id, h.event_id, h.clip_sha256, chunk_count=h.count, clip_bytes=h.clip_bytes,
             width=h.width, height=h.height, fps=h.fps, frames=h.frames, duration_s=h.duration_s,
@@ -59,6 +64,9 @@ def apply_chunk(repo: Repository, files: SnapshotFiles, item: ClipChunkItem, now
         clip_id, state, count, size = clip.id, clip.state, clip.chunk_count, clip.clip_bytes
     if state != "partial":
         return ChunkOutcome(clip_id, "late")
+    if clip is None and crowded:
+        return _fail(repo, clip_id, item, f"refused: {MAX_ARRIVING} clips of this agent are "
+                     "still arriving (a clip's chunks must all come before many more clips start)", now)
     if item.refusal is not None:
         error = f"chunk {h.index + 1} of {h.count} refused: {item.refusal.detail}"
         return _fail(repo, clip_id, item, error, now)

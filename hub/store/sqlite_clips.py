@@ -132,7 +132,13 @@ class ClipQueries:
             "SELECT 1 FROM clips WHERE clip_sha256 = ? AND state = 'stored' LIMIT 1",
             (s,)).fetchone() is None]
 
-    def count_clips(self, state: str | None = None) -> int:
-        if state is None:
-            return int(self.conn.execute("SELECT count(*) FROM clips").fetchone()[0])
-        return int(self.conn.execute("SELECT count(*) FROM clips WHERE state = ?", (state,)).fetchone()[0])
+    def count_clips(self, state: str | None = None, *, agent_id: str | None = None) -> int:
+        where, params = [], []
+        if state is not None:
+            where.append("state = ?")
+            params.append(state)
+        if agent_id is not None:
+            where.append("agent_id = ?")
+            params.append(agent_id)
+        sql = "SELECT count(*) FROM clips" + (" WHERE " + " AND ".join(where) if where else "")
+        return int(self.conn.execute(sql, params).fetchone()[0])
