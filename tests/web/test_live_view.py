@@ -255,3 +255,19 @@ async def test_the_video_wall_shows_an_active_plans_cameras_together(tmp_path):
             assert (await op.get("/plans/no-such-plan/wall")).status == 404
         finally:
             await op.close()
+
+
+async def test_a_view_longer_than_one_request_is_refreshed_and_never_gaps(tmp_path):
+    """request_s 4: a 9 s view needs the hub to refresh the agent's window before it ends;
+    the frames run on through it in the same stream, about one a second."""
+    async with live_hub(tmp_path, request_s=4, refresh_s=2) as hub, \
+            camera_agent(tmp_path, hub, AGENT):
+        opened = time.monotonic()
+        viewer = hub.live_streams.open(AGENT, CAMERA, 9)
+        got = await collect(viewer)
+        assert hub.live_streams.commands_sent >= 3  # the start and at least two refreshes
+        assert {f.header.request_id for _, f in got} == {got[0][1].header.request_id}
+        arrivals = [t - opened for t, _ in got]
+        assert arrivals[-1] > 7.0, arrivals  # past the first request's 4 s
+        assert max(b - a for a, b in zip(arrivals, arrivals[1:], strict=False)) < 2.5, arrivals
+        assert 7 <= len(got) <= 10, arrivals
