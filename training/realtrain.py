@@ -23,6 +23,11 @@ Why this recipe (docs/model_card.md has the measurements):
 * **Renders keep the rest.** Each epoch mixes as many rendered scenes as real photos, so
   classes with no licensed real photos (water, fallen tree, vehicle) and the rendered
   benchmark keep their teacher.
+* **Water from real photos without real floods.** No licensed source shows a street
+  flood, and water painted into renders taught the first candidate nothing about real
+  floods. So each epoch also shows ``--floods`` (a share) of the licensed photos with a
+  flood laid over their lower part, mirroring the photo's own content
+  (:mod:`training.composite`); the same photo unflooded is its negative.
 * **Augmentation for other cameras:** random zoom crops with aspect jitter, mirror,
   brightness, contrast, colour and hue shifts, grey (night IR), blur, noise and JPEG
   re-compression.
@@ -50,6 +55,7 @@ import numpy as np
 from vision.models import THRESHOLDS_FILE
 
 from .calibrate import pick_threshold
+from .composite import flood_photo
 from .dataset import Sample, render_samples, train_seeds
 from .real import DEFAULT_REAL_DIR, RealImage, read_manifest
 from .train import _export, encode_targets, tensorflow
@@ -176,6 +182,23 @@ def augment(img: np.ndarray, labels: np.ndarray, boxes: np.ndarray, size: tuple[
     return Sample(img, labels, np.asarray(boxes, np.float32).reshape(-1, 4))
 
 
+def flooded(src: RealSample, water: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``src`` with a street flood laid over it (:func:`training.composite.flood_photo`):
+    the image, its labels and boxes — the water's added, those the water mostly covers
+    dropped."""
+    image, box, cover = flood_photo(src.image, rng)
+    h, w = cover.shape
+    keep = []
+    for b in src.boxes:
+        x0, y0 = int(b[0] * w), int(b[1] * h)
+        x1, y1 = max(x0 + 1, int(b[2] * w)), max(y0 + 1, int(b[3] * h))
+        keep.append(float(cover[y0:y1, x0:x1].mean()) < 0.5)
+    keep_arr = np.array(keep, bool)
+    labels = np.concatenate([src.labels[keep_arr], [water]]).astype(np.int64)
+    boxes = np.concatenate([src.boxes[keep_arr].reshape(-1, 4), np.array([box], np.float32)]).astype(np.float32)
+    return image, labels, boxes
+
+
 def _target(sample: Sample, weights: np.ndarray, num_classes: int) -> np.ndarray:
     t = encode_targets(sample, num_classes)
     w = np.broadcast_to(weights, t.shape[:2] + (num_classes,))
@@ -260,7 +283,7 @@ def choose_thresholds(scores: np.ndarray, samples: list[RealSample], labels: lis
 def train_v4(out: Path, real_root: Path, epochs: int = 24, batch: int = 32, renders: int = 3000,
              size: tuple[int, int] = (320, 192), learning_rate: float = 6e-4, seed: int = 7,
              calibration: float = 0.15, max_minutes: float | None = None, quick: bool = False,
-             init: Path | None = None) -> dict:
+             init: Path | None = None, floods: float = 0.35) -> dict:
     tf = tensorflow()
     from simulators.scenes import LABELS
 
@@ -288,7 +311,7 @@ def train_v4(out: Path, real_root: Path, epochs: int = 24, batch: int = 32, rend
 
         init_from(model, init)
     frozen = freeze_for_finetune(model)
-    per_epoch = 2 * len(fit_real)
+    per_epoch = 2 * len(fit_real) + int(floods * len(fit_real))
     steps = max(1, per_epoch // batch) * epochs
     warm = max(1, steps // 30)
     schedule = _WarmCosine(learning_rate, warm, steps)
@@ -301,6 +324,11 @@ def train_v4(out: Path, real_root: Path, epochs: int = 24, batch: int = 32, rend
             src = fit_real[index]
             sample = augment(src.image, src.labels, src.boxes, size, r)
             weights = src.weights
+        elif kind == "flood":
+            src = fit_real[index]
+            image, flabels, fboxes = flooded(src, labels.index("water"), r)
+            sample = augment(image, flabels, fboxes, size, r)
+            weights = src.weights
         else:
             src = rendered[index]
             sample = augment(src.image, src.labels, src.boxes, size, r, crop=False)
@@ -310,6 +338,7 @@ def train_v4(out: Path, real_root: Path, epochs: int = 24, batch: int = 32, rend
     def batches(epoch: int):
         jobs = [("real", i, 0) for i in range(len(fit_real))]
         jobs += [("render", int(i), 0) for i in rng.choice(len(rendered), min(len(rendered), len(fit_real)), replace=False)]
+        jobs += [("flood", int(i), 0) for i in rng.choice(len(fit_real), int(floods * len(fit_real)))]
         order = rng.permutation(len(jobs))
         jobs = [(jobs[j][0], jobs[j][1], epoch * 1_000_003 + k) for k, j in enumerate(order)]
         for i in range(0, len(jobs) - batch + 1, batch):
@@ -358,6 +387,7 @@ def train_v4(out: Path, real_root: Path, epochs: int = 24, batch: int = 32, rend
         "init_from": None if init is None else str(init),
         "training_sources": {src: {"photos": n, "licence": LICENSED_SOURCES[src]} for src, n in sorted(by_source.items())},
         "rendered_scenes": renders, "calibration_photos": len(cal_real),
+        "flooded_views_per_epoch": int(floods * len(fit_real)),
         "thresholds": thresholds, "params": int(model.count_params()),
         "total_seconds": round(time.monotonic() - started, 1), **sizes,
     }
@@ -409,13 +439,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--max-minutes", type=float, default=None)
     p.add_argument("--quick", action="store_true", help="a few photos, one epoch: proves the path runs")
+    p.add_argument("--floods", type=float, default=0.35,
+                   help="flooded copies of licensed photos per epoch, as a share of them (the water teacher)")
     p.add_argument("--init", type=Path, default=None,
                    help="start from the .weights.h5 of an earlier run (same architecture) instead of ImageNet alone")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     summary = train_v4(args.out, args.real, args.epochs, args.batch, args.renders,
                        learning_rate=args.learning_rate, seed=args.seed, max_minutes=args.max_minutes,
-                       quick=args.quick, init=args.init)
+                       quick=args.quick, init=args.init, floods=args.floods)
     print(json.dumps({k: summary[k] for k in ("epochs_run", "losses", "thresholds", "total_seconds")}, indent=1))
     return 0
 

@@ -17,6 +17,7 @@ from training.realtrain import (
     augment,
     choose_thresholds,
     class_weights,
+    flooded,
     train_v4,
     weighted_loss,
 )
@@ -87,6 +88,24 @@ def test_thresholds_keep_known_negatives_quiet_and_report_recall():
     assert g["negatives_firing"] <= 0.03 and g["recall"] > 0.3 and g["positives"] == 50 and g["negatives"] == 150
     assert chosen["water"]["threshold"] == 0.35 and "default" in chosen["water"]["chosen_by"]
     assert "vehicle" not in chosen  # never known absent on real photos, and no default given
+
+
+def test_a_flooded_photo_gains_a_water_box_and_loses_what_the_water_covers():
+    rng = np.random.default_rng(4)
+    img = rng.integers(0, 255, (240, 320, 3), np.uint8)
+    img[:60] = (200, 160, 120)  # sky and buildings to mirror
+    boxes = np.array([[0.1, 0.02, 0.3, 0.2],  # high up: stays dry
+                      [0.0, 0.9, 1.0, 1.0]], np.float32)  # along the bottom edge: under water
+    src = RealSample(img, np.array([4, 1]), boxes, np.ones(len(LABELS), np.float32), entry(["garbage", "flame"]))
+    for seed in range(5):
+        out, labels, got = flooded(src, LABELS.index("water"), np.random.default_rng(seed))
+        assert out.shape == img.shape and not np.array_equal(out, img)
+        assert list(labels) == [4, 0]  # the garbage kept, the flame drowned, the water added
+        x0, y0, x1, y1 = got[-1]
+        assert y1 == 1.0 and 0.25 <= y0 <= 0.85 and x1 - x0 >= 0.3
+        # below the waterline the photo changed, the dry box did not
+        assert np.abs(out[int(y0 * 240) + 20:].astype(int) - img[int(y0 * 240) + 20:]).mean() > 10
+        np.testing.assert_array_equal(out[5:48, 32:96], img[5:48, 32:96])
 
 
 @pytest.fixture(scope="module")
