@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from pathlib import Path
 
 from protocol.clips import ClipProblem, assemble_clip
 
@@ -41,9 +42,9 @@ class ChunkOutcome:
     error: str | None = None
 
 
-def clip_files(root: object) -> SnapshotFiles:
+def clip_files(root: str | Path) -> SnapshotFiles:
     """The content-addressed store of clip files (``{root}/ab/cd/{sha256}.mp4``)."""
-    return SnapshotFiles(root, suffix=".mp4")  # type: ignore[arg-type]
+    return SnapshotFiles(root, suffix=".mp4")
 
 
 def apply_chunk(repo: Repository, files: SnapshotFiles, item: ClipChunkItem, now: datetime) -> ChunkOutcome:

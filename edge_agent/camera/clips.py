@@ -1,6 +1,6 @@
 """Event clips on the agent: a ring buffer of downscaled frames per camera, recordings
 that run on for ``post_s`` seconds after an event starts, and one encoder thread that
-turns a finished recording into an H.264 MP4 (docs/agent.md, Event clips).
+turns a finished recording into an H.264 MP4 (docs/camera.md, Event clips).
 
 * :class:`ClipRecorder` (one per camera, on the event loop, no I/O): keeps the last
   ``clip.pre_s`` seconds of frames at ``clip.fps``, shrunk to ``clip.width`` and held as
@@ -17,7 +17,8 @@ turns a finished recording into an H.264 MP4 (docs/agent.md, Event clips).
 
 The encoder is PyAV (the ``av`` wheel, which bundles FFmpeg's libraries with libx264):
 no binary to install or find at run time and no process per clip; encoding runs in
-FFmpeg's C code with the GIL released, one x264 thread, ``veryfast`` preset.
+FFmpeg's C code, mostly without the GIL (a Python loop beside it keeps about 80 % of its
+rate: benchmarks/edge_clips.py), one x264 thread, ``veryfast`` preset.
 """
 
 from __future__ import annotations

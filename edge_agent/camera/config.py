@@ -190,7 +190,7 @@ class ClipConfig(StrictModel):
     """Event clips (``edge_agent/camera/clips.py``): the camera keeps its last ``pre_s``
     seconds of frames, downscaled to ``width``, in a ring buffer; when a problem event
     starts it records ``post_s`` seconds more and encodes the lot as an H.264 MP4 that goes
-    to the hub through the outbox, after the event (docs/agent.md, Event clips)."""
+    to the hub through the outbox, after the event (docs/camera.md, Event clips)."""
 
     enabled: bool = Field(True, description="false: no ring buffer, no clips")
     pre_s: float = Field(10.0, ge=0.0, le=60.0, description="seconds before the event in its clip")
