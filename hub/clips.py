@@ -53,7 +53,7 @@ def apply_chunk(repo: Repository, files: SnapshotFiles, item: ClipChunkItem, now
     clip = repo.clip_row(item.agent_id, h.event_id, h.clip_sha256)
     if clip is None:
         # An agent's clips arriving at once are bounded, so chunks held for clips that
-        # never complete cannot fill the store (at most MAX_ARRIVING x 8 MiB an agent).
+        # never complete cannot fill the store (at most MAX_ARRIVING x 4 MiB an agent).
         crowded = item.refusal is None and repo.count_clips("partial", agent_id=item.agent_id) >= MAX_ARRIVING
         clip_id = repo.add_clip(
             item.agent_id, h.event_id, h.clip_sha256, chunk_count=h.count, clip_bytes=h.clip_bytes,

@@ -44,7 +44,7 @@ __all__ = [
 CLIP_SCHEMA = "cityops.clip/1"
 MAX_CLIP_CHUNK_BYTES = 128 * KIB  # the video bytes of one chunk message
 MAX_CLIP_HEADER_BYTES = 2 * KIB  # its JSON header line
-MAX_CLIP_CHUNKS = 64
+MAX_CLIP_CHUNKS = 32  # MAX_CLIP_BYTES / MAX_CLIP_CHUNK_BYTES: no clip needs more
 MAX_CLIP_BYTES = 4 * 1024 * KIB  # a whole clip (the agent's encoder stays far below)
 
 _Sha256 = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
