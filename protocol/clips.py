@@ -10,7 +10,7 @@ chunks do not add up to the hash it names is never stored as a file.
 
 The limits below keep one chunk message under the broker's ``message_size_limit`` (a
 test checks it), and a whole clip small enough for a slow uplink: 30 s of 320x180 at
-2 fps is about 60-120 kB (docs/agent.md, "Event clips").
+2 fps is about 50 kB, 8-120 kB by scene (docs/camera.md, "Event clips").
 """
 
 from __future__ import annotations
