@@ -224,12 +224,13 @@ def bench_streams(streams: int, seconds: float) -> dict:
 def bench_accuracy(images: int, clips: int) -> dict:
     from training.evaluate import evaluate_boxes, evaluate_events
     from vision.labels import read_labels
+    from vision.models import live_threshold
     from vision.runtime import Detector
 
     labels = read_labels(MODELS / "labels.txt")
     model = MODELS / "cityops_detector_int8.tflite"
     boxes = evaluate_boxes(Detector(model, labels, score_threshold=0.05), images)
-    events = evaluate_events(Detector(model, labels, score_threshold=0.3), clips)
+    events = evaluate_events(Detector(model, labels, score_threshold=live_threshold(model)), clips)
     return {"boxes": boxes, "events": events}
 
 

@@ -65,8 +65,11 @@ def run_real(args: argparse.Namespace) -> int:
 
     labels = read_labels(args.labels)
     operating = OperatingPoint.for_model(args.model, labels)  # the thresholds the model ships with
+    from vision.models import live_threshold
+
     report = {"model": str(args.model),
-              **evaluate_real(detector, args.real, args.split, limit=args.limit, operating=operating)}
+              **evaluate_real(detector, args.real, args.split, limit=args.limit, operating=operating,
+                              live_threshold=live_threshold(args.model))}
     _write(report, args.json, format_real(report))
     if report["unreadable"]:
         first = report["unreadable"][0]
@@ -97,7 +100,9 @@ def run_eval(args: argparse.Namespace) -> int:
     low = Detector(args.model, labels, threads=args.threads, score_threshold=0.05)
     report: dict = {"model": str(args.model), "split": split, "boxes": evaluate_boxes(low, args.images, seed_base=scenes)}
     if args.clips > 0:
-        live = Detector(args.model, labels, threads=args.threads, score_threshold=0.3)
+        from vision.models import live_threshold
+
+        live = Detector(args.model, labels, threads=args.threads, score_threshold=live_threshold(args.model))
         from edge_agent.camera.operating import OperatingPoint
 
         shipped = OperatingPoint.for_model(args.model, labels).class_settings  # the model's own thresholds

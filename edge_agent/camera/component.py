@@ -32,7 +32,7 @@ def build_detector(section: CameraSection) -> DetectorService:
     cfg = section.detector
     labels = read_labels(cfg.labels)
     detector = Detector(cfg.model, labels, layout=cfg.layout, threads=cfg.threads, input_order=cfg.input_order,
-                        input_range=cfg.input_range, score_threshold=cfg.score_threshold,
+                        input_range=cfg.input_range, score_threshold=cfg.live_score(),
                         iou_threshold=cfg.iou_threshold, max_detections=cfg.max_detections)
     return DetectorService(detector)
 
@@ -120,7 +120,7 @@ class CameraComponent:
             return False
         det = self.detector.detector
         det.score_threshold, det.iou_threshold, det.max_detections = (
-            fresh.score_threshold, fresh.iou_threshold, fresh.max_detections)
+            fresh.live_score(), fresh.iou_threshold, fresh.max_detections)
         class_map = fresh.class_map(det.labels)
         for cam in cameras:
             by_id[cam.id].retune(cam, new.section.zones_for(cam.id), class_map)

@@ -29,7 +29,7 @@ from protocol.ids import Id, is_safe_id
 from protocol.limits import MAX_LIVE_FRAME_BYTES, MAX_LIVE_SECONDS
 from protocol.taxonomy import Source, taxonomy
 from vision.labels import LabelsError, read_labels
-from vision.models import BUNDLED_LABELS, BUNDLED_MODEL, read_thresholds
+from vision.models import BUNDLED_LABELS, BUNDLED_MODEL, live_threshold, read_thresholds
 
 __all__ = [
     "BUNDLED_CLASS_DEFAULTS",
@@ -289,7 +289,8 @@ class DetectorConfig(StrictModel):
     threads: int = Field(1, ge=1, le=16, description="interpreter threads (the one shared interpreter serves every camera)")
     input_order: Literal["rgb", "bgr"] = Field("rgb", description="channel order the model expects")
     input_range: Literal["0_255", "0_1", "-1_1"] = Field("0_255", description="pixel range a float model expects (quantized models use their own scale)")
-    score_threshold: float = Field(0.3, ge=0.01, le=1.0, description="detections below this are dropped before tracking")
+    score_threshold: float = Field(0.3, ge=0.01, le=1.0, description="detections below this are dropped before tracking "
+                                   "(unset: 0.3, or the model's lowest shipped class threshold where lower)")
     iou_threshold: float = Field(0.45, ge=0.0, le=1.0, description="NMS IoU for raw (YOLO) outputs")
     max_detections: int = Field(50, ge=1, le=500)
     classes: dict[str, str | None] | None = Field(
@@ -300,6 +301,13 @@ class DetectorConfig(StrictModel):
     @classmethod
     def _resolve_paths(cls, v: Path, info: ValidationInfo) -> Path:
         return _resolve(v, info)
+
+    def live_score(self) -> float:
+        """The ``score_threshold`` in force: the one set, else :func:`vision.models.live_threshold`
+        of the model (0.3, or lower where the model ships a lower class threshold)."""
+        if "score_threshold" in self.model_fields_set:
+            return self.score_threshold
+        return live_threshold(self.model, self.score_threshold)
 
     def class_map(self, labels: list[str]) -> dict[str, str | None]:
         from vision.labels import bundled_class_map

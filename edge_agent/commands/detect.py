@@ -29,6 +29,7 @@ from edge_agent.camera.operating import OperatingPoint
 from edge_agent.cli import command
 from protocol.errors import CityopsError
 from vision.labels import LabelsError, read_labels
+from vision.models import live_threshold
 from vision.postprocess import Detection
 from vision.runtime import Detector, ModelError
 
@@ -45,7 +46,8 @@ def _configure(p: argparse.ArgumentParser) -> None:
                         "class mapping and zones of its camera decide `event`")
     p.add_argument("--camera", default=None, metavar="ID", help="which camera of --camera-config (needed when it has several)")
     p.add_argument("--score-threshold", type=float, default=None,
-                   help="show boxes down to this score (default: the detector's score_threshold, 0.3)")
+                   help="show boxes down to this score (default: the detector's score_threshold: 0.3, or the "
+                        "model's lowest shipped class threshold where lower)")
     p.add_argument("--jsonl", action="store_true", help="one JSON object per image instead of a table")
 
 
@@ -89,7 +91,8 @@ def _detector(args: argparse.Namespace, section: CameraSection | None) -> tuple[
     labels = read_labels(labels_path)
     detector = Detector(args.model or cfg.model, labels, layout=cfg.layout, threads=cfg.threads,
                         input_order=cfg.input_order, input_range=cfg.input_range,
-                        score_threshold=args.score_threshold if args.score_threshold is not None else cfg.score_threshold,
+                        score_threshold=args.score_threshold if args.score_threshold is not None
+                        else live_threshold(args.model) if args.model is not None else cfg.live_score(),
                         iou_threshold=cfg.iou_threshold, max_detections=cfg.max_detections)
     w, h = detector.info.input_size
     detector.detect(np.zeros((h, w, 3), np.uint8))  # the first call sets the interpreter up: keep it out of "ms"

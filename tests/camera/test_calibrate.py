@@ -69,3 +69,17 @@ def test_a_class_the_model_lacks_is_an_error_naming_its_classes(tmp_path):
     with pytest.raises(SystemExit, match="has no class"):
         main(["--model", str(BUNDLED_MODEL), "--labels", str(BUNDLED_LABELS), "--real", str(tmp_path),
               "--classes", "person"])
+
+
+def test_a_class_calibrated_below_the_live_threshold_lowers_it_unless_the_installer_set_one(tmp_path):
+    from edge_agent.camera.config import DetectorConfig
+    from vision.models import live_threshold
+
+    model = tmp_path / BUNDLED_MODEL.name
+    shutil.copy(BUNDLED_MODEL, model)
+    shutil.copy(BUNDLED_LABELS, tmp_path / "labels.txt")
+    assert live_threshold(model) == 0.3  # no thresholds.json: the default
+    (tmp_path / "thresholds.json").write_text(json.dumps({"min_score": {"water": 0.16, "flame": 0.5}}))
+    assert live_threshold(model) == 0.16
+    assert DetectorConfig(model=model, labels=tmp_path / "labels.txt").live_score() == 0.16
+    assert DetectorConfig(model=model, labels=tmp_path / "labels.txt", score_threshold=0.4).live_score() == 0.4

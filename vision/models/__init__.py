@@ -9,12 +9,14 @@ from pathlib import Path
 
 from protocol.errors import CityopsError
 
-__all__ = ["BUNDLED_LABELS", "BUNDLED_MODEL", "MODELS_DIR", "THRESHOLDS_FILE", "read_thresholds"]
+__all__ = ["BUNDLED_LABELS", "BUNDLED_MODEL", "DEFAULT_LIVE_THRESHOLD", "MODELS_DIR", "THRESHOLDS_FILE", "live_threshold",
+           "read_thresholds"]
 
 MODELS_DIR = Path(__file__).resolve().parent
 BUNDLED_MODEL = MODELS_DIR / "cityops_detector_int8.tflite"
 BUNDLED_LABELS = MODELS_DIR / "labels.txt"
 THRESHOLDS_FILE = "thresholds.json"
+DEFAULT_LIVE_THRESHOLD = 0.3  # boxes below this never reach the tracker, unless the model ships lower
 
 
 def read_thresholds(model: Path | str) -> dict[str, float] | None:
@@ -35,3 +37,11 @@ def read_thresholds(model: Path | str) -> dict[str, float] | None:
     if bad:
         raise CityopsError(f"{path}: min_score must be in (0, 1], not {bad}")
     return out
+
+
+def live_threshold(model: Path | str, default: float = DEFAULT_LIVE_THRESHOLD) -> float:
+    """The score below which a camera drops a box before tracking, when the installer set
+    none: ``default``, or the lowest class threshold the model ships where that is lower
+    (a class calibrated to fire at 0.15 must not be cut at 0.3 first)."""
+    shipped = read_thresholds(model) or {}
+    return min([default, *shipped.values()])
