@@ -11,12 +11,12 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from edge_agent.camera.config import CameraConfig, LiveConfig
+from edge_agent.camera.config import CameraConfig, LiveConfig, load_camera_section
 from edge_agent.camera.live import LiveTap, LiveWindow, fit_jpeg, window_for
 from edge_agent.camera.sources import Frame
 from protocol.clock import FakeClock
 from protocol.codec import decode_frame, decode_live_request, decode_message, encode, encode_frame
-from protocol.errors import ProtocolError
+from protocol.errors import ConfigError, ProtocolError
 from protocol.limits import MAX_LIVE_FRAME_BYTES, MAX_LIVE_SECONDS
 from protocol.messages import FrameHeader, LiveRequest
 
@@ -78,6 +78,20 @@ def test_bad_live_settings_are_refused_naming_the_field(field, value):
     with pytest.raises(ValidationError) as err:
         CameraConfig.model_validate({"id": "c1", "device": 0, "live": {field: value}})
     assert [e["loc"] for e in err.value.errors()] == [("live", field)]
+
+
+def test_a_bad_live_setting_in_a_file_names_the_file_line_key_and_bound(tmp_path, bundled_model):
+    path = tmp_path / "cameras.yaml"
+    path.write_text("cameras:\n  - id: gate\n    device: 0\n    live:\n      fps: 2\n"
+                    "      max_bytes: 500000\n")
+    with pytest.raises(ConfigError) as err:
+        load_camera_section(path)
+    text = str(err.value)
+    assert "cameras.yaml:6:7 cameras[0].live.max_bytes: Input should be less than or equal to 131072" in text
+    ok = tmp_path / "ok.yaml"
+    ok.write_text("cameras:\n  - id: gate\n    device: 0\n    live: {fps: 0.5, max_bytes: 20000}\n")
+    live = load_camera_section(ok).cameras[0].live
+    assert (live.fps, live.max_bytes, live.max_side) == (0.5, 20000, 640)
 
 
 async def test_the_tap_sends_only_inside_a_window_and_at_most_the_rate():
