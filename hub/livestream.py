@@ -12,8 +12,9 @@
         (never more than ``request_s`` ahead, so a hub that dies leaves no camera streaming
         for long); once nobody watches, one request with ``seconds: 0`` stops the agent.
 
-A frame counts only on the topic of the agent that runs the camera and with the stream's
-request id: the broker's ACL lets an agent publish only on its own topics, so a frame for
+A frame counts only on the topic of the agent that runs the camera, with the stream's
+request id, and at most ``MAX_LIVE_FPS`` a second (the agent caps its rate; the hub holds
+an agent that does not to the protocol's): the broker's ACL lets an agent publish only on its own topics, so a frame for
 agent A's camera can never come from agent B, and frames nobody asked for (an old stream,
 a confused or hostile agent) are counted and dropped.
 
@@ -35,7 +36,7 @@ from protocol.clock import Clock
 from protocol.codec import decode_frame, encode
 from protocol.errors import ProtocolError, Refusal, TopicError
 from protocol.ids import new_event_id
-from protocol.limits import MAX_LIVE_FRAME_BYTES, MAX_LIVE_HEADER_BYTES
+from protocol.limits import MAX_LIVE_FPS, MAX_LIVE_FRAME_BYTES, MAX_LIVE_HEADER_BYTES
 from protocol.messages import FrameHeader, LiveRequest
 from protocol.topics import QOS, Channel, agent_topic, parse_topic
 
@@ -44,6 +45,7 @@ __all__ = ["ENDED", "LiveFrame", "LiveStreams", "Stream", "Viewer", "next_reques
 log = logging.getLogger(__name__)
 
 TICK_S = 0.25
+MIN_GAP_S = 0.9 / MAX_LIVE_FPS  # a stream's frames closer than this are dropped (jitter allowed)
 ENDED = "ended"  # the last item a viewer gets (``Viewer.ended`` says why)
 
 
@@ -88,7 +90,9 @@ class Stream:
     commands: int = 0
     frames: int = 0
     bytes: int = 0
+    too_fast: int = 0  # frames dropped for coming faster than MAX_LIVE_FPS
     last: LiveFrame | None = None
+    last_at: float | None = None
 
 
 def next_request(now: float, viewers_until: list[float], agent_until: float | None, *,
@@ -177,7 +181,8 @@ class LiveStreams:
     def watching(self) -> dict[str, Any]:
         """What ``GET /api/v1/live-view`` and the metrics show."""
         return {"streams": [{"agent_id": s.agent_id, "camera": s.camera, "viewers": len(s.viewers),
-                             "frames": s.frames, "bytes": s.bytes, "commands": s.commands}
+                             "frames": s.frames, "bytes": s.bytes, "commands": s.commands,
+                             "too_fast": s.too_fast}
                             for s in self.streams.values()],
                 "commands_sent": self.commands_sent, "frames_in": self.frames_in,
                 "unasked": self.unasked, "bad": self.bad}
@@ -250,6 +255,14 @@ class LiveStreams:
                 log.warning("live frame nobody asked for from %s camera %s (%d so far): dropped",
                             parsed.agent_id, header.camera, self.unasked)
             return
+        now = self.monotonic()
+        if stream.last_at is not None and now - stream.last_at < MIN_GAP_S:
+            stream.too_fast += 1  # an agent over the protocol's rate: its viewers never see it
+            if stream.too_fast in (1, 100):
+                log.warning("live frames from %s camera %s come faster than %g a second: dropped",
+                            parsed.agent_id, header.camera, MAX_LIVE_FPS)
+            return
+        stream.last_at = now
         frame = LiveFrame(header, jpeg)
         self.frames_in += 1
         stream.frames += 1

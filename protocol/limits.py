@@ -21,6 +21,7 @@ __all__ = [
     "MAX_STATUS_BYTES",
     "MAX_TELEMETRY_BYTES",
     "MAX_ACK_BYTES",
+    "MAX_LIVE_FPS",
     "MAX_LIVE_FRAME_BYTES",
     "MAX_LIVE_HEADER_BYTES",
     "MAX_LIVE_REQUEST_BYTES",
@@ -50,6 +51,7 @@ MAX_LIVE_REQUEST_BYTES = 1 * KIB
 MAX_LIVE_HEADER_BYTES = 1 * KIB
 MAX_LIVE_FRAME_BYTES = 128 * KIB
 MAX_LIVE_SECONDS = 300
+MAX_LIVE_FPS = 5.0  # frames a second a stream may carry (the hub drops faster ones)
 
 MAX_STORE_INT = 2**63 - 1  # SQLite's INTEGER is a signed 64-bit number
 MAX_SEQ = 2**53 - 1  # a sequence number, exact in every JSON reader (JavaScript's included)

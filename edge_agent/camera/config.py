@@ -26,7 +26,7 @@ from protocol.base import StrictModel
 from protocol.config import Document, format_path, parse_yaml, validate_document
 from protocol.errors import ConfigError, ConfigProblem
 from protocol.ids import Id, is_safe_id
-from protocol.limits import MAX_LIVE_FRAME_BYTES, MAX_LIVE_SECONDS
+from protocol.limits import MAX_LIVE_FPS, MAX_LIVE_FRAME_BYTES, MAX_LIVE_SECONDS
 from protocol.taxonomy import Source, taxonomy
 from vision.labels import LabelsError, read_labels
 from vision.models import BUNDLED_LABELS, BUNDLED_MODEL, live_threshold, read_thresholds
@@ -175,7 +175,7 @@ class LiveConfig(StrictModel):
     ``max_side`` and re-encoded at lower quality, then smaller, until it fits)."""
 
     enabled: bool = Field(True, description="false: refuse the hub's live view requests for this camera")
-    fps: float = Field(1.0, gt=0.0, le=5.0, description="live frames per second at most")
+    fps: float = Field(1.0, gt=0.0, le=MAX_LIVE_FPS, description="live frames per second at most")
     max_bytes: int = Field(50_000, ge=4096, le=MAX_LIVE_FRAME_BYTES, description=f"largest live JPEG in bytes (the protocol's cap is {MAX_LIVE_FRAME_BYTES})")
     max_side: int = Field(640, ge=96, le=1920, description="longest side of a live frame in pixels (downscaled, never enlarged)")
     quality: int = Field(70, ge=20, le=95, description="JPEG quality tried first (lowered, then the frame shrunk, until it fits max_bytes)")
