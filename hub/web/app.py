@@ -33,7 +33,7 @@ from . import (
     survey,
     views,
 )
-from .i18n import locale_middleware, switch_language
+from .i18n import _, locale_middleware, switch_language
 from .live import LiveFeed
 from .metrics import HttpMetrics
 from .problems import FieldErrors, WebError, problem
@@ -252,8 +252,8 @@ def _errors_middleware(route_kind: dict[str, str]):
             return _error_response(request, kind, exc)
         except web.HTTPRequestEntityTooLarge:
             return _error_response(request, kind, WebError(
-                413, "too_large", f"the request is larger than {CLIENT_MAX_SIZE // 1024} KiB; "
-                "photos must be JPEGs of at most 256 KiB"))
+                413, "too_large", _("the request is larger than %(n)s KiB; photos must be JPEGs of "
+                                    "at most 256 KiB") % {"n": CLIENT_MAX_SIZE // 1024}))
         except web.HTTPException as exc:
             if exc.status >= 400 and kind != "page":
                 allow = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None
@@ -263,7 +263,7 @@ def _errors_middleware(route_kind: dict[str, str]):
         except Exception:
             log.exception("error serving %s %s", request.method, request.path)
             return _error_response(request, kind, WebError(
-                500, "internal_error", "the hub failed on this request; see its log"))
+                500, "internal_error", _("the hub failed on this request; see its log")))
 
     return middleware
 

@@ -13,6 +13,7 @@ from ..cases.states import CaseState
 from ..store.repo import CaseFilter
 from .actions import parse_action, perform
 from .common import hub_of, json_response, principal, query_int
+from .i18n import _
 from .problems import FieldErrors, WebError
 from .serialize import case_json
 from .uploads import checked_jpeg
@@ -26,7 +27,7 @@ DEFAULT_STATES = ("dispatched", "in_progress", "escalated", "reopened", "resolve
 def _department(request: web.Request) -> str:
     who = principal(request)
     if who.role is not Role.HANDLER or not who.department:
-        raise WebError(403, "forbidden", "the handler API needs a handler token of a department")
+        raise WebError(403, "forbidden", _("the handler API needs a handler token of a department"))
     return who.department
 
 
@@ -37,7 +38,8 @@ async def list_cases(request: web.Request) -> web.Response:
     known = {s.value for s in CaseState}
     bad = [s for s in states if s not in known]
     if bad:
-        raise FieldErrors({"state": f"unknown state {bad[0]!r}; one of {', '.join(sorted(known))}"})
+        raise FieldErrors({"state": _("unknown state %(state)r; one of %(list)s")
+                           % {"state": bad[0], "list": ", ".join(sorted(known))}})
     limit = query_int(request, "limit", 500, 1)
     offset = query_int(request, "offset", 0, 0, 10**9)
     f = CaseFilter(states=states or list(DEFAULT_STATES), department=department)
@@ -88,10 +90,11 @@ async def resolve(request: web.Request) -> web.Response:
         if photo is not None and not isinstance(photo, str):
             jpeg = (await checked_jpeg(photo.file.read())).data
         elif isinstance(photo, str) and photo:
-            raise FieldErrors({"photo": "send the photo as a file part, not as text"},
+            raise FieldErrors({"photo": _("send the photo as a file part, not as text")},
                               code="bad_photo")
         return await _act(request, "resolve", data, jpeg)
     if request.content_type in ("application/json", ""):
         return await _act(request, "resolve", await _json_body(request))
-    raise FieldErrors({"body": f"send multipart/form-data (photo, note), not {request.content_type}"},
+    raise FieldErrors({"body": _("send multipart/form-data (photo, note), not %(type)s")
+                       % {"type": request.content_type}},
                       status=415, code="unsupported_media_type")

@@ -34,7 +34,9 @@ DEFAULT = "zh_CN"
 HTML_LANG = {"zh_CN": "zh-CN", "en": "en"}
 COOKIE = "lang"
 
-_locale: ContextVar[str] = ContextVar("cityops_locale", default=DEFAULT)
+# A request's language is set by the locale middleware before anything runs. Outside a
+# request (the CLI, logs, a function called directly) the source language stays: English.
+_locale: ContextVar[str] = ContextVar("cityops_locale", default="en")
 
 
 @cache

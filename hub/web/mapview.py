@@ -34,6 +34,7 @@ from ..store.rows import from_db_time, to_db_time
 from ..store.schema import OPEN_STATES_SQL
 from ..store.sqlite import SharedReader
 from .common import file_response, principal
+from .i18n import _
 from .live import pump
 from .mapdata import (
     CaseSpot,
@@ -339,7 +340,7 @@ async def map_stream(request: web.Request) -> web.StreamResponse:
     try:
         since = int(request.query.get("since", "0") or 0)
     except ValueError:
-        raise WebError(400, "bad_since", "since is the snapshot id of GET /api/v1/map") from None
+        raise WebError(400, "bad_since", _("since is the snapshot id of GET /api/v1/map")) from None
     response = web.StreamResponse(headers={"Content-Type": "text/event-stream",
                                            "Cache-Control": "no-cache",
                                            "X-Accel-Buffering": "no"})

@@ -97,7 +97,8 @@ async def _text_of(request: web.Request) -> tuple[str, str]:
     """(plan text, comment): a JSON body ``{"text": ..., "comment": ...}`` or the YAML
     itself (``Content-Type: application/yaml``)."""
     if request.content_length and request.content_length > MAX_PLAN_BYTES:
-        raise FieldErrors({"text": f"a plan is at most {MAX_PLAN_BYTES // 1024} KiB"}, status=413,
+        raise FieldErrors({"text": _("a plan is at most %(n)s KiB") % {"n": MAX_PLAN_BYTES // 1024}},
+                          status=413,
                           code="too_large")
     if request.content_type in ("application/yaml", "application/x-yaml", "text/yaml", "text/plain"):
         return (await request.text()), request.query.get("comment", "")
@@ -106,14 +107,15 @@ async def _text_of(request: web.Request) -> tuple[str, str]:
     body = await _json_body(request)
     text = body.get("text")
     if not isinstance(text, str) or not text.strip():
-        raise FieldErrors({"text": "send the plan's YAML (or JSON) as the string field 'text'"})
+        raise FieldErrors({"text": _("send the plan's YAML (or JSON) as the string field 'text'")})
     return text, str(body.get("comment", ""))[:500]
 
 
 async def _save(request: web.Request, text: str, comment: str, name: str | None) -> Any:
     hub = hub_of(request)
     if len(text.encode()) > MAX_PLAN_BYTES:
-        raise FieldErrors({"text": f"a plan is at most {MAX_PLAN_BYTES // 1024} KiB"}, code="too_large")
+        raise FieldErrors({"text": _("a plan is at most %(n)s KiB") % {"n": MAX_PLAN_BYTES // 1024}},
+                          code="too_large")
     try:
         return await hub.plans.save(text, principal(request).actor, comment, name=name)
     except ConfigError as exc:
@@ -163,7 +165,7 @@ async def plan_export(request: web.Request) -> web.Response:
     name, hub = _name(request), hub_of(request)
     fmt = request.query.get("format", "yaml")
     if fmt not in ("yaml", "json"):
-        raise FieldErrors({"format": f"yaml or json (got {fmt[:20]!r})"})
+        raise FieldErrors({"format": _("yaml or json (got %(got)r)") % {"got": fmt[:20]}})
     raw_version = request.query.get("version", "")
     try:
         hub.plans.get(name)
@@ -171,10 +173,11 @@ async def plan_export(request: web.Request) -> web.Response:
     except PlanError as exc:
         raise _plan_error(exc) from None
     except ValueError:
-        raise FieldErrors({"version": f"a version number (got {raw_version[:20]!r})"}) from None
+        raise FieldErrors({"version": _("a version number (got %(got)r)") % {"got": raw_version[:20]}}) from None
     row = await hub.read(lambda repo: repo.plan_text(name, version))
     if row is None:
-        raise WebError(404, "unknown_version", f"plan {name!r} has no version {version}")
+        raise WebError(404, "unknown_version", _("plan %(name)r has no version %(version)s")
+                       % {"name": name, "version": version})
     body = hub.plans.export(name, fmt, row["version"], row["text"])
     ctype = "application/json" if fmt == "json" else "application/yaml"
     return web.Response(text=body, content_type=ctype, headers={
@@ -186,8 +189,10 @@ async def _act(request: web.Request, action: str, reason: str) -> dict[str, Any]
     who = principal(request)
     actor = who.actor
     if who.grids is not None:  # a town or district account: plans act city-wide
-        raise WebError(403, "scoped_account", f"a {who.level} account cannot {action} plans; "
-                       "plans change agents and deadlines across the city (its command centre does)")
+        raise WebError(403, "scoped_account", _("a %(level)s account cannot %(action)s plans; plans "
+                                               "change agents and deadlines across the city (its "
+                                               "command centre does)")
+                       % {"level": who.level, "action": action})
     try:
         if action == "activate":
             return await hub.plans.activate(name, actor=actor, reason=reason or "manual")
@@ -218,11 +223,11 @@ async def notices_json(request: web.Request) -> web.Response:
     asked = request.query.get("department") or None
     if who.role is Role.HANDLER:
         if asked is not None and asked != who.department:
-            raise WebError(403, "other_department", f"plan notices of {asked!r} are not "
-                           f"addressed to {who.department}")
+            raise WebError(403, "other_department", _("plan notices of %(asked)r are not addressed "
+                                                     "to %(dep)s") % {"asked": asked, "dep": who.department})
         dep = who.department
         if dep is None:  # a handler always has one; never fall through to 'every notice'
-            raise WebError(403, "forbidden", "a handler without a department sees no notices")
+            raise WebError(403, "forbidden", _("a handler without a department sees no notices"))
     else:
         dep = asked
     rows = await hub_of(request).read(lambda repo: repo.plan_notices(dep))

@@ -109,7 +109,7 @@ async def _from_cookie(hub: Hub, state: SecurityState, value: str) -> Principal 
 async def authenticate(request: web.Request, hub: Hub, state: SecurityState) -> Principal | None:
     auth = request.headers.get("Authorization", "")
     if auth:
-        scheme, _, token = auth.partition(" ")
+        scheme, _sep, token = auth.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             raise WebError(401, "bad_token", _("use 'Authorization: Bearer <token>'"),
                            headers={"WWW-Authenticate": "Bearer"})

@@ -145,10 +145,11 @@ def _queue_level(request: web.Request, p: Principal) -> str:
     if asked is None:
         return own
     if asked not in LEVELS:
-        raise FieldErrors({"level": f"one of {', '.join(LEVELS)}"})
+        raise FieldErrors({"level": _("one of %(list)s") % {"list": ", ".join(LEVELS)}})
     if LEVEL_RANK[asked] > LEVEL_RANK[own]:
-        raise WebError(403, "forbidden", f"a {own} account sees its own queue and the levels "
-                       f"below it, not the {asked} queue")
+        raise WebError(403, "forbidden", _("a %(own)s account sees its own queue and the levels "
+                                         "below it, not the %(asked)s queue")
+                       % {"own": own, "asked": asked})
     return asked
 
 

@@ -22,6 +22,7 @@ from ..memory import rss_bytes, sqlite_bytes
 from ..scores import month_bounds, score_cases
 from .actions import load_case_for, parse_action, perform
 from .common import case_filter, hub_of, json_response, principal, query_int
+from .i18n import _
 from .live import overview, stream
 from .metrics import ingest_samples, notify_samples, render
 from .problems import FieldErrors, WebError, problem
@@ -129,12 +130,13 @@ async def _json_body(request: web.Request) -> dict[str, Any]:
     try:
         data = await request.json()
     except (ValueError, UnicodeDecodeError):
-        raise FieldErrors({"body": "not valid JSON; send an object like {\"reason\": \"...\"}"}) from None
+        raise FieldErrors({"body": _("not valid JSON; send an object like %(example)s")
+                           % {"example": '{"reason": "..."}'}}) from None
     except RecursionError:  # [[[[... a hundred thousand deep: the parser runs out of stack
-        raise FieldErrors({"body": "the JSON is nested too deeply; send a flat object like "
-                           "{\"reason\": \"...\"}"}) from None
+        raise FieldErrors({"body": _("the JSON is nested too deeply; send a flat object like "
+                                     "%(example)s") % {"example": '{"reason": "..."}'}}) from None
     if not isinstance(data, dict):
-        raise FieldErrors({"body": "send a JSON object"})
+        raise FieldErrors({"body": _("send a JSON object")})
     return data
 
 
@@ -158,7 +160,7 @@ async def agents_json(request: web.Request) -> web.Response:
     hub = hub_of(request)
     state = request.query.get("state", "").strip() or None
     if state and state not in ("online", "offline", "stale", "unknown"):
-        raise FieldErrors({"state": "one of online, offline, stale, unknown"})
+        raise FieldErrors({"state": _("one of %(list)s") % {"list": "online, offline, stale, unknown"}})
     text = request.query.get("q", "").strip()[:64] or None
     limit = query_int(request, "limit", 1000, 1, 10_000)
     offset = query_int(request, "offset", 0, 0, 10**9)
@@ -194,7 +196,7 @@ def _month(request: web.Request, hub) -> str:
     try:
         month_bounds(month, hub.setup.zone)
     except ValueError:
-        raise FieldErrors({"month": f"{month[:20]!r} is not YYYY-MM"}) from None
+        raise FieldErrors({"month": _("%(month)r is not YYYY-MM") % {"month": month[:20]}}) from None
     return month
 
 
@@ -215,7 +217,7 @@ async def scores_json(request: web.Request) -> web.Response:
     month = _month(request, hub)
     by = request.query.get("by", "grid")
     if by not in ("grid", "department"):
-        raise FieldErrors({"by": "grid or department"})
+        raise FieldErrors({"by": _("grid or department")})
     return json_response({"month": month, "by": by,
                           "scores": await month_scores(hub, month, by, principal(request).grids)})
 
@@ -238,8 +240,8 @@ async def snapshot(request: web.Request) -> web.Response:
     hub = hub_of(request)
     data = await asyncio.to_thread(hub.files.get, request.match_info["sha256"])
     if data is None:
-        raise WebError(404, "no_such_snapshot", "no snapshot with this hash (never received, "
-                       "or removed by retention)")
+        raise WebError(404, "no_such_snapshot", _("no snapshot with this hash (never received, "
+                                                 "or removed by retention)"))
     return web.Response(body=data, content_type="image/jpeg",
                         headers={"Cache-Control": "private, max-age=86400, immutable"})
 
@@ -262,7 +264,7 @@ async def metrics(request: web.Request) -> web.Response:
     if not hub.config.web.metrics_public:
         who = principal(request)
         if not who.can("metrics"):
-            raise WebError(403, "forbidden", "metrics need an operator or monitor token")
+            raise WebError(403, "forbidden", _("metrics need an operator or monitor token"))
     feed = _live(request)
     data = await hub.read(lambda repo: overview(hub, repo, feed.rate))
     counts = await asyncio.to_thread(hub.counts)

@@ -118,6 +118,34 @@ def test_every_script_message_exists():
         assert all(prefix + v in JS_MESSAGES for v in values)
 
 
+def gettext_shadowed(source: str) -> list[str]:
+    """Functions that call ``_()`` and also bind ``_`` (``a, _ = ...``): there ``_`` is the
+    local value, and the call fails at run time."""
+    import ast
+
+    found = []
+    for fn in ast.walk(ast.parse(source)):
+        if not isinstance(fn, ast.FunctionDef | ast.AsyncFunctionDef):
+            continue
+        own = list(ast.walk(fn))  # a nested function's body counts for the outer one too
+        comp_targets = {id(t) for n in own if isinstance(n, ast.comprehension)
+                        for t in ast.walk(n.target)}
+        binds = any(isinstance(n, ast.Name) and n.id == "_" and isinstance(n.ctx, ast.Store)
+                    and id(n) not in comp_targets for n in own)
+        calls = any(isinstance(n, ast.Call) and isinstance(n.func, ast.Name) and n.func.id == "_"
+                    for n in own)
+        if binds and calls:
+            found.append(fn.name)
+    return found
+
+
+def test_gettext_is_never_shadowed():
+    assert gettext_shadowed("def f(s):\n    a, _, b = s.partition(' ')\n    return _('x')\n") == ["f"]
+    assert gettext_shadowed("def f(s):\n    return [_('x') for _ in s]\n") == []
+    for path in (ROOT / "hub" / "web").glob("*.py"):
+        assert gettext_shadowed(path.read_text()) == [], path.name
+
+
 # -- templates: no string outside gettext -------------------------------------------------------
 
 # words that read the same in both languages (names, formats, units)
@@ -239,3 +267,7 @@ async def test_problem_documents_follow_accept_language(hub, client):
     client.lang = "zh-CN"
     bad = await client.api("POST", "/api/v1/cases/1/notes", {"text": "x", "extra": 1})
     assert bad.json()["errors"]["extra"] == "未知字段，请删除" and bad.json()["title"] == "输入有误"
+    # refused before any view runs (the security middleware)
+    r = await client.get("/api/v1/cases", headers={"Authorization": "Basic b3A6cHc="})
+    assert r.status == 401 and r.json()["code"] == "bad_token"
+    assert r.json()["detail"] == "请使用 'Authorization: Bearer <token>'"
