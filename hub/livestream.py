@@ -45,6 +45,7 @@ __all__ = ["ENDED", "LiveFrame", "LiveStreams", "Stream", "Viewer", "next_reques
 log = logging.getLogger(__name__)
 
 TICK_S = 0.25
+STOP_GRACE_S = 2.0  # a window that ended this recently may still run on the agent's side
 MIN_GAP_S = 0.9 / MAX_LIVE_FPS  # a stream's frames closer than this are dropped (jitter allowed)
 ENDED = "ended"  # the last item a viewer gets (``Viewer.ended`` says why)
 
@@ -102,9 +103,11 @@ def next_request(now: float, viewers_until: list[float], agent_until: float | No
 
     With viewers: ask when the agent's window is not open or ends within ``refresh_s``
     while a viewer still wants more, for what the longest viewer still wants, at most
-    ``request_s``. Without viewers: stop a window still open."""
+    ``request_s``. Without viewers: stop a window still open, or one that ended within
+    ``STOP_GRACE_S`` (the agent counts its window from when the request reached it, a
+    moment after the hub sent it, so it may still be sending)."""
     if not viewers_until:
-        return 0.0 if agent_until is not None and agent_until > now else None
+        return 0.0 if agent_until is not None and agent_until > now - STOP_GRACE_S else None
     wanted = max(viewers_until) - now
     if wanted <= 0:
         return None

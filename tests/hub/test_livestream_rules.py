@@ -27,7 +27,8 @@ def test_a_refresh_shortly_before_the_window_ends_while_somebody_wants_more():
 
 def test_nobody_watching_stops_an_open_window_and_nothing_else():
     assert ask(5, [], 30) == 0
-    assert ask(31, [], 30) is None
+    assert ask(31, [], 30) == 0  # just ended here: the agent, a moment behind, may still send
+    assert ask(33, [], 30) is None
     assert ask(5, [], None) is None
 
 

@@ -67,6 +67,7 @@ async def test_a_view_sends_capped_frames_the_first_within_2s_and_stops_on_its_o
             assert [f.header.n for _, f in got] == list(range(1, len(got) + 1))
             # the agent has stopped: the camera reads on, no frame follows
             tap = worker(app).live
+            await until(lambda: tap.window is None, 5, "the agent's window closed")
             sent, read = tap.frames_sent, worker(app).frames
             await until(lambda: worker(app).frames >= read + 5, 10, "five more camera frames")
             await asyncio.sleep(0)
