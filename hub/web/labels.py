@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from ..cases.sla import LEVELS
 
-__all__ = ["AGENT_STATES", "INDICATOR_KINDS", "JS_MESSAGES", "LEVEL_LABELS", "LEVEL_NAMES",
+__all__ = ["AGENT_STATES", "AUDIT_ACTIONS", "INDICATOR_KINDS", "JS_MESSAGES", "LEVEL_LABELS", "LEVEL_NAMES",
            "N_", "ORDER_STATES", "PLAN_KINDS", "RESOLUTIONS", "ROLE_LABELS", "STATE_LABELS",
            "SURVEY_ANSWERS", "TEMPLATE_TABLES", "VERDICTS", "VITAL_LEVELS"]
 
@@ -43,6 +43,22 @@ ORDER_STATES = {"issued": N_("issued"), "acknowledged": N_("acknowledged"),
                 "answered": N_("answered")}
 LEVEL_NAMES = {"town": N_("town"), "district": N_("district"), "city": N_("city")}
 RESOLUTIONS = {"fixed": N_("fixed"), "false_alarm": N_("false alarm")}
+# The audit trail's actions that are not a state (a state shows its STATE_LABELS entry).
+AUDIT_ACTIONS = {
+    "opened": N_("opened"), "report": N_("report"), "note": N_("note"),
+    "absorbed": N_("event joined the case"), "after_photo": N_("after-photo"),
+    "care_acknowledged": N_("care alarm acknowledged"), "held": N_("held for an operator"),
+    "needs_review": N_("needs an operator's review"), "not_fixed": N_("not fixed"),
+    "overturned": N_("rejection overturned"), "queued": N_("to the operator queue"),
+    "redispatched": N_("dispatched again"), "returned": N_("returned"),
+    "sent_back": N_("sent back"), "satisfaction": N_("satisfaction"),
+    "source_cleared": N_("source cleared"), "survey_not_sent": N_("survey not sent"),
+    "supervision_issued": N_("supervision order issued"),
+    "supervision_acknowledged": N_("supervision order acknowledged"),
+    "supervision_answered": N_("supervision order answered"),
+    "verification": N_("verification"), "verification_stale": N_("verification out of date"),
+    "warning": N_("warning"),
+}
 # The scripts' messages (static/*.js read them from the page: <script id="i18n-messages">,
 # translated for the request); %(name)s placeholders are filled in by the script.
 JS_MESSAGES = {
@@ -77,4 +93,5 @@ TEMPLATE_TABLES = {
     "AGENT_STATES": AGENT_STATES, "VERDICTS": VERDICTS, "VITAL_LEVELS": VITAL_LEVELS,
     "INDICATOR_KINDS": INDICATOR_KINDS, "PLAN_KINDS": PLAN_KINDS, "ORDER_STATES": ORDER_STATES,
     "SURVEY_ANSWERS": SURVEY_ANSWERS, "LEVEL_NAMES": LEVEL_NAMES, "RESOLUTIONS": RESOLUTIONS,
+    "AUDIT_ACTIONS": AUDIT_ACTIONS,
 }

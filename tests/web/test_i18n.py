@@ -233,6 +233,7 @@ async def test_pages_follow_the_browser_and_the_users_choice(hub, agent):
         assert r.status == 303
         page = await zh.get(r.headers["Location"])
         assert '<div class="flash ok" role="status">已添加备注。</div>' in page.text
+        assert "<b>备注</b>" in page.text and "<b>立案</b>" in page.text  # the audit trail
         r = await zh.form(f"/cases/{case_id}/note", {"text": ""})
         assert r.status == 400 and '<span class="field-error" role="alert">必填</span>' in r.text
         assert (await en.login("op")).status == 303
