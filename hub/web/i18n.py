@@ -25,7 +25,7 @@ from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
 
 __all__ = ["COOKIE", "DEFAULT", "HTML_LANG", "LOCALES", "LOCALE_DIR", "_", "choose",
-           "current", "gettext", "locale_middleware", "ngettext", "switch_language",
+           "current", "gettext", "language_headers", "locale_middleware", "ngettext", "switch_language",
            "translations", "use"]
 
 LOCALE_DIR = Path(__file__).resolve().parent / "locale"
@@ -95,6 +95,12 @@ def use(locale: str) -> None:
 
 def current() -> str:
     return _locale.get()
+
+
+def language_headers() -> dict[str, str]:
+    """What a response in the current language says about it (its text depends on the
+    request's Accept-Language and language cookie)."""
+    return {"Content-Language": HTML_LANG[_locale.get()], "Vary": "Accept-Language, Cookie"}
 
 
 def gettext(message: str) -> str:

@@ -13,7 +13,7 @@ from aiohttp import web
 from pydantic import ValidationError
 
 from ..errors import HubError
-from .i18n import _
+from .i18n import _, language_headers
 from .labels import N_
 
 __all__ = ["FieldErrors", "WebError", "error_title", "field_errors_from", "problem"]
@@ -93,10 +93,11 @@ def field_errors_from(exc: ValidationError, form: str = "") -> FieldErrors:
 
 def problem(status: int, code: str, detail: str, *, extra: dict[str, Any] | None = None,
             headers: dict[str, str] | None = None) -> web.Response:
-    """An RFC 9457 problem document with a stable ``code``."""
+    """An RFC 9457 problem document with a stable ``code``; ``title`` and ``detail`` in the
+    request's language (said by Content-Language)."""
     body: dict[str, Any] = {"type": "about:blank", "title": error_title(code, status),
                             "status": status, "code": code, "detail": detail}
     if extra:
         body.update(extra)
     return web.json_response(body, status=status, content_type="application/problem+json",
-                             headers=headers)
+                             headers={**language_headers(), **(headers or {})})

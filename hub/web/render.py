@@ -132,4 +132,5 @@ class Renderer:
                                      "style-src 'self' 'unsafe-inline'; script-src 'self'; frame-ancestors 'none'; "
                                      "form-action 'self'; base-uri 'none'",
                                      "X-Content-Type-Options": "nosniff",
-                                     "Referrer-Policy": "same-origin"})
+                                     "Referrer-Policy": "same-origin",
+                                     **i18n.language_headers()})

@@ -197,6 +197,7 @@ async def test_pages_follow_the_browser_and_the_users_choice(hub, agent):
         assert html_lang(page.text) == "zh-CN" and "登录" in page.text and "Sign in" not in page.text
         page = await en.get("/login")
         assert html_lang(page.text) == "en" and "Sign in" in page.text and "登录" not in page.text
+        assert page.headers["Content-Language"] == "en"
 
         # a failed sign-in says why in the page's language
         token = await zh.login_form_token()
@@ -256,6 +257,8 @@ async def test_problem_documents_follow_accept_language(hub, client):
     en = await client.get("/api/v1/cases/99999", headers={"Accept-Language": "en"})
     assert zh.status == en.status == 404
     assert zh.content_type == "application/problem+json"
+    assert (zh.headers["Content-Language"], en.headers["Content-Language"]) == ("zh-CN", "en")
+    assert "Accept-Language" in zh.headers["Vary"]
     z, e = zh.json(), en.json()
     # the machine parts stay the same in every language
     assert (z["type"], z["code"], z["status"]) == (e["type"], e["code"], e["status"]) == \
