@@ -27,14 +27,15 @@ async def agent(hub):
 
 
 async def operator_headers(hub) -> dict[str, str]:
-    """An operator's API token: the hub's pages and API are for signed-in people only."""
+    """An operator's API token: the hub's pages and API are for signed-in people only.
+    The pages are read in English (the hub's default is Chinese)."""
     token = getattr(hub, "_test_token", None)
     if token is None:
         departments = set(hub.setup.taxonomy.departments) | set(hub.setup.routing.departments)
         _, token = await hub.write(lambda repo: create_api_token(
             repo, "tests", "operator", hub.clock.now(), departments=departments))
         hub._test_token = token
-    return {"Authorization": f"Bearer {token}"}
+    return {"Authorization": f"Bearer {token}", "Accept-Language": "en"}
 
 
 async def get_json(hub, path):
