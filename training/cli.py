@@ -12,7 +12,7 @@ import logging
 import sys
 from pathlib import Path
 
-from vision.models import BUNDLED_LABELS, BUNDLED_MODEL
+from vision.models import BUNDLED_LABELS, BUNDLED_MODEL, model_path
 
 from .real import DEFAULT_REAL_DIR
 
@@ -22,8 +22,10 @@ log = logging.getLogger(__name__)
 
 
 def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", type=Path, default=BUNDLED_MODEL, help="the .tflite model (default: bundled int8)")
-    parser.add_argument("--labels", type=Path, default=BUNDLED_LABELS, help="its labels file")
+    parser.add_argument("--model", type=model_path, default=BUNDLED_MODEL,
+                        help="the .tflite model, or bundled:real / bundled:rendered (default: bundled:rendered)")
+    parser.add_argument("--labels", type=Path, default=None,
+                        help="its labels file (default: labels.txt beside the model, else the bundled labels)")
     parser.add_argument("--images", type=int, default=2000, help="held-out scenes for mAP (default %(default)s)")
     parser.add_argument("--clips", type=int, default=60, help="held-out clips for event recall (default %(default)s; 0 to skip)")
     parser.add_argument("--validation", action="store_true",
@@ -51,6 +53,14 @@ def _write(report: dict, where: str | None, text: str) -> None:
         Path(where).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
 
 
+def _labels_of(args: argparse.Namespace) -> Path:
+    """``--labels``, else the labels.txt beside the model, else the bundled labels."""
+    if args.labels is not None:
+        return args.labels
+    beside = Path(args.model).with_name("labels.txt")
+    return beside if beside.is_file() else BUNDLED_LABELS
+
+
 def run_real(args: argparse.Namespace) -> int:
     """``eval-model --real DIR``: recall at the operating point, negatives firing, AP@0.5 and
     a per-source breakdown on real photos (:mod:`training.real`). Exit 1 when an image of
@@ -60,10 +70,10 @@ def run_real(args: argparse.Namespace) -> int:
 
     from .real import evaluate_real, format_real
 
-    detector = Detector(args.model, read_labels(args.labels), threads=args.threads, score_threshold=0.05)
+    detector = Detector(args.model, read_labels(_labels_of(args)), threads=args.threads, score_threshold=0.05)
     from edge_agent.camera.operating import OperatingPoint
 
-    labels = read_labels(args.labels)
+    labels = read_labels(_labels_of(args))
     operating = OperatingPoint.for_model(args.model, labels)  # the thresholds the model ships with
     from vision.models import live_threshold
 
@@ -96,7 +106,7 @@ def run_eval(args: argparse.Namespace) -> int:
 
     split = "validation" if args.validation else "held-out"
     scenes, clips = (VALIDATION_SEED_BASE, VALIDATION_CLIP_SEED_BASE) if args.validation else (HELD_OUT_SEED_BASE, CLIP_SEED_BASE)
-    labels = read_labels(args.labels)
+    labels = read_labels(_labels_of(args))
     low = Detector(args.model, labels, threads=args.threads, score_threshold=0.05)
     report: dict = {"model": str(args.model), "split": split, "boxes": evaluate_boxes(low, args.images, seed_base=scenes)}
     if args.clips > 0:

@@ -20,7 +20,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, ValidationInfo, field_validator, model_validator
+from pydantic import Field, PrivateAttr, ValidationInfo, field_validator, model_validator
 
 from protocol.base import StrictModel
 from protocol.config import Document, format_path, parse_yaml, validate_document
@@ -29,7 +29,13 @@ from protocol.ids import Id, is_safe_id
 from protocol.limits import MAX_LIVE_FPS, MAX_LIVE_FRAME_BYTES, MAX_LIVE_SECONDS
 from protocol.taxonomy import Source, taxonomy
 from vision.labels import LabelsError, read_labels
-from vision.models import BUNDLED_LABELS, BUNDLED_MODEL, live_threshold, read_thresholds
+from vision.models import (
+    BUNDLED_LABELS,
+    BUNDLED_MODEL,
+    NAMED_MODELS,
+    live_threshold,
+    read_thresholds,
+)
 
 __all__ = [
     "BUNDLED_CLASS_DEFAULTS",
@@ -102,6 +108,13 @@ BUNDLED_CLASS_DEFAULTS: dict[str, ClassSettings] = {
 def default_class_settings(label: str) -> ClassSettings:
     """The thresholds a label gets when the camera's ``classes`` does not name it."""
     return BUNDLED_CLASS_DEFAULTS.get(label) or ClassSettings()
+
+
+def model_class_defaults(model: Path) -> dict[str, ClassSettings]:
+    """Per label, the thresholds a camera gets from its detector's model: the model's own
+    ``thresholds.json`` over the bundled defaults (a model without one gets those)."""
+    shipped = read_thresholds(model) or {}
+    return {**BUNDLED_CLASS_DEFAULTS, **{label: ClassSettings(min_score=score) for label, score in shipped.items()}}
 
 
 class TrackingConfig(StrictModel):
@@ -274,8 +287,15 @@ class CameraConfig(StrictModel):
             raise ValueError(f"video file {v} not found")
         return v
 
+    # The defaults of the section's detector model (set by CameraSection); None: the bundled ones.
+    _model_defaults: dict[str, ClassSettings] | None = PrivateAttr(default=None)
+
     def class_settings(self, label: str) -> ClassSettings:
-        return self.classes.get(label) or default_class_settings(label)
+        if label in self.classes:
+            return self.classes[label]
+        if self._model_defaults is not None:
+            return self._model_defaults.get(label) or ClassSettings()
+        return default_class_settings(label)
 
     def source_key(self) -> tuple:
         """What opening the source depends on: a change here needs a new connection."""
@@ -283,7 +303,8 @@ class CameraConfig(StrictModel):
 
 
 class DetectorConfig(StrictModel):
-    model: Path = Field(BUNDLED_MODEL, description="the .tflite model (default: the bundled int8 detector)")
+    model: Path = Field(BUNDLED_MODEL, description="the .tflite model, or a bundled one by name: bundled:rendered "
+                        "(the default, trained on rendered scenes) or bundled:real (trained on real photos)")
     labels: Path = Field(BUNDLED_LABELS, description="labels file: one class name per line, in class-id order")
     layout: Literal["auto", "centernet", "ssd", "yolo"] = Field("auto", description="output layout; auto guesses from the output shapes")
     threads: int = Field(1, ge=1, le=16, description="interpreter threads (the one shared interpreter serves every camera)")
@@ -300,7 +321,16 @@ class DetectorConfig(StrictModel):
     @field_validator("model", "labels")
     @classmethod
     def _resolve_paths(cls, v: Path, info: ValidationInfo) -> Path:
+        if info.field_name == "model" and str(v) in NAMED_MODELS:
+            return NAMED_MODELS[str(v)]
         return _resolve(v, info)
+
+    @model_validator(mode="after")
+    def _labels_of_a_named_model(self) -> DetectorConfig:
+        """A bundled model named without ``labels`` reads the labels beside it."""
+        if "labels" not in self.model_fields_set and self.model in NAMED_MODELS.values():
+            self.labels = self.model.with_name("labels.txt")
+        return self
 
     def live_score(self) -> float:
         """The ``score_threshold`` in force: the one set, else :func:`vision.models.live_threshold`
@@ -449,6 +479,10 @@ class CameraSection(StrictModel):
         problems = camera_problems(list(enumerate(self.cameras)), list(enumerate(self.zones)), self.detector)
         if problems:
             raise ValueError(CROSS_CHECK_SEPARATOR.join(f"{format_path(path)}: {msg}" for path, msg in problems))
+        if self.detector.model != BUNDLED_MODEL:  # another model's own thresholds are the cameras' defaults
+            defaults = model_class_defaults(self.detector.model)
+            for cam in self.cameras:
+                cam._model_defaults = defaults
         return self
 
     def zones_for(self, camera_id: str) -> list[ZoneConfig]:

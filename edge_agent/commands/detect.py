@@ -29,7 +29,7 @@ from edge_agent.camera.operating import OperatingPoint
 from edge_agent.cli import command
 from protocol.errors import CityopsError
 from vision.labels import LabelsError, read_labels
-from vision.models import live_threshold
+from vision.models import live_threshold, model_path
 from vision.postprocess import Detection
 from vision.runtime import Detector, ModelError
 
@@ -38,7 +38,8 @@ __all__ = ["detect_images", "detection_record", "format_table", "load_section", 
 
 def _configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("images", nargs="+", type=Path, metavar="IMAGE", help="still frames (JPEG, PNG, …)")
-    p.add_argument("--model", type=Path, default=None, help="the .tflite model (default: the camera config's, else the bundled one)")
+    p.add_argument("--model", type=model_path, default=None,
+                   help="the .tflite model, or bundled:real / bundled:rendered (default: the camera config's, else the bundled one)")
     p.add_argument("--labels", type=Path, default=None,
                    help="its labels file (default: labels.txt beside --model, else the camera config's or the bundled one)")
     p.add_argument("--camera-config", type=Path, default=None, metavar="FILE",

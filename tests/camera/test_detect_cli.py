@@ -148,3 +148,30 @@ def test_a_model_folder_ships_its_own_operating_point(street, tmp_path, capsys):
     assert main(["detect", str(frame), "--model", str(model), "--jsonl"]) == 1
     err = capsys.readouterr()
     assert "thresholds.json" in err.out + err.err and "(0, 1]" in err.out + err.err
+
+
+def test_the_real_photo_model_is_named_not_pathed_and_brings_its_own_thresholds(street, tmp_path, capsys):
+    """``bundled:real`` (the model trained on real photos, vision/models/real/) works as a
+    config value and a ``--model``: its labels and thresholds.json come with it, for the
+    detector, for every camera of the section, and for ``detect``."""
+    from edge_agent.camera.config import CameraSection, DetectorConfig
+    from vision.labels import read_labels
+    from vision.models import REAL_MODEL, read_thresholds
+    from vision.runtime import Detector
+
+    shipped = read_thresholds(REAL_MODEL)
+    assert shipped and set(shipped) >= {"water", "flame", "smoke", "garbage"}
+    cfg = DetectorConfig(model="bundled:real")
+    assert cfg.model == REAL_MODEL and cfg.labels == REAL_MODEL.with_name("labels.txt")
+    assert Detector(cfg.model, read_labels(cfg.labels)).info.input_dtype == "int8"
+    frame, _ = street
+    section = CameraSection.model_validate({"detector": {"model": "bundled:real"},
+                                            "cameras": [{"id": "gate", "file": str(frame)},
+                                                        {"id": "yard", "file": str(frame),
+                                                         "classes": {"water": {"min_score": 0.9}}}]})
+    gate, yard = section.cameras
+    assert gate.class_settings("water").min_score == shipped["water"]  # the model's, not the rendered model's
+    assert yard.class_settings("water").min_score == 0.9  # the camera's own still wins
+    assert main(["detect", str(frame), "--model", "bundled:real", "--jsonl"]) == 0
+    line = _lines(capsys)[0]
+    assert line["width"] == 1280 and isinstance(line["detections"], list)

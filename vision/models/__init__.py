@@ -1,6 +1,7 @@
-"""The bundled detector's files: ``cityops_detector_int8.tflite``, its float twin,
+"""The bundled detectors' files: ``cityops_detector_int8.tflite``, its float twin,
 ``labels.txt``, ``thresholds.json`` (the operating point it ships with) and
-``training.json``. See docs/model_card.md."""
+``training.json``; and in ``real/`` the same for the model trained on real photos. A
+config names either by its name (:data:`NAMED_MODELS`). See docs/model_card.md."""
 
 from __future__ import annotations
 
@@ -9,12 +10,15 @@ from pathlib import Path
 
 from protocol.errors import CityopsError
 
-__all__ = ["BUNDLED_LABELS", "BUNDLED_MODEL", "DEFAULT_LIVE_THRESHOLD", "MODELS_DIR", "THRESHOLDS_FILE", "live_threshold",
-           "read_thresholds"]
+__all__ = ["BUNDLED_LABELS", "BUNDLED_MODEL", "DEFAULT_LIVE_THRESHOLD", "MODELS_DIR", "NAMED_MODELS", "REAL_MODEL",
+           "THRESHOLDS_FILE", "live_threshold", "model_path", "read_thresholds"]
 
 MODELS_DIR = Path(__file__).resolve().parent
 BUNDLED_MODEL = MODELS_DIR / "cityops_detector_int8.tflite"
 BUNDLED_LABELS = MODELS_DIR / "labels.txt"
+REAL_MODEL = MODELS_DIR / "real" / "cityops_detector_int8.tflite"
+# What a config or a command may write instead of a path.
+NAMED_MODELS = {"bundled:rendered": BUNDLED_MODEL, "bundled:real": REAL_MODEL}
 THRESHOLDS_FILE = "thresholds.json"
 DEFAULT_LIVE_THRESHOLD = 0.3  # boxes below this never reach the tracker, unless the model ships lower
 
@@ -45,3 +49,8 @@ def live_threshold(model: Path | str, default: float = DEFAULT_LIVE_THRESHOLD) -
     (a class calibrated to fire at 0.15 must not be cut at 0.3 first)."""
     shipped = read_thresholds(model) or {}
     return min([default, *shipped.values()])
+
+
+def model_path(value: Path | str) -> Path:
+    """``value`` as a path: a name of :data:`NAMED_MODELS` becomes its bundled file."""
+    return NAMED_MODELS.get(str(value), Path(value))
