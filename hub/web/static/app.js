@@ -14,6 +14,9 @@
     const text = MESSAGES[key] !== undefined ? MESSAGES[key] : key;
     return text.replace(/%\((\w+)\)s/g, (all, name) => (params && name in params ? String(params[name]) : all));
   }
+  // The one translator for the page's other scripts (map.js, report.js): base.html loads
+  // this script first, and deferred scripts run in document order.
+  window.cityopsT = t;
 
   function get(obj, path) {
     return path.split(".").reduce((o, k) => (o == null ? o : o[k]), obj);

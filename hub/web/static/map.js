@@ -12,15 +12,8 @@
                 phases: { script: performance.now() } };
   window.cityopsMap = api;
 
-  // The page's messages in its language (base.html renders them; see hub/web/render.py).
-  const MESSAGES = (() => {
-    const node = document.getElementById("i18n-messages");
-    try { return node ? JSON.parse(node.textContent) : {}; } catch (e) { return {}; }
-  })();
-  function t(key, params) {
-    const text = MESSAGES[key] !== undefined ? MESSAGES[key] : key;
-    return text.replace(/%\((\w+)\)s/g, (all, name) => (params && name in params ? String(params[name]) : all));
-  }
+  // The page's messages in its language: app.js's translator (it runs first).
+  const t = window.cityopsT;
   function say(text) { if (status) status.textContent = text; }
   if (!window.L) {
     api.error = "Leaflet did not load";

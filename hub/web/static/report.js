@@ -3,15 +3,8 @@
    accepts before sending. No libraries, no network besides the form post. */
 (function () {
   "use strict";
-  // The page's messages in its language (base.html renders them; see hub/web/render.py).
-  var MESSAGES = {};
-  try { MESSAGES = JSON.parse(document.getElementById("i18n-messages").textContent); } catch (e) { MESSAGES = {}; }
-  function t(key, params) {
-    var text = MESSAGES[key] !== undefined ? MESSAGES[key] : key;
-    return text.replace(/%\((\w+)\)s/g, function (all, name) {
-      return params && name in params ? String(params[name]) : all;
-    });
-  }
+  // The page's messages in its language: app.js's translator (it runs first).
+  var t = window.cityopsT;
   var map = document.getElementById("report-map");
   var lat = document.getElementById("lat"), lon = document.getElementById("lon");
   var text = document.getElementById("point-text"), pin = document.getElementById("map-pin");
