@@ -46,10 +46,12 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _camera_lines(streams: int, port: int) -> str:
-    cams = "\n".join(f"  - {{id: cam{k:02d}, url: 'http://127.0.0.1:{port}/cameras/cam{k}.mjpg', fps: 2}}"
+def _camera_lines(streams: int, port: int, model: str | None = None, clips: bool = True) -> str:
+    extra = "" if clips else ", clip: {enabled: false}"
+    cams = "\n".join(f"  - {{id: cam{k:02d}, url: 'http://127.0.0.1:{port}/cameras/cam{k}.mjpg', fps: 2{extra}}}"
                      for k in range(streams))
-    return f"cameras:\n{cams}\ndetector: {{threads: 1}}\n"
+    chosen = f", model: '{model}'" if model else ""
+    return f"cameras:\n{cams}\ndetector: {{threads: 1{chosen}}}\n"
 
 
 def run_agent_child(config: Path, warmup: float, seconds: float) -> None:
@@ -110,6 +112,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--devices", type=int, default=256)
     ap.add_argument("--seconds", type=float, default=30.0)
     ap.add_argument("--warmup", type=float, default=8.0)
+    ap.add_argument("--model", default=None, help="the cameras' detector.model (default: the bundled default; "
+                    "e.g. bundled:real)")
+    ap.add_argument("--no-clips", action="store_true", help="cameras without event clips (clip.enabled false): "
+                    "the clips' ring buffer cost is the difference")
     ap.add_argument("--json", type=Path, help="write the results here")
     ap.add_argument("--role", choices=["agent"], help=argparse.SUPPRESS)
     ap.add_argument("--config", type=Path, help=argparse.SUPPRESS)
@@ -125,7 +131,8 @@ def main(argv: list[str] | None = None) -> int:
          "--streams", str(args.streams), "--seconds", str(3 * (args.seconds + args.warmup) + 120)],
         stdout=subprocess.PIPE, text=True, cwd=ROOT)
     procs, ports = start_gateways(args.devices)
-    results: dict = {"streams": args.streams, "devices": args.devices, "seconds": args.seconds}
+    results: dict = {"streams": args.streams, "devices": args.devices, "seconds": args.seconds,
+                     "model": args.model or "bundled:rendered", "clips": not args.no_clips}
     try:
         if "READY" not in (cam_server.stdout.readline() or ""):
             raise SystemExit("the camera simulator did not start")
@@ -144,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
                         config.write_text(config.read_text().replace("devices:\n", "devices: []\n"))
                     if phase != "modbus_only":
                         with config.open("a") as f:
-                            f.write(_camera_lines(args.streams, port))
+                            f.write(_camera_lines(args.streams, port, args.model, not args.no_clips))
                     results[phase] = _run_phase(config, args.warmup, args.seconds)
             finally:
                 broker.stop()
