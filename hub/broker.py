@@ -19,7 +19,6 @@ from __future__ import annotations
 import base64
 import concurrent.futures
 import contextlib
-import ctypes
 import fcntl
 import functools
 import hashlib
@@ -652,15 +651,17 @@ class MosquittoBroker:
             os.replace(stderr_path, stderr_path.with_name(stderr_path.name + ".1"))
             self._log_offsets = (self._log_offsets[0], 0)
         log_file = open(stderr_path, "ab")  # noqa: SIM115
-        argv = [self.binary, "-c", str(self.settings.config_path)]
+        argv = [*_pdeathsig_prefix(), self.binary, "-c", str(self.settings.config_path)]
+        _raise_fd_limit()  # inherited by the child
         try:
             # Started from one long-lived thread: Linux sends the parent-death signal when
             # the *thread* that forked the child ends, and the caller's may be a pool
-            # thread that ends early.
+            # thread that ends early. No preexec_fn: Python code between fork and exec can
+            # deadlock in a process with other threads (it did, with TensorFlow's loaded);
+            # setpriv sets the parent-death signal and execs mosquitto in its place.
             self._proc = _spawner().submit(
                 lambda: subprocess.Popen(  # noqa: S603 - fixed argv, no shell
                     argv, stdin=subprocess.DEVNULL, stdout=log_file, stderr=log_file,
-                    preexec_fn=functools.partial(_child_setup, os.getpid(), _prctl()),  # noqa: PLW1509
                     start_new_session=True)).result()
         finally:
             log_file.close()
@@ -908,7 +909,6 @@ def _end_process(pid: int, grace_s: float) -> None:
 
 _SPAWNER: concurrent.futures.ThreadPoolExecutor | None = None
 _SPAWNER_GUARD = threading.Lock()
-_PR_SET_PDEATHSIG = 1
 
 
 def _spawner() -> concurrent.futures.ThreadPoolExecutor:
@@ -922,25 +922,19 @@ def _spawner() -> concurrent.futures.ThreadPoolExecutor:
 
 
 @functools.cache
-def _prctl():  # noqa: ANN202 - a ctypes function or None
-    """libc's prctl on Linux (looked up before fork: the child only calls it)."""
+def _pdeathsig_prefix() -> tuple[str, ...]:
+    """``setpriv --pdeathsig TERM --`` (util-linux, in every Debian): mosquitto gets SIGTERM
+    when the hub dies (Linux; cleared by the kernel if mosquitto later drops root for
+    ``user``, so the PID file check at the next start stays the guarantee). Without
+    setpriv, nothing: the PID file check alone."""
     if not sys.platform.startswith("linux"):
-        return None
-    try:
-        return ctypes.CDLL(None, use_errno=True).prctl
-    except (OSError, AttributeError):
-        return None
-
-
-def _child_setup(parent_pid: int, prctl) -> None:  # noqa: ANN001
-    """In the forked child, before exec: more file descriptors, and SIGTERM when the hub
-    dies (Linux; cleared by the kernel if mosquitto later drops root for ``user``, so the
-    PID file check at the next start stays the guarantee)."""
-    _raise_fd_limit()
-    if prctl is not None:
-        prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-        if os.getppid() != parent_pid:  # the hub died between fork and prctl
-            os._exit(1)
+        return ()
+    setpriv = shutil.which("setpriv")
+    if setpriv is None:
+        log.warning("setpriv not found (Debian: util-linux): the broker will not stop by itself if the hub "
+                    "is killed; the hub's next start stops it (PID file)")
+        return ()
+    return (setpriv, "--pdeathsig", "TERM", "--")
 
 
 _PORT_ATTEMPTS = 5
