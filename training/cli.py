@@ -12,7 +12,7 @@ import logging
 import sys
 from pathlib import Path
 
-from vision.models import BUNDLED_LABELS, BUNDLED_MODEL, model_path
+from vision.models import BUNDLED_LABELS, BUNDLED_MODEL, labels_beside, model_path
 
 from .real import DEFAULT_REAL_DIR
 
@@ -55,10 +55,7 @@ def _write(report: dict, where: str | None, text: str) -> None:
 
 def _labels_of(args: argparse.Namespace) -> Path:
     """``--labels``, else the labels.txt beside the model, else the bundled labels."""
-    if args.labels is not None:
-        return args.labels
-    beside = Path(args.model).with_name("labels.txt")
-    return beside if beside.is_file() else BUNDLED_LABELS
+    return args.labels if args.labels is not None else labels_beside(args.model, BUNDLED_LABELS)
 
 
 def run_real(args: argparse.Namespace) -> int:

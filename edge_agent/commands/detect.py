@@ -29,7 +29,7 @@ from edge_agent.camera.operating import OperatingPoint
 from edge_agent.cli import command
 from protocol.errors import CityopsError
 from vision.labels import LabelsError, read_labels
-from vision.models import live_threshold, model_path
+from vision.models import labels_beside, live_threshold, model_path
 from vision.postprocess import Detection
 from vision.runtime import Detector, ModelError
 
@@ -86,9 +86,7 @@ def _detector(args: argparse.Namespace, section: CameraSection | None) -> tuple[
     from edge_agent.camera.config import DetectorConfig
 
     cfg = section.detector if section is not None else DetectorConfig()
-    labels_path = args.labels or cfg.labels
-    if args.labels is None and args.model is not None and args.model.with_name("labels.txt").is_file():
-        labels_path = args.model.with_name("labels.txt")  # a trained model's folder holds its labels
+    labels_path = args.labels or (labels_beside(args.model, cfg.labels) if args.model is not None else cfg.labels)
     labels = read_labels(labels_path)
     detector = Detector(args.model or cfg.model, labels, layout=cfg.layout, threads=cfg.threads,
                         input_order=cfg.input_order, input_range=cfg.input_range,

@@ -11,7 +11,7 @@ from pathlib import Path
 from protocol.errors import CityopsError
 
 __all__ = ["BUNDLED_LABELS", "BUNDLED_MODEL", "DEFAULT_LIVE_THRESHOLD", "MODELS_DIR", "NAMED_MODELS", "REAL_MODEL",
-           "THRESHOLDS_FILE", "live_threshold", "model_path", "read_thresholds"]
+           "THRESHOLDS_FILE", "labels_beside", "live_threshold", "model_path", "read_thresholds"]
 
 MODELS_DIR = Path(__file__).resolve().parent
 BUNDLED_MODEL = MODELS_DIR / "cityops_detector_int8.tflite"
@@ -54,3 +54,10 @@ def live_threshold(model: Path | str, default: float = DEFAULT_LIVE_THRESHOLD) -
 def model_path(value: Path | str) -> Path:
     """``value`` as a path: a name of :data:`NAMED_MODELS` becomes its bundled file."""
     return NAMED_MODELS.get(str(value), Path(value))
+
+
+def labels_beside(model: Path | str, default: Path) -> Path:
+    """The ``labels.txt`` in a model's folder (a trained or bundled model keeps its labels
+    there), else ``default``."""
+    beside = Path(model).with_name("labels.txt")
+    return beside if beside.is_file() else default
