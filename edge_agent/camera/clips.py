@@ -41,7 +41,7 @@ import numpy as np
 
 from protocol.messages import ClipTelemetry
 
-from .config import ClipConfig
+from .config import ClipConfig, even_size
 
 __all__ = ["ClipEncoder", "ClipFrame", "ClipJob", "ClipRecorder", "EncodedClip", "Recording", "encode_mp4", "shrink"]
 
@@ -110,14 +110,6 @@ class EncodedClip:
     started_at: datetime  # wall time of the first frame
     event_offset_s: float  # the event's moment, seconds into the clip
     encode_ms: float
-
-
-def even_size(source: tuple[int, int], width: int) -> tuple[int, int]:
-    """(width, height) of a clip frame from a ``source`` frame: at most ``width`` wide (never
-    enlarged), the aspect ratio kept, both even (4:2:0 needs it)."""
-    w = max(2, min(width, source[0]) // 2 * 2)
-    h = max(2, round(source[1] * w / source[0]) // 2 * 2)
-    return w, h
 
 
 def shrink(image: np.ndarray, width: int) -> np.ndarray:

@@ -195,6 +195,14 @@ class LiveConfig(StrictModel):
     max_seconds: float = Field(120.0, ge=1.0, le=MAX_LIVE_SECONDS, description=f"longest a single request runs (the hub refreshes while somebody watches; protocol cap {MAX_LIVE_SECONDS})")
 
 
+def even_size(source: tuple[int, int], width: int) -> tuple[int, int]:
+    """(width, height) of a clip frame from a ``source`` frame: at most ``width`` wide (never
+    enlarged), the aspect ratio kept, both even (4:2:0 needs it)."""
+    w = max(2, min(width, source[0]) // 2 * 2)
+    h = max(2, round(source[1] * w / source[0]) // 2 * 2)
+    return w, h
+
+
 CLIP_MEMORY_LIMIT = 64 * 1024 * 1024  # frames one camera may hold for its clips
 CLIP_DEFAULT_FPS_CAP = 5.0  # clip.fps unset: the camera's fps, at most this
 
@@ -219,8 +227,7 @@ class ClipConfig(StrictModel):
 
     def frame_bytes(self, source: tuple[int, int] = (1920, 1080)) -> int:
         """Bytes of one kept frame (YUV 4:2:0) from a source of that size."""
-        w = max(2, min(self.width, source[0]) // 2 * 2)
-        h = max(2, round(source[1] * w / source[0]) // 2 * 2)
+        w, h = even_size(source, self.width)
         return w * h * 3 // 2
 
     def memory_bytes(self, camera_fps: float, source: tuple[int, int] = (1920, 1080)) -> int:
