@@ -300,6 +300,7 @@ def train_v4(out: Path, real_root: Path, epochs: int = 24, batch: int = 32, rend
         real = real[:: max(1, len(real) // 40)]
         renders, epochs, batch = 48, 1, 16
     fit_real, cal_real = split_calibration(real, calibration, seed)
+    flood_views = int(floods * len(fit_real))  # flooded copies an epoch
     log.info("real photos: %d to train, %d to calibrate; rendering %d scenes", len(fit_real), len(cal_real), renders)
     # Flood-like water (SceneSpec.water "photo"): the only water this model learns from.
     rendered = render_samples(train_seeds(renders, seed), workers=2, size=size, water="photo")
@@ -311,7 +312,7 @@ def train_v4(out: Path, real_root: Path, epochs: int = 24, batch: int = 32, rend
 
         init_from(model, init)
     frozen = freeze_for_finetune(model)
-    per_epoch = 2 * len(fit_real) + int(floods * len(fit_real))
+    per_epoch = 2 * len(fit_real) + flood_views
     steps = max(1, per_epoch // batch) * epochs
     warm = max(1, steps // 30)
     schedule = _WarmCosine(learning_rate, warm, steps)
@@ -338,7 +339,7 @@ def train_v4(out: Path, real_root: Path, epochs: int = 24, batch: int = 32, rend
     def batches(epoch: int):
         jobs = [("real", i, 0) for i in range(len(fit_real))]
         jobs += [("render", int(i), 0) for i in rng.choice(len(rendered), min(len(rendered), len(fit_real)), replace=False)]
-        jobs += [("flood", int(i), 0) for i in rng.choice(len(fit_real), int(floods * len(fit_real)))]
+        jobs += [("flood", int(i), 0) for i in rng.choice(len(fit_real), flood_views)]
         order = rng.permutation(len(jobs))
         jobs = [(jobs[j][0], jobs[j][1], epoch * 1_000_003 + k) for k, j in enumerate(order)]
         for i in range(0, len(jobs) - batch + 1, batch):
@@ -387,7 +388,7 @@ def train_v4(out: Path, real_root: Path, epochs: int = 24, batch: int = 32, rend
         "init_from": None if init is None else str(init),
         "training_sources": {src: {"photos": n, "licence": LICENSED_SOURCES[src]} for src, n in sorted(by_source.items())},
         "rendered_scenes": renders, "calibration_photos": len(cal_real),
-        "flooded_views_per_epoch": int(floods * len(fit_real)),
+        "flooded_views_per_epoch": flood_views,
         "thresholds": thresholds, "params": int(model.count_params()),
         "total_seconds": round(time.monotonic() - started, 1), **sizes,
     }
@@ -444,6 +445,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--init", type=Path, default=None,
                    help="start from the .weights.h5 of an earlier run (same architecture) instead of ImageNet alone")
     args = p.parse_args(argv)
+    if not 0.0 <= args.floods <= 4.0:
+        p.error(f"--floods {args.floods:g}: a share of the licensed photos, from 0 (none) to 4")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     summary = train_v4(args.out, args.real, args.epochs, args.batch, args.renders,
                        learning_rate=args.learning_rate, seed=args.seed, max_minutes=args.max_minutes,
