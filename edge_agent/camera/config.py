@@ -32,6 +32,7 @@ from vision.labels import LabelsError, read_labels
 from vision.models import (
     BUNDLED_LABELS,
     BUNDLED_MODEL,
+    DEFAULT_LIVE_THRESHOLD,
     NAMED_MODELS,
     live_threshold,
     read_thresholds,
@@ -317,7 +318,7 @@ class DetectorConfig(StrictModel):
     threads: int = Field(1, ge=1, le=16, description="interpreter threads (the one shared interpreter serves every camera)")
     input_order: Literal["rgb", "bgr"] = Field("rgb", description="channel order the model expects")
     input_range: Literal["0_255", "0_1", "-1_1"] = Field("0_255", description="pixel range a float model expects (quantized models use their own scale)")
-    score_threshold: float = Field(0.3, ge=0.01, le=1.0, description="detections below this are dropped before tracking "
+    score_threshold: float = Field(DEFAULT_LIVE_THRESHOLD, ge=0.01, le=1.0, description="detections below this are dropped before tracking "
                                    "(unset: 0.3, or the model's lowest shipped class threshold where lower)")
     iou_threshold: float = Field(0.45, ge=0.0, le=1.0, description="NMS IoU for raw (YOLO) outputs")
     max_detections: int = Field(50, ge=1, le=500)
