@@ -349,6 +349,7 @@ class _Worker:
         self.thread = threading.Thread(target=self._main, name=f"fleet-loop-{index}", daemon=True)
         self.ready = threading.Event()
         self.paused = threading.Event()  # no new events (a run winding down)
+        self.idle = threading.Event()  # set by the loop once it has seen ``paused`` (no emit under way)
         self.error: BaseException | None = None
 
     def _main(self) -> None:
@@ -381,11 +382,13 @@ class _Worker:
     async def _events(self) -> None:
         """Events at ``rate`` per second, each from a random connected agent."""
         if self.rate <= 0 or not self.agents:
+            self.idle.set()
             return
         tick, owed = 0.02, 0.0
         while True:
             await asyncio.sleep(tick)
             if self.paused.is_set():
+                self.idle.set()
                 continue
             owed += self.rate * tick
             for _ in range(int(owed)):
@@ -439,6 +442,10 @@ class Fleet:
         for w in self.workers:
             w.paused.set()
         deadline = time.monotonic() + timeout
+        # an emit round already past the pause check finishes first; counting before it
+        # would report one more event per agent than the totals (or miss an unacked one)
+        for w in self.workers:
+            w.idle.wait(max(0.0, deadline - time.monotonic()))
         while time.monotonic() < deadline:
             if self.all_acked():
                 return True
