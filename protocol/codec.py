@@ -37,6 +37,7 @@ from .messages import (
     Status,
     Telemetry,
 )
+from .releases import ChunkRequest, DesiredRelease, ReleaseReport, decode_release_chunk
 from .taxonomy import taxonomy
 from .topics import Channel, ParsedTopic, parse_topic
 
@@ -45,6 +46,9 @@ __all__ = [
     "RefusedEvent",
     "decode_ack",
     "decode_care_state",
+    "decode_chunk_request",
+    "decode_desired_release",
+    "decode_release_report",
     "decode_desired_config",
     "decode_events",
     "decode_events_partly",
@@ -141,6 +145,9 @@ _LIMITS: dict[type, int] = {
     SnapshotHeader: limits.MAX_SNAPSHOT_HEADER_BYTES,
     LiveRequest: limits.MAX_LIVE_REQUEST_BYTES,
     FrameHeader: limits.MAX_LIVE_HEADER_BYTES,
+    DesiredRelease: limits.MAX_RELEASE_MESSAGE_BYTES,
+    ChunkRequest: limits.MAX_RELEASE_MESSAGE_BYTES,
+    ReleaseReport: limits.MAX_RELEASE_MESSAGE_BYTES,
 }
 _SCHEMAS: dict[type, str] = {
     Event: "cityops.event/1",
@@ -152,6 +159,9 @@ _SCHEMAS: dict[type, str] = {
     SnapshotHeader: "cityops.snapshot/1",
     LiveRequest: "cityops.live/1",
     FrameHeader: "cityops.frame/1",
+    DesiredRelease: "cityops.release/1",
+    ChunkRequest: "cityops.fetch/1",
+    ReleaseReport: "cityops.release_state/1",
 }
 
 
@@ -438,6 +448,24 @@ def decode_live_request(payload: bytes, *, agent_id: str | None = None) -> LiveR
     return msg
 
 
+def decode_desired_release(payload: bytes, *, agent_id: str | None = None) -> DesiredRelease:
+    msg = _decode_one(DesiredRelease, payload)
+    _check_agent(agent_id, msg.agent_id, "desired release")
+    return msg
+
+
+def decode_chunk_request(payload: bytes, *, agent_id: str | None = None) -> ChunkRequest:
+    msg = _decode_one(ChunkRequest, payload)
+    _check_agent(agent_id, msg.agent_id, "chunk request")
+    return msg
+
+
+def decode_release_report(payload: bytes, *, agent_id: str | None = None) -> ReleaseReport:
+    msg = _decode_one(ReleaseReport, payload)
+    _check_agent(agent_id, msg.agent_id, "release report")
+    return msg
+
+
 def decode_frame(payload: bytes, *, agent_id: str | None = None) -> tuple[FrameHeader, bytes]:
     """Split and check a live frame message: header line, JPEG bytes (size, JPEG magic),
     and the agent the header names against the topic's."""
@@ -492,6 +520,14 @@ def decode_message(topic: str, payload: bytes) -> Decoded:
                 message = decode_live_request(payload, agent_id=aid)
             case Channel.FRAMES:
                 message = decode_frame(payload, agent_id=aid)
+            case Channel.RELEASE:
+                message = decode_desired_release(payload, agent_id=aid)
+            case Channel.FETCH:
+                message = decode_chunk_request(payload, agent_id=aid)
+            case Channel.BLOBS:
+                message = decode_release_chunk(payload)
+            case Channel.RELEASE_STATE:
+                message = decode_release_report(payload, agent_id=aid)
     except ProtocolError as exc:
         if exc.topic is None:
             exc.topic = topic

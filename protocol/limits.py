@@ -26,6 +26,10 @@ __all__ = [
     "MAX_LIVE_HEADER_BYTES",
     "MAX_LIVE_REQUEST_BYTES",
     "MAX_LIVE_SECONDS",
+    "MAX_RELEASE_BYTES",
+    "MAX_RELEASE_CHUNK_BYTES",
+    "MAX_RELEASE_HEADER_BYTES",
+    "MAX_RELEASE_MESSAGE_BYTES",
     "MAX_COUNT",
     "MAX_DEPTH",
     "MAX_SEQ",
@@ -53,6 +57,13 @@ MAX_LIVE_FRAME_BYTES = 128 * KIB
 MAX_LIVE_SECONDS = 300
 MAX_LIVE_FPS = 5.0  # frames a second a stream may carry (the hub drops faster ones)
 
+# Releases (protocol/releases.py): a chunk of a package, its header line, and the small
+# JSON messages around it (a desired release, a chunk request, a state report).
+MAX_RELEASE_CHUNK_BYTES = 128 * KIB
+MAX_RELEASE_HEADER_BYTES = 1 * KIB
+MAX_RELEASE_MESSAGE_BYTES = 2 * KIB
+MAX_RELEASE_BYTES = 32 * 1024 * KIB  # a whole package: a detector is 1-5 MB
+
 MAX_STORE_INT = 2**63 - 1  # SQLite's INTEGER is a signed 64-bit number
 MAX_SEQ = 2**53 - 1  # a sequence number, exact in every JSON reader (JavaScript's included)
 MAX_COUNT = 2**53 - 1  # counters, sizes, versions: the same bound
@@ -66,4 +77,6 @@ BROKER_MESSAGE_SIZE_LIMIT = max(
     MAX_ACK_BYTES,
     MAX_CONFIG_BYTES,
     MAX_LIVE_FRAME_BYTES + MAX_LIVE_HEADER_BYTES + 1,
+    MAX_RELEASE_MESSAGE_BYTES,
+    MAX_RELEASE_CHUNK_BYTES + MAX_RELEASE_HEADER_BYTES + 1,
 )

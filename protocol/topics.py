@@ -12,6 +12,10 @@
     cityops/v1/agents/{agent_id}/care                hub → agent   QoS 1, retained
     cityops/v1/agents/{agent_id}/live                hub → agent   QoS 1 (a command: live view)
     cityops/v1/agents/{agent_id}/frames              agent → hub   QoS 0 (live JPEG frames)
+    cityops/v1/agents/{agent_id}/release             hub → agent   QoS 1, retained (desired model release)
+    cityops/v1/agents/{agent_id}/fetch               agent → hub   QoS 1 (asks for chunks of a release)
+    cityops/v1/agents/{agent_id}/blobs               hub → agent   QoS 1 (the chunks it asked for)
+    cityops/v1/agents/{agent_id}/release_state       agent → hub   QoS 1, retained (download/activation state)
 
 The broker ACL is generated from the same table (:func:`acl_lines`), so the grammar and
 the permissions cannot drift apart.
@@ -51,12 +55,17 @@ class Channel(StrEnum):
     CARE = "care"  # acknowledged elderly-care alarms: desired state, like config
     LIVE = "live"  # the hub asks for one camera's live frames for N seconds (never retained)
     FRAMES = "frames"  # the live frames it asked for: ephemeral, never through the outbox
+    RELEASE = "release"  # the model release the agent should run: desired state (protocol/releases.py)
+    FETCH = "fetch"  # the agent asks for chunks of a release (it pulls, so it can resume)
+    BLOBS = "blobs"  # the chunks it asked for
+    RELEASE_STATE = "release_state"  # where the agent stands with its release
 
 
 # Who publishes on each channel.
 AGENT_PUBLISHES = frozenset({Channel.STATUS, Channel.EVENTS, Channel.TELEMETRY, Channel.SNAPSHOTS, Channel.CLIPS,
-                             Channel.FRAMES})
-HUB_PUBLISHES = frozenset({Channel.ACKS, Channel.CONFIG, Channel.CARE, Channel.LIVE})
+                             Channel.FRAMES, Channel.FETCH, Channel.RELEASE_STATE})
+HUB_PUBLISHES = frozenset({Channel.ACKS, Channel.CONFIG, Channel.CARE, Channel.LIVE, Channel.RELEASE,
+                           Channel.BLOBS})
 
 QOS: dict[Channel, int] = {
     Channel.STATUS: 1,
@@ -69,8 +78,13 @@ QOS: dict[Channel, int] = {
     Channel.CARE: 1,
     Channel.LIVE: 1,
     Channel.FRAMES: 0,
+    Channel.RELEASE: 1,
+    Channel.FETCH: 1,
+    Channel.BLOBS: 1,
+    Channel.RELEASE_STATE: 1,
 }
-RETAINED: dict[Channel, bool] = {c: c in (Channel.STATUS, Channel.CONFIG, Channel.CARE)
+RETAINED: dict[Channel, bool] = {c: c in (Channel.STATUS, Channel.CONFIG, Channel.CARE, Channel.RELEASE,
+                                          Channel.RELEASE_STATE)
                                  for c in Channel}
 
 # Channels whose topic carries one more level (the event id).
