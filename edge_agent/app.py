@@ -15,14 +15,16 @@ import contextlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from edge_agent import __version__
 from edge_agent.component import Component
-from edge_agent.config.loader import LoadedConfig, apply_overlay, load_agent_config
+from edge_agent.config.loader import LoadedConfig, apply_overlay, load_agent_config, merge_patch
 from edge_agent.credentials import read_credentials
 from edge_agent.errors import AuthError, OutboxError
 from edge_agent.modbus import ModbusComponent
+from edge_agent.ota import ReleaseKeeper
 from edge_agent.outbox import Outbox
 from edge_agent.session import Hooks, Session
 from edge_agent.sysinfo import CpuMeter, rss_mb
@@ -31,6 +33,7 @@ from edge_agent.transport.mqtt import MqttTransport
 from protocol.clock import Clock, SystemClock
 from protocol.errors import ConfigError, ConfigProblem
 from protocol.messages import CareState, DesiredConfig, LiveRequest
+from protocol.topics import Channel
 
 __all__ = ["COMPONENT_FACTORIES", "AgentApp", "ComponentFactory", "mqtt_transport_factory"]
 
@@ -111,6 +114,12 @@ class _Running:
     stops: list[asyncio.Event]  # one per component: one can be replaced while others run
 
 
+def _release_overlay(model: Path) -> dict[str, Any]:
+    """The config change a shipped model makes: the detector's model, and the labels it
+    was trained with (its thresholds.json beside it becomes the cameras' defaults)."""
+    return {"detector": {"model": str(model), "labels": str(model.with_name("labels.txt"))}}
+
+
 def _of(entries: list[tuple[Component, asyncio.Task[None], asyncio.Event]]) -> _Running:
     return _Running([e[0] for e in entries], [e[1] for e in entries], [e[2] for e in entries])
 
@@ -134,6 +143,8 @@ class AgentApp:
         self._apply_lock = asyncio.Lock()
         self._overlay: dict[str, Any] | None = None  # the desired config applied on the file
         self.care: CareState | None = None  # the hub's acknowledged care alarms, last received
+        self.release_model: Path | None = None  # the model of the release the hub shipped, when one runs
+        self.releases: ReleaseKeeper | None = None
 
     # -- lifecycle ---------------------------------------------------------------------
     async def run(self, stop: asyncio.Event) -> None:
@@ -145,17 +156,23 @@ class AgentApp:
         self.session = Session(
             cfg.agent.id, self.outbox, self._make_transport, outbox_config=cfg.outbox,
             telemetry=cfg.telemetry, reconnect=cfg.mqtt.reconnect, version=__version__,
-            hooks=Hooks(self._status_fields, self._telemetry_parts, self.apply_desired,
-                        self.apply_care, self.apply_live),
             clock=self.clock, credentials_path=self.loaded.credentials_path,
         )
+        self.releases = ReleaseKeeper(self.file_loaded.data_dir / "releases", cfg.agent.id,
+                                      self._publish_on, self.activate_model)
+        self.session.hooks = Hooks(self._status_fields, self._telemetry_parts, self.apply_desired,
+                                   self.apply_care, self.apply_live, self.releases.on_desired,
+                                   self.releases.on_chunk, self.releases.on_connected)
+        built = self._start_with_release(self.releases)
         log.info("agent %s starting: %d device(s), %d camera(s), outbox %s (depth %d)", cfg.agent.id,
                  len(cfg.devices), len(cfg.cameras), self.loaded.outbox_path, self.outbox.depth)
         try:
-            self._running = self._start(self._build(self.loaded))
+            self._running = self._start(built if built is not None else self._build(self.loaded))
             session_stop = asyncio.Event()
             session_task = asyncio.create_task(self.session.run(session_stop), name="session")
+            ticker = asyncio.create_task(self._release_ticks(stop), name="releases")
             await stop.wait()
+            await ticker
             log.info("stopping: components first, then the session (outbox kept)")
             await self._stop(self._running)
             session_stop.set()
@@ -164,6 +181,57 @@ class AgentApp:
             self.outbox.close()
             log.info("agent stopped; outbox depth %d kept in %s", self.outbox.depth,
                      self.loaded.outbox_path)
+
+    # -- model releases (edge_agent/ota.py) ------------------------------------------------
+    def _start_with_release(self, keeper: ReleaseKeeper) -> list[Component] | None:
+        """At start: the release recorded as active (checked) becomes the cameras' model, and
+        its components are returned; one that does not start is dropped with the reason
+        (reported on connect) and None returned: the config's own model runs."""
+        active = keeper.load()
+        if active is None:
+            return None
+        try:
+            candidate = self._compose(self.file_loaded, active.model)
+            built = self._build(candidate)  # the cameras open the model here
+        except Exception as exc:
+            keeper.drop_active(f"release {active.release_id} does not start ({exc}); running the config's model")
+            return None
+        self.release_model = active.model
+        self.loaded = candidate
+        return built
+
+    def _compose(self, file_loaded: LoadedConfig, release_model: Path | None) -> LoadedConfig:
+        """The file, the hub's desired config on it, and the release's model on top."""
+        if self._overlay is None and release_model is None:
+            return file_loaded
+        overlay: dict[str, Any] = dict(self._overlay or {})
+        if release_model is not None:
+            overlay = merge_patch(overlay, _release_overlay(release_model))
+        return apply_overlay(file_loaded, overlay, self.config_version or 0)
+
+    async def activate_model(self, model: Path | None) -> str | None:
+        """Switch the cameras to ``model`` (None: the config's own). None when done, else why
+        not (the running components stay)."""
+        try:
+            candidate = self._compose(self.file_loaded, model)
+        except ConfigError as exc:
+            return "; ".join(f"{p.path}: {p.message}" if p.path else p.message for p in exc.problems)
+        before = self.config_error
+        if not await self._switch(candidate, f"model {model or 'of the config'}"):
+            reason, self.config_error = self.config_error, before
+            return reason or "the components could not be built"
+        self.release_model = model
+        return None
+
+    def _publish_on(self, channel: Channel, payload: bytes, qos: int, retain: bool) -> bool:
+        return self.session is not None and self.session.publish_on(channel, payload, qos, retain)
+
+    async def _release_ticks(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), 2.0)
+            if self.releases is not None:
+                self.releases.tick()
 
     def _make_transport(self, will: Will) -> Transport:
         try:
@@ -213,7 +281,7 @@ class AgentApp:
         if desired.version == self.config_version:
             return
         try:
-            candidate = apply_overlay(self.file_loaded, desired.config, desired.version)
+            candidate = apply_overlay(self.file_loaded, self._with_release(desired.config), desired.version)
         except ConfigError as exc:
             self._refuse(desired.version, "; ".join(
                 f"{p.path}: {p.message}" if p.path else p.message for p in exc.problems))
@@ -283,8 +351,8 @@ class AgentApp:
                 raise ConfigError([ConfigProblem(str(path), None, None, "agent.id",
                                                  "cannot change while the agent runs; restart it")])
             candidate = fresh
-            if self._overlay is not None and self.config_version is not None:
-                candidate = apply_overlay(fresh, self._overlay, self.config_version)
+            if (self._overlay is not None and self.config_version is not None) or self.release_model is not None:
+                candidate = apply_overlay(fresh, self._with_release(self._overlay or {}), self.config_version or 0)
         except ConfigError as exc:
             log.error("config file not reloaded, the running config stays: %s", exc)
             return False
@@ -292,6 +360,13 @@ class AgentApp:
             return False
         self.file_loaded = fresh
         return True
+
+    def _with_release(self, overlay: dict[str, Any]) -> dict[str, Any]:
+        """A desired-config overlay with the running release's model on top (a config change
+        from the hub never silently undoes a model rollout)."""
+        if self.release_model is None:
+            return dict(overlay)
+        return merge_patch(dict(overlay), _release_overlay(self.release_model))
 
     def _refuse(self, version: int, reason: str) -> None:
         self.config_error = f"desired config v{version} refused: {reason}"[:2000]

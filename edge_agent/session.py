@@ -46,6 +46,7 @@ from protocol.codec import (
     decode_ack,
     decode_care_state,
     decode_desired_config,
+    decode_desired_release,
     decode_live_request,
     encode,
 )
@@ -60,6 +61,7 @@ from protocol.messages import (
     Status,
     Telemetry,
 )
+from protocol.releases import DesiredRelease, ReleaseChunkHeader, decode_release_chunk
 from protocol.topics import Channel, agent_subscription, agent_topic, parse_topic
 
 __all__ = ["Hooks", "Session", "SessionState"]
@@ -85,6 +87,9 @@ class Hooks:
     apply_config: Callable[[DesiredConfig], Awaitable[None]] | None = None
     apply_care: Callable[[CareState], None] | None = None  # acknowledged care alarms
     live_request: Callable[[LiveRequest], None] | None = None  # the hub asks for live frames
+    release: Callable[[DesiredRelease], Awaitable[None]] | None = None  # the model release to run
+    release_chunk: Callable[[ReleaseChunkHeader, bytes], None] | None = None  # a chunk it asked for
+    connected: Callable[[], None] | None = None  # after each (re)connect, once subscribed
 
 
 @dataclass
@@ -234,7 +239,9 @@ class Session:
                 (agent_subscription(self.agent_id, Channel.ACKS), 1),
                 (agent_subscription(self.agent_id, Channel.CONFIG), 1),
                 (agent_subscription(self.agent_id, Channel.CARE), 1),
-                (agent_subscription(self.agent_id, Channel.LIVE), 1)]), _HANDSHAKE_TIMEOUT_S)
+                (agent_subscription(self.agent_id, Channel.LIVE), 1),
+                (agent_subscription(self.agent_id, Channel.RELEASE), 1),
+                (agent_subscription(self.agent_id, Channel.BLOBS), 1)]), _HANDSHAKE_TIMEOUT_S)
         except (TransportError, TimeoutError) as exc:
             log.warning("connection failed while starting the session: %s", exc or "timed out")
             await self._close(transport)
@@ -246,6 +253,11 @@ class Session:
         self.outbox.start_delivery()
         self._window.clear()
         self._wake.set()
+        if self.hooks.connected is not None:
+            try:
+                self.hooks.connected()
+            except Exception:  # a hook's bug must not cost the session
+                log.exception("the connected hook failed")
         tasks = [asyncio.create_task(self._sender(transport), name="session:sender"),
                  asyncio.create_task(self._heartbeat(transport), name="session:telemetry"),
                  asyncio.create_task(self._ack_timer(), name="session:ack-timer")]
@@ -384,11 +396,36 @@ class Session:
                 request = decode_live_request(payload, agent_id=self.agent_id)
                 if self.hooks.live_request is not None:
                     self.hooks.live_request(request)
+            elif parsed.channel == Channel.RELEASE:
+                if not payload:
+                    return  # retained desired release cleared
+                desired = decode_desired_release(payload, agent_id=self.agent_id)
+                if self.hooks.release is not None:
+                    task = asyncio.get_running_loop().create_task(self.hooks.release(desired))
+                    self._tasks.add(task)
+                    task.add_done_callback(self._tasks.discard)
+            elif parsed.channel == Channel.BLOBS:
+                header, data = decode_release_chunk(payload)
+                if self.hooks.release_chunk is not None:
+                    self.hooks.release_chunk(header, data)
             else:
                 raise ProtocolError("bad_topic", f"agents do not subscribe to {parsed.channel}")
         except ProtocolError as exc:
             self.stats.bad_messages += 1
             log.warning("ignored a bad message on %s: %s (payload %r)", topic, exc, payload[:200])
+
+    def publish_on(self, channel: Channel, payload: bytes, qos: int, retain: bool) -> bool:
+        """Publish a small message on one of this agent's channels now (release requests and
+        reports); False when not connected or the client refused (the caller tries again)."""
+        transport = self._transport
+        if transport is None or not transport.connected:
+            return False
+        try:
+            transport.publish(self._topic(channel), payload, qos=qos, retain=retain)
+        except TransportError as exc:
+            log.debug("not sent on %s: %s", channel, exc)
+            return False
+        return True
 
     def publish_frame(self, payload: bytes) -> bool:
         """Send one live frame (QoS 0, never through the outbox: see edge_agent.camera.live).

@@ -15,6 +15,7 @@ from edge_agent.emit import EventSink
 from protocol.clock import Clock, SystemClock
 from protocol.messages import LiveRequest
 from vision.labels import read_labels
+from vision.models import model_tag
 from vision.runtime import Detector, DetectorService
 
 from .clips import ClipEncoder
@@ -61,7 +62,8 @@ class CameraComponent:
         class_map = section.detector.class_map(self.detector.detector.labels)
         self.workers = [
             CameraWorker(cam, section.zones_for(cam.id), self.detector.detect, class_map, self.clock,
-                         source_factory, inference_ms=lambda: self.detector.inference_ms)
+                         source_factory, inference_ms=lambda: self.detector.inference_ms,
+                         model_tag=model_tag(section.detector.model))
             for cam in section.cameras if cam.enabled
         ]
         self.encoder = ClipEncoder()  # one thread encodes every camera's event clips

@@ -51,8 +51,10 @@ class CameraWorker:
         source_factory: Callable[[CameraConfig], FrameSource],
         *,
         inference_ms: Callable[[], float] = lambda: 0.0,
+        model_tag: str = "",
     ) -> None:
         self.camera = camera
+        self.model_tag = model_tag  # which model saw it: every detection event says so
         self.detect = detect
         self.clock = clock
         self.source_factory = source_factory
@@ -180,7 +182,8 @@ class CameraWorker:
             location=self._location(),
             confidence=round(min(1.0, max(0.0, d.score)), 3),
             evidence=Evidence(bbox=bbox, zone=d.zone, frames=d.frames),
-            attributes={"label": d.label, "track": d.track_id},
+            attributes={"label": d.label, "track": d.track_id,
+                        **({"model": self.model_tag} if self.model_tag else {})},
             started_at=self._wall(d.first_seen),
             snapshot_jpeg=jpeg,
             snapshot_size=size,

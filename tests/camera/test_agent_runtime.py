@@ -72,6 +72,7 @@ async def test_camera_events_telemetry_and_changes_at_run_time(tmp_path, bundled
         fire = lambda: [e for e in hub.events if e.subcategory == FIRE]  # noqa: E731
         (new,) = await until(fire, timeout=30, what="the fire reported")
         assert new.kind == EventKind.NEW and new.source == "cam1" and new.location.grid_id == "g01"
+        assert new.attributes["model"] == "bundled:rendered"  # which model saw it (edge_agent/ota.py)
         await until(lambda: any(h.sha256 == new.evidence.snapshot.sha256 for h, _ in hub.snapshots),
                     timeout=10, what="its snapshot delivered")
         await until(lambda: camera_fps(hub, 0) > 0, timeout=10, what="camera state in the heartbeat")

@@ -195,3 +195,77 @@ class AgentProcess:
     def ensure_stopped(self) -> None:
         if self.running():
             self.kill9()
+
+
+def model_package(folder: Path, *, model: bytes | None = None, labels: bytes | None = None) -> bytes:
+    """A model release package (zip) of a model folder; ``model``/``labels`` replace its files."""
+    import io
+    import zipfile
+
+    from protocol.releases import MODEL_FILE
+
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr(MODEL_FILE, model if model is not None else (folder / MODEL_FILE).read_bytes())
+        z.writestr("labels.txt", labels if labels is not None else (folder / "labels.txt").read_bytes())
+        if (folder / "thresholds.json").is_file():
+            z.writestr("thresholds.json", (folder / "thresholds.json").read_bytes())
+    return buf.getvalue()
+
+
+class ReleaseServer:
+    """The hub's side of model releases, for tests: offers packages, answers each chunk
+    request with the chunks asked for (``drop(agent, index)`` -> True loses that answer
+    once; ``serve_upto`` stops answering past a chunk index), records every report and
+    request. ``publish(topic, payload, retain)`` talks back, as for StandInHub."""
+
+    def __init__(self, publish, chunk_bytes: int = 64 * 1024):
+        self.publish = publish
+        self.chunk_bytes = chunk_bytes
+        self.packages: dict[str, tuple[object, bytes]] = {}
+        self.requests: list = []
+        self.reports: list = []
+        self.drop = lambda agent, index: False
+        self.serve_upto: int | None = None
+
+    def offer(self, release_id: str, package: bytes, version: int = 1):
+        from protocol.releases import ReleaseRef, sha256_hex
+
+        ref = ReleaseRef(release_id=release_id, name="detector", version=version, sha256=sha256_hex(package),
+                         bytes=len(package), chunk_bytes=self.chunk_bytes,
+                         chunks=-(-len(package) // self.chunk_bytes))
+        self.packages[release_id] = (ref, package)
+        return ref
+
+    def desire(self, agent_id: str, release_id: str | None, rollout_id: str | None = None) -> None:
+        from datetime import UTC, datetime
+
+        from protocol.codec import encode
+        from protocol.releases import DesiredRelease
+        from protocol.topics import Channel, agent_topic
+
+        ref = self.packages[release_id][0] if release_id else None
+        msg = DesiredRelease(agent_id=agent_id, release=ref, rollout_id=rollout_id, issued_at=datetime.now(UTC))
+        self.publish(agent_topic(agent_id, Channel.RELEASE), encode(msg), True)
+
+    def on_message(self, topic: str, payload: bytes) -> None:
+        from protocol.codec import decode_message
+        from protocol.releases import release_chunk
+        from protocol.topics import Channel, agent_topic
+
+        decoded = decode_message(topic, payload)
+        agent = decoded.topic.agent_id
+        if decoded.topic.channel == Channel.RELEASE_STATE:
+            self.reports.append(decoded.message)
+        elif decoded.topic.channel == Channel.FETCH:
+            req = decoded.message
+            self.requests.append(req)
+            ref, package = self.packages[req.release_id]
+            for i in range(req.first, min(req.first + req.count, ref.chunks)):
+                if self.serve_upto is not None and i > self.serve_upto:
+                    return
+                if not self.drop(agent, i):
+                    self.publish(agent_topic(agent, Channel.BLOBS), release_chunk(package, ref, i), False)
+
+    def states(self, agent_id: str | None = None) -> list[str]:
+        return [str(r.state) for r in self.reports if agent_id in (None, r.agent_id)]

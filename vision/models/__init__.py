@@ -11,7 +11,7 @@ from pathlib import Path
 from protocol.errors import CityopsError
 
 __all__ = ["BUNDLED_LABELS", "BUNDLED_MODEL", "DEFAULT_LIVE_THRESHOLD", "MODELS_DIR", "NAMED_MODELS", "REAL_MODEL",
-           "THRESHOLDS_FILE", "labels_beside", "live_threshold", "model_path", "read_thresholds"]
+           "THRESHOLDS_FILE", "labels_beside", "live_threshold", "model_path", "model_tag", "read_thresholds"]
 
 MODELS_DIR = Path(__file__).resolve().parent
 BUNDLED_MODEL = MODELS_DIR / "cityops_detector_int8.tflite"
@@ -61,3 +61,20 @@ def labels_beside(model: Path | str, default: Path) -> Path:
     there), else ``default``."""
     beside = Path(model).with_name("labels.txt")
     return beside if beside.is_file() else default
+
+
+def model_tag(model: Path | str) -> str:
+    """A short name for the model a camera runs, carried in its events (``attributes.model``)
+    so the hub can tell which model saw what: the bundled name, the release id of a model
+    the hub shipped (``release.json`` beside it, edge_agent/ota.py), else the file name."""
+    path = Path(model)
+    for name, bundled in NAMED_MODELS.items():
+        if path == bundled:
+            return name
+    release = path.with_name("release.json")
+    if release.is_file():
+        try:
+            return str(json.loads(release.read_text(encoding="utf-8"))["release_id"])[:64]
+        except (OSError, ValueError, KeyError, TypeError):
+            pass
+    return path.name[:64]
