@@ -269,3 +269,40 @@ class ReleaseServer:
 
     def states(self, agent_id: str | None = None) -> list[str]:
         return [str(r.state) for r in self.reports if agent_id in (None, r.agent_id)]
+
+
+class PahoReleaseServer(ReleaseServer):
+    """A ReleaseServer over a real broker, logged in as the hub user."""
+
+    def __init__(self, broker, chunk_bytes: int = 64 * 1024, client_id: str = "standin-releases"):
+        import threading
+
+        import paho.mqtt.client as mqtt
+
+        from protocol.topics import Channel, subscription
+
+        super().__init__(self._publish, chunk_bytes)
+        self.lock = threading.Lock()
+        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
+        self.client.username_pw_set(broker.settings.hub_user, broker.settings.hub_password)
+        ready = threading.Event()
+        topics = [(subscription(Channel.FETCH), 1), (subscription(Channel.RELEASE_STATE), 1)]
+        self.client.on_connect = lambda c, u, f, rc, p: c.subscribe(topics)
+        self.client.on_subscribe = lambda c, u, mid, rcs, p: ready.set()
+
+        def on_message(c, u, msg):
+            with self.lock:
+                self.on_message(msg.topic, bytes(msg.payload))
+
+        self.client.on_message = on_message
+        self.client.connect(broker.host, broker.port)
+        self.client.loop_start()
+        assert ready.wait(10), "stand-in release server could not subscribe"
+
+    def _publish(self, topic, payload, retain):
+        info = self.client.publish(topic, payload, qos=1, retain=retain)
+        assert info.rc == 0, info.rc
+
+    def close(self):
+        self.client.disconnect()
+        self.client.loop_stop()
