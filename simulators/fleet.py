@@ -51,7 +51,7 @@ from edge_agent.transport.base import Will
 from edge_agent.transport.mqtt import MqttTransport
 from hub.broker import BrokerAuth, BrokerSettings
 from protocol.cliutil import run_main
-from protocol.codec import decode_ack, encode
+from protocol.codec import decode_ack, decode_desired_release, encode
 from protocol.errors import ProtocolError
 from protocol.ids import new_boot_id, new_event_id, new_secret
 from protocol.logsetup import configure_logging
@@ -66,9 +66,11 @@ from protocol.messages import (
     Status,
     Telemetry,
 )
+from protocol.releases import decode_release_chunk
 from protocol.topics import Channel, agent_subscription, agent_topic
 
 from .errors import SimulatorError
+from .fleetrelease import ReleaseFollower, ReleaseStats
 from .progress import Progress
 from .scoring import percentile
 
@@ -127,6 +129,7 @@ class FleetStats:
     ack_s: list[float] = field(default_factory=list)  # first send → hub ack, per event
     reconnects: int = 0
     errors: Counter[str] = field(default_factory=Counter)
+    releases: ReleaseStats = field(default_factory=ReleaseStats)  # model releases followed
 
 
 class VirtualAgent:
@@ -148,6 +151,7 @@ class VirtualAgent:
         self.location = Location(lat=rng.uniform(*_LAT), lon=rng.uniform(*_LON))
         self.transport: MqttTransport | None = None
         self.started = time.monotonic()
+        self.release = ReleaseFollower(agent_id, self._send_on, stats.releases)
 
     def _status(self, state: AgentState, reason: str | None = None) -> bytes:
         return encode(Status(agent_id=self.agent_id, state=state, boot_id=self.boot_id,
@@ -211,7 +215,9 @@ class VirtualAgent:
         try:
             await asyncio.wait_for(t.publish(agent_topic(self.agent_id, Channel.STATUS),
                                              self._status(AgentState.ONLINE), qos=1, retain=True), 30)
-            await t.subscribe([(agent_subscription(self.agent_id, Channel.ACKS), 1)])
+            await t.subscribe([(agent_subscription(self.agent_id, Channel.ACKS), 1),
+                               (agent_subscription(self.agent_id, Channel.RELEASE), 1),
+                               (agent_subscription(self.agent_id, Channel.BLOBS), 1)])
         except BaseException:
             await t.disconnect()
             raise
@@ -223,6 +229,18 @@ class VirtualAgent:
         self.transport = t  # only now may events go out: birth first, acks subscribed
         for seq in sorted(self.unacked):  # at least once: what the hub has not acked goes again
             self._publish(seq, self.unacked[seq], resend=True)
+        self.release.on_connected()
+
+    def _send_on(self, channel: Channel, payload: bytes, retain: bool) -> bool:
+        t = self.transport
+        if t is None:
+            return False
+        try:
+            t.publish(agent_topic(self.agent_id, channel), payload, qos=1, retain=retain)
+        except TransportError as exc:
+            self.stats.errors[f"release: {str(exc)[:60]}"] += 1
+            return False
+        return True
 
     async def _goodbye(self) -> None:
         t, self.transport = self.transport, None
@@ -300,6 +318,10 @@ class VirtualAgent:
             self.stats.sent += 1
 
     def _on_message(self, topic: str, payload: bytes) -> None:
+        channel = topic.rsplit("/", 1)[-1]
+        if channel != Channel.ACKS:
+            self._on_release_message(channel, payload)
+            return
         try:
             ack = decode_ack(payload, agent_id=self.agent_id)
         except ProtocolError:
@@ -321,6 +343,19 @@ class VirtualAgent:
                 self.stats.ack_s.append(now - first)
         self.stats.acked += len(covered)
         self.acked += len(covered)
+
+
+    def _on_release_message(self, channel: str, payload: bytes) -> None:
+        try:
+            if channel == Channel.RELEASE:
+                if payload:
+                    self.release.on_desired(decode_desired_release(payload, agent_id=self.agent_id))
+            elif channel == Channel.BLOBS:
+                self.release.on_chunk(*decode_release_chunk(payload))
+            else:
+                self.stats.errors[f"unexpected topic {channel[:30]}"] += 1
+        except ProtocolError as exc:
+            self.stats.errors[f"bad release message: {exc.reason}"] += 1
 
 
 def _now():  # noqa: ANN202
@@ -378,6 +413,8 @@ class _Worker:
             for a in self.agents:
                 if a.unacked:
                     a.resend_stale(now)
+                if a.release.ref is not None and a.transport is not None:
+                    a.release.ask(now)
 
     async def _events(self) -> None:
         """Events at ``rate`` per second, each from a random connected agent."""
@@ -487,9 +524,23 @@ class Fleet:
             "events_resent": sum(p.resent for p in parts),
             "ack_ms": {"p50": ms(50, acks), "p95": ms(95, acks), "p99": ms(99, acks), "n": len(acks)},
             "reconnects": sum(p.reconnects for p in parts),
+            "releases": _release_figures([p.releases for p in parts]),
             "errors": dict(errors.most_common(20)),
             "errors_total": sum(errors.values()),
         }
+
+
+def _release_figures(parts: list[ReleaseStats]) -> dict[str, Any]:
+    took = [x for p in parts for x in p.download_s]
+
+    def ms(q: float) -> float | None:
+        v = percentile(took, q)
+        return None if v is None else round(v * 1000, 1)
+
+    return {"activated": sum(p.activated for p in parts), "failed": sum(p.failed for p in parts),
+            "reverted": sum(p.reverted for p in parts), "chunks": sum(p.chunks for p in parts),
+            "requests": sum(p.requests for p in parts), "re_requests": sum(p.re_requests for p in parts),
+            "download_ms": {"p50": ms(50), "p95": ms(95), "max": ms(100), "n": len(took)}}
 
 
 # -- command line ------------------------------------------------------------------------------

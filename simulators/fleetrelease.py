@@ -1,0 +1,145 @@
+"""Model releases for the fleet's virtual agents (simulators/fleet.py): each follows the
+hub's desired release as a real agent does on the wire (edge_agent/ota.py): it pulls the
+package in windows of chunks, asks again for what did not come, checks every chunk, the
+whole package's SHA-256 and its contents, and reports downloading, verified and active
+(or failed, with the reason). Nothing is written to disk and no model is loaded: a
+thousand of them measure the hub's side of a rollout, not a camera."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from protocol.codec import encode
+from protocol.releases import (
+    ChunkRequest,
+    DesiredRelease,
+    PackageProblem,
+    ReleaseChunkHeader,
+    ReleaseRef,
+    ReleaseReport,
+    ReleaseState,
+    check_model_package,
+    sha256_hex,
+)
+from protocol.topics import Channel
+
+__all__ = ["ReleaseFollower", "ReleaseStats"]
+
+WINDOW = 4
+RESEND_S = 10.0
+
+# send(channel, payload, retain) -> sent
+Send = Callable[[Channel, bytes, bool], bool]
+
+
+@dataclass
+class ReleaseStats:
+    """Counters of one loop thread's followers (merged by the fleet's stats)."""
+
+    chunks: int = 0
+    requests: int = 0
+    re_requests: int = 0
+    activated: int = 0
+    failed: int = 0
+    reverted: int = 0
+    download_s: list[float] = field(default_factory=list)  # wish received → active
+
+
+class ReleaseFollower:
+    def __init__(self, agent_id: str, send: Send, stats: ReleaseStats) -> None:
+        self.agent_id = agent_id
+        self.send = send
+        self.stats = stats
+        self.active: str | None = None
+        self.ref: ReleaseRef | None = None
+        self.rollout: str | None = None
+        self.parts: dict[int, bytes] = {}
+        self.asked: dict[int, float] = {}
+        self.began = 0.0
+        self.report: ReleaseReport | None = None
+
+    def on_desired(self, desired: DesiredRelease) -> None:
+        ref, self.rollout = desired.release, desired.rollout_id
+        if ref is None:
+            self.ref, self.parts, self.asked, self.active = None, {}, {}, None
+            self.stats.reverted += 1
+            self._report(ReleaseState.REVERTED, None)
+            return
+        if ref.release_id == self.active:
+            self._report(ReleaseState.ACTIVE, ref)
+            return
+        if self.ref != ref:
+            self.ref, self.parts, self.asked, self.began = ref, {}, {}, time.monotonic()
+            self._report(ReleaseState.DOWNLOADING, ref, done=0)
+        self.ask(time.monotonic())
+
+    def ask(self, now: float) -> None:
+        """Ask for the next window (again for chunks not answered within RESEND_S)."""
+        ref = self.ref
+        if ref is None:
+            return
+        stale = [i for i, t in self.asked.items() if now - t > RESEND_S]
+        for i in stale:
+            del self.asked[i]
+        self.stats.re_requests += len(stale)
+        missing = [i for i in range(ref.chunks) if i not in self.parts and i not in self.asked]
+        room = WINDOW - len(self.asked)
+        if not missing or room <= 0:
+            return
+        first = missing[0]
+        count = 1
+        while count < room and first + count < ref.chunks and first + count in missing:
+            count += 1
+        req = ChunkRequest(agent_id=self.agent_id, release_id=ref.release_id, first=first, count=count,
+                           at=datetime.now(UTC))
+        if self.send(Channel.FETCH, encode(req), False):
+            self.stats.requests += 1
+            for i in range(first, first + count):
+                self.asked[i] = now
+
+    def on_chunk(self, header: ReleaseChunkHeader, data: bytes) -> None:
+        ref = self.ref
+        if ref is None or header.release_id != ref.release_id or header.index in self.parts:
+            return
+        self.stats.chunks += 1
+        self.asked.pop(header.index, None)
+        self.parts[header.index] = data
+        if len(self.parts) < ref.chunks:
+            self.ask(time.monotonic())
+            return
+        package = b"".join(self.parts[i] for i in range(ref.chunks))
+        self.parts, self.asked, self.ref = {}, {}, None
+        if sha256_hex(package) != ref.sha256:
+            self._fail(ref, "the package does not match the release's SHA-256")
+            return
+        try:
+            check_model_package(package)
+        except PackageProblem as exc:
+            self._fail(ref, f"the package is not a usable model: {exc}")
+            return
+        self._report(ReleaseState.VERIFIED, ref)
+        self.active = ref.release_id
+        self.stats.activated += 1
+        self.stats.download_s.append(time.monotonic() - self.began)
+        self._report(ReleaseState.ACTIVE, ref)
+
+    def on_connected(self) -> None:
+        if self.report is not None:
+            self.send(Channel.RELEASE_STATE, encode(self.report), True)
+        self.asked.clear()
+        self.ask(time.monotonic())
+
+    def _fail(self, ref: ReleaseRef, reason: str) -> None:
+        self.stats.failed += 1
+        self._report(ReleaseState.FAILED, ref, reason=reason)
+
+    def _report(self, state: ReleaseState, ref: ReleaseRef | None, *, done: int | None = None,
+                reason: str | None = None) -> None:
+        self.report = ReleaseReport(
+            agent_id=self.agent_id, release_id=ref.release_id if ref else None, rollout_id=self.rollout,
+            state=state, chunks_done=done if done is not None else (ref.chunks if ref else 0),
+            chunks=ref.chunks if ref else 0, active=self.active, reason=reason, at=datetime.now(UTC))
+        self.send(Channel.RELEASE_STATE, encode(self.report), True)
