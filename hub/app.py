@@ -108,10 +108,12 @@ class Hub:
         self.live_link: MqttClient | None = None
         self.hub_password = self.config.broker.password or new_secret("mqp")
         from .plans.service import PlanService
+        from .releases.service import ReleaseService
         from .vitals.service import VitalsService
 
         self.vitals = VitalsService(self)
         self.plans = PlanService(self)
+        self.releases = ReleaseService(self)  # model releases and rollouts (hub/releases/)
         self.started = False
         self.receiver_restarts = 0
 
@@ -150,6 +152,7 @@ class Hub:
         self._tasks.append(asyncio.create_task(self._supervise_loop(), name="hub-supervise"))
         self._tasks.append(asyncio.create_task(self._care_loop(), name="hub-care"))
         self._tasks.extend(await self.plans.start())
+        self._tasks.extend(await self.releases.start())
         self._tasks.extend(await self.vitals.start())
         if self.run_scheduler:
             self._tasks.append(asyncio.create_task(self._scheduler_loop(), name="hub-scheduler"))
@@ -209,6 +212,10 @@ class Hub:
                 log.error("the hub writer did not finish within %.0fs; stopping without it "
                           "(%s queued events were not stored: the agents resend them, no ack "
                           "covers them)", self.WRITER_STOP_S, self.writer.backlog())
+        try:
+            self.releases.stop_client()
+        except Exception:
+            log.exception("stopping the release client failed")
         if self.live_link is not None:
             try:
                 self.live_link.stop()
@@ -323,6 +330,9 @@ class Hub:
         self.live_link = MqttClient(self._mqtt_settings("live"), subscriptions=frames,
                                     on_message=self.live_streams.on_message, max_queued=1000)
         self.live_link.start()
+        # Release chunks and the agents' release reports on a connection of their own too
+        # (hub/releases/service.py): chunk publishes never queue in front of the acks.
+        self.releases.start_client()
         ing = self.config.ingest
         n = ing.receivers
         # A share group agents cannot name (Mosquitto does not check subscription filters:

@@ -18,6 +18,11 @@
     cityops-hub token list|revoke --config hub.yaml [ID]
     cityops-hub backup --config hub.yaml --to /backups [--json]
                                                          online copy of the store and snapshots
+    cityops-hub release add --config hub.yaml --name detector PATH [--notes T] [--gate FILE.json]
+    cityops-hub release list --config hub.yaml [--json]
+    cityops-hub release rollout --config hub.yaml RELEASE_ID --canary a1,a2 [--agents all|a,b,c]
+                     [--canary-minutes N]
+    cityops-hub release rollback --config hub.yaml ROLLOUT_ID [--reason TEXT]
 
 Passwords are read from the terminal (twice), or from standard input with
 ``--password-stdin``. Tokens are printed once; only their hashes are stored.
@@ -121,6 +126,8 @@ def _parser() -> argparse.ArgumentParser:
     bk.add_argument("--to", required=True, type=Path, help="backup folder (one sub-folder per backup)")
     bk.add_argument("--json", action="store_true", help="print the manifest as JSON")
 
+    _release_args(sub)
+
     b = sub.add_parser("broker", help="broker files for a Mosquitto run by systemd")
     bsub = b.add_subparsers(dest="broker_command", required=True)
     w = bsub.add_parser("write-config", help="write mosquitto.conf (a listener for the hub at "
@@ -128,6 +135,31 @@ def _parser() -> argparse.ArgumentParser:
                         "passwd(.hub) and acl(.hub)")
     w.add_argument("--config", required=True, type=Path)
     return p
+
+
+def _release_args(sub) -> None:  # noqa: ANN001 - argparse's private subparsers action
+    r = sub.add_parser("release", help="model releases and staged rollouts (docs/hub.md, Model releases)")
+    rsub = r.add_subparsers(dest="release_command", required=True)
+    ra = rsub.add_parser("add", help="check a model folder or .zip package and store it as the next version")
+    ra.add_argument("--config", required=True, type=Path)
+    ra.add_argument("--name", required=True, help="the model's family, e.g. detector")
+    ra.add_argument("path", type=Path, help="a model folder (like vision/models/real) or a .zip package")
+    ra.add_argument("--notes", default="", help="what changed")
+    ra.add_argument("--gate", type=Path, default=None, help="a JSON file of a retrain gate's figures")
+    rl = rsub.add_parser("list", help="releases and rollouts")
+    rl.add_argument("--config", required=True, type=Path)
+    rl.add_argument("--json", action="store_true")
+    ro = rsub.add_parser("rollout", help="start a rollout: the canary agents first, then all in scope")
+    ro.add_argument("--config", required=True, type=Path)
+    ro.add_argument("release_id")
+    ro.add_argument("--canary", required=True, help="canary agent ids, comma-separated")
+    ro.add_argument("--agents", default="all", help="all (default) or agent ids, comma-separated")
+    ro.add_argument("--canary-minutes", type=float, default=None,
+                    help="how long the canary runs before promotion (default releases.canary_minutes)")
+    rb = rsub.add_parser("rollback", help="give every agent in a rollout's scope its previous release")
+    rb.add_argument("--config", required=True, type=Path)
+    rb.add_argument("rollout_id", help="e.g. rollout-3 (or 3)")
+    rb.add_argument("--reason", default="", help="kept with the rollout's history")
 
 
 def _level_args(p: argparse.ArgumentParser, required: bool = False) -> None:
@@ -397,11 +429,68 @@ def _backup(args: argparse.Namespace) -> int:
     return 0
 
 
+def _release(args: argparse.Namespace) -> int:
+    from .releases import plan
+    from .releases.package import add_release, build_package
+
+    now = SystemClock().now()
+    cmd = args.release_command
+    if cmd == "add":
+        package = build_package(args.path)  # checked before anything is written
+        gate = None
+        if args.gate is not None:
+            try:
+                gate = json.loads(args.gate.read_text())
+            except (OSError, ValueError) as exc:
+                raise CityopsError(f"--gate {args.gate}: not a readable JSON file ({exc})") from None
+            if not isinstance(gate, dict):
+                raise CityopsError(f"--gate {args.gate}: a JSON object of figures, not {type(gate).__name__}")
+    with _short_writer(args) as (setup, repo):
+        if cmd == "list":
+            releases, rollouts = repo.release_list(), repo.rollout_list()
+            if args.json:
+                print(json.dumps({"releases": [asdict(r) for r in releases],
+                                  "rollouts": [asdict(r) for r in rollouts]}, default=str))
+                return 0
+            for r in releases:
+                print(f"{r.release_id:<24} {r.bytes:>10} B {r.chunks:>4} chunks  sha256 {r.sha256[:12]}  "
+                      f"{r.created_at:%Y-%m-%d %H:%M} by {r.created_by}"
+                      f"{'  gate' if r.gate else ''}{'  ' + r.notes if r.notes else ''}")
+            for ro in rollouts:
+                print(f"{ro.rollout_id:<14} {ro.release_id:<24} {ro.stage:<12} since "
+                      f"{ro.stage_at:%Y-%m-%d %H:%M}  {ro.reason or ''}")
+            return 0
+        with repo.transaction():
+            if cmd == "add":
+                row = add_release(repo, setup.config.releases.dir, package, name=args.name, now=now,
+                                  by="cli", notes=args.notes, gate=gate)
+                print(row.release_id)
+                print(f"cityops-hub: release {row.release_id} stored ({row.bytes} bytes, {row.chunks} "
+                      f"chunks, sha256 {row.sha256[:12]}); roll it out with: cityops-hub release rollout "
+                      f"--config {args.config} {row.release_id} --canary AGENT[,AGENT]", file=sys.stderr)
+            elif cmd == "rollout":
+                minutes = args.canary_minutes or setup.config.releases.canary_minutes
+                ro = plan.start_rollout(repo, args.release_id, canary=plan.parse_agents(args.canary),
+                                        agents="all" if args.agents == "all" else plan.parse_agents(args.agents),
+                                        canary_minutes=minutes, now=now, by="cli")
+                print(ro.rollout_id)
+                print(f"cityops-hub: {ro.rollout_id} started: {ro.release_id} to canary {', '.join(ro.canary)} "
+                      f"for {minutes:g} min, then {ro.scope if ro.scope == 'all' else ', '.join(ro.scope)}; "
+                      f"the running hub publishes it within releases.tick_s", file=sys.stderr)
+            else:
+                ro = plan.roll_back(repo, args.rollout_id, now,
+                                    "manual, by cli" + (f": {args.reason}" if args.reason else ""))
+                print(f"cityops-hub: {ro.rollout_id} rolled back: every agent it reached gets its previous "
+                      "release from the running hub", file=sys.stderr)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     configure_logging(args.log_level, args.log_format)
     handlers = {"serve": _serve, "check-config": _check, "enroll": _enroll, "scores": _scores,
-                "broker": _broker_files, "user": _user, "token": _token, "backup": _backup}
+                "broker": _broker_files, "user": _user, "token": _token, "backup": _backup,
+                "release": _release}
     return run_main(lambda: handlers[args.command](args), "cityops-hub")
 
 

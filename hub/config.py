@@ -304,6 +304,26 @@ class AgentsConfig(StrictModel):
     stale_after_s: float = Field(180, gt=0, description="online but silent this long: shown as stale")
 
 
+class ReleasesConfig(StrictModel):
+    """Model releases and staged rollouts (docs/hub.md, Model releases)."""
+
+    dir: Path = Field(Path("var/releases"), description="the release packages (zip files)")
+    max_chunks_per_s: float = Field(400, gt=0, le=100_000, description="release chunks published "
+                                    "a second at most, over all agents (so a rollout cannot starve "
+                                    "the acks of ingest)")
+    tick_s: float = Field(5, gt=0, le=600, description="how often rollouts are checked and desired "
+                          "releases published")
+    canary_minutes: float = Field(30, gt=0, le=7 * 24 * 60, description="the canary window when a "
+                                  "rollout names none")
+    offline_grace_s: float = Field(300, ge=0, le=86400, description="a canary agent offline longer "
+                                   "than this (from the rollout's start) rolls the rollout back")
+    false_alarm_factor: float = Field(2.0, ge=1, le=100, description="the canary rolls back when its "
+                                      "false alarms exceed max(factor x before, before + margin)")
+    false_alarm_margin: int = Field(3, ge=0, le=100_000, description="see false_alarm_factor")
+    max_failed_share: float = Field(0.1, ge=0, le=1, description="after promotion, a larger share of "
+                                    "agents reporting failed rolls back")
+
+
 class EnrollmentConfig(StrictModel):
     default_ttl_s: int = Field(3600, gt=0, le=30 * 86400)
 
@@ -333,6 +353,7 @@ class HubConfig(StrictModel):
     ingest: IngestConfig = Field(default_factory=IngestConfig)
     agents: AgentsConfig = Field(default_factory=AgentsConfig)
     enrollment: EnrollmentConfig = Field(default_factory=EnrollmentConfig)
+    releases: ReleasesConfig = Field(default_factory=ReleasesConfig)
     vitals: Path | None = Field(None, description="vital-signs file (docs/plans.md); none: no "
                                 "vital signs are graded")
     plans: Path | None = Field(None, description="folder of response-plan YAML files, loaded into "
@@ -360,6 +381,7 @@ class HubConfig(StrictModel):
         self.vitals = fix(self.vitals)
         self.plans = fix(self.plans)
         self.care = fix(self.care)
+        self.releases.dir = fix(self.releases.dir)
         self.broker.data_dir = fix(self.broker.data_dir)
         self.verification.model = fix(self.verification.model)
         self.verification.labels = fix(self.verification.labels)

@@ -618,3 +618,73 @@ def m009_event_clips(db: Database) -> None:
         );
         """
     )
+
+
+@migrations()
+def m010_model_releases(db: Database) -> None:
+    """Model releases and staged rollouts (hub/releases/): the packages the hub offers,
+    each rollout with its stage history, every agent in a rollout's scope with the release
+    it had desired before (for the rollback), and each agent's desired release and latest
+    report (``agent_releases``; ``published_at`` null: the retained message is still to go)."""
+    db.executescript(
+        """
+        CREATE TABLE releases (
+            release_id TEXT PRIMARY KEY,
+            kind TEXT NOT NULL DEFAULT 'model',
+            name TEXT NOT NULL,
+            version INTEGER NOT NULL,
+            sha256 TEXT NOT NULL,
+            bytes INTEGER NOT NULL,
+            chunk_bytes INTEGER NOT NULL,
+            chunks INTEGER NOT NULL,
+            file TEXT NOT NULL,                      -- the package, under releases.dir
+            created_at TEXT NOT NULL,
+            created_by TEXT NOT NULL,
+            notes TEXT NOT NULL DEFAULT '',
+            gate TEXT,                               -- a retrain gate's figures (JSON), or null
+            UNIQUE (name, version)
+        );
+        CREATE TABLE rollouts (
+            id INTEGER PRIMARY KEY,
+            rollout_id TEXT NOT NULL UNIQUE,
+            release_id TEXT NOT NULL,
+            scope TEXT NOT NULL,                     -- 'all' or the agents named (JSON list)
+            canary TEXT NOT NULL,                    -- canary agent ids (JSON list)
+            canary_minutes REAL NOT NULL,
+            stage TEXT NOT NULL CHECK (stage IN ('canary', 'all', 'done', 'rolled_back')),
+            started_at TEXT NOT NULL,
+            started_by TEXT NOT NULL,
+            stage_at TEXT NOT NULL,
+            reason TEXT,                             -- of the latest transition
+            history TEXT NOT NULL DEFAULT '[]',      -- [{stage, at, reason}] (JSON)
+            false_alarms_before INTEGER,
+            false_alarms_after INTEGER
+        );
+        CREATE INDEX rollouts_stage ON rollouts(stage);
+        CREATE TABLE rollout_agents (
+            rollout_id TEXT NOT NULL,
+            agent_id TEXT NOT NULL,
+            canary INTEGER NOT NULL DEFAULT 0,
+            previous_release TEXT,                   -- desired before the rollout (null: config's model)
+            previous_rollout TEXT,
+            PRIMARY KEY (rollout_id, agent_id)
+        );
+        CREATE TABLE agent_releases (
+            agent_id TEXT PRIMARY KEY,
+            desired_release TEXT,                    -- null: the model the agent's config names
+            rollout_id TEXT,                         -- the rollout that set it
+            desired_at TEXT NOT NULL,
+            published_at TEXT,                       -- null: to publish (retained) on its release topic
+            state TEXT,                              -- its latest report
+            report_release TEXT,
+            chunks_done INTEGER NOT NULL DEFAULT 0,
+            chunks INTEGER NOT NULL DEFAULT 0,
+            active TEXT,
+            reason TEXT,
+            reported_at TEXT,
+            updated_at TEXT NOT NULL
+        );
+        CREATE INDEX agent_releases_unpublished ON agent_releases(agent_id) WHERE published_at IS NULL;
+        CREATE INDEX agent_releases_rollout ON agent_releases(rollout_id);
+        """
+    )

@@ -43,6 +43,7 @@ from .sqlite_care import CareQueries
 from .sqlite_clips import ClipQueries
 from .sqlite_notify import NotifyQueries
 from .sqlite_plans import PlanQueries
+from .sqlite_releases import ReleaseQueries
 from .sqlite_reporters import ReporterQueries
 from .sqlite_supervision import SupervisionQueries
 from .sqlite_web import WebQueries
@@ -53,7 +54,7 @@ T = TypeVar("T")
 
 
 class SqliteRepository(WebQueries, PlanQueries, NotifyQueries, SupervisionQueries,
-                       ReporterQueries, CareQueries, ClipQueries):
+                       ReporterQueries, CareQueries, ClipQueries, ReleaseQueries):
     """One connection to the hub database. Create the writer with ``writer=True`` (applies
     migrations, takes the writer lock) and readers with ``writer=False``."""
 
