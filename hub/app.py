@@ -107,6 +107,7 @@ class Hub:
                                         refresh_s=lv.refresh_s)  # live view (hub/livestream.py)
         self.live_link: MqttClient | None = None
         self.hub_password = self.config.broker.password or new_secret("mqp")
+        from .dataset.service import DatasetService
         from .plans.service import PlanService
         from .releases.service import ReleaseService
         from .vitals.service import VitalsService
@@ -114,6 +115,7 @@ class Hub:
         self.vitals = VitalsService(self)
         self.plans = PlanService(self)
         self.releases = ReleaseService(self)  # model releases and rollouts (hub/releases/)
+        self.dataset = DatasetService(self)  # verdicts become labels (hub/dataset/)
         self.started = False
         self.receiver_restarts = 0
 
@@ -496,7 +498,7 @@ class Hub:
 
     async def sweep(self) -> dict[str, int]:
         """Apply retention once: old messages, dead letters, unneeded snapshots and clips,
-        clips whose chunks never all came, expired sign-in sessions."""
+        clips whose chunks never all came, expired sign-in sessions, old labelled examples."""
         r = self.config.retention
         now = self.clock.now()
         total = {"messages": 0, "dead_letters": 0, "snapshots": 0, "sessions": 0,
@@ -533,6 +535,7 @@ class Hub:
             total["clips"] += removed
             if removed < 1000:
                 break
+        total["dataset_examples"] = await self.dataset.prune(now)  # its own dataset.retention_days
         return total
 
     async def _retention_loop(self) -> None:
@@ -661,8 +664,14 @@ class Hub:
 
     async def close_case(self, case_id: int, *, actor: str, resolution: str = "fixed",
                          note: str = "") -> CaseRow:
-        return await self.write(lambda repo: self.engine.close(
+        case = await self.write(lambda repo: self.engine.close(
             repo, case_id, actor=actor, resolution=resolution, note=note))
+        if resolution == "false_alarm":  # its camera snapshots become negatives (hub/dataset/)
+            try:
+                await self.dataset.closure_negatives(case_id, actor)
+            except Exception:  # the closure stands; closing it as a false alarm again adds them
+                log.exception("case %s closed as a false alarm, but its negatives were not added", case_id)
+        return case
 
     async def reopen(self, case_id: int, *, actor: str, reason: str) -> CaseRow:
         return await self.write(lambda repo: self.engine.reopen(repo, case_id, actor=actor, reason=reason))

@@ -28,6 +28,7 @@ from protocol.limits import MAX_LIVE_SECONDS
 from protocol.taxonomy import Taxonomy, taxonomy
 
 from .care import CareRegistry, load_care
+from .dataset.config import DatasetConfig
 from .gazetteer import Gazetteer, load_gazetteer
 from .geo import GridIndex, load_grids, read_config_text
 from .linkage import LinkageConfig, check_linkage_config
@@ -350,6 +351,7 @@ class HubConfig(StrictModel):
     closure: ClosureConfig = Field(default_factory=ClosureConfig)
     verification: VerificationConfig = Field(default_factory=VerificationConfig)
     retention: RetentionConfig = Field(default_factory=RetentionConfig)
+    dataset: DatasetConfig = Field(default_factory=DatasetConfig)
     ingest: IngestConfig = Field(default_factory=IngestConfig)
     agents: AgentsConfig = Field(default_factory=AgentsConfig)
     enrollment: EnrollmentConfig = Field(default_factory=EnrollmentConfig)
@@ -374,6 +376,7 @@ class HubConfig(StrictModel):
         self.database = fix(self.database)
         self.snapshots_dir = fix(self.snapshots_dir)
         self.clips_dir = fix(self.clips_dir)
+        self.dataset.dir = fix(self.dataset.dir)
         self.grids = fix(self.grids)
         self.routing = fix(self.routing)
         self.service_area = fix(self.service_area)

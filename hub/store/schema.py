@@ -688,3 +688,40 @@ def m010_model_releases(db: Database) -> None:
         CREATE INDEX agent_releases_rollout ON agent_releases(rollout_id);
         """
     )
+
+
+@migrations()
+def m011_dataset_examples(db: Database) -> None:
+    """Verdicts become labels (hub/dataset/): one row per verdict on a snapshot, an
+    operator's or a ``false_alarm`` closure's, with the camera and the model that saw it;
+    the image is a copy in the dataset's own folder (``dataset.dir``), pruned with its row
+    after ``dataset.retention_days``."""
+    db.executescript(
+        """
+        CREATE TABLE dataset_examples (
+            id INTEGER PRIMARY KEY,
+            case_id INTEGER NOT NULL,
+            agent_id TEXT NOT NULL,
+            event_id TEXT NOT NULL,
+            camera TEXT NOT NULL,                    -- the event's source
+            model TEXT,                              -- the event's attributes.model, if any
+            detected TEXT,                           -- the class the detector reported
+            image_sha256 TEXT NOT NULL,              -- the copy under dataset.dir
+            width INTEGER NOT NULL,
+            height INTEGER NOT NULL,
+            verdict TEXT NOT NULL CHECK (verdict IN ('true_alarm', 'false_alarm', 'wrong_class')),
+            label TEXT,                              -- the class it is; NULL for a false alarm
+            bbox TEXT,                               -- JSON [x1, y1, x2, y2], normalised
+            source TEXT NOT NULL CHECK (source IN ('operator', 'closure')),
+            by_account TEXT NOT NULL,
+            at TEXT NOT NULL
+        );
+        CREATE INDEX dataset_examples_case ON dataset_examples(case_id, id);
+        CREATE INDEX dataset_examples_at ON dataset_examples(at);
+        CREATE INDEX dataset_examples_image ON dataset_examples(image_sha256);
+        CREATE INDEX dataset_examples_camera ON dataset_examples(camera, at);
+        -- a closure adds its negative once per event and image, however often it closes
+        CREATE UNIQUE INDEX dataset_examples_closure_once
+            ON dataset_examples(agent_id, event_id, image_sha256) WHERE source = 'closure';
+        """
+    )

@@ -41,6 +41,7 @@ from .rows import _agent, _row, _to_db, from_db_time, to_db_time
 from .schema import OPEN_STATE_NAMES, OPEN_STATES_SQL, migrations
 from .sqlite_care import CareQueries
 from .sqlite_clips import ClipQueries
+from .sqlite_dataset import DatasetQueries
 from .sqlite_notify import NotifyQueries
 from .sqlite_plans import PlanQueries
 from .sqlite_releases import ReleaseQueries
@@ -54,7 +55,8 @@ T = TypeVar("T")
 
 
 class SqliteRepository(WebQueries, PlanQueries, NotifyQueries, SupervisionQueries,
-                       ReporterQueries, CareQueries, ClipQueries, ReleaseQueries):
+                       ReporterQueries, CareQueries, ClipQueries, DatasetQueries,
+                       ReleaseQueries):
     """One connection to the hub database. Create the writer with ``writer=True`` (applies
     migrations, takes the writer lock) and readers with ``writer=False``."""
 

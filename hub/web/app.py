@@ -31,6 +31,7 @@ from . import (
     reporter,
     supervision,
     survey,
+    verdicts,
     views,
 )
 from .i18n import _, locale_middleware, switch_language
@@ -86,6 +87,8 @@ ROUTES: list[Route] = [
           "supervise", "page"),
     Route("POST", f"/cases/{CASE}/satisfaction", survey.satisfaction_form,
           "satisfaction_page", "case.close", "page"),
+    Route("POST", f"/cases/{CASE}/verdicts", verdicts.verdict_form, "verdict_page",
+          "case.review", "page"),
     Route("POST", f"/cases/{CASE}/{{action:[a-z]+}}", pages.case_action, "case_action_page",
           "signed_in", "page"),
     Route("GET", "/my", pages.my_cases, "my_cases", "handler", "page"),
@@ -148,6 +151,8 @@ ROUTES: list[Route] = [
     Route("POST", f"/api/v1/cases/{CASE}/notes", views.case_action, "case_note", "case.note"),
     Route("POST", f"/api/v1/cases/{CASE}/satisfaction", survey.satisfaction_json,
           "case_satisfaction", "case.close"),
+    Route("POST", f"/api/v1/cases/{CASE}/verdicts", verdicts.verdict_json, "case_verdict",
+          "case.review"),
     # -- supervision (督办): orders on cases, each level's queue -----------------------------------
     Route("GET", f"/api/v1/cases/{CASE}/supervision", supervision.case_orders_json,
           "case_supervision", "supervision"),

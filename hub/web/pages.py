@@ -49,6 +49,7 @@ FLASH = {
     "acknowledge": N_("Supervision order acknowledged."),
     "answer": N_("Supervision order answered; the issuer is notified."),
     "satisfaction": N_("Satisfaction recorded; it counts in the month's scores."),
+    "verdict": N_("Verdict recorded: the snapshot joins the labelled examples for retraining."),
 }
 
 

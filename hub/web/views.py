@@ -30,6 +30,7 @@ from .serialize import agent_json, clip_view, jsonable, snapshot_url
 from .serialize import case_json as case_view
 from .supervision import order_json, supervise_offer
 from .survey import delivery_view, reporters_view
+from .verdicts import labels_view, load_labels
 
 __all__ = [
     "agents_json", "case_action", "case_detail", "case_json", "cases_json", "dead_letters_json",
@@ -94,7 +95,8 @@ async def case_detail(request: web.Request, case_id: int) -> dict[str, Any]:
                 "deliveries": repo.deliveries_for_case(case_id),
                 "reporters": repo.reporter_contacts_for_case(case_id),
                 "surveys": repo.surveys_for_case(case_id),
-                "supervision": repo.supervision_for_case(case_id)}
+                "supervision": repo.supervision_for_case(case_id),
+                "labels": load_labels(repo, case_id)}
 
     data = await hub.read(load)
     full = who.can("case.close")
@@ -117,6 +119,9 @@ async def case_detail(request: web.Request, case_id: int) -> dict[str, Any]:
         "supervision": [order_json(o, who, case, hub.clock.now()) for o in data["supervision"]],
         "supervise": supervise_offer(who, case),
         "actions": case_actions(who, case.state, case.department, case.review_reason),
+        # the camera snapshots with the verdicts recorded on them (hub/web/verdicts.py)
+        "labels": labels_view(*data["labels"]),
+        "can_label": who.can("case.review"),
     }
 
 
