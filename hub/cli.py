@@ -23,6 +23,9 @@
     cityops-hub release rollout --config hub.yaml RELEASE_ID --canary a1,a2 [--agents all|a,b,c]
                      [--canary-minutes N]
     cityops-hub release rollback --config hub.yaml ROLLOUT_ID [--reason TEXT]
+    cityops-hub dataset export OUT_DIR --config hub.yaml [--since DATE] [--camera ID]
+                                                         labelled examples: manifest.json + images
+    cityops-hub dataset stats --config hub.yaml [--json] examples per camera, model, verdict
 
 Passwords are read from the terminal (twice), or from standard input with
 ``--password-stdin``. Tokens are printed once; only their hashes are stored.
@@ -53,6 +56,7 @@ from protocol.logsetup import configure_logging
 
 from .auth.roles import TOKEN_ROLES, USER_ROLES
 from .config import load_setup
+from .dataset.cli import add_dataset_parser, run_dataset
 from .linkage import linkage_token_problem, partner_systems
 
 __all__ = ["main"]
@@ -134,6 +138,7 @@ def _parser() -> argparse.ArgumentParser:
                         "broker.hub_host:hub_port, one for agents at broker.host:port), "
                         "passwd(.hub) and acl(.hub)")
     w.add_argument("--config", required=True, type=Path)
+    add_dataset_parser(sub)  # cityops-hub dataset export|stats (hub/dataset/cli.py)
     return p
 
 
@@ -490,7 +495,7 @@ def main(argv: list[str] | None = None) -> int:
     configure_logging(args.log_level, args.log_format)
     handlers = {"serve": _serve, "check-config": _check, "enroll": _enroll, "scores": _scores,
                 "broker": _broker_files, "user": _user, "token": _token, "backup": _backup,
-                "release": _release}
+                "release": _release, "dataset": run_dataset}
     return run_main(lambda: handlers[args.command](args), "cityops-hub")
 
 

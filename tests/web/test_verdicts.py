@@ -6,10 +6,14 @@ reader takes. Real hub, broker, SQLite and files."""
 from __future__ import annotations
 
 import hashlib
+import json
 import re
+from datetime import timedelta
 
-from hubtest import G05, await_for, event
+from hubtest import G05, await_for, event, write_hub_yaml
 from webtest import Client, real_jpeg
+
+from hub.cli import main
 
 BOX = (0.1, 0.2, 0.5, 0.6)
 
@@ -179,3 +183,53 @@ async def test_retention_prunes_old_examples_and_their_images(hub, client, agent
     assert (await hub.sweep())["dataset_examples"] == 1
     assert await examples(hub, old_case) == [] and not old_file.exists()
     assert await examples(hub, new_case) == [new] and new_file.is_file()
+
+
+async def test_export_writes_a_manifest_the_trainers_reader_takes(hub, client, agent, tmp_path, capsys):
+    from training.real import read_manifest
+
+    water, _ = await camera_case(hub, agent)
+    tarp, _ = await camera_case(hub, agent, 2, where=G05)
+    await client.login("op")
+    sid = snapshot_id((await client.get(f"/cases/{water}")).text)
+    assert (await client.form(f"/cases/{water}/verdicts", verdict_form(sid, "false_alarm"))).status == 303
+    drawn = (0.3, 0.3, 0.7, 0.8)  # a later verdict on the same snapshot wins
+    assert (await client.form(f"/cases/{water}/verdicts",
+                              verdict_form(sid, "wrong_class", "garbage", drawn))).status == 303
+    assert (await client.form(f"/cases/{tarp}/close", {"resolution": "false_alarm"})).status == 303
+
+    config = write_hub_yaml(tmp_path)  # the same database and dataset folder as the running hub
+    out = tmp_path / "export"
+    assert main(["dataset", "export", str(out), "--config", str(config), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert (report["images"], report["positives"], report["negatives"], report["missing"]) == (2, 1, 1, [])
+
+    entries = {e.group.split(":")[0]: e for e in read_manifest(out)}
+    cam1, cam2 = entries[f"{agent.agent_id}/cam-1"], entries[f"{agent.agent_id}/cam-2"]
+    assert cam1.source == "hub-verdicts" and cam1.split in ("train", "val")
+    assert cam1.classes == ("garbage",) and cam1.boxes == (("garbage", drawn),)
+    assert set(cam1.annotated) == {"garbage", "water"}  # water: checked, and not there
+    assert cam2.classes == () and cam2.boxes == ()  # the negative
+    for e in (cam1, cam2):
+        assert (out / e.file).read_bytes() == hub.dataset.images.path_for(
+            (out / e.file).stem).read_bytes()
+    raw = json.loads((out / "manifest.json").read_text())
+    assert raw["version"] == 2 and raw["classes"][:6] == ["water", "flame", "smoke", "fallen_tree",
+                                                          "garbage", "vehicle"]
+    assert {i["model"] for i in raw["images"]} == {"rel-7"}
+
+    only = tmp_path / "only-cam-2"
+    assert main(["dataset", "export", str(only), "--config", str(config), "--camera", "cam-2"]) == 0
+    assert [e.group.split(":")[0] for e in read_manifest(only)] == [f"{agent.agent_id}/cam-2"]
+    capsys.readouterr()
+    later = (hub.clock.now() + timedelta(days=2)).date().isoformat()
+    assert main(["dataset", "export", str(tmp_path / "none"), "--config", str(config), "--since", later]) == 0
+    assert read_manifest(tmp_path / "none") == []
+    assert main(["dataset", "export", str(tmp_path / "x"), "--config", str(config), "--since", "yesterday"]) == 1
+    assert "--since 'yesterday'" in capsys.readouterr().err
+
+    assert main(["dataset", "stats", "--config", str(config), "--json"]) == 0
+    figures = json.loads(capsys.readouterr().out)
+    assert figures["total"] == 3 and figures["by_verdict"] == {"false_alarm": 2, "wrong_class": 1}
+    assert figures["by_camera"][f"{agent.agent_id}/cam-1"] == {"false_alarm": 1, "wrong_class": 1}
+    assert figures["by_model"] == {"rel-7": {"false_alarm": 2, "wrong_class": 1}}
