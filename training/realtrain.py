@@ -45,6 +45,7 @@ import json
 import logging
 import math
 import time
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -283,7 +284,8 @@ def choose_thresholds(scores: np.ndarray, samples: list[RealSample], labels: lis
 def train_v4(out: Path, real_root: Path, epochs: int = 24, batch: int = 32, renders: int = 3000,
              size: tuple[int, int] = (320, 192), learning_rate: float = 6e-4, seed: int = 7,
              calibration: float = 0.15, max_minutes: float | None = None, quick: bool = False,
-             init: Path | None = None, floods: float = 0.35) -> dict:
+             init: Path | None = None, floods: float = 0.35, extra: Sequence[RealSample] = (),
+             extra_repeat: int = 1, extra_source: str = "") -> dict:
     tf = tensorflow()
     from simulators.scenes import LABELS
 
@@ -312,7 +314,7 @@ def train_v4(out: Path, real_root: Path, epochs: int = 24, batch: int = 32, rend
 
         init_from(model, init)
     frozen = freeze_for_finetune(model)
-    per_epoch = 2 * len(fit_real) + flood_views
+    per_epoch = 2 * len(fit_real) + flood_views + len(extra) * extra_repeat
     steps = max(1, per_epoch // batch) * epochs
     warm = max(1, steps // 30)
     schedule = _WarmCosine(learning_rate, warm, steps)
@@ -323,6 +325,10 @@ def train_v4(out: Path, real_root: Path, epochs: int = 24, batch: int = 32, rend
         r = np.random.default_rng([seed, s])
         if kind == "real":
             src = fit_real[index]
+            sample = augment(src.image, src.labels, src.boxes, size, r)
+            weights = src.weights
+        elif kind == "extra":  # another source (operators' verdicts): its own weights
+            src = extra[index]
             sample = augment(src.image, src.labels, src.boxes, size, r)
             weights = src.weights
         elif kind == "flood":
@@ -340,6 +346,7 @@ def train_v4(out: Path, real_root: Path, epochs: int = 24, batch: int = 32, rend
         jobs = [("real", i, 0) for i in range(len(fit_real))]
         jobs += [("render", int(i), 0) for i in rng.choice(len(rendered), min(len(rendered), len(fit_real)), replace=False)]
         jobs += [("flood", int(i), 0) for i in rng.choice(len(fit_real), flood_views)]
+        jobs += [("extra", i, 0) for i in range(len(extra))] * extra_repeat
         order = rng.permutation(len(jobs))
         jobs = [(jobs[j][0], jobs[j][1], epoch * 1_000_003 + k) for k, j in enumerate(order)]
         for i in range(0, len(jobs) - batch + 1, batch):
@@ -387,6 +394,7 @@ def train_v4(out: Path, real_root: Path, epochs: int = 24, batch: int = 32, rend
         "batch": batch, "learning_rate": learning_rate, "seed": seed, "frozen_layers": frozen,
         "init_from": None if init is None else str(init),
         "training_sources": {src: {"photos": n, "licence": LICENSED_SOURCES[src]} for src, n in sorted(by_source.items())},
+        **({"extra_source": {"name": extra_source, "images": len(extra), "repeat": extra_repeat}} if extra else {}),
         "rendered_scenes": renders, "calibration_photos": len(cal_real),
         "flooded_views_per_epoch": flood_views,
         "thresholds": thresholds, "params": int(model.count_params()),

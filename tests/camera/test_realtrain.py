@@ -5,9 +5,6 @@ renders, so the suite never needs ../shared/realworld)."""
 
 from __future__ import annotations
 
-import json
-
-import cv2
 import numpy as np
 import pytest
 
@@ -106,32 +103,6 @@ def test_a_flooded_photo_gains_a_water_box_and_loses_what_the_water_covers():
         # below the waterline the photo changed, the dry box did not
         assert np.abs(out[int(y0 * 240) + 20:].astype(int) - img[int(y0 * 240) + 20:]).mean() > 10
         np.testing.assert_array_equal(out[5:48, 32:96], img[5:48, 32:96])
-
-
-@pytest.fixture(scope="module")
-def photo_folder(tmp_path_factory):
-    """A folder in the manifest format of ../shared/realworld, with rendered photos."""
-    from simulators.scenes import SceneObject, SceneSpec, render
-    from simulators.scenes.spec import CameraPose, near_z
-
-    root = tmp_path_factory.mktemp("realworld")
-    (root / "garbage").mkdir()
-    images = []
-    cam = CameraPose(height_m=4.0, horizon=0.35, focal=0.9)
-    for i in range(12):
-        kind = "garbage" if i % 2 == 0 else "flame"
-        objects = (SceneObject(kind, x=0.0, z=near_z(cam) * 1.5, size=1.2, seed=i, angle=0.0),)
-        img, truth = render(SceneSpec(seed=i, place="road", camera=cam, light="day", weather="clear",
-                                      objects=objects), (480, 270))
-        name = f"garbage/atanu_{i}.jpg"
-        cv2.imwrite(str(root / name), img)
-        boxes = [{"label": b.label, "box": list(b.box)} for b in truth if b.label == kind]
-        images.append({"file": name, "source": "atanu", "classes": [kind], "boxes": boxes, "annotated": [kind],
-                       "split": "train", "group": f"g{i}"})
-    images.append({"file": "garbage/atanu_0.jpg", "source": "malta", "classes": ["garbage"], "boxes": [],
-                   "annotated": [], "split": "train", "group": "unlicensed"})  # must not be trained on
-    (root / "manifest.json").write_text(json.dumps({"version": 2, "classes": LABELS, "images": images}))
-    return root
 
 
 def test_reduced_v4_training_writes_a_model_the_runtime_loads_with_its_thresholds(photo_folder, tmp_path):
