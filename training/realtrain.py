@@ -309,11 +309,17 @@ def train_v4(out: Path, real_root: Path, epochs: int = 24, batch: int = 32, rend
     ones = np.ones(c, np.float32)
 
     model = build_lite0_detector(c, size, weights=True)
-    if init is not None:  # carry on from an earlier v4 run (its .weights.h5)
+    folded = False
+    if init is not None:  # carry on from an earlier v4 run (its .weights.h5, or a shipped float .tflite)
         from .warmstart import init_from
 
-        init_from(model, init)
+        folded = init_from(model, init)
     frozen = freeze_for_finetune(model)
+    if folded:  # batch norms folded into the convolutions: they must stay identities (training/warmstart.py)
+        for layer in model.layers:
+            if isinstance(layer, tf.keras.layers.BatchNormalization) and layer.trainable:
+                layer.trainable = False
+                frozen += 1
     per_epoch = 2 * len(fit_real) + flood_views + len(extra) * extra_repeat
     steps = max(1, per_epoch // batch) * epochs
     warm = max(1, steps // 30)

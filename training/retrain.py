@@ -1,7 +1,7 @@
 """Retrain a shipped model on operators' verdicts, behind a gate (issue 22, part 2).
 
     python -m training.retrain --verdicts EXPORT --base vision/models/real --out /tmp/cand \\
-        [--weights BASE.weights.h5] [--real ../shared/realworld] [--epochs 4] [--max-minutes 60]
+        [--weights W] [--real ../shared/realworld] [--epochs 4] [--max-minutes 60]
 
 ``EXPORT`` is what ``cityops-hub dataset export`` writes: the operators' verdicts on
 camera snapshots, in the manifest format of ``../shared/realworld``. Each verdict teaches
@@ -11,7 +11,8 @@ nobody looked for it there.
 
 1. The verdicts are split by group (an event's snapshots stay together) into examples to
    train on and **held-out** examples (``--held-out``, 30 %) the candidate never sees.
-2. The base model is fine-tuned (:func:`training.realtrain.train_v4`, from ``--weights``)
+2. The base model is fine-tuned (:func:`training.realtrain.train_v4`, from ``--weights``:
+   by default the float twin the base folder ships, ``cityops_detector_float.tflite``)
    on the verdicts (repeated ``--repeat`` times an epoch), with the base training data:
    the licensed real photos, their flooded views and renders. The candidate keeps the
    base's operating point (its ``thresholds.json``), so the gate compares like with like.
@@ -174,6 +175,8 @@ def retrain(out: Path, verdicts: Path, base: Path, *, weights: Path | None, real
     from .realtrain import train_v4
 
     base_model = base / "cityops_detector_int8.tflite"
+    if weights is None and (base / "cityops_detector_float.tflite").is_file():
+        weights = base / "cityops_detector_float.tflite"  # the shipped model's own weights (training/warmstart.py)
     if not base_model.is_file():
         raise FileNotFoundError(f"{base_model}: --base takes a model folder (cityops_detector_int8.tflite, "
                                 "labels.txt, thresholds.json), e.g. vision/models/real")
@@ -205,7 +208,9 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m training.retrain", description=__doc__.split("\n")[0])
     p.add_argument("--verdicts", type=Path, required=True, help="a `cityops-hub dataset export` folder")
     p.add_argument("--base", type=Path, required=True, help="the model folder of the release to improve")
-    p.add_argument("--weights", type=Path, default=None, help="the base's .weights.h5 (else ImageNet only)")
+    p.add_argument("--weights", type=Path, default=None,
+                   help="the base's weights: a .weights.h5, or its float .tflite (default: the one in --base, "
+                        "else ImageNet only)")
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--real", type=Path, default=DEFAULT_REAL_DIR, help="base training data and the gate's val photos")
     p.add_argument("--held-out", type=float, default=0.3)
