@@ -28,6 +28,7 @@ from . import (
     open311,
     pages,
     plans_web,
+    releases_web,
     reporter,
     supervision,
     survey,
@@ -109,6 +110,10 @@ ROUTES: list[Route] = [
     Route("POST", "/admin/tokens/{token_id:\\d+}/revoke", admin.token_revoke_form,
           "admin_token_revoke", "admin", "page"),
     Route("POST", "/admin/enroll", admin.enroll_form, "admin_enroll", "admin", "page"),
+    Route("GET", "/releases", releases_web.releases_page, "releases_page", "admin", "page"),
+    Route("POST", "/releases/rollouts", releases_web.rollout_start_form, "rollout_start", "admin", "page"),
+    Route("POST", f"/releases/rollouts/{releases_web.ROLLOUT}/rollback", releases_web.rollout_rollback_form,
+          "rollout_rollback", "admin", "page"),
     Route("GET", "/report", reporter.report_page, "report_page", "reporter", "page"),
     Route("POST", "/report", reporter.submit, "report_submit", "reporter", "page"),
     Route("GET", "/report/{report_id:\\d+}/{which:(before|after)}.jpg", reporter.photo,
@@ -189,6 +194,9 @@ ROUTES: list[Route] = [
     Route("POST", f"/api/v1/plans/{PLAN}/deactivate", plans_web.deactivate_json, "plan_deactivate",
           "plan.activate"),
     Route("GET", "/api/v1/plan-notices", plans_web.notices_json, "plan_notices", "plan.notices"),
+    # -- model releases and rollouts (docs/hub.md, Model releases) ---------------------------
+    Route("GET", "/api/v1/releases", releases_web.releases_json, "releases", "view"),
+    Route("GET", f"/api/v1/rollouts/{releases_web.ROLLOUT}", releases_web.rollout_json, "rollout", "view"),
     # -- administration --------------------------------------------------------------------------
     Route("GET", "/api/v1/admin/users", admin.users_json, "admin_users", "admin"),
     Route("POST", "/api/v1/admin/users", admin.user_add_json, "admin_users_add", "admin"),
