@@ -99,6 +99,7 @@ class PrivateHub:
             "routing": str(EXAMPLES / "routing.yaml"),
             "screening": {"rules": {"elderly_care": {"merge_scope": "source"}}},
             "ingest": {"receivers": self.receivers},
+            "releases": {"dir": str(self.work / "releases"), "tick_s": 1},
         }
 
     def _start_hub(self, timeout: float) -> None:
