@@ -346,3 +346,55 @@ async def test_rollouts_are_refused_with_the_reason(hub):
 
 def test_at_t0_the_fixture_clock_is_the_hub_clock(clock):
     assert clock.now() == T0
+
+
+async def test_canary_false_alarms_over_the_bar_roll_back(hub, clock):
+    """Cases from the canary agent's events closed as false alarms: one in the window before
+    the start, five since (over max(2 x 1, 1 + 3)): rolled back, the figures kept."""
+    from hubtest import G01, event
+
+    from protocol.codec import encode_events
+
+    (c1,) = await agents(hub, "cam-c1")
+    subs = ["flood.road_waterlogging", "roads.pothole", "garbage.overflow", "roads.obstruction",
+            "garbage.illegal_dumping", "water.floating_debris"]
+
+    async def false_alarm(i: int) -> None:
+        c1._send(Channel.EVENTS, encode_events([event("cam-c1", seq=i + 1, event_id=f"ev-{i}", sub=subs[i],
+                                                      at=clock.now(), where=G01, source=f"cam-{i}")]))
+        case = await await_for(lambda: hub.read(lambda repo: next(
+            (c for c in repo.list_cases() if c.origin_event == f"ev-{i}"), None)), what=f"case {i}")
+        if case.state in ("new", "rejected"):  # held or screened out: accepted first
+            await hub.accept(case.id, actor="op")
+        await hub.close_case(case.id, actor="op", resolution="false_alarm")
+
+    try:
+        release = await add(hub)
+        await false_alarm(0)
+        clock.advance(minutes=1)
+        rollout = await hub.releases.start_rollout(release.release_id, canary="cam-c1", agents="all",
+                                                   canary_minutes=30, by="test")
+        for i in range(1, 5):
+            clock.advance(minutes=1)
+            await false_alarm(i)
+        await hub.releases.tick()
+        row = await hub.read(lambda repo: repo.rollout_get(rollout.rollout_id))
+        assert row.stage == "canary" and (row.false_alarms_before, row.false_alarms_after) == (1, 4)
+        await false_alarm(5)
+        await hub.releases.tick()
+        row = await hub.read(lambda repo: repo.rollout_get(rollout.rollout_id))
+        assert row.stage == "rolled_back" and (row.false_alarms_before, row.false_alarms_after) == (1, 5)
+        assert "canary false alarms: 5 since the start, 1 in the window before (limit 4)" in row.reason
+    finally:
+        c1.close()
+
+
+def test_the_token_bucket_bounds_the_rate():
+    from hub.releases.serve import TokenBucket
+
+    bucket = TokenBucket(rate=100, burst=10, now=0.0)
+    waits = [bucket.take(0.0) for _ in range(12)]
+    assert waits[:10] == [0.0] * 10  # the burst
+    assert waits[10] == pytest.approx(0.01) and waits[11] == pytest.approx(0.02)
+    assert bucket.take(1.0) == 0.0  # a second later it has refilled (to the burst, no more)
+    assert sum(bucket.take(1.0) == 0.0 for _ in range(20)) == 9
