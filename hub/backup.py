@@ -1,4 +1,5 @@
-"""Online backups of the hub's state: the SQLite store and the snapshot files.
+"""Online backups of the hub's state: the SQLite store and the files it names (snapshots,
+event clips, release packages, the labelled dataset's images).
 
 Serves the person who runs the hub (``cityops-hub backup``, e.g. from a nightly timer).
 The hub keeps running while it is backed up:
@@ -8,12 +9,13 @@ The hub keeps running while it is backed up:
   ``hub.sqlite`` without its ``-wal`` file is not a backup);
 * snapshot files are content-addressed and never change once written, so they are copied
   incrementally into one ``snapshots/`` tree shared by every backup in the target folder:
-  a file already there with the same size is skipped;
+  a file already there with the same size is skipped; the same holds for event clips
+  (``clips/``), release packages (``releases/``) and the dataset's images (``dataset/``);
 * the copy is checked (``PRAGMA integrity_check``) and a ``manifest.json`` records what was
   copied, the schema version and the row counts, so a restore can be verified.
 
-Snapshots are copied *after* the database, so every snapshot the copied database names
-is in the backup (a newer file may be too; harmless).
+Files are copied *after* the database, so every file the copied database names is in the
+backup (a newer file may be too; harmless).
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ class BackupReport:
     snapshot_bytes_copied: int
     integrity: str
     taken_at: str
+    files: dict[str, dict[str, int]]  # per file tree (snapshots, clips, releases, dataset): copied, skipped, bytes
 
 
 def _copy_database(src: Path, dst: Path) -> None:
@@ -79,11 +82,15 @@ def _inspect(db: Path) -> tuple[str, int, dict[str, int]]:
     return integrity, int(version), counts
 
 
-def _copy_snapshots(src: Path, dst: Path) -> tuple[int, int, int]:
+def _copy_files(src: Path, dst: Path) -> tuple[int, int, int]:
+    """Every finished file under ``src`` into ``dst`` (same relative path), skipping those
+    already there with the same size; files being written (``.part``, ``.tmp``) are left."""
     copied = skipped = nbytes = 0
     if not src.is_dir():
         return 0, 0, 0
-    for path in src.rglob("*.jpg"):
+    for path in src.rglob("*"):
+        if not path.is_file() or path.suffix in (".part", ".tmp"):
+            continue
         target = dst / path.relative_to(src)
         size = path.stat().st_size
         if target.exists() and target.stat().st_size == size:
@@ -98,9 +105,11 @@ def _copy_snapshots(src: Path, dst: Path) -> tuple[int, int, int]:
     return copied, skipped, nbytes
 
 
-def backup_hub(database: Path, snapshots_dir: Path, target: Path, now: datetime) -> BackupReport:
+def backup_hub(database: Path, snapshots_dir: Path, target: Path, now: datetime,
+               trees: dict[str, Path | None] | None = None) -> BackupReport:
     """Back up ``database`` and ``snapshots_dir`` into ``target`` (created if missing):
-    ``target/hub-<UTC time>/hub.sqlite`` + ``manifest.json`` and ``target/snapshots/``."""
+    ``target/hub-<UTC time>/hub.sqlite`` + ``manifest.json`` and ``target/snapshots/``; and
+    each of ``trees`` (name → folder, e.g. ``{"clips": ...}``) into ``target/<name>/``."""
     folder = target / f"hub-{now:%Y%m%dT%H%M%SZ}"
     try:
         folder.mkdir(parents=True, exist_ok=False)
@@ -113,10 +122,19 @@ def backup_hub(database: Path, snapshots_dir: Path, target: Path, now: datetime)
     integrity, version, counts = _inspect(db_copy)
     if integrity != "ok":
         raise BackupError(f"the copy {db_copy} failed its integrity check: {integrity}")
-    copied, skipped, nbytes = _copy_snapshots(snapshots_dir, target / "snapshots")
+    files: dict[str, dict[str, int]] = {}
+    for name, src in {"snapshots": snapshots_dir, **(trees or {})}.items():
+        if src is None:
+            continue
+        try:
+            c, k, b = _copy_files(src, target / name)
+        except OSError as exc:
+            raise BackupError(f"copying {src} into {target / name} failed: {exc}") from exc
+        files[name] = {"copied": c, "skipped": k, "bytes": b}
+    snaps = files["snapshots"]
     report = BackupReport(folder=str(folder), database=str(db_copy), database_bytes=db_copy.stat().st_size,
-                          schema_version=version, counts=counts, snapshots_copied=copied,
-                          snapshots_skipped=skipped, snapshot_bytes_copied=nbytes, integrity=integrity,
-                          taken_at=now.isoformat())
+                          schema_version=version, counts=counts, snapshots_copied=snaps["copied"],
+                          snapshots_skipped=snaps["skipped"], snapshot_bytes_copied=snaps["bytes"],
+                          integrity=integrity, taken_at=now.isoformat(), files=files)
     (folder / "manifest.json").write_text(json.dumps(asdict(report), indent=2) + "\n")
     return report

@@ -422,15 +422,19 @@ def _token(args: argparse.Namespace) -> int:
 
 def _backup(args: argparse.Namespace) -> int:
     from .backup import backup_hub
+    from .dataset.config import dataset_dir
 
     config = load_setup(args.config).config
-    report = backup_hub(config.database, config.snapshots_dir, args.to, SystemClock().now())
+    trees = {"clips": config.clips_dir or config.snapshots_dir.with_name("clips"),
+             "releases": config.releases.dir, "dataset": dataset_dir(config.dataset.dir, config.snapshots_dir)}
+    report = backup_hub(config.database, config.snapshots_dir, args.to, SystemClock().now(), trees)
     if args.json:
         print(json.dumps(asdict(report)))
     else:
         print(f"cityops-hub: backup in {report.folder}: database {report.database_bytes // 1024} KiB "
               f"(integrity {report.integrity}, {report.counts.get('cases', 0)} cases), "
-              f"{report.snapshots_copied} new snapshot file(s), {report.snapshots_skipped} already there")
+              f"{report.snapshots_copied} new snapshot file(s), {report.snapshots_skipped} already there; "
+              + ", ".join(f"{name} {row['copied']} new" for name, row in report.files.items() if name != "snapshots"))
     return 0
 
 

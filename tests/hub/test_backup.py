@@ -56,3 +56,37 @@ def test_backup_errors_name_the_cause(tmp_path):
         assert "no hub database" in str(exc) and "database:" in str(exc)
     else:
         raise AssertionError("a missing database must be an error")
+
+
+def test_backup_takes_clips_release_packages_and_dataset_images_too(tmp_path, capsys):
+    """Everything the database names is in the backup: a restore that lost the clips, the
+    release packages (an agent mid-download asks for chunks of them) or the labelled
+    images would lose what operators and rollouts rely on."""
+    from hub.dataset.config import dataset_dir
+    from vision.models import REAL_MODEL
+
+    path = write_hub_yaml(tmp_path)
+    config = load_setup(path).config
+    assert main(["release", "add", "--config", str(path), "--name", "detector", str(REAL_MODEL.parent)]) == 0
+    clips = config.clips_dir or config.snapshots_dir.with_name("clips")
+    (clips / "ab").mkdir(parents=True)
+    (clips / "ab" / "abcd.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42 a clip")
+    (clips / "ab" / "half.mp4.part").write_bytes(b"being written")
+    images = dataset_dir(config.dataset.dir, config.snapshots_dir)
+    images.mkdir(parents=True, exist_ok=True)
+    (images / "example-1.jpg").write_bytes(jpeg(1))
+    capsys.readouterr()
+    target = tmp_path / "backups"
+    assert main(["backup", "--config", str(path), "--to", str(target), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert {k: v["copied"] for k, v in report["files"].items()} == {
+        "snapshots": 0, "clips": 1, "releases": len(list(config.releases.dir.rglob("*.*"))), "dataset": 1}
+    assert (target / "clips" / "ab" / "abcd.mp4").read_bytes() == (clips / "ab" / "abcd.mp4").read_bytes()
+    assert not (target / "clips" / "ab" / "half.mp4.part").exists()
+    for package in config.releases.dir.rglob("*.*"):
+        assert (target / "releases" / package.relative_to(config.releases.dir)).read_bytes() == package.read_bytes()
+    assert (target / "dataset" / "example-1.jpg").read_bytes() == jpeg(1)
+    # the next backup copies nothing again
+    later = backup_hub(config.database, config.snapshots_dir, target, T0.replace(second=7),
+                       {"clips": clips, "releases": config.releases.dir, "dataset": images})
+    assert all(row["copied"] == 0 for row in later.files.values())
