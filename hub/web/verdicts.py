@@ -74,6 +74,8 @@ def labels_view(targets: list[LabelTarget], examples: list[ExampleRow]) -> dict[
 
 
 def _number(raw: Any) -> float | None:
+    if isinstance(raw, bool):  # JSON true is not 1
+        return None
     try:
         value = float(raw)
     except (TypeError, ValueError):

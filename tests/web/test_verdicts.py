@@ -133,6 +133,9 @@ async def test_bad_verdict_forms_answer_400_naming_the_field_and_the_fix(hub, cl
     api = await client.api("POST", f"/api/v1/cases/{case_id}/verdicts",
                            {"snapshot_id": int(sid), "verdict": "true_alarm", "bbox": [0.1, 0.1, 0.05, 0.3]})
     assert api.status == 400 and "bbox" in api.json()["errors"]
+    api = await client.api("POST", f"/api/v1/cases/{case_id}/verdicts",
+                           {"snapshot_id": int(sid), "verdict": "true_alarm", "bbox": [True, 0, 0.5, 0.5]})
+    assert api.status == 400 and "give all four" in api.json()["errors"]["bbox"]
     assert await examples(hub, case_id) == []  # nothing bad was stored
 
     handler = Client(hub)
