@@ -52,7 +52,7 @@ from ..store.repo import InsertOutcome, Repository
 from .core import CaseEngine
 from .lifecycles import LifecyclePlacer
 
-__all__ = ["BatchResult", "IngestStats", "Ingestor", "apply_batch", "store_unavailable"]
+__all__ = ["BatchResult", "IngestStats", "Ingestor", "store_unavailable"]
 
 log = logging.getLogger(__name__)
 
@@ -389,10 +389,3 @@ def _same_event(existing_body: str | None, rec: EventRecord) -> bool:
     stored = record_from_body(existing_body)
     return stored is not None and stored.same_content(rec)
 
-
-def apply_batch(ingestor: Ingestor, repo: Repository, items: list[Item]) -> BatchResult:
-    """Apply ``items`` in one transaction; on success the sequence states are installed."""
-    with repo.transaction():
-        result = ingestor.apply(repo, items)
-    ingestor.installed(result)
-    return result

@@ -178,7 +178,6 @@ ROUTES: list[Route] = [
     Route("GET", "/api/v1/dead-letters", views.dead_letters_json, "dead_letters", "view"),
     Route("GET", "/api/v1/stats", views.stats_json, "stats", "view"),
     Route("GET", f"/api/v1/snapshots/{SHA}.jpg", views.snapshot, "snapshot", "snapshot"),
-    Route("GET", f"/snapshots/{SHA}.jpg", views.snapshot, "snapshot_legacy", "snapshot"),
     Route("GET", f"/api/v1/clips/{SHA}.mp4", views.clip, "clip", "snapshot"),
     Route("POST", ENROLL_PATH, views.enroll, "enroll", "public"),
     # -- response plans and vital signs (docs/plans.md) --------------------------------------------
