@@ -84,8 +84,12 @@ class DatasetQueries:
         return int(cur.lastrowid or 0) if cur.rowcount == 1 else 0
 
     def examples_for_case(self, case_id: int) -> list[ExampleRow]:
-        rows = self.conn.execute("SELECT * FROM dataset_examples WHERE case_id = ? ORDER BY id",
-                                 (case_id,))
+        """The examples given on this case, and those on the snapshots its events have now
+        (a case merged into this one brings its events, and their verdicts show here)."""
+        rows = self.conn.execute(
+            "SELECT * FROM dataset_examples WHERE case_id = ? OR image_sha256 IN ("
+            " SELECT s.sha256 FROM snapshots s JOIN events e ON e.agent_id = s.agent_id"
+            " AND e.event_id = s.event_id WHERE e.case_id = ?) ORDER BY id", (case_id, case_id))
         return [_example(r) for r in rows]
 
     def list_examples(self, *, since: datetime | None = None, camera: str | None = None,

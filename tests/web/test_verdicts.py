@@ -108,6 +108,18 @@ async def test_wrong_class_with_a_drawn_box_stores_the_class_and_the_box(hub, cl
     assert [v["verdict"] for v in shot["verdicts"]] == ["wrong_class", "true_alarm"]
 
 
+async def test_verdicts_follow_their_snapshot_into_a_merged_case(hub, client, agent):
+    first, _ = await camera_case(hub, agent)
+    second, _ = await camera_case(hub, agent, 2, where=G05)
+    await client.login("op")
+    sid = snapshot_id((await client.get(f"/cases/{first}")).text)
+    assert (await client.form(f"/cases/{first}/verdicts", verdict_form(sid, "false_alarm"))).status == 303
+    await hub.merge(first, second, actor="op")
+    case = (await client.get(f"/api/v1/cases/{second}")).json()
+    shots = {s["snapshot_id"]: s for s in case["labels"]["snapshots"]}
+    assert [v["verdict"] for v in shots[int(sid)]["verdicts"]] == ["false_alarm"]
+
+
 async def test_bad_verdict_forms_answer_400_naming_the_field_and_the_fix(hub, client, agent):
     case_id, _ = await camera_case(hub, agent)
     await client.login("op")
