@@ -14,7 +14,7 @@ as replay messages of 200 events and as single-event messages. Per event, best o
   (the pipe between them);
 * **engine**: the writer — dedupe, store, lifecycle and case placement, screening and
   dispatch of new cases, acks — in transactions of about 5,000 events on a file database
-  with ``synchronous=FULL`` (``hub.engine.ingest.Ingestor.apply``); baseline in the same
+  with ``synchronous=FULL`` (``hub.engine.intake.Ingestor.apply``); baseline in the same
   run: the bare insert of the same message rows into a table with the same key.
 
 The sum is the CPU one event costs the hub besides the network (paho, broker, publisher);
@@ -41,7 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _hubbench import build, messages, workload  # noqa: E402
 
 from hub.engine.core import CaseEngine  # noqa: E402
-from hub.engine.ingest import Ingestor  # noqa: E402
+from hub.engine.intake import Ingestor  # noqa: E402
 from hub.ingest.decode import classify  # noqa: E402
 from hub.store.files import SnapshotFiles  # noqa: E402
 from hub.store.sqlite import SqliteRepository  # noqa: E402

@@ -43,7 +43,7 @@ from .cases.closure import Outcome, Verdict, Verifier
 from .clips import clip_files, fail_stale_clips, purge_clips
 from .config import HubConfig, Setup, build_setup
 from .engine.core import CaseEngine
-from .engine.ingest import BatchResult, Ingestor
+from .engine.intake import BatchResult, Ingestor
 from .engine.reporters import SurveyAnswer, answer_survey, token_hash
 from .engine.reports import (
     KeyedOutcome,

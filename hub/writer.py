@@ -40,7 +40,7 @@ from protocol.errors import Refusal
 from protocol.messages import Ack
 from protocol.topics import Channel, agent_topic
 
-from .engine.ingest import BatchResult, Ingestor, IngestStats, store_unavailable
+from .engine.intake import BatchResult, Ingestor, IngestStats, store_unavailable
 from .ingest.decode import Item, classify, events_in, refused, safe_text
 from .store.repo import Repository
 

@@ -6,7 +6,7 @@ the writer, ``hub.writer.Writer._apply``), :func:`tick` (deadlines, escalation, 
 """
 
 from .core import Actor, CaseEngine
-from .ingest import BatchResult, IngestStats
+from .intake import BatchResult, IngestStats
 from .tick import TickReport, tick
 
 __all__ = ["Actor", "BatchResult", "CaseEngine", "IngestStats", "TickReport", "tick"]

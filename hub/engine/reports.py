@@ -24,7 +24,7 @@ from protocol.messages import Event, Evidence, Location, SnapshotRef
 from ..errors import CaseError
 from ..ingest.decode import event_record
 from ..store.repo import Repository
-from .ingest import BatchResult, Ingestor
+from .intake import BatchResult, Ingestor
 from .reporters import Contact
 
 __all__ = ["KeyedOutcome", "Photo", "Report", "ReportKey", "ReportOutcome", "apply_keyed_report",

@@ -13,7 +13,7 @@ from datetime import datetime
 
 from protocol.messages import Event, Evidence, Location, Reading
 
-from ..engine.ingest import BatchResult, Ingestor
+from ..engine.intake import BatchResult, Ingestor
 from ..ingest.decode import event_record
 from ..store.repo import Repository
 from .config import SUBCATEGORY

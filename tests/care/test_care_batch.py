@@ -12,7 +12,7 @@ from caretest import AGENT, METER, care_setup
 from hubtest import G01, T0, event
 
 from hub.engine.core import CaseEngine
-from hub.engine.ingest import Ingestor
+from hub.engine.intake import Ingestor
 from hub.ingest.decode import classify
 from hub.store.files import SnapshotFiles
 from hub.store.sqlite import SqliteRepository

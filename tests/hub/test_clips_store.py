@@ -12,7 +12,7 @@ from hubtest import make_setup
 
 from hub.clips import MAX_ARRIVING
 from hub.engine.core import CaseEngine
-from hub.engine.ingest import Ingestor
+from hub.engine.intake import Ingestor
 from hub.ingest.decode import ClipChunkItem, classify
 from hub.store.files import SnapshotFiles
 from protocol.clips import ClipChunkHeader, encode_clip_chunk, split_clip

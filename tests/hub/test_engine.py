@@ -12,7 +12,7 @@ from hubtest import G01, G05, OUTSIDE, T0, event, jpeg, make_setup, sensor_event
 
 from hub.cases.closure import Outcome, Verdict
 from hub.engine.core import CaseEngine
-from hub.engine.ingest import Ingestor
+from hub.engine.intake import Ingestor
 from hub.engine.tick import tick
 from hub.errors import CaseError, IllegalTransition
 from hub.ingest.decode import classify

@@ -17,7 +17,7 @@ import pytest
 from hubtest import TestAgent, await_for, make_setup, sensor_event
 
 from hub.engine.core import CaseEngine
-from hub.engine.ingest import Ingestor
+from hub.engine.intake import Ingestor
 from hub.ingest.decode import EventsItem, RefusedItem, classify
 from hub.ingest.process import decoded_chunks
 from hub.store.files import SnapshotFiles

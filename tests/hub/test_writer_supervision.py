@@ -12,7 +12,7 @@ import pytest
 from hubtest import event, make_setup, wait_for
 
 from hub.engine.core import CaseEngine
-from hub.engine.ingest import Ingestor
+from hub.engine.intake import Ingestor
 from hub.ingest.decode import EventsItem
 from hub.store.files import SnapshotFiles
 from hub.writer import Writer
