@@ -99,22 +99,23 @@ def load_real(root: Path, labels: list[str], split: str = "train",
               sources: set[str] | None = None) -> list[RealSample]:
     """The licensed real photos of ``split``, decoded and shrunk to :data:`KEEP_SIDE`."""
     sources = set(LICENSED_SOURCES) if sources is None else sources
-    out = []
-    for entry in read_manifest(root):
-        if entry.split != split or entry.source not in sources:
-            continue
-        img = cv2.imread(str(Path(root) / entry.file), cv2.IMREAD_COLOR)
-        if img is None:
-            raise OSError(f"{root / entry.file}: not a readable image")
-        scale = KEEP_SIDE / max(img.shape[:2])
-        if scale < 1:
-            img = cv2.resize(img, (round(img.shape[1] * scale), round(img.shape[0] * scale)),
-                             interpolation=cv2.INTER_AREA)
-        keep = [(labels.index(lab), box) for lab, box in entry.boxes if lab in labels]
-        out.append(RealSample(img, np.array([k for k, _ in keep], np.int64),
-                              np.array([b for _, b in keep], np.float32).reshape(-1, 4),
-                              class_weights(entry, labels), entry))
-    return out
+    return [real_sample(root, entry, labels, class_weights(entry, labels)) for entry in read_manifest(root)
+            if entry.split == split and entry.source in sources]
+
+
+def real_sample(root: Path, entry: RealImage, labels: Sequence[str], weights: np.ndarray) -> RealSample:
+    """One manifest entry as a training sample: the photo decoded and shrunk to
+    :data:`KEEP_SIDE`, its boxes of ``labels`` as class ids, and the loss ``weights``."""
+    img = cv2.imread(str(Path(root) / entry.file), cv2.IMREAD_COLOR)
+    if img is None:
+        raise OSError(f"{Path(root) / entry.file}: not a readable image")
+    scale = KEEP_SIDE / max(img.shape[:2])
+    if scale < 1:
+        img = cv2.resize(img, (round(img.shape[1] * scale), round(img.shape[0] * scale)),
+                         interpolation=cv2.INTER_AREA)
+    keep = [(list(labels).index(lab), box) for lab, box in entry.boxes if lab in labels]
+    return RealSample(img, np.array([k for k, _ in keep], np.int64),
+                      np.array([b for _, b in keep], np.float32).reshape(-1, 4), weights, entry)
 
 
 def split_calibration(samples: list[RealSample], fraction: float, seed: int) -> tuple[list, list]:

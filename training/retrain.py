@@ -37,13 +37,12 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 
 from vision.models import THRESHOLDS_FILE
 
 from .real import RealImage, read_manifest
-from .realtrain import KEEP_SIDE, RealSample, split_calibration
+from .realtrain import RealSample, real_sample, split_calibration
 
 __all__ = ["GateRules", "decide_gate", "judged_weights", "load_verdicts", "main", "measure", "verdict_figures"]
 
@@ -70,20 +69,7 @@ def judged_weights(entry: RealImage, labels: Sequence[str]) -> np.ndarray:
 
 def load_verdicts(root: Path, labels: Sequence[str]) -> list[RealSample]:
     """Every verdict of an export, decoded and shrunk like the real photos."""
-    out = []
-    for entry in read_manifest(root):
-        img = cv2.imread(str(Path(root) / entry.file), cv2.IMREAD_COLOR)
-        if img is None:
-            raise OSError(f"{root / entry.file}: not a readable image (is the export complete?)")
-        scale = KEEP_SIDE / max(img.shape[:2])
-        if scale < 1:
-            img = cv2.resize(img, (round(img.shape[1] * scale), round(img.shape[0] * scale)),
-                             interpolation=cv2.INTER_AREA)
-        keep = [(list(labels).index(lab), box) for lab, box in entry.boxes if lab in labels]
-        out.append(RealSample(img, np.array([k for k, _ in keep], np.int64),
-                              np.array([b for _, b in keep], np.float32).reshape(-1, 4),
-                              judged_weights(entry, labels), entry))
-    return out
+    return [real_sample(root, entry, labels, judged_weights(entry, labels)) for entry in read_manifest(root)]
 
 
 def verdict_figures(found: Sequence[tuple[RealImage, set[str]]]) -> dict[str, int]:
