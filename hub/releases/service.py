@@ -43,6 +43,9 @@ def _short(payload: bytes, n: int = 200) -> str:
 
 
 class ReleaseService:
+    MAX_QUEUED_CHUNKS = 1000  # messages paho may hold for the broker (128 MiB of chunks at most)
+    GATHER_S = 0.5  # after a report wakes the loop, wait this long for others (one pass for many)
+
     def __init__(self, hub: Hub) -> None:
         self.hub = hub
         cfg = hub.config.releases
@@ -61,6 +64,7 @@ class ReleaseService:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wake: asyncio.Event | None = None
         self._reports: list[ReleaseReport] = []
+        self._tick_lock = asyncio.Lock()  # one pass at a time (the loop's, or one called directly)
         self.decisions: dict[str, Decision] = {}  # rollout → its latest decision (shown on the page)
 
     # -- life -----------------------------------------------------------------------------------
@@ -69,8 +73,10 @@ class ReleaseService:
         retained, so this is a plain subscription, not a shared one."""
         subs = [(subscription(Channel.FETCH), QOS[Channel.FETCH]),
                 (subscription(Channel.RELEASE_STATE), QOS[Channel.RELEASE_STATE])]
+        # A short paho queue: chunks are up to 128 KiB each, and one the broker cannot take
+        # now is refused (counted) rather than held; the agent asks for it again.
         self.client = MqttClient(self.hub._mqtt_settings("releases"), subscriptions=subs,  # noqa: SLF001
-                                 on_message=self.on_message)
+                                 on_message=self.on_message, max_queued=self.MAX_QUEUED_CHUNKS)
         self.server.start()
         self.client.start()
 
@@ -181,6 +187,7 @@ class ReleaseService:
             except TimeoutError:
                 pass
             self._wake.clear()
+            await asyncio.sleep(min(self.GATHER_S, self.hub.config.releases.tick_s))
             try:
                 await self.tick()
             except Exception:
@@ -189,10 +196,11 @@ class ReleaseService:
     async def tick(self) -> None:
         """Store the reports that came in, advance every rollout in progress, publish the
         desired releases not yet published."""
-        await self.store_reports()
-        for rollout in await self.hub.read(lambda repo: repo.rollouts_in_progress()):
-            await self.advance(rollout)
-        await self.publish_desired()
+        async with self._tick_lock:
+            await self.store_reports()
+            for rollout in await self.hub.read(lambda repo: repo.rollouts_in_progress()):
+                await self.advance(rollout)
+            await self.publish_desired()
 
     async def store_reports(self) -> int:
         reports, self._reports = self._reports, []
@@ -277,6 +285,11 @@ class ReleaseService:
         decision = decide(f, self.policy)
         self.decisions[rollout.rollout_id] = decision
         now = f.now
+
+        figures_changed = rollout.stage == Stage.CANARY and (
+            (rollout.false_alarms_before, rollout.false_alarms_after) != (f.false_alarms_before, f.false_alarms_after))
+        if decision.action is Action.WAIT and not figures_changed:
+            return decision  # nothing to write
 
         def apply(repo: Any) -> None:
             current = repo.rollout_get(rollout.rollout_id)
