@@ -45,7 +45,9 @@ def _summary(repo: Any, rollout: RolloutRow) -> dict[str, Any]:
     for m in members:
         r = reports.get(m.agent_id)
         about = r is not None and r.report_release == rollout.release_id and r.state is not None
-        state = r.state if about and r is not None else "pending"
+        # after a roll-back an agent's report is about what it went back to: shown as it is
+        after = rollout.stage == "rolled_back" and r is not None and r.state is not None
+        state = r.state if (about or after) and r is not None and r.state else "pending"
         counts[state] += 1
         rows.append({"agent_id": m.agent_id, "canary": m.canary, "previous_release": m.previous_release,
                      "desired_release": r.desired_release if r else None,

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+from datetime import UTC, datetime
 
 import pytest
 from hubtest import TestAgent, await_for, make_setup
@@ -13,6 +14,9 @@ from webtest import Client, add_users
 
 from hub.app import Hub
 from hub.releases.package import add_release, build_package
+from protocol.codec import encode
+from protocol.releases import ReleaseReport
+from protocol.topics import Channel
 from vision.models import REAL_MODEL
 
 
@@ -97,6 +101,16 @@ async def test_the_page_starts_a_rollout_and_its_button_rolls_it_back(hub):
         assert 'id="rollback-rollout-1"' not in page.text and "rolled back" in page.text
         again = await admin.form("/releases/rollouts/rollout-1/rollback", {})
         assert again.status == 400 and "already rolled back" in again.text
+
+        # the canary went back to its config's model and says so: shown as it is
+        agents[0].publish(Channel.RELEASE_STATE, encode(ReleaseReport(
+            agent_id="cam-1", state="reverted", at=datetime.now(UTC))), retain=True)
+        await await_for(lambda: hub.releases.stats["reports"] >= 1, what="report")
+        await hub.releases.tick()
+        one = (await admin.get("/api/v1/rollouts/rollout-1")).json()
+        assert one["counts"] == {"reverted": 1, "pending": 1}
+        page = await admin.get("/releases?rollout=rollout-1")
+        assert re.search(r'data-agent="cam-1">.*?reverted', page.text[page.text.index('id="rollout-detail"'):], re.S)
     finally:
         for c in (admin, zh, op):
             await c.close()
