@@ -26,6 +26,8 @@
     cityops-hub dataset export OUT_DIR --config hub.yaml [--since DATE] [--camera ID]
                                                          labelled examples: manifest.json + images
     cityops-hub dataset stats --config hub.yaml [--json] examples per camera, model, verdict
+    cityops-hub dataset retrain --config hub.yaml --base MODEL_DIR [--camera ID] [--since DATE]
+                     [--real DIR] [--epochs N] [--max-minutes N]   verdicts -> gated candidate -> release
 
 Passwords are read from the terminal (twice), or from standard input with
 ``--password-stdin``. Tokens are printed once; only their hashes are stored.
@@ -454,6 +456,9 @@ def _release(args: argparse.Namespace) -> int:
                 raise CityopsError(f"--gate {args.gate}: not a readable JSON file ({exc})") from None
             if not isinstance(gate, dict):
                 raise CityopsError(f"--gate {args.gate}: a JSON object of figures, not {type(gate).__name__}")
+            if gate.get("passed") is False:  # training.retrain's gate refused this candidate
+                raise CityopsError(f"--gate {args.gate}: the gate refused this candidate ("
+                                   + "; ".join(map(str, gate.get("reasons", []))) + "); it cannot become a release")
     with _short_writer(args) as (setup, repo):
         if cmd == "list":
             releases, rollouts = repo.release_list(), repo.rollout_list()

@@ -33,6 +33,21 @@ def add_dataset_parser(sub: argparse._SubParsersAction) -> None:
     ex.add_argument("--val-fraction", type=float, default=0.2,
                     help="share of events held out as split 'val' (default 0.2)")
     ex.add_argument("--json", action="store_true", help="print the report as JSON")
+    rt = dsub.add_parser("retrain", help="verdicts -> a candidate model -> the gate -> a release "
+                         "(only if the gate passed; needs the train extra)")
+    rt.add_argument("--config", required=True, type=Path)
+    rt.add_argument("--base", required=True, type=Path,
+                    help="the model folder of the release to improve, e.g. vision/models/real")
+    rt.add_argument("--name", default="detector", help="the release family the candidate joins")
+    rt.add_argument("--out", type=Path, default=None,
+                    help="work folder (default: retrain-<UTC time> beside releases.dir)")
+    rt.add_argument("--camera", help="only this camera's verdicts: AGENT/SOURCE, or the source name")
+    rt.add_argument("--since", help="only verdicts recorded from this date or time")
+    rt.add_argument("--real", type=Path, default=None,
+                    help="the base training photos and the gate's val photos (default: the trainer's)")
+    rt.add_argument("--epochs", type=int, default=4)
+    rt.add_argument("--max-minutes", type=float, default=None)
+    rt.add_argument("--quick", action="store_true", help="a reduced run that proves the path (tests)")
     st = dsub.add_parser("stats", help="examples per camera, model and verdict")
     st.add_argument("--config", required=True, type=Path)
     st.add_argument("--json", action="store_true")
@@ -76,11 +91,19 @@ def run_dataset(args: argparse.Namespace) -> int:
             return 0
         since = parse_since(args.since, setup.zone)
         images = SnapshotFiles(dataset_dir(cfg.dataset.dir, cfg.snapshots_dir))
-        report = export_dataset(all_examples(repo, since=since, camera=args.camera), images,
-                                args.out_dir, val_fraction=args.val_fraction,
-                                exported_at=SystemClock().now())
+        if args.dataset_command == "retrain":
+            now = SystemClock().now()
+            work = args.out or cfg.releases.dir.with_name(f"retrain-{now:%Y%m%dT%H%M%SZ}")
+            report = export_dataset(all_examples(repo, since=since, camera=args.camera), images,
+                                    work / "verdicts", val_fraction=0.0, exported_at=now)
+        else:
+            report = export_dataset(all_examples(repo, since=since, camera=args.camera), images,
+                                    args.out_dir, val_fraction=args.val_fraction,
+                                    exported_at=SystemClock().now())
     finally:
         repo.close()
+    if args.dataset_command == "retrain":
+        return _retrain(args, work, report.images)
     for line in report.missing:
         print(f"cityops-hub: warning: left out {line}", file=sys.stderr)
     if args.json:
@@ -90,3 +113,27 @@ def run_dataset(args: argparse.Namespace) -> int:
               f"labelled, {report.negatives} negative, {report.val} held out as val; "
               f"{report.copied} copied now)")
     return 0
+
+
+def _retrain(args: argparse.Namespace, work: Path, exported: int) -> int:
+    from ..cli import main as hub_main
+    from .retrain import run_trainer, trainer_command
+
+    if exported == 0:
+        raise CityopsError("no verdicts to train on (mark snapshots on the case pages first, or widen "
+                           "--camera/--since)")
+    print(f"cityops-hub: {exported} verdict image(s) exported to {work / 'verdicts'}; retraining {args.base}",
+          file=sys.stderr)
+    candidate = work / "candidate"
+    outcome = run_trainer(trainer_command(work / "verdicts", args.base, candidate, real=args.real,
+                                          epochs=args.epochs, max_minutes=args.max_minutes, quick=args.quick),
+                          candidate)
+    if not outcome.passed:
+        print("cityops-hub: the gate refused the candidate; no release was stored:", file=sys.stderr)
+        for reason in outcome.reasons:
+            print(f"  - {reason}", file=sys.stderr)
+        print(f"  figures: {outcome.gate_file}", file=sys.stderr)
+        return 3
+    return hub_main(["release", "add", "--config", str(args.config), "--name", args.name,
+                     "--notes", f"retrained on {exported} verdict image(s)", "--gate", str(outcome.gate_file),
+                     str(candidate)])

@@ -3,11 +3,9 @@ YOLO layouts), rendered clips, and a running camera simulator."""
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pytest
 
@@ -90,30 +88,3 @@ def tiny_models(tmp_path_factory) -> dict[str, Path]:
         (out / f"{name}.tflite").write_bytes(_convert(module, module.__call__, quant))
     (out / "labels.txt").write_text("\n".join(TINY_LABELS) + "\n")
     return {"ssd": out / "ssd.tflite", "yolo": out / "yolo.tflite", "bad": out / "bad.tflite", "labels": out / "labels.txt"}
-
-
-@pytest.fixture(scope="session")
-def photo_folder(tmp_path_factory):
-    """A folder in the manifest format of ../shared/realworld, with rendered photos."""
-    from simulators.scenes import LABELS, SceneObject, SceneSpec, render
-    from simulators.scenes.spec import CameraPose, near_z
-
-    root = tmp_path_factory.mktemp("realworld")
-    (root / "garbage").mkdir()
-    images = []
-    cam = CameraPose(height_m=4.0, horizon=0.35, focal=0.9)
-    # 12 licensed train photos, and 4 of an unlicensed source as the val split (the gate's figures)
-    for i, (prefix, source, split) in enumerate([("atanu", "atanu", "train")] * 12 + [("val", "malta", "val")] * 4):
-        kind = "garbage" if i % 2 == 0 else "flame"
-        objects = (SceneObject(kind, x=0.0, z=near_z(cam) * 1.5, size=1.2, seed=i, angle=0.0),)
-        img, truth = render(SceneSpec(seed=i, place="road", camera=cam, light="day", weather="clear",
-                                      objects=objects), (480, 270))
-        name = f"garbage/{prefix}_{i}.jpg"
-        cv2.imwrite(str(root / name), img)
-        boxes = [{"label": b.label, "box": list(b.box)} for b in truth if b.label == kind]
-        images.append({"file": name, "source": source, "classes": [kind], "boxes": boxes, "annotated": [kind],
-                       "split": split, "group": f"{split[0]}{i}"})
-    images.append({"file": "garbage/atanu_0.jpg", "source": "malta", "classes": ["garbage"], "boxes": [],
-                   "annotated": [], "split": "train", "group": "unlicensed"})  # must not be trained on
-    (root / "manifest.json").write_text(json.dumps({"version": 2, "classes": list(LABELS), "images": images}))
-    return root
