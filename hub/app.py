@@ -460,6 +460,7 @@ class Hub:
         if self.writer is not None:
             out["ingest"] = self.writer.stats.as_dict()
             out["backlog"] = self.writer.backlog()
+        out["releases"] = self.releases.counts()  # model releases and rollouts (hub/releases/)
         return out
 
     async def _supervise_loop(self, every_s: float = 1.0) -> None:

@@ -310,6 +310,13 @@ class ReleaseService:
                      decision.reason)
         return decision
 
+    def counts(self) -> dict[str, int]:
+        """For the hub's summary: releases, rollouts by stage, and this run's serving counters
+        (chunks served, requests refused or dropped, reports taken, bad messages)."""
+        out = dict(self.hub._reader().use(lambda repo: repo.release_counts()))  # noqa: SLF001
+        out.update(self.stats)
+        return out
+
     # -- operator actions (CLI and web do the same through the store) ------------------------------
     async def start_rollout(self, release_id: str, *, canary: Any, agents: Any, canary_minutes: float | None,
                             by: str) -> RolloutRow:

@@ -189,6 +189,15 @@ class ReleaseQueries:
             (agent_id, t, t, t, report["state"], report.get("release_id"), report.get("chunks_done", 0),
              report.get("chunks", 0), report.get("active"), report.get("reason"), to_db_time(report["at"])))
 
+    def release_counts(self) -> dict[str, int]:
+        """Releases stored, rollouts started, and rollouts by stage (rolled_back: the rollbacks)."""
+        out = {"model_releases": int(self.conn.execute("SELECT count(*) FROM releases").fetchone()[0]),
+               "rollouts": 0, "canary": 0, "all": 0, "done": 0, "rolled_back": 0}
+        for stage, n in self.conn.execute("SELECT stage, count(*) FROM rollouts GROUP BY stage"):
+            out[stage] = int(n)
+            out["rollouts"] += int(n)
+        return out
+
     # -- the figures a rollout decides on ----------------------------------------------------------
     def agent_last_status(self, agent_ids: Sequence[str]) -> dict[str, tuple[str, datetime | None]]:
         """agent → (state, when the hub last heard from it) for the agents the hub knows: for

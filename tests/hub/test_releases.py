@@ -298,6 +298,9 @@ async def test_a_failed_canary_rolls_back_to_the_previous_release(hub, clock):
             await asyncio.to_thread(a.wait, lambda a=a: a.latest().release is None, what="release null")
         with pytest.raises(ReleaseError, match="already rolled back"):
             await hub.releases.roll_back(first.rollout_id, by="test")
+        counts = hub.counts()["releases"]
+        assert (counts["model_releases"], counts["rollouts"], counts["rolled_back"]) == (2, 2, 2)
+        assert counts["reports"] >= 4 and counts["desired_published"] >= 6
     finally:
         for a in (c1, a2, a3):
             a.close()
