@@ -401,3 +401,41 @@ def test_the_token_bucket_bounds_the_rate():
     assert waits[10] == pytest.approx(0.01) and waits[11] == pytest.approx(0.02)
     assert bucket.take(1.0) == 0.0  # a second later it has refilled (to the burst, no more)
     assert sum(bucket.take(1.0) == 0.0 for _ in range(20)) == 9
+
+
+async def test_a_rollout_started_and_rolled_back_from_the_cli_reaches_the_agents(tmp_path, clock, capsys):
+    """The CLI only writes the store (a short second writer beside the running hub); the
+    hub's release loop publishes what it wrote."""
+    from hubtest import write_hub_yaml
+
+    from hub.config import load_setup
+
+    cfg = write_hub_yaml(tmp_path, f"releases: {{dir: {tmp_path / 'rel'}, tick_s: 600}}\n")
+    hub = Hub(load_setup(cfg), clock=clock, run_scheduler=False)
+    await hub.start()
+    c1, a2 = await agents(hub, "cam-c1", "cam-a2")
+    try:
+        def cli(*argv: str) -> tuple[int, str, str]:
+            code = hub_main([argv[0], argv[1], "--config", str(cfg), *argv[2:]])
+            out = capsys.readouterr()
+            return code, out.out, out.err
+
+        assert (await asyncio.to_thread(cli, "release", "add", "--name", "detector", str(MODEL_DIR)))[0] == 0
+        code, out, err = await asyncio.to_thread(cli, "release", "rollout", "detector-1", "--canary", "cam-c1",
+                                                 "--canary-minutes", "15")
+        assert code == 0 and out.strip() == "rollout-1" and "canary cam-c1 for 15 min, then all" in err
+        code, _, err = await asyncio.to_thread(cli, "release", "rollout", "detector-1", "--canary", "cam-a2")
+        assert code == 1 and "already in a rollout in progress: cam-a2 (rollout-1)" in err
+        await hub.releases.tick()
+        await asyncio.to_thread(c1.wait, lambda: bool(c1.desired), what="the canary's desired release")
+        assert c1.latest().release.release_id == "detector-1" and not a2.desired
+        code, _, err = await asyncio.to_thread(cli, "release", "rollback", "1", "--reason", "wrong model")
+        assert code == 0 and "rollout-1 rolled back" in err
+        await hub.releases.tick()
+        await asyncio.to_thread(c1.wait, lambda: c1.latest().release is None, what="back to the config's model")
+        code, out, _ = await asyncio.to_thread(cli, "release", "list")
+        assert "rollout-1" in out and "rolled_back" in out and "manual, by cli: wrong model" in out
+    finally:
+        for a in (c1, a2):
+            a.close()
+        await hub.stop()
