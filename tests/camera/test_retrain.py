@@ -1,27 +1,21 @@
 """Retraining on operators' verdicts behind a gate (training/retrain.py): a verdict
 teaches only the classes the operator judged; the gate names every reason a candidate
 may not ship (a regression on real or rendered photos, false alarms not cut, a true alarm
-lost); and the whole path, in its reduced mode, writes the gate's figures and refuses a
-candidate that is worse than its base (exit 3), so no weak model becomes a release."""
+lost). The whole path, in its reduced mode, runs from the hub's command in
+tests/web/test_retrain_command.py."""
 
 from __future__ import annotations
 
-import json
-
-import cv2
 import pytest
 
 from training.real import RealImage
 from training.retrain import (
-    EXIT_REFUSED,
-    GATE_FILE,
     GateRules,
     decide_gate,
     judged_weights,
     main,
     verdict_figures,
 )
-from vision.models import REAL_MODEL
 
 LABELS = ["water", "flame", "smoke", "fallen_tree", "garbage", "vehicle"]
 
@@ -76,46 +70,6 @@ def test_a_class_with_few_real_photos_does_not_block_and_no_false_alarm_means_no
     assert decide_gate(figures(), figures(fa=5), GateRules(min_cut=0.5)) == []
 
 
-@pytest.fixture
-def verdict_export(tmp_path, photo_folder):
-    """What `cityops-hub dataset export` writes: snapshots judged by operators (rendered
-    here): garbage judged false as water, and true garbage."""
-    root = tmp_path / "export"
-    (root / "images").mkdir(parents=True)
-    manifest = json.loads((photo_folder / "manifest.json").read_text())
-    images = []
-    for i, e in enumerate(m for m in manifest["images"] if m["source"] == "atanu"):
-        img = cv2.imread(str(photo_folder / e["file"]))
-        name = f"images/v{i}.jpg"
-        cv2.imwrite(str(root / name), img)
-        if i % 2:
-            images.append({"file": name, "source": "verdicts", "classes": [], "boxes": [], "annotated": ["water"],
-                           "split": "train", "group": f"event-{i}"})
-        else:
-            images.append({**e, "file": name, "source": "verdicts", "annotated": e["classes"], "group": f"event-{i}"})
-    (root / "manifest.json").write_text(json.dumps({"version": 2, "classes": LABELS, "images": images}))
-    return root
-
-
-def test_a_reduced_retrain_writes_the_gate_and_refuses_a_candidate_worse_than_its_base(
-        tmp_path, photo_folder, verdict_export, capsys):
-    out = tmp_path / "candidate"
-    code = main(["--verdicts", str(verdict_export), "--base", str(REAL_MODEL.parent), "--out", str(out),
-                 "--real", str(photo_folder), "--quick", "--rendered-images", "8", "--held-out", "0.4"])
-    gate = json.loads((out / GATE_FILE).read_text())
-    assert code == EXIT_REFUSED and gate["passed"] is False and gate["reasons"]
-    assert "gate refused: " in capsys.readouterr().out
-    assert gate["verdicts"]["trained_on"] > 0 and gate["verdicts"]["held_out"] > 0
-    for side in ("base", "candidate"):
-        assert set(gate[side]) >= {"verdicts", "real", "rendered"}
-        assert gate[side]["rendered"]["images"] == 8
-    # the candidate ships its base's operating point, so the comparison is like with like
-    assert json.loads((out / "thresholds.json").read_text()) == json.loads(
-        (REAL_MODEL.parent / "thresholds.json").read_text())
-    training = json.loads((out / "training.json").read_text())
-    assert training["extra_source"]["name"] == "operator verdicts"
-
-
-def test_retrain_refuses_a_base_that_is_not_a_model_folder(tmp_path, verdict_export, capsys):
-    code = main(["--verdicts", str(verdict_export), "--base", str(tmp_path), "--out", str(tmp_path / "o")])
+def test_retrain_refuses_a_base_that_is_not_a_model_folder(tmp_path, capsys):
+    code = main(["--verdicts", str(tmp_path), "--base", str(tmp_path), "--out", str(tmp_path / "o")])
     assert code == 2 and "--base takes a model folder" in capsys.readouterr().err

@@ -33,6 +33,13 @@ async def test_retrain_runs_the_gate_and_stores_no_release_when_it_refuses(hub, 
     assert "8 verdict image(s) exported" in err and "the gate refused the candidate; no release was stored" in err
     assert all(f"  - {reason}" in err for reason in gate["reasons"])
     assert gate["verdicts"]["total"] == 8 and gate["base"]["verdicts"]["negatives"] >= 1
+    assert gate["verdicts"]["trained_on"] > 0 and gate["verdicts"]["held_out"] > 0
+    for side in ("base", "candidate"):
+        assert set(gate[side]) >= {"verdicts", "real", "rendered"} and gate[side]["rendered"]["images"] == 8
+    candidate = out / "candidate"
+    # the candidate ships its base's operating point, so the gate compares like with like
+    assert (candidate / "thresholds.json").read_bytes() == (REAL_MODEL.parent / "thresholds.json").read_bytes()
+    assert json.loads((candidate / "training.json").read_text())["extra_source"]["name"] == "operator verdicts"
     assert main(["release", "list", "--config", str(config), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["releases"] == []
 
