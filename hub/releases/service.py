@@ -44,6 +44,7 @@ def _short(payload: bytes, n: int = 200) -> str:
 
 class ReleaseService:
     MAX_QUEUED_CHUNKS = 1000  # messages paho may hold for the broker (128 MiB of chunks at most)
+    PUBLISH_BATCH = 1000  # desired releases published (and marked) per transaction
     GATHER_S = 0.5  # after a report wakes the loop, wait this long for others (one pass for many)
 
     def __init__(self, hub: Hub) -> None:
@@ -200,7 +201,8 @@ class ReleaseService:
             await self.store_reports()
             for rollout in await self.hub.read(lambda repo: repo.rollouts_in_progress()):
                 await self.advance(rollout)
-            await self.publish_desired()
+            while await self.publish_desired() == self.PUBLISH_BATCH:
+                pass  # a promotion to many agents: all of them in this pass
 
     async def store_reports(self) -> int:
         reports, self._reports = self._reports, []
@@ -218,7 +220,7 @@ class ReleaseService:
 
     async def publish_desired(self) -> int:
         """Publish (retained) every desired release not yet published; mark each one."""
-        rows = await self.hub.read(lambda repo: repo.agent_releases_unpublished())
+        rows = await self.hub.read(lambda repo: repo.agent_releases_unpublished(self.PUBLISH_BATCH))
         if not rows:
             return 0
         refs: dict[str, ReleaseRef] = {}
@@ -237,12 +239,13 @@ class ReleaseService:
                                  rollout_id=a.rollout_id, issued_at=now)
             with self._lock:  # may fetch it from now on (before the agent can see it)
                 self.desired[a.agent_id] = a.desired_release
-            if self._publish(agent_topic(a.agent_id, Channel.RELEASE), encode(msg), QOS[Channel.RELEASE],
-                             retain=True):
+            # on the hub's link, like desired configs (small; the chunks have their own client)
+            if self.hub.publish_retained(agent_topic(a.agent_id, Channel.RELEASE), encode(msg)):
                 done.append(a)
-            else:
-                log.warning("desired release of %s not published (no broker connection); retrying",
-                            a.agent_id)
+        if len(done) < len(rows):
+            log.warning("desired release not published for %d agent(s) (%s ...): no broker connection or "
+                        "a full queue; retried on the next pass", len(rows) - len(done),
+                        ", ".join(sorted({a.agent_id for a in rows} - {a.agent_id for a in done}))[:200])
         if done:
             def mark(repo: Any) -> None:
                 for a in done:
