@@ -26,6 +26,7 @@ from edge_agent.errors import AuthError, OutboxError
 from edge_agent.modbus import ModbusComponent
 from edge_agent.ota import ReleaseKeeper
 from edge_agent.outbox import Outbox
+from edge_agent.selfupdate import Software
 from edge_agent.session import Hooks, Session
 from edge_agent.sysinfo import CpuMeter, rss_mb
 from edge_agent.transport.base import Transport, TransportFactory, Will
@@ -145,6 +146,8 @@ class AgentApp:
         self.care: CareState | None = None  # the hub's acknowledged care alarms, last received
         self.release_model: Path | None = None  # the model of the release the hub shipped, when one runs
         self.releases: ReleaseKeeper | None = None
+        self.restart_requested = False  # an agent release: stop cleanly, the run command starts again
+        self._stop_event: asyncio.Event | None = None
 
     # -- lifecycle ---------------------------------------------------------------------
     async def run(self, stop: asyncio.Event) -> None:
@@ -158,8 +161,10 @@ class AgentApp:
             telemetry=cfg.telemetry, reconnect=cfg.mqtt.reconnect, version=__version__,
             clock=self.clock, credentials_path=self.loaded.credentials_path,
         )
-        self.releases = ReleaseKeeper(self.file_loaded.data_dir / "releases", cfg.agent.id,
-                                      self._publish_on, self.activate_model)
+        self._stop_event = stop
+        releases = self.file_loaded.data_dir / "releases"
+        self.releases = ReleaseKeeper(releases, cfg.agent.id, self._publish_on, self.activate_model,
+                                      software=Software(releases), restart=self.request_restart)
         self.session.hooks = Hooks(self._status_fields, self._telemetry_parts, self.apply_desired,
                                    self.apply_care, self.apply_live, self.releases.on_desired,
                                    self.releases.on_chunk, self.releases.on_connected)
@@ -222,6 +227,13 @@ class AgentApp:
             return reason or "the components could not be built"
         self.release_model = model
         return None
+
+    def request_restart(self) -> None:
+        """Stop cleanly (the outbox kept); ``cityops-agent run`` then starts again on the
+        software the release record names (edge_agent/selfupdate.py)."""
+        self.restart_requested = True
+        if self._stop_event is not None:
+            self._stop_event.set()
 
     def _publish_on(self, channel: Channel, payload: bytes, qos: int, retain: bool) -> bool:
         return self.session is not None and self.session.publish_on(channel, payload, qos, retain)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -78,8 +79,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    if argv is None:  # a real process: run the shipped agent version when one is recorded
+        from edge_agent.selfupdate import boot_from_argv
+
+        boot_from_argv(sys.argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = None if argv is not None else sys.argv[1:]  # what a restart runs again
     configure_logging(args.log_level or "info", args.log_format or "text")
     return run_main(lambda: args.handler(args), PROGRAM)
 

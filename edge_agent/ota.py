@@ -42,12 +42,15 @@ from protocol.releases import (
     DesiredRelease,
     PackageProblem,
     ReleaseChunkHeader,
+    ReleaseKind,
     ReleaseRef,
     ReleaseReport,
     ReleaseState,
     check_model_package,
 )
 from protocol.topics import Channel
+
+from .selfupdate import Software, site_of, unpack_wheel
 
 __all__ = ["ACTIVE_FILE", "RELEASE_FILE", "ActiveRelease", "ReleaseKeeper", "read_active"]
 
@@ -132,8 +135,13 @@ class ReleaseKeeper:
     """Follows the hub's desired release for one agent. Every method runs on the agent's
     event loop; file work is small (a model is a few MB) and done in a thread."""
 
-    def __init__(self, root: Path, agent_id: str, publish: Publish, activate: Activate) -> None:
+    def __init__(self, root: Path, agent_id: str, publish: Publish, activate: Activate, *,
+                 software: Software | None = None, restart: Callable[[], None] | None = None) -> None:
+        """``software`` and ``restart`` (stop cleanly, then start again on what the software
+        record says) make agent releases possible (``edge_agent/selfupdate.py``)."""
         self.root = root
+        self.software = software
+        self.restart = restart
         self.agent_id = agent_id
         self.publish = publish
         self.activate = activate
@@ -175,7 +183,9 @@ class ReleaseKeeper:
     def on_connected(self) -> None:
         """After every (re)connect: say where we stand again and re-ask for what is missing
         (the retained desired release arrives by itself)."""
-        if self._report is not None:
+        if self.software is not None and self._software_connected():
+            pass
+        elif self._report is not None:
             self._send_report(self._report)
         elif self.startup_problem:
             self._report_state(ReleaseState.FAILED, None, reason=self.startup_problem)
@@ -188,6 +198,8 @@ class ReleaseKeeper:
         async with self._lock:
             self.desired = desired
             ref = desired.release
+            if self.software is not None and self._software_desired(desired):
+                return
             if ref is None:
                 await self._revert(desired)
                 return
@@ -335,6 +347,11 @@ class ReleaseKeeper:
         if len(package) != ref.bytes or hashlib.sha256(package).hexdigest() != ref.sha256:
             return (f"the downloaded package ({len(package)} bytes) does not match the release's SHA-256 "
                     f"({ref.bytes} bytes expected); it is fetched again if the hub asks again")
+        if ref.kind == ReleaseKind.AGENT:
+            problem = unpack_wheel(self.root, ref, package)
+            if problem is None:
+                part.unlink(missing_ok=True)
+            return problem
         try:
             files = check_model_package(package)
         except PackageProblem as exc:
@@ -358,6 +375,9 @@ class ReleaseKeeper:
 
     # -- activation ----------------------------------------------------------------------
     async def _activate(self, ref: ReleaseRef, rollout_id: str | None) -> None:
+        if ref.kind == ReleaseKind.AGENT:
+            self._switch_software(ref, rollout_id, verified_now=False)
+            return
         model = self.root / ref.release_id / MODEL_FILE
         reason = await self.activate(model)
         if reason is not None:
@@ -377,10 +397,96 @@ class ReleaseKeeper:
         self._report_state(ReleaseState.ACTIVE, ref, rollout=rollout_id, done=ref.chunks)
 
     def _prune(self, keep: set[str | None]) -> None:
-        """Unpacked releases other than the running one and the one before it are removed."""
+        """Unpacked releases other than the running one and the one before it are removed
+        (and the agent software running or chosen)."""
+        keep = keep | (self.software.keep() if self.software is not None else set())
         for path in self.root.iterdir():
             if path.is_dir() and not path.name.endswith(".staging") and path.name not in keep:
                 shutil.rmtree(path, ignore_errors=True)
+
+    # -- agent software (edge_agent/selfupdate.py) ---------------------------------------------
+    def _software_connected(self) -> bool:
+        """On connect: a shipped version on trial is confirmed (it reached the broker with
+        its components built) and reported active; one that did not start is reported
+        failed. True when a report went."""
+        sw = self.software
+        assert sw is not None
+        record = sw.record
+        if record is None or "ref" not in record:
+            return False
+        try:
+            ref = ReleaseRef.model_validate(record["ref"])
+        except ValueError:
+            return False
+        if sw.needs_confirm():
+            self._confirm_software()
+        elif sw.running == ref.release_id:
+            pass
+        elif sw.failed is not None:
+            self.stats["failed"] += 1
+            self._report_state(ReleaseState.FAILED, ref, rollout=record.get("rollout_id"),
+                               reason=str(record.get("reason") or "it did not start"))
+            return True
+        else:
+            return False
+        self._report_state(ReleaseState.ACTIVE, ref, rollout=record.get("rollout_id"))
+        return True
+
+    def _software_desired(self, desired: DesiredRelease) -> bool:
+        """The software side of a desired release; True when it is dealt with (else the
+        model side goes on, downloading an agent release like a model's)."""
+        sw = self.software
+        assert sw is not None
+        ref = desired.release
+        if ref is not None and ref.kind == ReleaseKind.AGENT:
+            if sw.running == ref.release_id:
+                if sw.needs_confirm():
+                    self._confirm_software()
+                self._report_state(ReleaseState.ACTIVE, ref, rollout=desired.rollout_id)
+                return True
+            failed = sw.failed
+            if failed is not None and failed["release_id"] == ref.release_id:
+                self._report_state(ReleaseState.FAILED, ref, rollout=desired.rollout_id,
+                                   reason=str(failed.get("reason") or "it did not start"))
+                return True
+            if (site_of(self.root, ref.release_id) / "edge_agent" / "__init__.py").is_file():
+                self._switch_software(ref, desired.rollout_id, verified_now=True)
+                return True
+            return False
+        # a model release or none: it runs on the installed software
+        if sw.running is not None:
+            log.info("the hub no longer wants agent release %s: restarting on the installed version", sw.running)
+            sw.clear()
+            self._request_restart()
+            return True
+        if sw.failed is not None:
+            sw.clear()
+        return False
+
+    def _confirm_software(self) -> None:
+        assert self.software is not None and self.software.record is not None
+        self.software.confirm()
+        log.info("agent version %s (release %s) confirmed: connected with its components built",
+                 self.software.record.get("version"), self.software.record["release_id"])
+
+    def _switch_software(self, ref: ReleaseRef, rollout_id: str | None, *, verified_now: bool) -> None:
+        """Record ``ref`` as the software to try and restart into it."""
+        if self.software is None or self.restart is None:
+            self._download = None
+            self._report_state(ReleaseState.FAILED, ref, rollout=rollout_id,
+                               reason="this agent process cannot restart itself (not run by cityops-agent run)")
+            return
+        self._download = None
+        self.software.choose(ref, rollout_id)
+        if verified_now:
+            self._report_state(ReleaseState.VERIFIED, ref, rollout=rollout_id, done=ref.chunks)
+        log.info("agent release %s (version %s) unpacked: restarting into it", ref.release_id,
+                 self.software.record["version"] if self.software.record else "?")
+        self._request_restart()
+
+    def _request_restart(self) -> None:
+        if self.restart is not None:
+            self.restart()
 
     # -- reports -------------------------------------------------------------------------
     def _report_state(self, state: ReleaseState, ref: ReleaseRef | None, *, rollout: str | None = None,

@@ -15,6 +15,10 @@ Four channels (``protocol/topics.py``):
 ``release_state`` agent → hub, QoS 1, retained: :class:`ReleaseReport`, where the agent
     stands (downloading, verified, active, failed with the reason, reverted).
 
+An agent release (kind ``agent``) is a wheel of the project's distribution: the agent
+unpacks it beside the installed one and restarts into it (``edge_agent/selfupdate.py``);
+:func:`check_agent_package` checks it on both sides.
+
 A model release is a zip (the *package*) holding ``cityops_detector_int8.tflite``,
 ``labels.txt`` and optionally ``thresholds.json`` and ``training.json``: the layout of a
 bundled model folder (``vision/models/real``). :func:`check_model_package` checks it on
@@ -24,12 +28,16 @@ before it unpacks.
 
 from __future__ import annotations
 
+import email.parser
 import hashlib
 import io
 import json
+import re
 import zipfile
+from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
+from pathlib import PurePosixPath
 from typing import Annotated, Literal
 
 from pydantic import AfterValidator, Field, ValidationError, model_validator
@@ -64,6 +72,9 @@ __all__ = [
     "ReleaseRef",
     "ReleaseReport",
     "ReleaseState",
+    "AGENT_DISTRIBUTION",
+    "AgentPackage",
+    "check_agent_package",
     "check_model_package",
     "decode_release_chunk",
     "encode_release_chunk",
@@ -92,6 +103,7 @@ def sha256_hex(data: bytes) -> str:
 
 class ReleaseKind(StrEnum):
     MODEL = "model"  # a detector package (zip), run by the agent's cameras
+    AGENT = "agent"  # the agent's own software: a wheel of the project (check_agent_package)
 
 
 class ReleaseRef(WireModel):
@@ -259,3 +271,64 @@ def check_model_package(package: bytes) -> dict[str, bytes]:
                 isinstance(k, str) and isinstance(v, int | float) and 0 < v <= 1 for k, v in scores.items()):
             raise PackageProblem("thresholds.json min_score must map each label to a score in (0, 1]")
     return files
+
+
+AGENT_DISTRIBUTION = "cityops"  # [project] name in pyproject.toml: the wheel an agent release carries
+AGENT_PACKAGES = ("edge_agent", "protocol")  # what a wheel must hold for the agent to run from it
+
+
+@dataclass(frozen=True)
+class AgentPackage:
+    """A checked agent wheel: its distribution version and its files (path -> bytes)."""
+
+    name: str
+    version: str
+    files: dict[str, bytes]
+
+
+def _normalized(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def _safe_member(name: str) -> bool:
+    path = PurePosixPath(name)
+    return bool(name) and not path.is_absolute() and ".." not in path.parts and "\\" not in name and ":" not in name
+
+
+def check_agent_package(package: bytes) -> AgentPackage:
+    """An agent release, checked: a wheel (zip) of the ``cityops`` distribution whose
+    ``*.dist-info/METADATA`` names it and a version, holding the ``edge_agent`` and
+    ``protocol`` packages, every member a plain relative path, within the size limits.
+    Raises :class:`PackageProblem` naming what is wrong."""
+    if len(package) > MAX_RELEASE_BYTES:
+        raise PackageProblem(f"the wheel is {len(package)} bytes, over the release limit of {MAX_RELEASE_BYTES}")
+    try:
+        archive = zipfile.ZipFile(io.BytesIO(package))
+    except zipfile.BadZipFile as exc:
+        raise PackageProblem(f"not a wheel: not a zip archive ({exc})") from None
+    with archive:
+        infos = [i for i in archive.infolist() if not i.is_dir()]
+        unsafe = [i.filename for i in infos if not _safe_member(i.filename)]
+        if unsafe:
+            raise PackageProblem(f"the wheel has file(s) outside its own tree: {', '.join(unsafe[:5])}")
+        if sum(i.file_size for i in infos) > 4 * MAX_RELEASE_BYTES:
+            raise PackageProblem("the wheel unpacks to more than four times the release size limit")
+        try:
+            files = {i.filename: archive.read(i.filename) for i in infos}
+        except (zipfile.BadZipFile, OSError, RuntimeError) as exc:
+            raise PackageProblem(f"cannot unpack the wheel: {exc}") from None
+    metadata = [n for n in files if re.fullmatch(r"[^/]+\.dist-info/METADATA", n)]
+    if len(metadata) != 1:
+        raise PackageProblem(f"not a wheel: {len(metadata)} *.dist-info/METADATA file(s), one expected "
+                             "(build it with: python -m pip wheel . --no-deps)")
+    headers = email.parser.HeaderParser().parsestr(files[metadata[0]].decode("utf-8", "replace"))
+    name, version = (headers.get("Name") or "").strip(), (headers.get("Version") or "").strip()
+    if _normalized(name) != AGENT_DISTRIBUTION:
+        raise PackageProblem(f"the wheel is of {name or 'no named distribution'!r}, not of the agent's "
+                             f"{AGENT_DISTRIBUTION!r}")
+    if not re.fullmatch(r"[0-9A-Za-z][0-9A-Za-z.+!_-]{0,63}", version):
+        raise PackageProblem(f"the wheel's METADATA has no usable Version ({version!r})")
+    missing = [p for p in AGENT_PACKAGES if f"{p}/__init__.py" not in files]
+    if missing:
+        raise PackageProblem(f"the wheel has no {', '.join(p + '/' for p in missing)} package: it cannot run the agent")
+    return AgentPackage(name, version, files)

@@ -1,5 +1,8 @@
 """``cityops-agent run --config FILE``: run the agent until SIGTERM/SIGINT.
 
+A release of the agent's own software (edge_agent/selfupdate.py) stops the agent the
+same clean way and starts it again on the new version (the same process id).
+
 SIGTERM and Ctrl-C stop it cleanly (components, then an offline status, then the
 outbox is closed with every undelivered event in it); SIGHUP re-reads the config file.
 """
@@ -14,6 +17,7 @@ import signal
 from edge_agent.app import AgentApp
 from edge_agent.cli import command
 from edge_agent.config import load_agent_config
+from edge_agent.selfupdate import restart
 from protocol.logsetup import configure_logging
 
 log = logging.getLogger("edge_agent")
@@ -44,5 +48,14 @@ def run(args: argparse.Namespace) -> int:
     if (args.log_level or logging_cfg.level) != "debug":
         # The poller reports device failures itself (DOWN/UP events, one log line each).
         logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
-    asyncio.run(_run(AgentApp(loaded)))
+    app = AgentApp(loaded)
+    asyncio.run(_run(app))
+    if app.restart_requested:
+        argv = getattr(args, "argv", None)
+        if argv is None:
+            log.error("an agent release asks for a restart, which only a cityops-agent run process "
+                      "can do; start the agent again")
+            return 75
+        restart(loaded.data_dir / "releases", argv)
+        return 75  # could not start again: the service manager (Restart=on-failure) does
     return 0

@@ -228,10 +228,11 @@ class ReleaseServer:
         self.drop = lambda agent, index: False
         self.serve_upto: int | None = None
 
-    def offer(self, release_id: str, package: bytes, version: int = 1):
+    def offer(self, release_id: str, package: bytes, version: int = 1, kind: str = "model"):
         from protocol.releases import ReleaseRef, sha256_hex
 
-        ref = ReleaseRef(release_id=release_id, name="detector", version=version, sha256=sha256_hex(package),
+        ref = ReleaseRef(release_id=release_id, kind=kind, name="detector" if kind == "model" else "cityops-agent",
+                         version=version, sha256=sha256_hex(package),
                          bytes=len(package), chunk_bytes=self.chunk_bytes,
                          chunks=-(-len(package) // self.chunk_bytes))
         self.packages[release_id] = (ref, package)
@@ -306,3 +307,29 @@ class PahoReleaseServer(ReleaseServer):
     def close(self):
         self.client.disconnect()
         self.client.loop_stop()
+
+
+def agent_wheel(version: str, *, files: dict[str, bytes] | None = None, name: str = "cityops") -> bytes:
+    """A wheel of this tree's agent (the ``edge_agent`` and ``protocol`` packages, sources
+    and data files) whose ``edge_agent.__version__`` and METADATA say ``version``;
+    ``files`` replace or add entries (e.g. a broken ``edge_agent/__main__.py``)."""
+    import io
+    import re
+    import zipfile
+
+    entries: dict[str, bytes] = {}
+    for package in ("edge_agent", "protocol"):
+        for path in sorted((ROOT / package).rglob("*")):
+            if path.is_file() and "__pycache__" not in path.parts and path.suffix != ".pyc":
+                entries[path.relative_to(ROOT).as_posix()] = path.read_bytes()
+    init = entries["edge_agent/__init__.py"].decode()
+    entries["edge_agent/__init__.py"] = re.sub(r'__version__ = ".*"', f'__version__ = "{version}"', init).encode()
+    dist = f"{name}-{version}.dist-info"
+    entries[f"{dist}/METADATA"] = f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n".encode()
+    entries[f"{dist}/WHEEL"] = b"Wheel-Version: 1.0\nGenerator: tests\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
+    entries.update(files or {})
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
+        for entry, data in entries.items():
+            z.writestr(entry, data)
+    return buf.getvalue()

@@ -1,0 +1,163 @@
+"""Agent software releases (issue 22): ``cityops-agent run`` as a real process on a real
+Mosquitto is sent a wheel of its own software. A good wheel: the agent restarts into it
+(the same process, now reporting the wheel's version), confirms it and reports it active;
+``release: null`` takes it back to the installed version. A wheel that cannot start: the
+service manager's restarts (stood in for here, ``Restart=on-failure`` as in
+docs/cityops-agent.service) try it twice, then the installed version runs, reports the
+release failed with the reason, and keeps publishing."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import secrets
+import threading
+
+import pytest
+from agent_testlib import AgentProcess, PahoHub, PahoReleaseServer, agent_wheel, until
+
+from edge_agent import __version__ as INSTALLED
+
+pytestmark = pytest.mark.asyncio
+
+AGENT = "agent-upd-1"
+NEW = "0.1.0+update"
+BAD = "0.1.0+broken"
+
+
+@pytest.fixture(scope="session")
+def good_wheel() -> bytes:
+    return agent_wheel(NEW)
+
+
+@pytest.fixture(scope="session")
+def bad_wheel() -> bytes:
+    broken = b'raise RuntimeError("this build cannot start")\n'
+    return agent_wheel(BAD, files={"edge_agent/__main__.py": broken})
+
+
+class Supervisor:
+    """What systemd's ``Restart=on-failure`` does for the agent: start it again when it
+    exits with a failure (outside the project, so stood in for)."""
+
+    def __init__(self, agent: AgentProcess) -> None:
+        self.agent = agent
+        self.failures: list[int] = []
+        self.stopping = threading.Event()
+        self.thread = threading.Thread(target=self._watch, daemon=True)
+        self.thread.start()
+
+    def _watch(self) -> None:
+        while not self.stopping.wait(0.1):
+            rc = self.agent.proc.poll()
+            if rc is not None and rc != 0 and not self.stopping.is_set():
+                self.failures.append(rc)
+                self.agent.start()
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self.thread.join(5)
+
+
+def setup_agent(tmp_path, broker) -> AgentProcess:
+    password = secrets.token_urlsafe(18)
+    broker.auth.set_user(AGENT, password)
+    broker.reload()
+    (tmp_path / "credentials.yaml").write_text(f"username: {AGENT}\npassword: {password}\n")
+    (tmp_path / "credentials.yaml").chmod(0o600)
+    (tmp_path / "agent.yaml").write_text(f"""\
+agent: {{id: {AGENT}, location: {{lat: 31.2, lon: 121.4}}, data_dir: data}}
+mqtt:
+  host: {broker.host}
+  port: {broker.port}
+  credentials_file: credentials.yaml
+  reconnect: {{initial_s: 0.1, max_s: 0.5}}
+telemetry: {{interval_s: 1}}
+logging: {{level: info}}
+""")
+    return AgentProcess(tmp_path / "agent.yaml", tmp_path / "agent.log")
+
+
+def online(hub, version: str, after: int = 0) -> bool:
+    return any(s.state == "online" and s.version == version for s in hub.status[after:])
+
+
+async def test_agent_restarts_into_a_shipped_version_and_back(tmp_path, broker, good_wheel):
+    server = PahoReleaseServer(broker)
+    hub = PahoHub(broker, client_id="standin-hub-upd")
+    server.offer("cityops-agent-2", good_wheel, version=2, kind="agent")
+    releases = tmp_path / "data" / "releases"
+    agent = setup_agent(tmp_path, broker).start()
+    try:
+        await until(lambda: online(hub, INSTALLED), timeout=30, what="the installed agent online")
+        pid = agent.proc.pid
+        seen = len(hub.status)
+        server.desire(AGENT, "cityops-agent-2", rollout_id="ro-2")
+        await until(lambda: online(hub, NEW, seen), timeout=40, what=f"the agent online as {NEW}")
+        await until(lambda: any(r.state == "active" and r.release_id == "cityops-agent-2" for r in server.reports),
+                    timeout=20, what="the agent release reported active")
+        assert agent.proc.pid == pid and agent.running(), "restarted in place (exec), not a new process"
+        record = json.loads((releases / "software.json").read_text())
+        assert (record["release_id"], record["version"], record["state"], record["attempts"]) == (
+            "cityops-agent-2", NEW, "active", 0)
+        assert (releases / "cityops-agent-2" / "site" / "edge_agent" / "__init__.py").is_file()
+        assert not list(releases.glob("*.staging")) and not list(releases.glob("*.part"))
+        active = next(r for r in server.reports if r.state == "active")
+        assert active.rollout_id == "ro-2"
+        telemetry = len(hub.telemetry)
+        await until(lambda: len(hub.telemetry) > telemetry + 1, timeout=10, what="telemetry from the new version")
+
+        seen = len(hub.status)
+        server.desire(AGENT, None, rollout_id="ro-3")
+        await until(lambda: online(hub, INSTALLED, seen), timeout=40, what="the installed version online again")
+        await until(lambda: server.reports and server.reports[-1].state == "reverted", timeout=20,
+                    what="reverted reported")
+        assert not (releases / "software.json").exists()
+        assert agent.proc.pid == pid
+        log = agent.log()
+        assert "restarting into it" in log and "restarting on the installed version" in log
+        assert agent.terminate() == 0
+    finally:
+        agent.ensure_stopped()
+        server.close()
+        hub.close()
+        await asyncio.sleep(0)
+
+
+async def test_a_version_that_does_not_start_falls_back_to_the_installed_one(tmp_path, broker, bad_wheel):
+    server = PahoReleaseServer(broker, client_id="standin-releases-bad")
+    hub = PahoHub(broker, client_id="standin-hub-bad")
+    server.offer("cityops-agent-3", bad_wheel, version=3, kind="agent")
+    releases = tmp_path / "data" / "releases"
+    agent = setup_agent(tmp_path, broker).start()
+    supervisor = Supervisor(agent)
+    try:
+        await until(lambda: online(hub, INSTALLED), timeout=30, what="the installed agent online")
+        seen = len(hub.status)
+        server.desire(AGENT, "cityops-agent-3", rollout_id="ro-3")
+        failed = await until(lambda: next((r for r in server.reports if r.state == "failed"), None), timeout=60,
+                             what="the release reported failed")
+        assert failed.release_id == "cityops-agent-3" and failed.rollout_id == "ro-3"
+        assert f"version {BAD} (release cityops-agent-3) did not start" in failed.reason
+        assert len(supervisor.failures) == 2, "tried twice, then the installed version"
+        assert "this build cannot start" in agent.log()
+        record = json.loads((releases / "software.json").read_text())
+        assert record["state"] == "failed" and record["attempts"] == 2
+        # the installed version runs and keeps publishing
+        await until(lambda: online(hub, INSTALLED, seen), timeout=10, what="the installed version online")
+        assert not online(hub, BAD)
+        telemetry = len(hub.telemetry)
+        await until(lambda: len(hub.telemetry) > telemetry + 1, timeout=10, what="telemetry after the fall-back")
+        # the hub's wish (retained) is not tried again: the failure is reported again instead
+        reports = len(server.reports)
+        server.desire(AGENT, "cityops-agent-3", rollout_id="ro-3")
+        await until(lambda: len(server.reports) > reports, timeout=10, what="a report on the repeated wish")
+        assert server.reports[-1].state == "failed" and agent.running() and len(supervisor.failures) == 2
+        supervisor.stop()
+        assert agent.terminate() == 0
+    finally:
+        supervisor.stop()
+        agent.ensure_stopped()
+        server.close()
+        hub.close()
+        await asyncio.sleep(0)
