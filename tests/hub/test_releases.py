@@ -439,3 +439,30 @@ async def test_a_rollout_started_and_rolled_back_from_the_cli_reaches_the_agents
         for a in (c1, a2):
             a.close()
         await hub.stop()
+
+
+async def test_after_a_hub_restart_the_published_release_is_still_served(tmp_path, clock):
+    """What the hub published before a restart is what it serves after (from the store)."""
+    setup = dict(releases={"dir": str(tmp_path / "releases"), "tick_s": 600})
+    hub = Hub(make_setup(tmp_path, **setup), clock=clock, run_scheduler=False)
+    await hub.start()
+    try:
+        (c1,) = await agents(hub, "cam-c1")
+        release = await add(hub)
+        await hub.releases.start_rollout(release.release_id, canary="cam-c1", agents="all", canary_minutes=5,
+                                         by="test")
+        await hub.releases.tick()
+        await asyncio.to_thread(c1.wait, lambda: bool(c1.desired), what="desired release")
+        c1.close()
+    finally:
+        await hub.stop()
+    hub = Hub(make_setup(tmp_path, **setup), clock=clock, run_scheduler=False)
+    await hub.start()
+    try:
+        assert hub.releases.desired == {"cam-c1": release.release_id}
+        c1 = await asyncio.to_thread(ReleaseAgent, hub.broker, "cam-c1")
+        package = await asyncio.to_thread(c1.download, release.ref())
+        assert sha256_hex(package) == release.sha256
+        c1.close()
+    finally:
+        await hub.stop()
