@@ -18,7 +18,7 @@
     cityops-hub token list|revoke --config hub.yaml [ID]
     cityops-hub backup --config hub.yaml --to /backups [--json]
                                                          online copy of the store and snapshots
-    cityops-hub release add --config hub.yaml --name detector PATH [--notes T] [--gate FILE.json]
+    cityops-hub release add --config hub.yaml --name detector PATH [--notes T] [--gate FILE.json] [--kind agent]
     cityops-hub release list --config hub.yaml [--json]
     cityops-hub release rollout --config hub.yaml RELEASE_ID --canary a1,a2 [--agents all|a,b,c]
                      [--canary-minutes N]
@@ -153,6 +153,8 @@ def _release_args(sub) -> None:  # noqa: ANN001 - argparse's private subparsers 
     ra.add_argument("path", type=Path, help="a model folder (like vision/models/real) or a .zip package")
     ra.add_argument("--notes", default="", help="what changed")
     ra.add_argument("--gate", type=Path, default=None, help="a JSON file of a retrain gate's figures")
+    ra.add_argument("--kind", choices=["model", "agent"], default="model",
+                    help="model (default): a detector package; agent: a wheel of the agent software")
     rl = rsub.add_parser("list", help="releases and rollouts")
     rl.add_argument("--config", required=True, type=Path)
     rl.add_argument("--json", action="store_true")
@@ -447,7 +449,7 @@ def _release(args: argparse.Namespace) -> int:
     now = SystemClock().now()
     cmd = args.release_command
     if cmd == "add":
-        package = build_package(args.path)  # checked before anything is written
+        package = build_package(args.path, args.kind)  # checked before anything is written
         gate = None
         if args.gate is not None:
             try:
@@ -477,7 +479,7 @@ def _release(args: argparse.Namespace) -> int:
         with repo.transaction():
             if cmd == "add":
                 row = add_release(repo, setup.config.releases.dir, package, name=args.name, now=now,
-                                  by="cli", notes=args.notes, gate=gate)
+                                  by="cli", notes=args.notes, gate=gate, kind=args.kind)
                 print(row.release_id)
                 print(f"cityops-hub: release {row.release_id} stored ({row.bytes} bytes, {row.chunks} "
                       f"chunks, sha256 {row.sha256[:12]}); roll it out with: cityops-hub release rollout "

@@ -16,6 +16,8 @@ from protocol.releases import (
     MAX_RELEASE_CHUNK_BYTES,
     MODEL_FILE,
     PackageProblem,
+    ReleaseKind,
+    check_agent_package,
     check_model_package,
     sha256_hex,
 )
@@ -46,12 +48,27 @@ def _zip(files: dict[str, bytes]) -> bytes:
     return buf.getvalue()
 
 
-def build_package(path: Path) -> bytes:
+def build_agent_package(path: Path) -> bytes:
+    """An agent software release: a wheel of the project, checked with
+    :func:`protocol.releases.check_agent_package`."""
+    if not path.is_file():
+        raise ReleaseError(f"{path}: no such file (name a wheel: python -m pip wheel . --no-deps -w dist)")
+    package = path.read_bytes()
+    try:
+        check_agent_package(package)
+    except PackageProblem as exc:
+        raise ReleaseError(f"{path}: not a usable agent wheel: {exc}") from None
+    return package
+
+
+def build_package(path: Path, kind: str = ReleaseKind.MODEL.value) -> bytes:
     """The package for ``path``: a model folder (``cityops_detector_int8.tflite``,
     ``labels.txt``, optionally ``thresholds.json`` and ``training.json``; other files are
     left out) zipped, or a ``.zip`` as it is. Checked with
     :func:`protocol.releases.check_model_package`; raises :class:`ReleaseError` with the
-    reason and the fix."""
+    reason and the fix. ``kind`` agent: :func:`build_agent_package`."""
+    if kind == ReleaseKind.AGENT.value:
+        return build_agent_package(path)
     if path.is_dir():
         files = {n: (path / n).read_bytes() for n in PACKAGE_FILES if (path / n).is_file()}
         if MODEL_FILE not in files:
@@ -84,7 +101,8 @@ def _store_file(folder: Path, name: str, data: bytes) -> None:
 
 
 def add_release(repo: Any, folder: Path, package: bytes, *, name: str, now: datetime, by: str,
-                notes: str = "", gate: dict[str, Any] | None = None) -> ReleaseRow:
+                notes: str = "", gate: dict[str, Any] | None = None,
+                kind: str = ReleaseKind.MODEL.value) -> ReleaseRow:
     """Record ``package`` as the next version of ``name`` and store its file; inside the
     caller's transaction (the file is written first: a row never names a missing file)."""
     if not is_safe_id(name) or len(name) > 40:
@@ -95,8 +113,8 @@ def add_release(repo: Any, folder: Path, package: bytes, *, name: str, now: date
     chunk = MAX_RELEASE_CHUNK_BYTES
     row = ReleaseRow(release_id=release_id, name=name, version=version, sha256=sha256_hex(package),
                      bytes=len(package), chunk_bytes=chunk, chunks=-(-len(package) // chunk),
-                     file=f"{release_id}.zip", created_at=now, created_by=by, notes=notes[:2000],
-                     gate=gate)
+                     file=f"{release_id}.{'whl' if kind == ReleaseKind.AGENT.value else 'zip'}",
+                     created_at=now, created_by=by, notes=notes[:2000], gate=gate, kind=ReleaseKind(kind).value)
     row.ref()  # the sizes add up and fit the protocol's limits (raises otherwise)
     _store_file(folder, row.file, package)
     repo.release_insert(row)
