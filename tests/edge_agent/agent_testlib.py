@@ -333,3 +333,27 @@ def agent_wheel(version: str, *, files: dict[str, bytes] | None = None, name: st
         for entry, data in entries.items():
             z.writestr(entry, data)
     return buf.getvalue()
+
+
+def pip_wheel(workdir: Path, version: str) -> bytes:
+    """The wheel pip builds (offline, the venv's setuptools) from a copy of this tree's
+    ``edge_agent`` and ``protocol`` packages, its version set to ``version`` in
+    pyproject.toml and ``edge_agent.__version__``: the artifact an operator ships."""
+    import re
+    import shutil
+    import subprocess
+    import sys
+
+    src = workdir / "src"
+    src.mkdir(parents=True)
+    for package in ("edge_agent", "protocol"):
+        shutil.copytree(ROOT / package, src / package, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    shutil.copy(ROOT / "README.md", src / "README.md")
+    pyproject = (ROOT / "pyproject.toml").read_text()
+    (src / "pyproject.toml").write_text(re.sub(r'(?m)^version = ".*"$', f'version = "{version}"', pyproject, count=1))
+    init = src / "edge_agent" / "__init__.py"
+    init.write_text(re.sub(r'__version__ = ".*"', f'__version__ = "{version}"', init.read_text()))
+    subprocess.run([sys.executable, "-m", "pip", "wheel", ".", "--no-deps", "--no-build-isolation", "--no-index",  # noqa: S603
+                    "-q", "-w", str(workdir / "dist")], cwd=src, check=True, capture_output=True, timeout=120)
+    (wheel,) = (workdir / "dist").glob("cityops-*.whl")
+    return wheel.read_bytes()

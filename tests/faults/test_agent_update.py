@@ -14,7 +14,7 @@ import secrets
 import threading
 
 import pytest
-from agent_testlib import AgentProcess, PahoHub, PahoReleaseServer, agent_wheel, until
+from agent_testlib import AgentProcess, PahoHub, PahoReleaseServer, agent_wheel, pip_wheel, until
 
 from edge_agent import __version__ as INSTALLED
 
@@ -26,8 +26,8 @@ BAD = "0.1.0+broken"
 
 
 @pytest.fixture(scope="session")
-def good_wheel() -> bytes:
-    return agent_wheel(NEW)
+def good_wheel(tmp_path_factory) -> bytes:
+    return pip_wheel(tmp_path_factory.mktemp("wheel"), NEW)  # built by pip, as an operator would
 
 
 @pytest.fixture(scope="session")
@@ -106,6 +106,15 @@ async def test_agent_restarts_into_a_shipped_version_and_back(tmp_path, broker, 
         assert active.rollout_id == "ro-2"
         telemetry = len(hub.telemetry)
         await until(lambda: len(hub.telemetry) > telemetry + 1, timeout=10, what="telemetry from the new version")
+
+        # the power goes; the service manager starts the installed command: it runs the new version
+        agent.kill9()
+        seen = len(hub.status)
+        agent.start()
+        await until(lambda: online(hub, NEW, seen), timeout=40, what=f"{NEW} again after a cold start")
+        assert not online(hub, INSTALLED, seen)
+        assert json.loads((releases / "software.json").read_text())["state"] == "active"
+        pid = agent.proc.pid
 
         seen = len(hub.status)
         server.desire(AGENT, None, rollout_id="ro-3")
