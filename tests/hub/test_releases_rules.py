@@ -8,7 +8,14 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from hub.releases.model import Stage
-from hub.releases.rollout import Action, AgentFigures, Policy, RolloutFigures, decide, false_alarm_limit
+from hub.releases.rollout import (
+    Action,
+    AgentFigures,
+    Policy,
+    RolloutFigures,
+    decide,
+    false_alarm_limit,
+)
 
 T0 = datetime(2026, 7, 1, 8, 0, tzinfo=UTC)
 POLICY = Policy(offline_grace=timedelta(minutes=5), false_alarm_factor=2, false_alarm_margin=3,
