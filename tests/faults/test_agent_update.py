@@ -104,6 +104,8 @@ async def test_agent_restarts_into_a_shipped_version_and_back(tmp_path, broker, 
         assert not list(releases.glob("*.staging")) and not list(releases.glob("*.part"))
         active = next(r for r in server.reports if r.state == "active")
         assert active.rollout_id == "ro-2"
+        states = server.states(AGENT)
+        assert states.index("verified") < states.index("active"), states  # verified went out before the restart
         telemetry = len(hub.telemetry)
         await until(lambda: len(hub.telemetry) > telemetry + 1, timeout=10, what="telemetry from the new version")
 
