@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 
 import paho.mqtt.client as mqtt
 import pytest
-from hubtest import T0, await_for, make_setup
+from hubtest import await_for, make_setup
 
 from hub.app import Hub
 from hub.cli import main as hub_main
@@ -345,10 +345,6 @@ async def test_rollouts_are_refused_with_the_reason(hub):
                                              canary_minutes=5, by="t")
     finally:
         c1.close()
-
-
-def test_at_t0_the_fixture_clock_is_the_hub_clock(clock):
-    assert clock.now() == T0
 
 
 async def test_canary_false_alarms_over_the_bar_roll_back(hub, clock):
