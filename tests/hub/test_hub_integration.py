@@ -108,10 +108,12 @@ async def test_snapshot_then_event_links_and_serves_the_photo(hub, agent):
     assert status == 200
     sha = body["snapshots"][0]["sha256"]
     assert body["case"]["before_snapshot"].endswith(f"{sha}.jpg")
-    async with aiohttp.ClientSession(headers=await operator_headers(hub)) as s, s.get(f"{hub.web_url}snapshots/{sha}.jpg") as r:
-        assert r.status == 200 and await r.read() == photo
-    async with aiohttp.ClientSession(headers=await operator_headers(hub)) as s, s.get(f"{hub.web_url}snapshots/../../etc/passwd") as r:
-        assert r.status == 404
+    async with aiohttp.ClientSession(headers=await operator_headers(hub)) as s:
+        async with s.get(hub.web_url + body["case"]["before_snapshot"].lstrip("/")) as r:
+            assert r.status == 200 and await r.read() == photo  # the link the case gives is served
+        for gone in (f"snapshots/{sha}.jpg", "api/v1/snapshots/../../etc/passwd"):
+            async with s.get(f"{hub.web_url}{gone}") as r:  # the old address is gone; no way out of the folder
+                assert r.status == 404
 
 
 async def test_status_page_and_json_show_the_case(hub, agent):
