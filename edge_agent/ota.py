@@ -36,6 +36,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from protocol.codec import encode
+from protocol.ids import is_safe_id
 from protocol.releases import (
     MODEL_FILE,
     ChunkRequest,
@@ -100,6 +101,15 @@ def _write_atomic(path: Path, data: bytes) -> None:
     _fsync_dir(path.parent)
 
 
+def _recorded_release(root: Path) -> str | None:
+    """The release id ``active.json`` names, if it can be read at all (for the report)."""
+    try:
+        value = json.loads((root / ACTIVE_FILE).read_text(encoding="utf-8"))["release_id"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return value if isinstance(value, str) and is_safe_id(value) else None
+
+
 def read_active(root: Path) -> tuple[ActiveRelease | None, str | None]:
     """The release recorded as running, checked: (release, None), (None, None) when there
     is none, or (None, why) when the record or its model cannot be trusted (the caller
@@ -147,6 +157,7 @@ class ReleaseKeeper:
         self.activate = activate
         self.active: ActiveRelease | None = None
         self.startup_problem: str | None = None
+        self.startup_release: str | None = None  # the release the startup problem is about
         self.desired: DesiredRelease | None = None
         self._download: _Download | None = None
         self._report: ReleaseReport | None = None
@@ -165,6 +176,7 @@ class ReleaseKeeper:
         self.active, self.startup_problem = read_active(self.root)
         if self.startup_problem:
             log.error("%s", self.startup_problem)
+            self.startup_release = _recorded_release(self.root)
             with contextlib.suppress(OSError):
                 (self.root / ACTIVE_FILE).unlink()
         elif self.active:
@@ -176,6 +188,7 @@ class ReleaseKeeper:
         the reason for the hub."""
         log.error("%s", reason)
         self.startup_problem = reason
+        self.startup_release = self.active.release_id if self.active else _recorded_release(self.root)
         self.active = None
         with contextlib.suppress(OSError):
             (self.root / ACTIVE_FILE).unlink()
@@ -188,7 +201,9 @@ class ReleaseKeeper:
         elif self._report is not None:
             self._send_report(self._report)
         elif self.startup_problem:
-            self._report_state(ReleaseState.FAILED, None, reason=self.startup_problem)
+            # about the release that failed, so the hub counts it against that release's rollout
+            self._report_state(ReleaseState.FAILED, None, reason=self.startup_problem,
+                               release_id=self.startup_release)
         if self._download is not None:
             self._download.asked.clear()
             self._ask()
@@ -490,9 +505,9 @@ class ReleaseKeeper:
 
     # -- reports -------------------------------------------------------------------------
     def _report_state(self, state: ReleaseState, ref: ReleaseRef | None, *, rollout: str | None = None,
-                      done: int | None = None, reason: str | None = None) -> None:
+                      done: int | None = None, reason: str | None = None, release_id: str | None = None) -> None:
         report = ReleaseReport(
-            agent_id=self.agent_id, release_id=ref.release_id if ref else None, rollout_id=rollout, state=state,
+            agent_id=self.agent_id, release_id=ref.release_id if ref else release_id, rollout_id=rollout, state=state,
             chunks_done=done if done is not None else (ref.chunks if ref else 0),
             chunks=ref.chunks if ref else 0, active=self.active.release_id if self.active else None,
             reason=reason[:500] if reason else None, at=datetime.now(UTC))

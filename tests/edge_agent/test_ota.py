@@ -185,5 +185,6 @@ async def test_the_active_release_survives_a_restart_but_a_changed_model_file_ne
         await until(lambda: len(run.server.reports) > before, what="the problem reported")
         report = run.server.reports[-1]
         assert report.state == "failed" and "does not match its recorded SHA-256" in report.reason
+        assert report.release_id == "detector-4"  # so the hub counts it against that release's rollout
     finally:
         await run.close()
