@@ -20,7 +20,10 @@ start counts an attempt; the running version confirms by resetting the count. A 
 started :data:`MAX_ATTEMPTS` times without confirming is given up: the record says
 ``failed`` and the installed code runs. A crash of the shipped version at start exits the
 process; the service manager (``Restart=on-failure``) starts it again, which is what makes
-the second attempt and the fall-back happen.
+the second attempt and the fall-back happen. A version on trial that starts but never
+reaches the broker is ended the same way: an alarm (``SIGALRM``, kept across the exec, so
+the new code need not be sound for it to work) is set for :func:`trial_seconds` before the
+exec into a trial and cleared by the confirmation.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -44,6 +48,14 @@ SOFTWARE_FILE = "software.json"
 SITE = "site"
 MAX_ATTEMPTS = 2  # starts of a shipped version without it confirming, then the installed version runs
 TRIAL, ACTIVE, FAILED = "trial", "active", "failed"
+TRIAL_ENV = "CITYOPS_AGENT_TRIAL_S"  # seconds a version on trial has to confirm (default 180)
+
+
+def trial_seconds() -> int:
+    try:
+        return max(1, int(os.environ.get(TRIAL_ENV, "180")))
+    except ValueError:
+        return 180
 
 
 # -- files -------------------------------------------------------------------------------
@@ -221,9 +233,12 @@ def boot(root: Path, argv: Sequence[str], *, forced: bool = False) -> None:
     if plan.action == "run" and not forced:
         return
     site = site_of(root, plan.release_id) if plan.release_id else None  # "run" when forced: the same release
+    if plan.action == "site" and plan.record is not None and plan.record["state"] == TRIAL:
+        signal.alarm(trial_seconds())  # kept across the exec: a trial that never confirms is ended
     try:
         _exec(root, argv, site)
     except OSError as exc:  # the interpreter cannot be started again: carry on as we are
+        signal.alarm(0)
         if site is not None and plan.record is not None:
             write_record(root, {**plan.record, "state": FAILED,
                                 "reason": f"could not restart into release {plan.release_id}: {exc}"})
@@ -287,6 +302,7 @@ class Software:
         assert self.record is not None
         self.record = {**self.record, "state": ACTIVE, "attempts": 0, "reason": None}
         write_record(self.root, self.record)
+        signal.alarm(0)  # the trial's deadline (set before the exec into it) is met
 
     def choose(self, ref: ReleaseRef, rollout_id: str | None) -> None:
         """Record ``ref`` (unpacked) as the software to try next."""

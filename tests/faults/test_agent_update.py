@@ -4,19 +4,22 @@ Mosquitto is sent a wheel of its own software. A good wheel: the agent restarts 
 ``release: null`` takes it back to the installed version. A wheel that cannot start: the
 service manager's restarts (stood in for here, ``Restart=on-failure`` as in
 docs/cityops-agent.service) try it twice, then the installed version runs, reports the
-release failed with the reason, and keeps publishing."""
+release failed with the reason, and keeps publishing. A wheel that starts but never
+reaches the broker is ended by the trial's deadline and falls back the same way."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import secrets
+import signal
 import threading
 
 import pytest
 from agent_testlib import AgentProcess, PahoHub, PahoReleaseServer, agent_wheel, pip_wheel, until
 
 from edge_agent import __version__ as INSTALLED
+from edge_agent.selfupdate import TRIAL_ENV
 
 pytestmark = pytest.mark.asyncio
 
@@ -30,10 +33,8 @@ def good_wheel(tmp_path_factory) -> bytes:
     return pip_wheel(tmp_path_factory.mktemp("wheel"), NEW)  # built by pip, as an operator would
 
 
-@pytest.fixture(scope="session")
-def bad_wheel() -> bytes:
-    broken = b'raise RuntimeError("this build cannot start")\n'
-    return agent_wheel(BAD, files={"edge_agent/__main__.py": broken})
+CRASHES = b'raise RuntimeError("this build cannot start")\n'
+HANGS = b'import time\nprint("this build never connects", flush=True)\ntime.sleep(3600)\n'
 
 
 class Supervisor:
@@ -82,7 +83,8 @@ def online(hub, version: str, after: int = 0) -> bool:
     return any(s.state == "online" and s.version == version for s in hub.status[after:])
 
 
-async def test_agent_restarts_into_a_shipped_version_and_back(tmp_path, broker, good_wheel):
+async def test_agent_restarts_into_a_shipped_version_and_back(tmp_path, broker, good_wheel, monkeypatch):
+    monkeypatch.setenv(TRIAL_ENV, "3")  # the trial's deadline: cleared by the confirmation
     server = PahoReleaseServer(broker)
     hub = PahoHub(broker, client_id="standin-hub-upd")
     server.offer("cityops-agent-2", good_wheel, version=2, kind="agent")
@@ -107,7 +109,8 @@ async def test_agent_restarts_into_a_shipped_version_and_back(tmp_path, broker, 
         states = server.states(AGENT)
         assert states.index("verified") < states.index("active"), states  # verified went out before the restart
         telemetry = len(hub.telemetry)
-        await until(lambda: len(hub.telemetry) > telemetry + 1, timeout=10, what="telemetry from the new version")
+        await until(lambda: len(hub.telemetry) > telemetry + 4, timeout=15, what="telemetry from the new version")
+        assert agent.running() and agent.proc.pid == pid, "the confirmed version outlived the trial's deadline"
 
         # the power goes; the service manager starts the installed command: it runs the new version
         agent.kill9()
@@ -135,7 +138,11 @@ async def test_agent_restarts_into_a_shipped_version_and_back(tmp_path, broker, 
         await asyncio.sleep(0)
 
 
-async def test_a_version_that_does_not_start_falls_back_to_the_installed_one(tmp_path, broker, bad_wheel):
+@pytest.mark.parametrize(("main", "exits"), [(CRASHES, 1), (HANGS, -signal.SIGALRM)], ids=["crashes", "hangs"])
+async def test_a_version_that_does_not_start_falls_back_to_the_installed_one(tmp_path, broker, monkeypatch,
+                                                                             main, exits):
+    monkeypatch.setenv(TRIAL_ENV, "4")  # a trial that has not reached the broker in 4 s is ended
+    bad_wheel = agent_wheel(BAD, files={"edge_agent/__main__.py": main})
     server = PahoReleaseServer(broker, client_id="standin-releases-bad")
     hub = PahoHub(broker, client_id="standin-hub-bad")
     server.offer("cityops-agent-3", bad_wheel, version=3, kind="agent")
@@ -150,8 +157,8 @@ async def test_a_version_that_does_not_start_falls_back_to_the_installed_one(tmp
                              what="the release reported failed")
         assert failed.release_id == "cityops-agent-3" and failed.rollout_id == "ro-3"
         assert f"version {BAD} (release cityops-agent-3) did not start" in failed.reason
-        assert len(supervisor.failures) == 2, "tried twice, then the installed version"
-        assert "this build cannot start" in agent.log()
+        assert supervisor.failures == [exits, exits], "tried twice, then the installed version"
+        assert main.decode().split('"')[1] in agent.log()
         record = json.loads((releases / "software.json").read_text())
         assert record["state"] == "failed" and record["attempts"] == 2
         # the installed version runs and keeps publishing
