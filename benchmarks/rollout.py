@@ -58,19 +58,24 @@ class Window:
     def __init__(self, fleet: Fleet) -> None:
         self.fleet = fleet
         self.t0 = time.monotonic()
-        self.acked0 = fleet.stats()["events_acked"]
+        first = fleet.stats()
+        self.acked0, self.published0 = first["events_acked"], first["events_published"]
         self.marks = [len(w.stats.ack_s) for w in fleet.workers]
 
     def close(self) -> dict[str, Any]:
         took = time.monotonic() - self.t0
-        acked = self.fleet.stats()["events_acked"] - self.acked0
+        now = self.fleet.stats()
+        acked, published = now["events_acked"] - self.acked0, now["events_published"] - self.published0
         lat = [x for w, m in zip(self.fleet.workers, self.marks, strict=True) for x in w.stats.ack_s[m:]]
 
         def ms(q: float) -> float | None:
             v = percentile(lat, q)
             return None if v is None else round(v * 1000, 1)
 
-        return {"seconds": round(took, 1), "events_acked": acked, "acked_per_s": round(acked / took, 1),
+        # published: what the fleet offered (its own loop also serves the download); acked: what the
+        # hub confirmed; a hub that kept up acks about what was published
+        return {"seconds": round(took, 1), "events_published": published, "events_acked": acked,
+                "published_per_s": round(published / took, 1), "acked_per_s": round(acked / took, 1),
                 "ack_ms": {"p50": ms(50), "p99": ms(99), "n": len(lat)}}
 
 
@@ -135,6 +140,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "fleet_releases": stats["releases"],
         "ingest": result,
         "ingest_during_vs_outside": round(result["during"]["acked_per_s"] / max(1e-9, sum(noise) / 2), 3),
+        "acked_of_published": {k: round(v["events_acked"] / max(1, v["events_published"]), 3) for k, v in result.items()},
         "processes": {k: {"cpu_s": round(v["cpu_s"], 1), "rss_mib": round(v["rss_mib"], 1)} for k, v in usage.items()},
         "errors": stats["errors"],
     }
