@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+from edge_agent.durable import fsync_dir, write_atomic
 from protocol.codec import encode
 from protocol.ids import is_safe_id
 from protocol.releases import (
@@ -81,24 +82,6 @@ def _sha256_file(path: Path) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    _fsync_dir(path.parent)
 
 
 def _recorded_release(root: Path) -> str | None:
@@ -243,7 +226,7 @@ class ReleaseKeeper:
         previous = self.active.release_id
         with contextlib.suppress(OSError):
             (self.root / ACTIVE_FILE).unlink()
-            _fsync_dir(self.root)
+            fsync_dir(self.root)
         self.active = None
         log.info("release %s withdrawn: the cameras run the config's model again", previous)
         self._report_state(ReleaseState.REVERTED, None, rollout=desired.rollout_id)
@@ -381,10 +364,10 @@ class ReleaseKeeper:
                 f.write(data)
                 f.flush()
                 os.fsync(f.fileno())
-        _fsync_dir(staging)
+        fsync_dir(staging)
         shutil.rmtree(final, ignore_errors=True)
         os.rename(staging, final)
-        _fsync_dir(self.root)
+        fsync_dir(self.root)
         part.unlink(missing_ok=True)
         return None
 
@@ -403,7 +386,7 @@ class ReleaseKeeper:
             return
         record = {"release_id": ref.release_id, "model_sha256": await asyncio.to_thread(_sha256_file, model),
                   "activated_at": datetime.now(UTC).isoformat()}
-        await asyncio.to_thread(_write_atomic, self.root / ACTIVE_FILE, json.dumps(record).encode())
+        await asyncio.to_thread(write_atomic, self.root / ACTIVE_FILE, json.dumps(record).encode())
         previous = self.active.release_id if self.active else None
         self.active = ActiveRelease(ref.release_id, model)
         self.stats["activations"] += 1

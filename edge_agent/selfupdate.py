@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 import edge_agent
+from edge_agent.durable import fsync_dir, write_atomic
 from protocol.releases import PackageProblem, ReleaseRef, check_agent_package
 
 __all__ = ["MAX_ATTEMPTS", "SOFTWARE_FILE", "Plan", "Software", "boot", "plan_start", "read_record",
@@ -59,24 +60,6 @@ def trial_seconds() -> int:
 
 
 # -- files -------------------------------------------------------------------------------
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    _fsync_dir(path.parent)
-
-
 def read_record(root: Path) -> dict[str, Any] | None:
     """``software.json``, or None when there is none or it is unreadable (the installed
     version then runs; a torn file cannot happen: it is only ever replaced whole)."""
@@ -96,9 +79,9 @@ def write_record(root: Path, record: dict[str, Any] | None) -> None:
             (root / SOFTWARE_FILE).unlink()
         except FileNotFoundError:
             return
-        _fsync_dir(root)
+        fsync_dir(root)
         return
-    _write_atomic(root / SOFTWARE_FILE, json.dumps(record, sort_keys=True).encode())
+    write_atomic(root / SOFTWARE_FILE, json.dumps(record, sort_keys=True).encode())
 
 
 def site_of(root: Path, release_id: str) -> Path:
@@ -128,10 +111,10 @@ def unpack_wheel(root: Path, ref: ReleaseRef, package: bytes) -> str | None:
             os.fsync(f.fileno())
     (staging / "release.json").write_text(json.dumps({**ref.model_dump(mode="json"), "software": wheel.version}))
     for folder in sorted(folders, key=lambda p: len(p.parts), reverse=True):
-        _fsync_dir(folder)
+        fsync_dir(folder)
     shutil.rmtree(final, ignore_errors=True)
     os.rename(staging, final)
-    _fsync_dir(root)
+    fsync_dir(root)
     return None
 
 

@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import io
+import sys
 import zipfile
 
-import cv2
-import numpy as np
 import pytest
 import yaml
 from conftest import hub_config
-from test_agent_to_hub import until
+from test_agent_to_hub import ROOT, until
 
 from edge_agent.app import AgentApp
 from edge_agent.config import load_agent_config
@@ -28,6 +27,9 @@ from hub.releases.package import add_release, build_package
 from protocol.ids import new_secret
 from protocol.releases import MODEL_FILE
 from vision.models import BUNDLED_MODEL, REAL_MODEL
+
+sys.path.insert(0, str(ROOT / "tests" / "edge_agent"))
+from agent_testlib import write_gray_clip  # noqa: E402
 
 pytestmark = pytest.mark.asyncio
 
@@ -50,10 +52,7 @@ def agent_app(tmp, hub: Hub) -> AgentApp:
     hub.broker_auth.set_user(AGENT, password)
     hub.broker_auth.reload()
     (tmp / "credentials.yaml").write_text(f"username: {AGENT}\npassword: {password}\n")
-    out = cv2.VideoWriter(str(tmp / "street.avi"), cv2.VideoWriter_fourcc(*"MJPG"), 5, (160, 90))
-    for i in range(10):
-        out.write(np.full((90, 160, 3), 60 + 10 * i, np.uint8))
-    out.release()
+    write_gray_clip(tmp / "street.avi")
     cfg = {"agent": {"id": AGENT, "location": {"lat": 31.2052, "lon": 121.4051}, "grid_id": "g-01",
                      "data_dir": str(tmp / "agent-data")},
            "mqtt": {"host": "127.0.0.1", "port": hub.broker_port, "credentials_file": str(tmp / "credentials.yaml"),

@@ -357,3 +357,39 @@ def pip_wheel(workdir: Path, version: str) -> bytes:
                     "-q", "-w", str(workdir / "dist")], cwd=src, check=True, capture_output=True, timeout=120)
     (wheel,) = (workdir / "dist").glob("cityops-*.whl")
     return wheel.read_bytes()
+
+
+def write_gray_clip(path: Path, frames: int = 10) -> Path:
+    """A small MJPEG video of brightening grey frames: a camera with nothing to detect."""
+    import cv2
+    import numpy as np
+
+    out = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 5, (160, 90))
+    for i in range(frames):
+        out.write(np.full((90, 160, 3), 60 + 10 * i, np.uint8))
+    out.release()
+    return path
+
+
+def provisioned_agent(tmp_path: Path, broker, agent_id: str, extra_yaml: str = "") -> AgentProcess:
+    """An agent config with its own broker account (credentials file, 0600) on ``broker``,
+    data in ``tmp_path/data``, fast reconnects and a heartbeat a second; ``extra_yaml`` is
+    appended (e.g. a ``cameras:`` section). Returns the process, not started."""
+    import secrets
+
+    password = secrets.token_urlsafe(18)
+    broker.auth.set_user(agent_id, password)
+    broker.reload()
+    (tmp_path / "credentials.yaml").write_text(f"username: {agent_id}\npassword: {password}\n")
+    (tmp_path / "credentials.yaml").chmod(0o600)
+    (tmp_path / "agent.yaml").write_text(f"""\
+agent: {{id: {agent_id}, location: {{lat: 31.2, lon: 121.4}}, data_dir: data}}
+mqtt:
+  host: {broker.host}
+  port: {broker.port}
+  credentials_file: credentials.yaml
+  reconnect: {{initial_s: 0.1, max_s: 0.5}}
+telemetry: {{interval_s: 1}}
+logging: {{level: info}}
+""" + extra_yaml)
+    return AgentProcess(tmp_path / "agent.yaml", tmp_path / "agent.log")

@@ -10,10 +10,8 @@ from __future__ import annotations
 import asyncio
 import json
 
-import cv2
-import numpy as np
 import pytest
-from agent_testlib import ReleaseServer, model_package, until
+from agent_testlib import ReleaseServer, model_package, until, write_gray_clip
 
 from edge_agent.app import AgentApp
 from edge_agent.config import load_agent_config
@@ -35,13 +33,6 @@ cameras:
 """
 
 
-def write_clip(path) -> None:
-    out = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 5, (160, 90))
-    for i in range(10):
-        out.write(np.full((90, 160, 3), 60 + 10 * i, np.uint8))
-    out.release()
-
-
 def camera_model(app: AgentApp):
     (component,) = app.components
     return component.section.detector.model
@@ -49,7 +40,7 @@ def camera_model(app: AgentApp):
 
 class Running:
     def __init__(self, tmp_path) -> None:
-        write_clip(tmp_path / "street.avi")
+        write_gray_clip(tmp_path / "street.avi")
         (tmp_path / "agent.yaml").write_text(CONFIG)
         self.tmp_path = tmp_path
         self.broker = MemoryBroker()

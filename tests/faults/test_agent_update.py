@@ -11,12 +11,19 @@ from __future__ import annotations
 
 import asyncio
 import json
-import secrets
 import signal
 import threading
 
 import pytest
-from agent_testlib import AgentProcess, PahoHub, PahoReleaseServer, agent_wheel, pip_wheel, until
+from agent_testlib import (
+    AgentProcess,
+    PahoHub,
+    PahoReleaseServer,
+    agent_wheel,
+    pip_wheel,
+    provisioned_agent,
+    until,
+)
 
 from edge_agent import __version__ as INSTALLED
 from edge_agent.selfupdate import TRIAL_ENV
@@ -61,22 +68,7 @@ class Supervisor:
 
 
 def setup_agent(tmp_path, broker) -> AgentProcess:
-    password = secrets.token_urlsafe(18)
-    broker.auth.set_user(AGENT, password)
-    broker.reload()
-    (tmp_path / "credentials.yaml").write_text(f"username: {AGENT}\npassword: {password}\n")
-    (tmp_path / "credentials.yaml").chmod(0o600)
-    (tmp_path / "agent.yaml").write_text(f"""\
-agent: {{id: {AGENT}, location: {{lat: 31.2, lon: 121.4}}, data_dir: data}}
-mqtt:
-  host: {broker.host}
-  port: {broker.port}
-  credentials_file: credentials.yaml
-  reconnect: {{initial_s: 0.1, max_s: 0.5}}
-telemetry: {{interval_s: 1}}
-logging: {{level: info}}
-""")
-    return AgentProcess(tmp_path / "agent.yaml", tmp_path / "agent.log")
+    return provisioned_agent(tmp_path, broker, AGENT)
 
 
 def online(hub, version: str, after: int = 0) -> bool:

@@ -7,12 +7,16 @@ release byte for byte."""
 from __future__ import annotations
 
 import asyncio
-import secrets
 
-import cv2
-import numpy as np
 import pytest
-from agent_testlib import AgentProcess, PahoReleaseServer, model_package, until
+from agent_testlib import (
+    AgentProcess,
+    PahoReleaseServer,
+    model_package,
+    provisioned_agent,
+    until,
+    write_gray_clip,
+)
 
 from protocol.releases import MODEL_FILE
 from vision.models import REAL_MODEL
@@ -24,30 +28,8 @@ CHUNK = 64 * 1024
 
 
 def setup_agent(tmp_path, broker) -> AgentProcess:
-    password = secrets.token_urlsafe(18)
-    broker.auth.set_user(AGENT, password)
-    broker.reload()
-    (tmp_path / "credentials.yaml").write_text(f"username: {AGENT}\npassword: {password}\n")
-    (tmp_path / "credentials.yaml").chmod(0o600)
-    out = cv2.VideoWriter(str(tmp_path / "street.avi"), cv2.VideoWriter_fourcc(*"MJPG"), 5, (160, 90))
-    for i in range(10):
-        out.write(np.full((90, 160, 3), 60 + 10 * i, np.uint8))
-    out.release()
-    (tmp_path / "agent.yaml").write_text(f"""\
-agent: {{id: {AGENT}, location: {{lat: 31.2, lon: 121.4}}, data_dir: data}}
-mqtt:
-  host: {broker.host}
-  port: {broker.port}
-  credentials_file: credentials.yaml
-  reconnect: {{initial_s: 0.1, max_s: 0.5}}
-telemetry: {{interval_s: 1}}
-logging: {{level: info}}
-cameras:
-  - id: cam1
-    file: street.avi
-    fps: 2
-""")
-    return AgentProcess(tmp_path / "agent.yaml", tmp_path / "agent.log")
+    write_gray_clip(tmp_path / "street.avi")
+    return provisioned_agent(tmp_path, broker, AGENT, "cameras:\n  - id: cam1\n    file: street.avi\n    fps: 2\n")
 
 
 async def test_power_loss_mid_download_resumes_and_never_runs_a_half_written_model(tmp_path, broker):
