@@ -121,6 +121,11 @@ def _release_overlay(model: Path) -> dict[str, Any]:
     return {"detector": {"model": str(model), "labels": str(model.with_name("labels.txt"))}}
 
 
+def _problems_text(exc: ConfigError) -> str:
+    """A refused config's problems on one line, for the status and the release report."""
+    return "; ".join(f"{p.path}: {p.message}" if p.path else p.message for p in exc.problems)
+
+
 def _of(entries: list[tuple[Component, asyncio.Task[None], asyncio.Event]]) -> _Running:
     return _Running([e[0] for e in entries], [e[1] for e in entries], [e[2] for e in entries])
 
@@ -196,7 +201,7 @@ class AgentApp:
         if active is None:
             return None
         try:
-            candidate = self._compose(self.file_loaded, active.model)
+            candidate = self._layered(self.file_loaded, self._overlay, self.config_version, active.model)
             built = self._build(candidate)  # the cameras open the model here
         except Exception as exc:
             keeper.drop_active(f"release {active.release_id} does not start ({exc}); running the config's model")
@@ -205,22 +210,25 @@ class AgentApp:
         self.loaded = candidate
         return built
 
-    def _compose(self, file_loaded: LoadedConfig, release_model: Path | None) -> LoadedConfig:
-        """The file, the hub's desired config on it, and the release's model on top."""
-        if self._overlay is None and release_model is None:
+    def _layered(self, file_loaded: LoadedConfig, overlay: dict[str, Any] | None, version: int | None,
+                 release_model: Path | None) -> LoadedConfig:
+        """The file, a desired-config overlay on it, and a release's model on top (so a
+        config change from the hub never silently undoes a model rollout, nor a rollout
+        the hub's config)."""
+        if overlay is None and release_model is None:
             return file_loaded
-        overlay: dict[str, Any] = dict(self._overlay or {})
+        merged: dict[str, Any] = dict(overlay or {})
         if release_model is not None:
-            overlay = merge_patch(overlay, _release_overlay(release_model))
-        return apply_overlay(file_loaded, overlay, self.config_version or 0)
+            merged = merge_patch(merged, _release_overlay(release_model))
+        return apply_overlay(file_loaded, merged, version or 0)
 
     async def activate_model(self, model: Path | None) -> str | None:
         """Switch the cameras to ``model`` (None: the config's own). None when done, else why
         not (the running components stay)."""
         try:
-            candidate = self._compose(self.file_loaded, model)
+            candidate = self._layered(self.file_loaded, self._overlay, self.config_version, model)
         except ConfigError as exc:
-            return "; ".join(f"{p.path}: {p.message}" if p.path else p.message for p in exc.problems)
+            return _problems_text(exc)
         before = self.config_error
         if not await self._switch(candidate, f"model {model or 'of the config'}"):
             reason, self.config_error = self.config_error, before
@@ -293,10 +301,9 @@ class AgentApp:
         if desired.version == self.config_version:
             return
         try:
-            candidate = apply_overlay(self.file_loaded, self._with_release(desired.config), desired.version)
+            candidate = self._layered(self.file_loaded, desired.config, desired.version, self.release_model)
         except ConfigError as exc:
-            self._refuse(desired.version, "; ".join(
-                f"{p.path}: {p.message}" if p.path else p.message for p in exc.problems))
+            self._refuse(desired.version, _problems_text(exc))
             return
         if await self._switch(candidate, f"desired config v{desired.version}"):
             self.config_version = desired.version
@@ -362,9 +369,8 @@ class AgentApp:
             if fresh.config.agent.id != self.file_loaded.config.agent.id:
                 raise ConfigError([ConfigProblem(str(path), None, None, "agent.id",
                                                  "cannot change while the agent runs; restart it")])
-            candidate = fresh
-            if (self._overlay is not None and self.config_version is not None) or self.release_model is not None:
-                candidate = apply_overlay(fresh, self._with_release(self._overlay or {}), self.config_version or 0)
+            overlay = self._overlay if self.config_version is not None else None
+            candidate = self._layered(fresh, overlay, self.config_version, self.release_model)
         except ConfigError as exc:
             log.error("config file not reloaded, the running config stays: %s", exc)
             return False
@@ -372,13 +378,6 @@ class AgentApp:
             return False
         self.file_loaded = fresh
         return True
-
-    def _with_release(self, overlay: dict[str, Any]) -> dict[str, Any]:
-        """A desired-config overlay with the running release's model on top (a config change
-        from the hub never silently undoes a model rollout)."""
-        if self.release_model is None:
-            return dict(overlay)
-        return merge_patch(dict(overlay), _release_overlay(self.release_model))
 
     def _refuse(self, version: int, reason: str) -> None:
         self.config_error = f"desired config v{version} refused: {reason}"[:2000]
