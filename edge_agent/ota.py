@@ -15,9 +15,9 @@ A power cut can leave a ``.part`` (the download resumes from its last whole chun
 half-written model that runs, because the cameras only ever load from a whole directory,
 and at start the model file's SHA-256 is checked against ``active.json`` before use.
 
-The agent pulls: it asks for :data:`WINDOW` chunks at a time and asks again for those not
-answered within :data:`RESEND_S`, so a lost message, a hub restart or a reconnect costs a
-few seconds, never the download.
+The agent pulls: it asks for ``FETCH_WINDOW`` chunks at a time (protocol/releases.py,
+``wanted_runs``) and asks again for those not answered within ``FETCH_RESEND_S``, so a
+lost message, a hub restart or a reconnect costs a few seconds, never the download.
 """
 
 from __future__ import annotations
@@ -39,6 +39,7 @@ from edge_agent.durable import fsync_dir, write_atomic
 from protocol.codec import encode
 from protocol.ids import is_safe_id
 from protocol.releases import (
+    FETCH_RESEND_S,
     MODEL_FILE,
     ChunkRequest,
     DesiredRelease,
@@ -49,6 +50,7 @@ from protocol.releases import (
     ReleaseReport,
     ReleaseState,
     check_model_package,
+    wanted_runs,
 )
 from protocol.topics import Channel
 
@@ -58,8 +60,6 @@ __all__ = ["ACTIVE_FILE", "RELEASE_FILE", "ActiveRelease", "ReleaseKeeper", "rea
 
 log = logging.getLogger(__name__)
 
-WINDOW = 4  # chunks asked for at once
-RESEND_S = 10.0  # a chunk not answered this long is asked for again
 PROGRESS_EVERY = 8  # a downloading report every this many chunks
 ACTIVE_FILE = "active.json"
 RELEASE_FILE = "release.json"  # inside an unpacked release: its reference (vision.models.model_tag reads it)
@@ -146,7 +146,7 @@ class ReleaseKeeper:
         self._report: ReleaseReport | None = None
         self._lock = asyncio.Lock()
         self._tasks: set[asyncio.Future[None]] = set()
-        self.resend_s = RESEND_S
+        self.resend_s = FETCH_RESEND_S
         self.stats = {"chunks": 0, "stale_chunks": 0, "requests": 0, "failed": 0, "activations": 0}
 
     # -- start -------------------------------------------------------------------------
@@ -263,24 +263,13 @@ class ReleaseKeeper:
         now = time.monotonic()
         for i in [i for i, t in d.asked.items() if now - t > self.resend_s]:
             del d.asked[i]
-        wanted = [i for i in range(d.done, min(d.ref.chunks, d.done + WINDOW))
-                  if i not in d.asked and i not in d.early]
-        if not wanted:
-            return
-        # contiguous runs, one request each
-        runs: list[list[int]] = []
-        for i in wanted:
-            if runs and runs[-1][-1] == i - 1:
-                runs[-1].append(i)
-            else:
-                runs.append([i])
-        for run in runs:
-            req = ChunkRequest(agent_id=self.agent_id, release_id=d.ref.release_id, first=run[0], count=len(run),
+        for first, count in wanted_runs(d.ref.chunks, d.done, d.asked.keys() | d.early.keys()):
+            req = ChunkRequest(agent_id=self.agent_id, release_id=d.ref.release_id, first=first, count=count,
                                at=datetime.now(UTC))
             if not self.publish(Channel.FETCH, encode(req), 1, False):
                 return  # not connected: on_connected asks again
             self.stats["requests"] += 1
-            for i in run:
+            for i in range(first, first + count):
                 d.asked[i] = now
 
     def tick(self) -> None:

@@ -34,6 +34,7 @@ import io
 import json
 import re
 import zipfile
+from collections.abc import Container
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -56,6 +57,8 @@ from .messages import Message, ShortText, _sane_time
 __all__ = [
     "CHUNK_REQUEST_SCHEMA",
     "DESIRED_RELEASE_SCHEMA",
+    "FETCH_RESEND_S",
+    "FETCH_WINDOW",
     "MAX_RELEASE_BYTES",
     "MAX_RELEASE_CHUNKS",
     "MAX_RELEASE_CHUNK_BYTES",
@@ -80,6 +83,7 @@ __all__ = [
     "encode_release_chunk",
     "release_chunk",
     "sha256_hex",
+    "wanted_runs",
 ]
 
 DESIRED_RELEASE_SCHEMA = "cityops.release/1"
@@ -89,6 +93,8 @@ RELEASE_REPORT_SCHEMA = "cityops.release_state/1"
 
 MAX_RELEASE_CHUNKS = MAX_RELEASE_BYTES // MAX_RELEASE_CHUNK_BYTES
 MAX_FETCH_CHUNKS = 16  # chunks one request may ask for (the agent asks for fewer)
+FETCH_WINDOW = 4  # chunks an agent has asked for and not yet received, at most
+FETCH_RESEND_S = 10.0  # a chunk not answered this long is asked for again
 
 MODEL_FILE = "cityops_detector_int8.tflite"
 _PACKAGE_FILES = frozenset({MODEL_FILE, "labels.txt", "thresholds.json", "training.json"})
@@ -186,6 +192,22 @@ class ReleaseReport(Message):
     active: Id | None = Field(None, description="the release the cameras run now (none: the config's model)")
     reason: Annotated[str, Field(max_length=500)] | None = None
     at: _Time
+
+
+def wanted_runs(chunks: int, first_missing: int, held: Container[int],
+                window: int = FETCH_WINDOW) -> list[tuple[int, int]]:
+    """What an agent asks for next, as ``(first, count)`` runs of contiguous chunks: the
+    chunks of the window that starts at the first one it lacks, less those it ``held``
+    (received, or asked for and not yet overdue). One request per run."""
+    runs: list[tuple[int, int]] = []
+    for i in range(first_missing, min(chunks, first_missing + window)):
+        if i in held:
+            continue
+        if runs and sum(runs[-1]) == i:
+            runs[-1] = (runs[-1][0], runs[-1][1] + 1)
+        else:
+            runs.append((i, 1))
+    return runs
 
 
 def release_chunk(package: bytes, ref: ReleaseRef, index: int) -> bytes:

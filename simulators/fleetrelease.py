@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 
 from protocol.codec import encode
 from protocol.releases import (
+    FETCH_RESEND_S,
     ChunkRequest,
     DesiredRelease,
     PackageProblem,
@@ -25,13 +26,11 @@ from protocol.releases import (
     check_agent_package,
     check_model_package,
     sha256_hex,
+    wanted_runs,
 )
 from protocol.topics import Channel
 
 __all__ = ["ReleaseFollower", "ReleaseStats"]
-
-WINDOW = 4
-RESEND_S = 10.0
 
 # send(channel, payload, retain) -> sent
 Send = Callable[[Channel, bytes, bool], bool]
@@ -79,25 +78,21 @@ class ReleaseFollower:
         self.ask(time.monotonic())
 
     def ask(self, now: float) -> None:
-        """Ask for the next window (again for chunks not answered within RESEND_S)."""
+        """Ask for the next window, as the agent does (:func:`protocol.releases.wanted_runs`;
+        again for chunks not answered within ``FETCH_RESEND_S``)."""
         ref = self.ref
         if ref is None:
             return
-        stale = [i for i, t in self.asked.items() if now - t > RESEND_S]
+        stale = [i for i, t in self.asked.items() if now - t > FETCH_RESEND_S]
         for i in stale:
             del self.asked[i]
         self.stats.re_requests += len(stale)
-        missing = [i for i in range(ref.chunks) if i not in self.parts and i not in self.asked]
-        room = WINDOW - len(self.asked)
-        if not missing or room <= 0:
-            return
-        first = missing[0]
-        count = 1
-        while count < room and first + count < ref.chunks and first + count in missing:
-            count += 1
-        req = ChunkRequest(agent_id=self.agent_id, release_id=ref.release_id, first=first, count=count,
-                           at=datetime.now(UTC))
-        if self.send(Channel.FETCH, encode(req), False):
+        first_missing = next((i for i in range(ref.chunks) if i not in self.parts), ref.chunks)
+        for first, count in wanted_runs(ref.chunks, first_missing, self.parts.keys() | self.asked.keys()):
+            req = ChunkRequest(agent_id=self.agent_id, release_id=ref.release_id, first=first, count=count,
+                               at=datetime.now(UTC))
+            if not self.send(Channel.FETCH, encode(req), False):
+                return  # not connected: asked again on connect
             self.stats.requests += 1
             for i in range(first, first + count):
                 self.asked[i] = now

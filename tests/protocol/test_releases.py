@@ -115,3 +115,14 @@ def test_a_bad_model_package_is_refused_with_the_reason(files: dict[str, bytes],
         check_model_package(package(files))
     with pytest.raises(PackageProblem, match="not a zip"):
         check_model_package(b"PK but not really")
+
+
+def test_an_agent_asks_for_the_window_after_its_first_missing_chunk_less_what_it_holds() -> None:
+    from protocol.releases import FETCH_WINDOW, wanted_runs
+
+    assert FETCH_WINDOW == 4
+    assert wanted_runs(10, 0, set()) == [(0, 4)]
+    assert wanted_runs(10, 2, {3}) == [(2, 1), (4, 2)]  # 3 arrived early (or is asked for)
+    assert wanted_runs(5, 3, set()) == [(3, 2)]  # the window stops at the last chunk
+    assert wanted_runs(10, 0, {0, 1, 2, 3}) == []  # all four asked for: wait
+    assert wanted_runs(6, 6, set()) == []  # complete
