@@ -31,3 +31,15 @@ async def hub(tmp_path):
     await h.start()
     yield h
     await h.stop()
+
+
+@pytest.fixture
+async def releasing_hub(tmp_path):
+    """The same hub with its release loop ticking fast (model rollouts end to end)."""
+    data = hub_config(tmp_path).model_dump()
+    data["releases"] = {"dir": str(tmp_path / "releases"), "tick_s": 0.2, "offline_grace_s": 60}
+    h = Hub(build_setup(HubConfig.model_validate(data)), run_scheduler=False)
+    await h.start()
+    yield h
+    await h.stop()
+

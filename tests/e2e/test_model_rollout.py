@@ -16,13 +16,11 @@ import zipfile
 
 import pytest
 import yaml
-from conftest import hub_config
 from test_agent_to_hub import ROOT, until
 
 from edge_agent.app import AgentApp
 from edge_agent.config import load_agent_config
 from hub.app import Hub
-from hub.config import build_setup
 from hub.releases.package import add_release, build_package
 from protocol.ids import new_secret
 from protocol.releases import MODEL_FILE
@@ -34,17 +32,6 @@ from agent_testlib import write_gray_clip  # noqa: E402
 pytestmark = pytest.mark.asyncio
 
 AGENT = "cam-rollout-1"
-
-
-@pytest.fixture
-async def hub(tmp_path):
-    cfg = hub_config(tmp_path)
-    data = cfg.model_dump()
-    data["releases"] = {"dir": str(tmp_path / "releases"), "tick_s": 0.2, "offline_grace_s": 60}
-    h = Hub(build_setup(type(cfg).model_validate(data)), run_scheduler=False)
-    await h.start()
-    yield h
-    await h.stop()
 
 
 def agent_app(tmp, hub: Hub) -> AgentApp:
@@ -72,7 +59,8 @@ async def reached(hub: Hub, rollout_id: str, stage: str) -> bool:
     return (await hub.read(lambda repo: repo.rollout_get(rollout_id))).stage == stage
 
 
-async def test_a_release_reaches_the_real_agent_is_promoted_and_rolled_back(tmp_path, hub):
+async def test_a_release_reaches_the_real_agent_is_promoted_and_rolled_back(tmp_path, releasing_hub):
+    hub = releasing_hub
     app = agent_app(tmp_path, hub)
     stop = asyncio.Event()
     task = asyncio.create_task(app.run(stop))
