@@ -126,7 +126,8 @@ class _Download:
 
 class ReleaseKeeper:
     """Follows the hub's desired release for one agent. Every method runs on the agent's
-    event loop; file work is small (a model is a few MB) and done in a thread."""
+    event loop. Appending an arrived chunk (at most 128 KiB, one fsync) is done there;
+    checking, hashing and unpacking the whole package, and recording it active, in a thread."""
 
     def __init__(self, root: Path, agent_id: str, publish: Publish, activate: Activate, *,
                  software: Software | None = None, restart: Callable[[], None] | None = None) -> None:
